@@ -1,0 +1,25 @@
+// Logging: spdlog, one named logger per module ("engine", "api", "node", ...), human text or JSON
+// lines. Loggers are created on first use and share one sink set configured by InitLogging.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "spdlog/spdlog.h"
+
+namespace atoma {
+
+struct LogOptions {
+  std::string level = "info";  // trace|debug|info|warn|error|off
+  bool json = false;           // JSON lines instead of human text
+};
+
+// Configures every module logger (existing and future). Returns INVALID_ARGUMENT for an unknown
+// level. Thread-safe.
+absl::Status InitLogging(const LogOptions& options);
+
+// The logger of a module; never null. Thread-safe.
+std::shared_ptr<spdlog::logger> GetLogger(std::string_view module);
+
+}  // namespace atoma

