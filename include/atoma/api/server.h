@@ -1,0 +1,53 @@
+// The gRPC front door: atoma.v1.Inference, atoma.v1.Admin, grpc.health.v1 and server reflection on
+// one listening address. A thin layer: it validates protos, converts them to engine structs, hands
+// requests to the engines' queues and converts results back. gRPC status codes appear only here.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "atoma/engine/engine.h"
+
+namespace atoma::api {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free port (see Server::port()).
+  std::string listen_address = "127.0.0.1:50051";
+  int max_receive_message_bytes = 4 << 20;  // bounds request size (prompts are small)
+  int max_concurrent_generations = 64;      // more → RESOURCE_EXHAUSTED (across all models)
+  int max_prompt_bytes = 256 << 10;         // text prompt size bound before tokenizing
+  bool allow_anonymous = true;              // unsigned requests with security none
+};
+
+// What the Admin service reports and controls; implemented by the node.
+struct NodeControl {
+  std::string node_address;  // 0x-prefixed Ethereum address of the node key
+  std::string version;
+  std::function<bool()> draining;  // true once Drain was called or shutdown began
+  std::function<void()> drain;     // stop accepting new generations
+};
+
+// Thread-safety: all methods thread-safe. Engines and NodeControl must outlive the Server.
+class Server {
+ public:
+  virtual ~Server() = default;
+
+  // Binds and starts serving. FAILED_PRECONDITION / UNAVAILABLE with the address when binding
+  // fails. `engines` are served by their info().id.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options,
+                                                       std::vector<engine::Engine*> engines,
+                                                       NodeControl control);
+
+  // The bound port (the real one when the options asked for port 0).
+  virtual int port() const = 0;
+  // Stops accepting calls; running streams get until `deadline` to finish, then are cancelled.
+  virtual void Shutdown(std::chrono::milliseconds deadline) = 0;
+  // Blocks until Shutdown completed.
+  virtual void Wait() = 0;
+};
+
+}  // namespace atoma::api
