@@ -17,17 +17,12 @@
 #include "absl/status/statusor.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/engine/model.h"
+#include "atoma/engine/sampler.h"
 #include "atoma/engine/tokenizer.h"
 
 namespace atoma::engine {
 
-struct SamplingParams {
-  double temperature = 0.0;  // 0 = greedy (argmax, ties to the lowest id)
-  int top_k = 0;             // 0 = off
-  double top_p = 1.0;        // in (0, 1]
-  uint64_t seed = 0;
-  int top_logprobs = 0;  // alternatives reported per generated token (0..20)
-};
+// SamplingParams and TokenLogprob live in sampler.h (included above).
 
 struct GenerateRequest {
   // Keys the sampling PRNG together with seed and step: (seed, request_key, step). The consensus
@@ -45,11 +40,6 @@ struct GenerateRequest {
 
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
 const char* FinishReasonName(FinishReason reason);
-
-struct TokenLogprob {
-  int32_t token_id = 0;
-  double logprob = 0.0;
-};
 
 // One generated token, or the final event of a request.
 struct StreamEvent {
