@@ -1,0 +1,107 @@
+// ComputeModelDigest: the SHA-256 that names a model on the ledger (DESIGN §3).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "atoma/common/status.h"
+#include "atoma/engine/model.h"
+
+namespace atoma::engine {
+namespace {
+
+void PutBigEndian(uint64_t v, int bytes, crypto::Sha256& h) {
+  uint8_t buf[8];
+  for (int i = 0; i < bytes; ++i) buf[i] = static_cast<uint8_t>(v >> (8 * (bytes - 1 - i)));
+  h.Update(std::span<const uint8_t>(buf, static_cast<size_t>(bytes)));
+}
+
+// Hashes (uint32 BE name length, name, uint64 BE size, bytes) of one file, streaming it so a
+// multi-GB checkpoint never sits in memory.
+absl::Status HashFile(const std::filesystem::path& path, crypto::Sha256& h) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", path.string()));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return absl::ErrnoToStatus(err, absl::StrCat("stat ", path.string()));
+  }
+  const std::string name = path.filename().string();
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  PutBigEndian(name.size(), 4, h);
+  h.Update(name);
+  PutBigEndian(size, 8, h);
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t done = 0;
+  absl::Status status;
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      status = absl::ErrnoToStatus(errno, absl::StrCat("reading ", path.string()));
+      break;
+    }
+    if (n == 0) break;
+    done += static_cast<uint64_t>(n);
+    if (done > size) break;
+    h.Update(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  RETURN_IF_ERROR(status);
+  // The framing promised `size` bytes; a file that changed while we read it would give a digest
+  // of no file at all.
+  if (done != size) {
+    return absl::AbortedError(
+        absl::StrCat(path.string(), " changed size while being hashed (", size, " -> ", done, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::NotFoundError(absl::StrCat("model folder ", dir.string(), " does not exist"));
+  }
+  std::vector<std::filesystem::path> files;
+  for (const char* required : {"config.json", "tokenizer.json"}) {
+    std::filesystem::path p = dir / required;
+    if (!std::filesystem::is_regular_file(p, ec)) {
+      return absl::NotFoundError(absl::StrCat("model digest: ", p.string(), " is missing"));
+    }
+    files.push_back(p);
+  }
+  if (std::filesystem::is_regular_file(dir / "tokenizer_config.json", ec)) {
+    files.push_back(dir / "tokenizer_config.json");
+  }
+  std::vector<std::filesystem::path> weights;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    // is_regular_file follows symlinks: Hugging Face cache snapshots link every file to a blob.
+    if (name.size() > 12 && name.ends_with(".safetensors") &&
+        std::filesystem::is_regular_file(entry.path(), ec)) {
+      weights.push_back(entry.path());
+    }
+  }
+  if (ec) return absl::UnavailableError(absl::StrCat("listing ", dir.string(), ": ", ec.message()));
+  if (weights.empty()) {
+    return absl::NotFoundError(absl::StrCat("model digest: no *.safetensors in ", dir.string()));
+  }
+  // Byte-wise name order, the same on every machine and locale.
+  std::sort(weights.begin(), weights.end(), [](const auto& a, const auto& b) {
+    return a.filename().string() < b.filename().string();
+  });
+  files.insert(files.end(), weights.begin(), weights.end());
+  crypto::Sha256 h;
+  for (const auto& f : files) RETURN_IF_ERROR(HashFile(f, h));
+  return h.Final();
+}
+
+}  // namespace atoma::engine
