@@ -1,4 +1,5 @@
 // ParseModelConfig: Hugging Face config.json for the Llama family (Llama 2/3.x, Mistral, Qwen2).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -210,6 +211,16 @@ absl::StatusOr<ModelConfig> ParseObject(const json& j) {
   if (dtype != nullptr) {
     if (!dtype->is_string()) return Bad(dtype_key, absl::StrCat("must be a string"));
     c.torch_dtype = dtype->get<std::string>();
+  }
+  // Sliding-window attention (Mistral v0.1; Qwen2 when use_sliding_window is true) equals the full
+  // attention we compute for sequences no longer than the window, so cap the context there
+  // instead of silently computing something else past it.
+  const bool sliding = c.architecture == "MistralForCausalLM" ||
+                       (c.architecture == "Qwen2ForCausalLM" &&
+                        GetBool(j, "use_sliding_window", false).value_or(false));
+  if (sliding && Find(j, "sliding_window") != nullptr) {
+    ASSIGN_OR_RETURN(int64_t window, GetSize(j, "sliding_window", std::nullopt));
+    c.max_position_embeddings = std::min(c.max_position_embeddings, window);
   }
   ASSIGN_OR_RETURN(std::vector<int64_t> bos, GetTokenIds(j, "bos_token_id"));
   if (bos.size() > 1) return Bad("bos_token_id", "must be a single token id");
