@@ -1,0 +1,789 @@
+// The Llama-family ModelRunner on libtorch (DESIGN §3).
+//
+// Three compute paths share the weights and the KV cache:
+//   - Prefill (any device): libtorch ops over one sequence, chunked by prefill_chunk.
+//   - CPU decode: per-row C++ loops over raw float pointers (RMSNorm, RoPE, attention over the
+//     sequence's own KV cache, SiLU*mul, residuals) with the projections through Gemm (gemm.h):
+//     the fixed-order kernel, or at::linear for DecodeKernel::kTorch. Nothing in a row's
+//     arithmetic depends on the other rows, so a sequence's logits are the same alone or in a
+//     batch.
+//   - CUDA decode: libtorch ops with the batch padded to max_batch rows, so cuBLAS sees the same
+//     shapes (and picks the same kernels) whatever the load; attention per sequence.
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/rsqrt.h>
+#include <ATen/ops/silu.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <limits>
+#include <numbers>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "atoma/common/logging.h"
+#include "atoma/common/status.h"
+#include "atoma/engine/gemm.h"
+#include "atoma/engine/model.h"
+#include "atoma/engine/safetensors.h"
+
+namespace atoma::engine {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+absl::Status TorchError(const std::string& where, const std::exception& e) {
+  std::string what = e.what();
+  // libtorch messages carry a long C++ backtrace after the first line.
+  if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+  return absl::InternalError(absl::StrCat(where, ": libtorch: ", what));
+}
+
+struct Layer {
+  at::Tensor attn_norm;  // [hidden]
+  at::Tensor w_qkv;      // [(H + 2 KVH) * hd, hidden]: q, k, v projections stacked
+  at::Tensor b_qkv;      // [(H + 2 KVH) * hd] or undefined
+  at::Tensor w_o;        // [hidden, H * hd]
+  at::Tensor mlp_norm;   // [hidden]
+  at::Tensor w_gate_up;  // [2 I, hidden]: gate then up
+  at::Tensor w_down;     // [hidden, I]
+};
+
+struct Slot {
+  bool used = false;
+  int64_t max_len = 0;
+  int64_t len = 0;
+  at::Tensor k;  // [layers, KVH, max_len, hd]
+  at::Tensor v;
+};
+
+class LlamaRunner final : public ModelRunner {
+ public:
+  LlamaRunner(ModelConfig config, RunnerOptions options, at::Device device, at::ScalarType dtype,
+              GemmPath gemm_path, int threads)
+      : cfg_(std::move(config)),
+        opts_(std::move(options)),
+        device_(device),
+        dtype_(dtype),
+        cuda_(device.is_cuda()),
+        gemm_path_(gemm_path),
+        threads_(threads),
+        pool_(cuda_ ? 1 : threads) {
+    hd_ = cfg_.head_dim;
+    q_dim_ = cfg_.num_heads * hd_;
+    kv_dim_ = cfg_.num_kv_heads * hd_;
+    qkv_dim_ = q_dim_ + 2 * kv_dim_;
+    groups_ = cfg_.num_heads / cfg_.num_kv_heads;
+    max_seq_len_ = std::min<int64_t>(opts_.max_seq_len, cfg_.max_position_embeddings);
+    slots_.resize(opts_.max_batch);
+  }
+
+  absl::Status LoadWeights(const WeightStore& store);
+  void BuildRope();
+
+  const ModelConfig& config() const override { return cfg_; }
+
+  std::string path_description() const override {
+    if (cuda_) {
+      return absl::StrCat("cuda/", c10::toString(dtype_),
+                          "/torch-padded/max_batch=", opts_.max_batch);
+    }
+    return absl::StrCat("cpu/float32/", GemmPathName(gemm_path_), "/threads=", threads_);
+  }
+
+  absl::StatusOr<int> AddSequence(int max_len) override;
+  void RemoveSequence(int seq) override {
+    if (seq < 0 || seq >= static_cast<int>(slots_.size())) return;
+    slots_[seq] = Slot{};
+  }
+  absl::Status Prefill(int seq, std::span<const int32_t> tokens,
+                       std::vector<float>* last_logits) override;
+  absl::Status Decode(std::span<const int> seqs, std::span<const int32_t> tokens,
+                      std::vector<float>* logits) override;
+
+  int64_t kv_bytes_used() const override {
+    int64_t total = 0;
+    for (const auto& s : slots_) {
+      if (s.used) total += s.len * KvBytesPerToken();
+    }
+    return total;
+  }
+  int64_t kv_bytes_capacity() const override {
+    int64_t total = 0;
+    for (const auto& s : slots_) {
+      if (s.used) total += s.max_len * KvBytesPerToken();
+    }
+    return total;
+  }
+
+ private:
+  int64_t KvBytesPerToken() const {
+    return 2 * cfg_.num_layers * kv_dim_ * static_cast<int64_t>(c10::elementSize(dtype_));
+  }
+  absl::Status CheckTokens(std::span<const int32_t> tokens) const;
+  absl::StatusOr<at::Tensor> LoadTensor(const WeightStore& store, const std::string& name,
+                                        const std::vector<int64_t>& shape) const;
+
+  // libtorch helpers (prefill, CUDA decode).
+  at::Tensor RmsNormT(const at::Tensor& x, const at::Tensor& w) const;
+  // x: [T, heads, hd]; cos/sin: [T, hd/2] fp32.
+  at::Tensor RopeT(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) const;
+  void PrefillChunk(Slot& slot, const int32_t* ids, int64_t count, bool want_logits,
+                    std::vector<float>* last_logits);
+
+  void DecodeCpu(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
+  void DecodeCuda(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
+  absl::Status GemmOrDie(const float* x, int64_t rows, const at::Tensor& w, const at::Tensor& b,
+                         float* y);
+  void RmsNormRows(const float* x, int64_t rows, const float* w, float* out) const;
+  void RopeRow(float* v, int64_t heads, int64_t pos) const;
+  void AttentionRows(std::span<const int> seqs, int64_t layer, const float* qkv, float* out);
+
+  const ModelConfig cfg_;
+  const RunnerOptions opts_;
+  const at::Device device_;
+  const at::ScalarType dtype_;
+  const bool cuda_;
+  const GemmPath gemm_path_;
+  const int threads_;
+  WorkerPool pool_;
+
+  int64_t hd_ = 0, q_dim_ = 0, kv_dim_ = 0, qkv_dim_ = 0, groups_ = 1, max_seq_len_ = 0;
+
+  at::Tensor embed_;       // [V, hidden]
+  at::Tensor final_norm_;  // [hidden]
+  at::Tensor lm_head_;     // [V, hidden] (aliases embed_ when tied)
+  std::vector<Layer> layers_;
+  at::Tensor rope_cos_, rope_sin_;          // [max_seq_len, hd/2] fp32 on CPU
+  at::Tensor rope_cos_dev_, rope_sin_dev_;  // same on the run device
+  std::vector<Slot> slots_;
+
+  // CPU decode scratch, reused between steps.
+  std::vector<float> x_, h_, qkv_, attn_, tmp_, gu_, act_;
+  std::vector<std::vector<float>> scores_;  // per worker, max_seq_len_
+};
+
+absl::StatusOr<at::Tensor> LlamaRunner::LoadTensor(const WeightStore& store,
+                                                   const std::string& name,
+                                                   const std::vector<int64_t>& shape) const {
+  auto view = store.Get(name);
+  if (!view.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("model is missing tensor '", name, "': ", view.status().message()));
+  }
+  if (view->shape != shape) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", view->file,
+                                                   " has shape ", ShapeString(view->shape),
+                                                   ", expected ", ShapeString(shape)));
+  }
+  at::ScalarType src;
+  switch (view->dtype) {
+    case DType::kF32:
+      src = at::kFloat;
+      break;
+    case DType::kBF16:
+      src = at::kBFloat16;
+      break;
+    case DType::kF16:
+      src = at::kHalf;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", view->file,
+                                                     " has dtype ", DTypeName(view->dtype),
+                                                     "; expected F32, BF16 or F16"));
+  }
+  try {
+    // Copy out of the mapping first: mapped bytes need not be aligned for the element type.
+    at::Tensor host = at::empty(shape, at::TensorOptions().dtype(src));
+    if (static_cast<size_t>(host.nbytes()) != view->bytes.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", view->file, " has ",
+                                                     view->bytes.size(), " bytes, expected ",
+                                                     host.nbytes()));
+    }
+    std::memcpy(host.data_ptr(), view->bytes.data(), view->bytes.size());
+    return host.to(at::TensorOptions().dtype(dtype_).device(device_)).contiguous();
+  } catch (const std::exception& e) {
+    return TorchError(absl::StrCat("loading tensor '", name, "' from ", view->file), e);
+  }
+}
+
+absl::Status LlamaRunner::LoadWeights(const WeightStore& store) {
+  const int64_t hidden = cfg_.hidden_size, inter = cfg_.intermediate_size;
+  const int64_t vocab = cfg_.vocab_size;
+  ASSIGN_OR_RETURN(embed_, LoadTensor(store, "model.embed_tokens.weight", {vocab, hidden}));
+  ASSIGN_OR_RETURN(final_norm_, LoadTensor(store, "model.norm.weight", {hidden}));
+  if (cfg_.tie_word_embeddings) {
+    lm_head_ = embed_;
+  } else {
+    ASSIGN_OR_RETURN(lm_head_, LoadTensor(store, "lm_head.weight", {vocab, hidden}));
+  }
+  layers_.resize(cfg_.num_layers);
+  try {
+    for (int64_t i = 0; i < cfg_.num_layers; ++i) {
+      const std::string p = absl::StrCat("model.layers.", i, ".");
+      Layer& L = layers_[i];
+      ASSIGN_OR_RETURN(L.attn_norm, LoadTensor(store, p + "input_layernorm.weight", {hidden}));
+      ASSIGN_OR_RETURN(L.mlp_norm,
+                       LoadTensor(store, p + "post_attention_layernorm.weight", {hidden}));
+      ASSIGN_OR_RETURN(auto q, LoadTensor(store, p + "self_attn.q_proj.weight", {q_dim_, hidden}));
+      ASSIGN_OR_RETURN(auto k, LoadTensor(store, p + "self_attn.k_proj.weight", {kv_dim_, hidden}));
+      ASSIGN_OR_RETURN(auto v, LoadTensor(store, p + "self_attn.v_proj.weight", {kv_dim_, hidden}));
+      L.w_qkv = at::cat({q, k, v}, 0).contiguous();
+      if (cfg_.attention_bias) {
+        ASSIGN_OR_RETURN(auto qb, LoadTensor(store, p + "self_attn.q_proj.bias", {q_dim_}));
+        ASSIGN_OR_RETURN(auto kb, LoadTensor(store, p + "self_attn.k_proj.bias", {kv_dim_}));
+        ASSIGN_OR_RETURN(auto vb, LoadTensor(store, p + "self_attn.v_proj.bias", {kv_dim_}));
+        L.b_qkv = at::cat({qb, kb, vb}, 0).contiguous();
+      }
+      ASSIGN_OR_RETURN(L.w_o, LoadTensor(store, p + "self_attn.o_proj.weight", {hidden, q_dim_}));
+      ASSIGN_OR_RETURN(auto g, LoadTensor(store, p + "mlp.gate_proj.weight", {inter, hidden}));
+      ASSIGN_OR_RETURN(auto u, LoadTensor(store, p + "mlp.up_proj.weight", {inter, hidden}));
+      L.w_gate_up = at::cat({g, u}, 0).contiguous();
+      ASSIGN_OR_RETURN(L.w_down, LoadTensor(store, p + "mlp.down_proj.weight", {hidden, inter}));
+    }
+  } catch (const std::exception& e) {
+    return TorchError("stacking projection weights", e);
+  }
+  return absl::OkStatus();
+}
+
+void LlamaRunner::BuildRope() {
+  const int64_t half = hd_ / 2;
+  std::vector<double> inv_freq(half);
+  for (int64_t i = 0; i < half; ++i) {
+    inv_freq[i] = 1.0 / std::pow(cfg_.rope_theta, static_cast<double>(2 * i) / hd_);
+  }
+  if (cfg_.rope_scaling.has_value()) {
+    // Llama 3.1 frequency adjustment (transformers' _compute_llama3_parameters).
+    const RopeScaling& rs = *cfg_.rope_scaling;
+    const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+    const double low_wavelen = old_len / rs.low_freq_factor;
+    const double high_wavelen = old_len / rs.high_freq_factor;
+    for (double& f : inv_freq) {
+      const double wavelen = 2 * std::numbers::pi / f;
+      if (wavelen < high_wavelen) continue;
+      if (wavelen > low_wavelen) {
+        f = f / rs.factor;
+      } else {
+        const double smooth =
+            (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+  }
+  rope_cos_ = at::empty({max_seq_len_, half}, at::TensorOptions().dtype(at::kFloat));
+  rope_sin_ = at::empty({max_seq_len_, half}, at::TensorOptions().dtype(at::kFloat));
+  float* c = rope_cos_.data_ptr<float>();
+  float* s = rope_sin_.data_ptr<float>();
+  for (int64_t p = 0; p < max_seq_len_; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = static_cast<double>(p) * inv_freq[i];
+      c[p * half + i] = static_cast<float>(std::cos(a));
+      s[p * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+  rope_cos_dev_ = rope_cos_.to(device_);
+  rope_sin_dev_ = rope_sin_.to(device_);
+}
+
+absl::StatusOr<int> LlamaRunner::AddSequence(int max_len) {
+  if (max_len <= 0 || max_len > max_seq_len_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sequence length ", max_len, " outside [1, ", max_seq_len_, "]"));
+  }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].used) continue;
+    try {
+      const auto o = at::TensorOptions().dtype(dtype_).device(device_);
+      Slot s;
+      s.k = at::zeros({cfg_.num_layers, cfg_.num_kv_heads, max_len, hd_}, o);
+      s.v = at::zeros({cfg_.num_layers, cfg_.num_kv_heads, max_len, hd_}, o);
+      s.max_len = max_len;
+      s.used = true;
+      slots_[i] = std::move(s);
+    } catch (const std::exception& e) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate KV cache for ", max_len, " tokens: ", e.what()));
+    }
+    return static_cast<int>(i);
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("all ", slots_.size(), " sequence slots are in use"));
+}
+
+absl::Status LlamaRunner::CheckTokens(std::span<const int32_t> tokens) const {
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= cfg_.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", t, " outside the vocabulary [0, ", cfg_.vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---- libtorch path: prefill and CUDA decode ----
+
+at::Tensor LlamaRunner::RmsNormT(const at::Tensor& x, const at::Tensor& w) const {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor var = xf.pow(2).mean({-1}, /*keepdim=*/true);
+  at::Tensor normed = xf.mul(at::rsqrt(var.add(cfg_.rms_norm_eps)));
+  return w.mul(normed.to(dtype_));
+}
+
+at::Tensor LlamaRunner::RopeT(const at::Tensor& x, const at::Tensor& cos,
+                              const at::Tensor& sin) const {
+  const int64_t half = hd_ / 2;
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor x1 = xf.narrow(-1, 0, half);
+  at::Tensor x2 = xf.narrow(-1, half, half);
+  at::Tensor c = cos.unsqueeze(1);  // [T, 1, half]
+  at::Tensor s = sin.unsqueeze(1);
+  return at::cat({x1.mul(c).sub(x2.mul(s)), x2.mul(c).add(x1.mul(s))}, -1).to(dtype_);
+}
+
+void LlamaRunner::PrefillChunk(Slot& slot, const int32_t* ids, int64_t count, bool want_logits,
+                               std::vector<float>* last_logits) {
+  const int64_t P = slot.len, T = count, total = P + T;
+  const int64_t H = cfg_.num_heads, KVH = cfg_.num_kv_heads;
+  std::vector<int64_t> ids64(ids, ids + count);
+  at::Tensor idx =
+      at::from_blob(ids64.data(), {T}, at::TensorOptions().dtype(at::kLong)).to(device_);
+  at::Tensor x = embed_.index_select(0, idx);  // [T, hidden]
+  at::Tensor cos = rope_cos_dev_.narrow(0, P, T);
+  at::Tensor sin = rope_sin_dev_.narrow(0, P, T);
+  // mask[t, j] is true where key j lies after query P + t.
+  at::Tensor mask =
+      at::ones({T, total}, at::TensorOptions().dtype(at::kBool).device(device_)).triu(P + 1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    at::Tensor h = RmsNormT(x, L.attn_norm);
+    at::Tensor qkv = L.b_qkv.defined() ? at::linear(h, L.w_qkv, L.b_qkv) : at::linear(h, L.w_qkv);
+    at::Tensor q = RopeT(qkv.narrow(1, 0, q_dim_).view({T, H, hd_}), cos, sin);
+    at::Tensor k = RopeT(qkv.narrow(1, q_dim_, kv_dim_).view({T, KVH, hd_}), cos, sin);
+    at::Tensor v = qkv.narrow(1, q_dim_ + kv_dim_, kv_dim_).view({T, KVH, hd_});
+    at::Tensor kc = slot.k.select(0, l);  // [KVH, max_len, hd]
+    at::Tensor vc = slot.v.select(0, l);
+    kc.narrow(1, P, T).copy_(k.permute({1, 0, 2}));
+    vc.narrow(1, P, T).copy_(v.permute({1, 0, 2}));
+    at::Tensor keys = kc.narrow(1, 0, total);    // [KVH, total, hd]
+    at::Tensor values = vc.narrow(1, 0, total);  // [KVH, total, hd]
+    // Query head h uses KV head h / groups: view queries as [KVH, groups * T, hd].
+    at::Tensor qg = q.permute({1, 0, 2}).contiguous().view({KVH, groups_ * T, hd_});
+    at::Tensor scores = at::matmul(qg, keys.transpose(1, 2)).mul(scale);  // [KVH, g*T, total]
+    scores = scores.view({KVH, groups_, T, total})
+                 .masked_fill(mask, -std::numeric_limits<double>::infinity());
+    at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(dtype_);
+    at::Tensor out = at::matmul(probs.view({KVH, groups_ * T, total}), values);  // [KVH, g*T, hd]
+    out = out.view({H, T, hd_}).permute({1, 0, 2}).reshape({T, q_dim_});
+    x = x.add(at::linear(out, L.w_o));
+    h = RmsNormT(x, L.mlp_norm);
+    at::Tensor gu = at::linear(h, L.w_gate_up);
+    const int64_t I = cfg_.intermediate_size;
+    at::Tensor act = at::silu(gu.narrow(1, 0, I)).mul(gu.narrow(1, I, I));
+    x = x.add(at::linear(act, L.w_down));
+  }
+  slot.len = total;
+  if (!want_logits) return;
+  at::Tensor last = RmsNormT(x.narrow(0, T - 1, 1), final_norm_);
+  at::Tensor logits = at::linear(last, lm_head_).to(at::kFloat).to(at::kCPU).contiguous();
+  last_logits->assign(logits.data_ptr<float>(), logits.data_ptr<float>() + cfg_.vocab_size);
+}
+
+absl::Status LlamaRunner::Prefill(int seq, std::span<const int32_t> tokens,
+                                  std::vector<float>* last_logits) {
+  if (seq < 0 || seq >= static_cast<int>(slots_.size()) || !slots_[seq].used) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown sequence ", seq));
+  }
+  Slot& slot = slots_[seq];
+  if (tokens.empty()) return absl::InvalidArgumentError("Prefill needs at least one token");
+  if (slot.len + static_cast<int64_t>(tokens.size()) > slot.max_len) {
+    return absl::ResourceExhaustedError(absl::StrCat("sequence ", seq, " holds ", slot.len,
+                                                     " tokens; ", tokens.size(),
+                                                     " more exceed its max_len ", slot.max_len));
+  }
+  RETURN_IF_ERROR(CheckTokens(tokens));
+  const int64_t chunk = std::max(1, opts_.prefill_chunk);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t start_len = slot.len;
+  try {
+    for (int64_t b = 0; b < n; b += chunk) {
+      const int64_t count = std::min(chunk, n - b);
+      PrefillChunk(slot, tokens.data() + b, count, b + count == n, last_logits);
+    }
+  } catch (const std::exception& e) {
+    slot.len = start_len;
+    return TorchError("prefill", e);
+  }
+  return absl::OkStatus();
+}
+
+// ---- CPU decode: per-row loops and the fixed-order GEMM ----
+
+absl::Status LlamaRunner::GemmOrDie(const float* x, int64_t rows, const at::Tensor& w,
+                                    const at::Tensor& b, float* y) {
+  const int64_t n = w.size(0), k = w.size(1);
+  return Gemm(gemm_path_, x, rows, k, w.data_ptr<float>(), n, k,
+              b.defined() ? b.data_ptr<float>() : nullptr, y, n, &pool_);
+}
+
+void LlamaRunner::RmsNormRows(const float* x, int64_t rows, const float* w, float* out) const {
+  const int64_t n = cfg_.hidden_size;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss / n + cfg_.rms_norm_eps));
+    float* o = out + r * n;
+    for (int64_t i = 0; i < n; ++i) o[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+void LlamaRunner::RopeRow(float* v, int64_t heads, int64_t pos) const {
+  const int64_t half = hd_ / 2;
+  const float* c = rope_cos_.data_ptr<float>() + pos * half;
+  const float* s = rope_sin_.data_ptr<float>() + pos * half;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* x = v + h * hd_;
+    for (int64_t i = 0; i < half; ++i) {
+      const float x1 = x[i], x2 = x[i + half];
+      x[i] = x1 * c[i] - x2 * s[i];
+      x[i + half] = x2 * c[i] + x1 * s[i];
+    }
+  }
+}
+
+// Dot product with 8 lanes (vectorizable without reassociation) and a fixed final order.
+inline float Dot8(const float* a, const float* b, int64_t n) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t n8 = n - n % 8;
+  for (int64_t i = 0; i < n8; i += 8) {
+    for (int l = 0; l < 8; ++l) lane[l] += a[i + l] * b[i + l];
+  }
+  float s =
+      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+  for (int64_t i = n8; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void LlamaRunner::AttentionRows(std::span<const int> seqs, int64_t layer, const float* qkv,
+                                float* out) {
+  const int64_t H = cfg_.num_heads, KVH = cfg_.num_kv_heads;
+  const int64_t rows = static_cast<int64_t>(seqs.size());
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd_)));
+  const int64_t tasks = rows * H;
+  pool_.Run([&](int worker, int workers) {
+    float* sc = scores_[worker].data();
+    for (int64_t t = tasks * worker / workers; t < tasks * (worker + 1) / workers; ++t) {
+      const int64_t r = t / H, h = t % H, kvh = h / groups_;
+      const Slot& slot = slots_[seqs[r]];
+      const int64_t len = slot.len + 1;  // the new token's K/V are already written
+      const float* q = qkv + r * qkv_dim_ + h * hd_;
+      const int64_t base = ((layer * KVH + kvh) * slot.max_len) * hd_;
+      const float* K = slot.k.data_ptr<float>() + base;
+      const float* V = slot.v.data_ptr<float>() + base;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < len; ++j) {
+        sc[j] = Dot8(q, K + j * hd_, hd_) * scale;
+        mx = std::max(mx, sc[j]);
+      }
+      float sum = 0;
+      for (int64_t j = 0; j < len; ++j) {
+        sc[j] = std::exp(sc[j] - mx);
+        sum += sc[j];
+      }
+      const float inv = 1.0f / sum;
+      float* o = out + r * q_dim_ + h * hd_;
+      for (int64_t d = 0; d < hd_; ++d) o[d] = 0;
+      for (int64_t j = 0; j < len; ++j) {
+        const float p = sc[j] * inv;
+        const float* vj = V + j * hd_;
+        for (int64_t d = 0; d < hd_; ++d) o[d] += p * vj[d];
+      }
+    }
+  });
+}
+
+void LlamaRunner::DecodeCpu(std::span<const int> seqs, std::span<const int32_t> tokens,
+                            float* logits) {
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  const int64_t hidden = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const int64_t KVH = cfg_.num_kv_heads;
+  x_.resize(B * hidden);
+  h_.resize(B * hidden);
+  qkv_.resize(B * qkv_dim_);
+  attn_.resize(B * q_dim_);
+  tmp_.resize(B * hidden);
+  gu_.resize(B * 2 * I);
+  act_.resize(B * I);
+  if (scores_.size() != static_cast<size_t>(pool_.threads())) {
+    scores_.assign(pool_.threads(), std::vector<float>(max_seq_len_));
+  }
+  const float* emb = embed_.data_ptr<float>();
+  for (int64_t r = 0; r < B; ++r) {
+    std::memcpy(&x_[r * hidden], emb + static_cast<int64_t>(tokens[r]) * hidden,
+                hidden * sizeof(float));
+  }
+  auto check = [](const absl::Status& s) {
+    // Sizes were validated at load; a failure here is a bug, surfaced as an exception that
+    // Decode turns into a Status.
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+  };
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    RmsNormRows(x_.data(), B, L.attn_norm.data_ptr<float>(), h_.data());
+    check(GemmOrDie(h_.data(), B, L.w_qkv, L.b_qkv, qkv_.data()));
+    for (int64_t r = 0; r < B; ++r) {
+      Slot& slot = slots_[seqs[r]];
+      float* row = &qkv_[r * qkv_dim_];
+      RopeRow(row, cfg_.num_heads, slot.len);
+      RopeRow(row + q_dim_, KVH, slot.len);
+      float* kc = slot.k.data_ptr<float>();
+      float* vc = slot.v.data_ptr<float>();
+      for (int64_t g = 0; g < KVH; ++g) {
+        const int64_t off = (((l * KVH + g) * slot.max_len) + slot.len) * hd_;
+        std::memcpy(kc + off, row + q_dim_ + g * hd_, hd_ * sizeof(float));
+        std::memcpy(vc + off, row + q_dim_ + kv_dim_ + g * hd_, hd_ * sizeof(float));
+      }
+    }
+    AttentionRows(seqs, l, qkv_.data(), attn_.data());
+    check(GemmOrDie(attn_.data(), B, L.w_o, at::Tensor(), tmp_.data()));
+    for (int64_t i = 0; i < B * hidden; ++i) x_[i] += tmp_[i];
+    RmsNormRows(x_.data(), B, L.mlp_norm.data_ptr<float>(), h_.data());
+    check(GemmOrDie(h_.data(), B, L.w_gate_up, at::Tensor(), gu_.data()));
+    for (int64_t r = 0; r < B; ++r) {
+      const float* g = &gu_[r * 2 * I];
+      const float* u = g + I;
+      float* a = &act_[r * I];
+      for (int64_t i = 0; i < I; ++i) a[i] = (g[i] / (1.0f + std::exp(-g[i]))) * u[i];
+    }
+    check(GemmOrDie(act_.data(), B, L.w_down, at::Tensor(), tmp_.data()));
+    for (int64_t i = 0; i < B * hidden; ++i) x_[i] += tmp_[i];
+  }
+  RmsNormRows(x_.data(), B, final_norm_.data_ptr<float>(), h_.data());
+  check(GemmOrDie(h_.data(), B, lm_head_, at::Tensor(), logits));
+}
+
+void LlamaRunner::DecodeCuda(std::span<const int> seqs, std::span<const int32_t> tokens,
+                             float* logits) {
+  // Every GEMM sees exactly max_batch rows whatever the load; pad rows use token 0 at position 0
+  // and their results are dropped. Attention runs per sequence with shapes that depend only on
+  // that sequence.
+  const int64_t B = static_cast<int64_t>(seqs.size()), Bp = opts_.max_batch;
+  const int64_t H = cfg_.num_heads, KVH = cfg_.num_kv_heads, I = cfg_.intermediate_size;
+  std::vector<int64_t> ids(Bp, 0), pos(Bp, 0);
+  for (int64_t r = 0; r < B; ++r) {
+    ids[r] = tokens[r];
+    pos[r] = slots_[seqs[r]].len;
+  }
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor idx = at::from_blob(ids.data(), {Bp}, long_opts).to(device_);
+  at::Tensor pidx = at::from_blob(pos.data(), {Bp}, long_opts).to(device_);
+  at::Tensor cos = rope_cos_dev_.index_select(0, pidx);  // [Bp, half]
+  at::Tensor sin = rope_sin_dev_.index_select(0, pidx);
+  at::Tensor x = embed_.index_select(0, idx);
+  at::Tensor zero_row = at::zeros({q_dim_}, at::TensorOptions().dtype(dtype_).device(device_));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    at::Tensor h = RmsNormT(x, L.attn_norm);
+    at::Tensor qkv = L.b_qkv.defined() ? at::linear(h, L.w_qkv, L.b_qkv) : at::linear(h, L.w_qkv);
+    at::Tensor q = RopeT(qkv.narrow(1, 0, q_dim_).view({Bp, H, hd_}), cos, sin);
+    at::Tensor k = RopeT(qkv.narrow(1, q_dim_, kv_dim_).view({Bp, KVH, hd_}), cos, sin);
+    at::Tensor v = qkv.narrow(1, q_dim_ + kv_dim_, kv_dim_).view({Bp, KVH, hd_});
+    std::vector<at::Tensor> rows;
+    rows.reserve(Bp);
+    for (int64_t r = 0; r < B; ++r) {
+      Slot& slot = slots_[seqs[r]];
+      const int64_t len = slot.len + 1;
+      at::Tensor kc = slot.k.select(0, l), vc = slot.v.select(0, l);  // [KVH, max_len, hd]
+      kc.select(1, slot.len).copy_(k.select(0, r));
+      vc.select(1, slot.len).copy_(v.select(0, r));
+      at::Tensor qr = q.select(0, r).reshape({KVH, groups_, hd_});
+      at::Tensor sc = at::matmul(qr, kc.narrow(1, 0, len).transpose(1, 2)).mul(scale);
+      at::Tensor p = at::softmax(sc.to(at::kFloat), -1).to(dtype_);
+      rows.push_back(at::matmul(p, vc.narrow(1, 0, len)).reshape({q_dim_}));
+    }
+    for (int64_t r = B; r < Bp; ++r) rows.push_back(zero_row);
+    at::Tensor attn = at::stack(rows, 0);
+    x = x.add(at::linear(attn, L.w_o));
+    h = RmsNormT(x, L.mlp_norm);
+    at::Tensor gu = at::linear(h, L.w_gate_up);
+    at::Tensor act = at::silu(gu.narrow(1, 0, I)).mul(gu.narrow(1, I, I));
+    x = x.add(at::linear(act, L.w_down));
+  }
+  at::Tensor out = at::linear(RmsNormT(x, final_norm_), lm_head_)
+                       .narrow(0, 0, B)
+                       .to(at::kFloat)
+                       .to(at::kCPU)
+                       .contiguous();
+  std::memcpy(logits, out.data_ptr<float>(), B * cfg_.vocab_size * sizeof(float));
+}
+
+absl::Status LlamaRunner::Decode(std::span<const int> seqs, std::span<const int32_t> tokens,
+                                 std::vector<float>* logits) {
+  if (seqs.size() != tokens.size()) {
+    return absl::InvalidArgumentError("Decode: seqs and tokens differ in length");
+  }
+  if (seqs.empty() || static_cast<int64_t>(seqs.size()) > opts_.max_batch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Decode: batch of ", seqs.size(), " outside [1, ", opts_.max_batch, "]"));
+  }
+  std::vector<bool> seen(slots_.size(), false);
+  for (int s : seqs) {
+    if (s < 0 || s >= static_cast<int>(slots_.size()) || !slots_[s].used) {
+      return absl::InvalidArgumentError(absl::StrCat("Decode: unknown sequence ", s));
+    }
+    if (seen[s]) return absl::InvalidArgumentError(absl::StrCat("Decode: sequence ", s, " twice"));
+    seen[s] = true;
+    if (slots_[s].len >= slots_[s].max_len) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("Decode: sequence ", s, " is full (", slots_[s].max_len, " tokens)"));
+    }
+  }
+  RETURN_IF_ERROR(CheckTokens(tokens));
+  logits->resize(seqs.size() * cfg_.vocab_size);
+  try {
+    if (cuda_) {
+      DecodeCuda(seqs, tokens, logits->data());
+    } else {
+      DecodeCpu(seqs, tokens, logits->data());
+    }
+  } catch (const std::exception& e) {
+    return TorchError("decode", e);
+  }
+  for (int s : seqs) ++slots_[s].len;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::path& dir,
+                                                       const RunnerOptions& options) {
+  ASSIGN_OR_RETURN(std::string config_text, ReadFile(dir / "config.json"));
+  auto parsed = ParseModelConfig(config_text);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(), absl::StrCat((dir / "config.json").string(), ": ",
+                                                             parsed.status().message()));
+  }
+  ModelConfig cfg = *std::move(parsed);
+  if (cfg.num_heads <= 0 || cfg.num_kv_heads <= 0 || cfg.num_heads % cfg.num_kv_heads != 0 ||
+      cfg.head_dim <= 0 || cfg.head_dim % 2 != 0 || cfg.hidden_size <= 0 ||
+      cfg.intermediate_size <= 0 || cfg.num_layers <= 0 || cfg.vocab_size <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(dir.string(), ": inconsistent config (heads ",
+                                                   cfg.num_heads, ", kv heads ", cfg.num_kv_heads,
+                                                   ", head_dim ", cfg.head_dim, ")"));
+  }
+  if (cfg.rope_scaling.has_value() && cfg.rope_scaling->type != "llama3") {
+    return absl::UnimplementedError(
+        absl::StrCat("rope_scaling type '", cfg.rope_scaling->type, "' is not supported"));
+  }
+  if (options.max_batch <= 0 || options.max_seq_len <= 0) {
+    return absl::InvalidArgumentError("max_batch and max_seq_len must be positive");
+  }
+
+  // Device and dtype.
+  const bool has_cuda = at::hasCUDA();
+  at::Device device(at::kCPU);
+  try {
+    if (options.device == "auto") {
+      if (has_cuda) device = at::Device(at::kCUDA, 0);
+    } else if (options.device != "cpu") {
+      device = at::Device(options.device);
+      if (!device.is_cuda()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unsupported device '", options.device, "'"));
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("bad device '", options.device, "'"));
+  }
+  if (device.is_cuda() && !has_cuda) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device '", options.device, "' requested but this libtorch has no CUDA"));
+  }
+  at::ScalarType dtype = at::kFloat;
+  if (options.dtype == "auto") {
+    dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  } else if (options.dtype == "float32") {
+    dtype = at::kFloat;
+  } else if (options.dtype == "bfloat16" && device.is_cuda()) {
+    dtype = at::kBFloat16;
+  } else if (options.dtype == "float16" && device.is_cuda()) {
+    dtype = at::kHalf;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype '", options.dtype, "' is not supported on ", device.is_cuda() ? "cuda" : "cpu",
+        " (cpu runs float32; cuda runs bfloat16, float16 or float32)"));
+  }
+
+  // Decode kernel (CPU).
+  GemmPath path = GemmPath::kPortable;
+  switch (options.decode_kernel) {
+    case DecodeKernel::kAuto:
+      path = CpuHasAvx2Fma() ? GemmPath::kAvx2 : GemmPath::kPortable;
+      break;
+    case DecodeKernel::kAvx2:
+      if (!CpuHasAvx2Fma()) {
+        return absl::FailedPreconditionError(
+            "decode kernel avx2 requested; this CPU lacks AVX2/FMA");
+      }
+      path = GemmPath::kAvx2;
+      break;
+    case DecodeKernel::kPortable:
+      path = GemmPath::kPortable;
+      break;
+    case DecodeKernel::kTorch:
+      path = GemmPath::kTorch;
+      break;
+  }
+
+  int threads = options.threads;
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  // Intra-op threads are fixed for the process (OpenBLAS's own pool should match:
+  // OPENBLAS_NUM_THREADS=threads). libtorch 1.13 starts with one thread.
+  at::set_num_threads(threads);
+
+  ASSIGN_OR_RETURN(auto store, WeightStore::Open(dir));
+  auto runner = std::make_unique<LlamaRunner>(cfg, options, device, dtype, path, threads);
+  RETURN_IF_ERROR(runner->LoadWeights(*store));
+  try {
+    runner->BuildRope();
+  } catch (const std::exception& e) {
+    return TorchError("building RoPE tables", e);
+  }
+  GetLogger("engine")->info("loaded {} ({} layers, hidden {}, vocab {}) on {}", dir.string(),
+                            cfg.num_layers, cfg.hidden_size, cfg.vocab_size,
+                            runner->path_description());
+  return std::unique_ptr<ModelRunner>(std::move(runner));
+}
+
+}  // namespace atoma::engine
