@@ -40,8 +40,8 @@ class Tokenizer {
 
   // Parses tokenizer.json text (and optionally tokenizer_config.json text, which may be empty) into
   // a tokenizer. Unsupported models/normalizers/pre-tokenizers give INVALID_ARGUMENT naming them.
-  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view tokenizer_json,
-                                                             std::string_view tokenizer_config_json);
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(
+      std::string_view tokenizer_json, std::string_view tokenizer_config_json);
   // Reads `dir`/tokenizer.json and, if present, `dir`/tokenizer_config.json.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFolder(const std::filesystem::path& dir);
 
@@ -78,6 +78,11 @@ class Tokenizer {
 // Turns a stream of ids into text pieces without ever emitting half a UTF-8 character: bytes of an
 // incomplete character are held until the character completes. Decoding all pieces concatenated
 // equals Tokenizer::Decode of all ids (for valid output).
+//
+// Cost: each Push decodes only a short window of recent ids (the ids since the last emitted
+// piece plus one piece of context, as Hugging Face's DecodeStream does), so a long generation
+// costs O(n), not O(n^2). The context matters for decoders that look at neighbouring tokens (for
+// example SentencePiece's leading-space strip).
 class StreamDecoder {
  public:
   // `tokenizer` must outlive the decoder.
@@ -90,14 +95,26 @@ class StreamDecoder {
  private:
   const Tokenizer& tokenizer_;
   bool skip_special_;
-  std::vector<int32_t> ids_;
-  size_t emitted_bytes_ = 0;  // bytes of Decode(ids_) already returned
+  std::vector<int32_t> ids_;  // the window: ids_[0, read_) were emitted already
+  size_t read_ = 0;
+  std::string prefix_;  // Decode of ids_[0, read_)
 };
 
-// Trains a small byte-level BPE tokenizer (GPT-2 style pre-tokenizer, ByteLevel decoder) on
-// `corpus` and returns tokenizer.json text with `vocab_size` entries (256 byte tokens, merges, then
-// the special tokens "<|endoftext|>", "<|im_start|>", "<|im_end|>"). Deterministic. Used by
-// `atoma-cli model synth`.
+// Trains a small byte-level BPE tokenizer (GPT-2 style Split regex pre-tokenizer, ByteLevel
+// decoder) on `corpus` and returns tokenizer.json text. Ids: 0..255 the byte tokens (id = byte
+// value), then one id per merge in the order learned, then the special tokens "<|endoftext|>",
+// "<|im_start|>", "<|im_end|>". Training stops at `vocab_size` ids or when no pair of symbols
+// occurs in the corpus any more, whichever comes first, so a small corpus gives fewer ids than
+// asked: callers (model synthesis) may give the model a larger vocab_size than the tokenizer's,
+// leaving the extra ids unused. Merges are picked by count, ties by the smaller pair of token
+// strings (bytewise), so training is deterministic. INVALID_ARGUMENT when vocab_size < 259.
 absl::StatusOr<std::string> TrainByteLevelBpe(std::string_view corpus, int vocab_size);
+
+// A few KB of plain English text for TrainByteLevelBpe when synthesizing test models.
+std::string_view BuiltinTrainingCorpus();
+
+// tokenizer_config.json text for synthesized models: ChatML chat template, no BOS token,
+// eos_token "<|im_end|>", to go with TrainByteLevelBpe's tokenizer.json.
+std::string SynthTokenizerConfigJson();
 
 }  // namespace atoma::engine
