@@ -140,7 +140,9 @@ TEST(GemmTest, PremiseFixedKernelInvariantTorchReported) {
     }
     std::printf("[ premise  ] %-15s rows whose bits differ alone vs among 16 (%ldx%ld): %d/16\n",
                 GemmPathName(path), static_cast<long>(n), static_cast<long>(k), differing_rows);
-    if (path != GemmPath::kTorch) EXPECT_EQ(differing_rows, 0) << GemmPathName(path);
+    if (path != GemmPath::kTorch) {
+      EXPECT_EQ(differing_rows, 0) << GemmPathName(path);
+    }
   }
 }
 

@@ -1,0 +1,228 @@
+// atoma_engine_bench: what the engine achieves on this machine against what the memory allows.
+//
+//   atoma_engine_bench [--model DIR] [--threads N] [--cache DIR] [--steps N]
+//
+// Without --model it synthesizes the bench-135m preset (SmolLM-135M shape) into the cache folder
+// once. Prints: read bandwidth (measured in this run), the batch-1 decode limit it implies, prefill
+// tokens/s and effective GFLOPS for a 512-token prompt, time to first token, decode tokens/s at
+// concurrency 1/4/8/16 with the fixed-order kernel and with libtorch's GEMM (kTorch), and whether
+// the targets in DESIGN §3 are met. Bounded: a few decode steps per point.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "atoma/common/logging.h"
+#include "atoma/engine/gemm.h"
+#include "atoma/engine/model.h"
+#include "atoma/engine/synth.h"
+
+namespace fs = std::filesystem;
+using atoma::engine::DecodeKernel;
+using atoma::engine::ModelConfig;
+using atoma::engine::ModelRunner;
+
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "atoma_engine_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// Read bandwidth in bytes/s: every thread sums its share of a buffer far larger than the caches;
+// the best of a few passes.
+double MeasureBandwidth(int threads) {
+  const size_t floats = size_t{512} << 20 >> 2;  // 512 MiB
+  std::vector<float> buf(floats, 1.0f);
+  atoma::engine::WorkerPool pool(threads);
+  std::vector<float> sink(threads);
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const double t0 = Now();
+    pool.Run([&](int part, int parts) {
+      const size_t b = floats * part / parts, e = floats * (part + 1) / parts;
+      float lane[16] = {};
+      for (size_t i = b; i + 16 <= e; i += 16) {
+        for (int l = 0; l < 16; ++l) lane[l] += buf[i + l];
+      }
+      float s = 0;
+      for (float v : lane) s += v;
+      sink[part] = s;
+    });
+    const double dt = Now() - t0;
+    best = std::max(best, floats * 4.0 / dt);
+  }
+  if (sink[0] < 0) std::printf("%f", sink[0]);  // keep the sums alive
+  return best;
+}
+
+// Bytes of weights a decode step reads (every projection and the LM head, fp32).
+double DecodeWeightBytes(const ModelConfig& c) {
+  const double h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  const double per_layer = h * (q + 2 * kv) + q * h + 3 * h * c.intermediate_size + 2 * h;
+  return 4.0 * (c.num_layers * per_layer + c.vocab_size * h + h);
+}
+
+std::vector<int32_t> Prompt(int len, int salt, int64_t vocab) {
+  std::vector<int32_t> p(len);
+  for (int i = 0; i < len; ++i) p[i] = static_cast<int32_t>((i * 7919 + salt * 131 + 3) % vocab);
+  return p;
+}
+
+void Check(const absl::Status& s, const char* what) {
+  if (!s.ok()) Die(std::string(what) + ": " + std::string(s.message()));
+}
+
+std::unique_ptr<ModelRunner> Load(const fs::path& dir, DecodeKernel kernel, int threads) {
+  atoma::engine::RunnerOptions o;
+  o.device = "cpu";
+  o.threads = threads;
+  o.decode_kernel = kernel;
+  o.max_seq_len = 1024;
+  auto r = atoma::engine::LoadModel(dir, o);
+  if (!r.ok()) Die("load: " + std::string(r.status().message()));
+  return *std::move(r);
+}
+
+// Decode throughput at `conc` sequences with 32-token prompts: ms per step (median of `steps`).
+double DecodeMsPerStep(ModelRunner& runner, int conc, int steps) {
+  const int64_t vocab = runner.config().vocab_size;
+  std::vector<int> seqs;
+  std::vector<int32_t> toks;
+  std::vector<float> logits;
+  for (int i = 0; i < conc; ++i) {
+    auto s = runner.AddSequence(32 + steps + 4);
+    if (!s.ok()) Die("AddSequence: " + std::string(s.status().message()));
+    seqs.push_back(*s);
+    Check(runner.Prefill(*s, Prompt(32, i, vocab), &logits), "prefill");
+    toks.push_back(static_cast<int32_t>((i * 17) % vocab));
+  }
+  Check(runner.Decode(seqs, toks, &logits), "decode");  // warm-up
+  std::vector<double> times;
+  for (int s = 0; s < steps; ++s) {
+    const double t0 = Now();
+    Check(runner.Decode(seqs, toks, &logits), "decode");
+    times.push_back(Now() - t0);
+  }
+  for (int s : seqs) runner.RemoveSequence(s);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2] * 1e3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fs::path model;
+  fs::path cache = fs::temp_directory_path() / "atoma-bench-135m";
+  int threads = 2, steps = 6, prompt = 512;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) Die("missing value after " + a);
+      return argv[++i];
+    };
+    if (a == "--model") {
+      model = next();
+    } else if (a == "--threads") {
+      threads = std::atoi(next().c_str());
+    } else if (a == "--cache") {
+      cache = next();
+    } else if (a == "--steps") {
+      steps = std::max(1, std::atoi(next().c_str()));
+    } else if (a == "--prompt") {
+      prompt = std::max(1, std::atoi(next().c_str()));
+    } else {
+      Die("usage: atoma_engine_bench [--model DIR] [--threads N] [--cache DIR] [--steps N] "
+          "[--prompt N]");
+    }
+  }
+  atoma::LogOptions lo;
+  lo.level = "warn";
+  Check(atoma::InitLogging(lo), "logging");
+  if (model.empty()) {
+    model = cache;
+    if (!fs::exists(model / "config.json")) {
+      std::printf("synthesizing bench-135m into %s ...\n", model.c_str());
+      atoma::engine::SynthOptions so;
+      so.preset = "bench-135m";
+      so.out_dir = model;
+      Check(atoma::engine::SynthesizeModel(so), "synthesize");
+    }
+  }
+
+  const double bw = MeasureBandwidth(threads);
+  auto fixed = Load(model, DecodeKernel::kAuto, threads);
+  const ModelConfig& cfg = fixed->config();
+  const double wbytes = DecodeWeightBytes(cfg);
+  const double limit_ms = wbytes / bw * 1e3;
+  std::printf("model            %s (%ld layers, hidden %ld, vocab %ld)\n", model.c_str(),
+              static_cast<long>(cfg.num_layers), static_cast<long>(cfg.hidden_size),
+              static_cast<long>(cfg.vocab_size));
+  std::printf("path             %s\n", fixed->path_description().c_str());
+  std::printf("read bandwidth   %.1f GB/s (%d threads, 512 MiB buffer)\n", bw / 1e9, threads);
+  std::printf("decode weights   %.1f MB per step -> batch-1 limit %.2f ms/step (%.1f tok/s)\n",
+              wbytes / 1e6, limit_ms, 1e3 / limit_ms);
+
+  // Prefill: time to first token for the full prompt; effective GFLOPS counts the projections
+  // and attention.
+  std::vector<float> logits;
+  {
+    auto s = fixed->AddSequence(prompt + 8);
+    if (!s.ok()) Die(std::string(s.status().message()));
+    Check(fixed->Prefill(*s, Prompt(16, 99, cfg.vocab_size), &logits), "prefill warm-up");
+    fixed->RemoveSequence(*s);
+  }
+  double prefill_s = 1e9;
+  for (int rep = 0; rep < 2; ++rep) {
+    auto s = fixed->AddSequence(prompt + 8);
+    const double t0 = Now();
+    Check(fixed->Prefill(*s, Prompt(prompt, rep, cfg.vocab_size), &logits), "prefill");
+    prefill_s = std::min(prefill_s, Now() - t0);
+    fixed->RemoveSequence(*s);
+  }
+  const double T = prompt;
+  const double flops = 2.0 * (wbytes / 4.0 - cfg.vocab_size * cfg.hidden_size) * T +
+                       2.0 * cfg.vocab_size * cfg.hidden_size +
+                       4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * T * T / 2;
+  const double gflops = flops / prefill_s / 1e9;
+  std::printf("prefill          %d tokens in %.1f ms = %.0f tok/s, %.1f GFLOPS effective\n", prompt,
+              prefill_s * 1e3, T / prefill_s, gflops);
+  std::printf("time to first    %.1f ms (%d-token prompt, prefill + LM head)\n", prefill_s * 1e3,
+              prompt);
+
+  const int concs[] = {1, 4, 8, 16};
+  double fixed_ms[4], torch_ms[4];
+  for (int i = 0; i < 4; ++i) fixed_ms[i] = DecodeMsPerStep(*fixed, concs[i], steps);
+  fixed.reset();
+  auto torch = Load(model, DecodeKernel::kTorch, threads);
+  for (int i = 0; i < 4; ++i) torch_ms[i] = DecodeMsPerStep(*torch, concs[i], steps);
+  torch.reset();
+
+  std::printf("\ndecode (median of %d steps, 32-token prompts)\n", steps);
+  std::printf("%-6s %12s %12s %12s %12s %10s\n", "conc", "fixed ms", "fixed tok/s", "torch ms",
+              "torch tok/s", "torch/fixed");
+  for (int i = 0; i < 4; ++i) {
+    std::printf("%-6d %12.2f %12.1f %12.2f %12.1f %10.2f\n", concs[i], fixed_ms[i],
+                concs[i] * 1e3 / fixed_ms[i], torch_ms[i], concs[i] * 1e3 / torch_ms[i],
+                (concs[i] * 1e3 / torch_ms[i]) / (concs[i] * 1e3 / fixed_ms[i]));
+  }
+  const double frac = limit_ms / fixed_ms[0];
+  const double scale = (16e3 / fixed_ms[3]) / (1e3 / fixed_ms[0]);
+  std::printf("\ntargets\n");
+  std::printf("  batch-1 decode at %.0f%% of the memory limit (target >= 80%%): %s\n", frac * 100,
+              frac >= 0.8 ? "met" : "NOT met");
+  std::printf("  concurrency-16 aggregate %.2fx batch-1 (target >= 5x): %s\n", scale,
+              scale >= 5 ? "met" : "NOT met");
+  std::printf("  prefill %.1f GFLOPS (target >= 100): %s\n", gflops,
+              gflops >= 100 ? "met" : "NOT met");
+  return 0;
+}

@@ -1,0 +1,431 @@
+// ModelRunner: logits against the independent NumPy reference (tools/reference/llama_reference.py),
+// batch invariance at the runner level, reproducibility across loads, the canary fingerprint, and
+// loader errors. Models are synthesized (SynthesizeModel), never downloaded.
+#include "atoma/engine/model.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "atoma/engine/safetensors.h"
+#include "atoma/engine/synth.h"
+
+#ifndef ATOMA_SOURCE_DIR_DEFAULT
+#define ATOMA_SOURCE_DIR_DEFAULT "."
+#endif
+
+namespace atoma::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path TestRoot() {
+  static const fs::path root = [] {
+    fs::path p = fs::temp_directory_path() / ("atoma_model_test_" + std::to_string(getpid()));
+    fs::create_directories(p);
+    return p;
+  }();
+  return root;
+}
+
+class CleanupEnv : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(TestRoot(), ec);
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new CleanupEnv);
+
+fs::path Synth(const std::string& name, SynthOptions o) {
+  o.out_dir = TestRoot() / name;
+  if (fs::exists(o.out_dir / "config.json")) return o.out_dir;
+  const absl::Status s = SynthesizeModel(o);
+  EXPECT_TRUE(s.ok()) << s;
+  return o.out_dir;
+}
+
+std::unique_ptr<ModelRunner> Load(const fs::path& dir, RunnerOptions o) {
+  o.device = "cpu";
+  o.threads = 2;
+  auto r = LoadModel(dir, o);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *std::move(r) : nullptr;
+}
+
+int32_t Argmax(const float* v, int64_t n) {
+  return static_cast<int32_t>(std::max_element(v, v + n) - v);
+}
+
+std::vector<int32_t> Prompt(int len, int salt, int64_t vocab) {
+  std::vector<int32_t> p(len);
+  for (int i = 0; i < len; ++i) p[i] = static_cast<int32_t>((i * 37 + salt * 101 + 5) % vocab);
+  return p;
+}
+
+// Runs the NumPy reference over `tokens`; returns [tokens.size() - prompt_len + 1, vocab] doubles.
+std::vector<double> Reference(const fs::path& dir, const std::vector<int32_t>& tokens,
+                              int prompt_len, int64_t vocab) {
+  const char* env = std::getenv("ATOMA_SOURCE_DIR");
+  const fs::path script =
+      fs::path(env ? env : ATOMA_SOURCE_DIR_DEFAULT) / "tools/reference/llama_reference.py";
+  const fs::path tok_file = dir / "ref_tokens.json", out_file = dir / "ref_logits.f64";
+  {
+    std::ofstream t(tok_file);
+    t << "[";
+    for (size_t i = 0; i < tokens.size(); ++i) t << (i ? "," : "") << tokens[i];
+    t << "]";
+  }
+  const std::string cmd = "/usr/bin/python3 '" + script.string() + "' --model '" + dir.string() +
+                          "' --tokens '" + tok_file.string() + "' --prompt-len " +
+                          std::to_string(prompt_len) + " --out '" + out_file.string() + "'";
+  const int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << cmd;
+  const size_t rows = tokens.size() - prompt_len + 1;
+  std::vector<double> out(rows * vocab);
+  std::ifstream in(out_file, std::ios::binary);
+  in.read(reinterpret_cast<char*>(out.data()), out.size() * sizeof(double));
+  EXPECT_EQ(static_cast<size_t>(in.gcount()), out.size() * sizeof(double)) << "reference output";
+  return out;
+}
+
+// max |a - ref| / max |ref| over one row of logits.
+double RelError(const float* a, const double* ref, int64_t n) {
+  double diff = 0, mag = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff = std::max(diff, std::abs(a[i] - ref[i]));
+    mag = std::max(mag, std::abs(ref[i]));
+  }
+  return diff / mag;
+}
+
+struct Variant {
+  std::string name;
+  SynthOptions synth;
+  int prefill_chunk = 512;
+};
+
+std::vector<Variant> Variants() {
+  std::vector<Variant> v;
+  v.push_back({"gqa", {}, 512});
+  v.push_back({"gqa_chunked", {}, 4});  // prefill in chunks of 4: attention over earlier chunks
+  Variant no_gqa{"no_gqa", {}, 512};
+  no_gqa.synth.num_kv_heads = 4;
+  v.push_back(no_gqa);
+  Variant bias{"qkv_bias", {}, 512};
+  bias.synth.attention_bias = true;
+  v.push_back(bias);
+  Variant untied{"untied_sharded", {}, 512};
+  untied.synth.tie_word_embeddings = false;
+  untied.synth.shards = 2;
+  v.push_back(untied);
+  Variant rope{"llama3_rope", {}, 512};
+  // original_max_position_embeddings 32 puts the head_dim-16 frequencies in all three bands.
+  rope.synth.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 32};
+  v.push_back(rope);
+  for (size_t i = 0; i < v.size(); ++i) {
+    v[i].synth.preset = "tiny";
+    v[i].synth.seed = 100 + i;
+  }
+  return v;
+}
+
+// Prefill and 16 decode steps, each kernel, against the float64 NumPy forward.
+TEST(ModelReferenceTest, LogitsMatchNumpyReference) {
+  constexpr int kPrompt = 11, kSteps = 16;
+  for (const Variant& v : Variants()) {
+    const fs::path dir = Synth(v.name, v.synth);
+    std::vector<int32_t> tokens;
+    std::vector<double> ref;
+    for (DecodeKernel kernel :
+         {DecodeKernel::kAuto, DecodeKernel::kPortable, DecodeKernel::kTorch}) {
+      RunnerOptions o;
+      o.decode_kernel = kernel;
+      o.prefill_chunk = v.prefill_chunk;
+      auto runner = Load(dir, o);
+      ASSERT_NE(runner, nullptr) << v.name;
+      const int64_t vocab = runner->config().vocab_size;
+      auto seq = runner->AddSequence(kPrompt + kSteps);
+      ASSERT_TRUE(seq.ok()) << seq.status();
+      const auto prompt = Prompt(kPrompt, 1, vocab);
+      std::vector<float> logits;
+      ASSERT_TRUE(runner->Prefill(*seq, prompt, &logits).ok());
+      std::vector<std::vector<float>> rows = {logits};
+      for (int s = 0; s < kSteps; ++s) {
+        const int32_t next = Argmax(rows.back().data(), vocab);
+        const int seqs[] = {*seq};
+        const int32_t toks[] = {next};
+        ASSERT_TRUE(runner->Decode(seqs, toks, &logits).ok());
+        rows.push_back(logits);
+      }
+      // Greedy tokens may differ between kernels on near-ties, so each run gets its reference.
+      std::vector<int32_t> all = prompt;
+      for (int s = 0; s < kSteps; ++s) all.push_back(Argmax(rows[s].data(), vocab));
+      if (all != tokens) {
+        tokens = all;
+        ref = Reference(dir, tokens, kPrompt, vocab);
+      }
+      double worst = 0;
+      for (int s = 0; s <= kSteps; ++s) {
+        const double err = RelError(rows[s].data(), ref.data() + s * vocab, vocab);
+        worst = std::max(worst, err);
+        EXPECT_LE(err, 1e-4) << v.name << " kernel " << static_cast<int>(kernel)
+                             << (s == 0 ? " prefill" : " decode step ") << (s ? s : 0);
+      }
+      std::printf("[ reference] %-15s kernel=%d worst relative error %.2e\n", v.name.c_str(),
+                  static_cast<int>(kernel), worst);
+    }
+  }
+}
+
+struct Trace {
+  std::vector<float> prefill;
+  std::vector<std::vector<float>> steps;
+};
+
+constexpr int kTargetPrompt = 9, kTargetSteps = 20;
+
+// The target sequence alone.
+Trace RunAlone(ModelRunner& runner) {
+  const int64_t vocab = runner.config().vocab_size;
+  Trace t;
+  auto seq = runner.AddSequence(kTargetPrompt + kTargetSteps);
+  EXPECT_TRUE(seq.ok());
+  EXPECT_TRUE(runner.Prefill(*seq, Prompt(kTargetPrompt, 0, vocab), &t.prefill).ok());
+  int32_t next = Argmax(t.prefill.data(), vocab);
+  std::vector<float> logits;
+  for (int s = 0; s < kTargetSteps; ++s) {
+    const int seqs[] = {*seq};
+    const int32_t toks[] = {next};
+    EXPECT_TRUE(runner.Decode(seqs, toks, &logits).ok());
+    t.steps.push_back(logits);
+    next = Argmax(logits.data(), vocab);
+  }
+  runner.RemoveSequence(*seq);
+  return t;
+}
+
+// The target among 1..15 others of different prompt lengths that join at different steps (one
+// leaves midway), at a position in the batch that moves every step.
+Trace RunCrowded(ModelRunner& runner) {
+  const int64_t vocab = runner.config().vocab_size;
+  Trace t;
+  struct Member {
+    int seq;
+    int32_t next;
+  };
+  std::vector<Member> members;
+  auto target = runner.AddSequence(kTargetPrompt + kTargetSteps);
+  EXPECT_TRUE(target.ok());
+  EXPECT_TRUE(runner.Prefill(*target, Prompt(kTargetPrompt, 0, vocab), &t.prefill).ok());
+  members.push_back({*target, Argmax(t.prefill.data(), vocab)});
+  std::vector<float> logits;
+  int joined = 0;
+  for (int s = 0; s < kTargetSteps; ++s) {
+    // One or two newcomers per step until the batch is full (16).
+    for (int j = 0; j < 1 + (s % 2) && members.size() < 16; ++j, ++joined) {
+      const int len = 2 + 3 * joined % 17;
+      auto seq = runner.AddSequence(len + kTargetSteps + 1);
+      EXPECT_TRUE(seq.ok()) << seq.status();
+      std::vector<float> first;
+      EXPECT_TRUE(runner.Prefill(*seq, Prompt(len, joined + 1, vocab), &first).ok());
+      members.push_back({*seq, Argmax(first.data(), vocab)});
+    }
+    if (s == 10) {  // a finished sequence leaves (not the target)
+      runner.RemoveSequence(members[2].seq);
+      members.erase(members.begin() + 2);
+    }
+    // Rotate the batch so the target's row changes.
+    std::rotate(members.begin(), members.begin() + (s * 5 % members.size()), members.end());
+    std::vector<int> seqs;
+    std::vector<int32_t> toks;
+    for (const auto& m : members) {
+      seqs.push_back(m.seq);
+      toks.push_back(m.next);
+    }
+    EXPECT_TRUE(runner.Decode(seqs, toks, &logits).ok());
+    for (size_t i = 0; i < members.size(); ++i) {
+      members[i].next = Argmax(logits.data() + i * vocab, vocab);
+      if (members[i].seq == *target) {
+        t.steps.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+      }
+    }
+  }
+  for (const auto& m : members) runner.RemoveSequence(m.seq);
+  return t;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(ModelDeterminismTest, AloneVsCrowdedAndAcrossLoads) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kPortable}) {
+    RunnerOptions o;
+    o.decode_kernel = kernel;
+    auto a = Load(dir, o);
+    auto b = Load(dir, o);
+    ASSERT_TRUE(a && b);
+    const Trace alone = RunAlone(*a);
+    const Trace alone_again = RunAlone(*b);
+    const Trace crowded = RunCrowded(*b);
+    ASSERT_EQ(alone.steps.size(), static_cast<size_t>(kTargetSteps));
+    ASSERT_EQ(crowded.steps.size(), static_cast<size_t>(kTargetSteps));
+    EXPECT_TRUE(SameBits(alone.prefill, alone_again.prefill)) << "prefill differs across loads";
+    EXPECT_TRUE(SameBits(alone.prefill, crowded.prefill));
+    for (int s = 0; s < kTargetSteps; ++s) {
+      EXPECT_TRUE(SameBits(alone.steps[s], alone_again.steps[s]))
+          << a->path_description() << " step " << s << " differs across loads";
+      EXPECT_TRUE(SameBits(alone.steps[s], crowded.steps[s]))
+          << a->path_description() << " step " << s << " differs alone vs in a batch";
+    }
+    EXPECT_EQ(b->kv_bytes_used(), 0);
+  }
+}
+
+// kTorch is allowed to change bits with the batch; report whether it does here.
+TEST(ModelDeterminismTest, TorchKernelReported) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  RunnerOptions o;
+  o.decode_kernel = DecodeKernel::kTorch;
+  auto r = Load(dir, o);
+  ASSERT_NE(r, nullptr);
+  const Trace alone = RunAlone(*r), crowded = RunCrowded(*r);
+  int differing = 0;
+  for (int s = 0; s < kTargetSteps; ++s) differing += !SameBits(alone.steps[s], crowded.steps[s]);
+  std::printf("[ premise  ] kTorch decode: %d/%d steps differ alone vs in a batch\n", differing,
+              kTargetSteps);
+}
+
+TEST(ModelFingerprintTest, StableAcrossLoadsAndNamesThePath) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  auto a = Load(dir, {});
+  auto b = Load(dir, {});
+  ASSERT_TRUE(a && b);
+  auto fa = ComputeCanaryFingerprint(*a);
+  auto fb = ComputeCanaryFingerprint(*b);
+  ASSERT_TRUE(fa.ok()) << fa.status();
+  ASSERT_TRUE(fb.ok()) << fb.status();
+  EXPECT_EQ(*fa, *fb);
+  EXPECT_EQ(a->kv_bytes_capacity(), 0) << "the canary must free its sequences";
+  RunnerOptions portable;
+  portable.decode_kernel = DecodeKernel::kPortable;
+  auto p = Load(dir, portable);
+  ASSERT_NE(p, nullptr);
+  auto fp = ComputeCanaryFingerprint(*p);
+  ASSERT_TRUE(fp.ok()) << fp.status();
+  if (a->path_description() != p->path_description()) {
+    EXPECT_NE(*fa, *fp);
+  }
+  std::printf("[ canary   ] %s %s\n", a->path_description().c_str(), crypto::ToHex(*fa).c_str());
+}
+
+TEST(ModelRunnerTest, ArgumentErrors) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  auto r = Load(Synth("determinism", so), {});
+  ASSERT_NE(r, nullptr);
+  const int64_t vocab = r->config().vocab_size;
+  EXPECT_EQ(r->AddSequence(0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r->AddSequence(1 << 20).status().code(), absl::StatusCode::kInvalidArgument);
+  auto seq = r->AddSequence(4);
+  ASSERT_TRUE(seq.ok());
+  std::vector<float> logits;
+  const std::vector<int32_t> bad = {static_cast<int32_t>(vocab)};
+  EXPECT_EQ(r->Prefill(*seq, bad, &logits).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r->Prefill(*seq + 1, {{1}}, &logits).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r->Prefill(*seq, Prompt(5, 0, vocab), &logits).code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(r->Prefill(*seq, Prompt(3, 0, vocab), &logits).ok());
+  EXPECT_EQ(r->kv_bytes_used() * 4, r->kv_bytes_capacity() * 3);
+  const int seqs[] = {*seq, *seq};
+  const int32_t toks[] = {1, 2};
+  EXPECT_EQ(r->Decode(seqs, toks, &logits).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(r->Decode(std::span(seqs, 1), std::span(toks, 1), &logits).ok());
+  EXPECT_EQ(r->Decode(std::span(seqs, 1), std::span(toks, 1), &logits).code(),
+            absl::StatusCode::kResourceExhausted);  // full at 4 tokens
+  r->RemoveSequence(*seq);
+  r->RemoveSequence(12345);  // ignored
+  // Slots run out at max_batch.
+  std::vector<int> held;
+  for (int i = 0; i < 16; ++i) {
+    auto s = r->AddSequence(2);
+    ASSERT_TRUE(s.ok()) << i;
+    held.push_back(*s);
+  }
+  EXPECT_EQ(r->AddSequence(2).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// Rewrites `src`'s weights into `dst` with one tensor dropped or replaced.
+void RewriteWeights(const fs::path& src, const fs::path& dst, const std::string& drop,
+                    const std::string& reshape) {
+  fs::create_directories(dst);
+  fs::copy_file(src / "config.json", dst / "config.json", fs::copy_options::overwrite_existing);
+  auto store = WeightStore::Open(src);
+  ASSERT_TRUE(store.ok()) << store.status();
+  SafetensorsWriter w;
+  for (const std::string& name : (*store)->Names()) {
+    if (name == drop) continue;
+    auto view = (*store)->Get(name);
+    ASSERT_TRUE(view.ok());
+    if (name == reshape) {
+      std::vector<int64_t> shape = view->shape;
+      shape[0] += 1;
+      std::vector<uint8_t> bytes(view->bytes.begin(), view->bytes.end());
+      bytes.resize(bytes.size() + bytes.size() / view->shape[0], 0);
+      ASSERT_TRUE(w.Add(name, view->dtype, shape, bytes).ok());
+    } else {
+      ASSERT_TRUE(w.Add(name, view->dtype, view->shape, view->bytes).ok());
+    }
+  }
+  ASSERT_TRUE(w.Write(dst / "model.safetensors").ok());
+}
+
+TEST(ModelLoaderTest, MissingAndMisshapedTensorsNamed) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path src = Synth("determinism", so);
+  const std::string missing = "model.layers.1.mlp.up_proj.weight";
+  const std::string misshaped = "model.layers.0.self_attn.k_proj.weight";
+  RewriteWeights(src, TestRoot() / "missing", missing, "");
+  RewriteWeights(src, TestRoot() / "misshaped", "", misshaped);
+  RunnerOptions o;
+  o.device = "cpu";
+  auto r1 = LoadModel(TestRoot() / "missing", o);
+  ASSERT_FALSE(r1.ok());
+  EXPECT_NE(r1.status().message().find(missing), std::string::npos) << r1.status();
+  auto r2 = LoadModel(TestRoot() / "misshaped", o);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r2.status().message().find(misshaped), std::string::npos) << r2.status();
+  EXPECT_NE(r2.status().message().find("model.safetensors"), std::string::npos) << r2.status();
+  auto r3 = LoadModel(TestRoot() / "does-not-exist", o);
+  EXPECT_FALSE(r3.ok());
+  o.dtype = "bfloat16";
+  EXPECT_EQ(LoadModel(src, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace atoma::engine
