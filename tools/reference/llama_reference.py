@@ -1,18 +1,14 @@
-#!/ usr / bin / env python3
-""
-    "Independent NumPy reference forward pass for Llama-family models (float64).
+#!/usr/bin/env python3
+"""Independent NumPy reference forward pass for Llama-family models (float64).
 
-    Reads a Hugging Face model folder
-    itself(config.json, model.safetensors or the shards named by model.safetensors.index.json;
-           the safetensors header is parsed with json + numpy.frombuffer),
-    runs the whole token sequence through the model at once(causal attention, no KV cache) and
-        writes the logits of positions[prompt_len - 1, len(tokens) - 1] as raw little
-            - endian float64,
-    row - major[rows, vocab].That is : the logits after the prompt(what prefill returns) and
-        after each further token(what each decode step returns)
-            .
+Reads a Hugging Face model folder itself (config.json, model.safetensors or the shards named by
+model.safetensors.index.json; the safetensors header is parsed with json + numpy.frombuffer), runs
+the whole token sequence through the model at once (causal attention, no KV cache) and writes the
+logits of positions [prompt_len - 1, len(tokens) - 1] as raw little-endian float64, row-major
+[rows, vocab]. That is: the logits after the prompt (what prefill returns) and after each further
+token (what each decode step returns).
 
-        It shares no code with the C++ engine; atoma_model_tests compares against it.
+It shares no code with the C++ engine; atoma_model_tests compares against it.
 
 usage: llama_reference.py --model DIR --tokens FILE.json --prompt-len N --out FILE.f64
 """
