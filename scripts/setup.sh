@@ -14,7 +14,7 @@ APT_PACKAGES=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev libsecp256k1-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-grpcio python3-protobuf python3-numpy python3-torch
+  python3 python3-grpcio python3-protobuf python3-numpy python3-torch python3-jinja2
 
 )
 # Node.js and npm: only when absent (a Node.js from elsewhere already brings its own npm, and
