@@ -18,10 +18,11 @@ namespace atoma::engine::testing {
 class ScratchDir {
  public:
   ScratchDir() {
+    static int counter = 0;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     path_ = std::filesystem::path(::testing::TempDir()) /
             (std::string("atoma_modelio_") + info->test_suite_name() + "_" + info->name() + "_" +
-             std::to_string(::getpid()));
+             std::to_string(::getpid()) + "_" + std::to_string(counter++));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
