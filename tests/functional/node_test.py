@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Functional tests of the real atoma-node binary: start it on port 0 with a synthesized tiny
+model and a temporary config, then drive it with `atoma-cli generate` / `atoma-cli models`, the
+Python example (examples/python/generate.py) and raw gRPC stubs; stop it with SIGTERM and check it
+exits 0, also while a generation is running.
+
+    /usr/bin/python3 tests/functional/node_test.py --node BUILD/src/atoma-node \
+        --cli BUILD/src/atoma-cli --source-dir .
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ARGS = None  # parsed command line, set in __main__
+START_TIMEOUT_S = 120
+USAGE_RE = re.compile(r"\[(\w+)\] prompt tokens: (\d+), completion tokens: (\d+), "
+                      r"time to first token: ([\d.]+) ms, ([\d.]+) tokens/s")
+
+
+def run(cmd, timeout=120, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+class Node:
+    """One atoma-node process on a free port, with its own key, config and log."""
+
+    def __init__(self, workdir, model_dir, drain_deadline_ms=30000):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        key = os.path.join(workdir, "node.key")
+        r = run([ARGS.cli, "keygen", "--out", key])
+        if r.returncode != 0:
+            raise RuntimeError(f"atoma-cli keygen failed: {r.stderr}")
+        self.config = os.path.join(workdir, "node.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"""node:
+  key_file: {key}
+  data_dir: {os.path.join(workdir, 'data')}
+api:
+  listen: 127.0.0.1:0
+log:
+  level: info
+engine:
+  threads: 1
+models:
+  - id: tiny
+    path: {model_dir}
+shutdown:
+  drain_deadline_ms: {drain_deadline_ms}
+""")
+        self.ports_file = os.path.join(workdir, "ports.json")
+        self.log_path = os.path.join(workdir, "node.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [ARGS.node, "--config", self.config, "--listen", "127.0.0.1:0", "--ports-file",
+             self.ports_file], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not os.path.exists(self.ports_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"atoma-node exited with {self.proc.returncode} during "
+                                   f"start-up:\n{self.read_log()}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"atoma-node did not write {self.ports_file} in "
+                                   f"{START_TIMEOUT_S} s:\n{self.read_log()}")
+            time.sleep(0.05)
+        with open(self.ports_file) as f:
+            self.port = json.load(f)["grpc"]
+        self.addr = f"127.0.0.1:{self.port}"
+
+    def read_log(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def terminate(self, timeout=60, signal_first=True):
+        """SIGTERM (unless already sent: a second one means "exit at once"), then the exit code
+        (None, after a kill, if the process does not exit in time)."""
+        if signal_first and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            self.log.close()
+
+
+def load_stubs():
+    sys.path.insert(0, os.path.join(ARGS.source_dir, "examples", "python"))
+    import generate  # the example's own stub generation
+    return generate.import_stubs(None)
+
+
+class NodeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="atoma-functional-")
+        cls.model_dir = os.path.join(cls.tmp, "models", "tiny")
+        r = run([ARGS.cli, "model", "synth", "--preset", "tiny", "--seed", "1", "--out",
+                 cls.model_dir])
+        if r.returncode != 0:
+            raise RuntimeError(f"atoma-cli model synth failed: {r.stderr}")
+        cls.node = Node(os.path.join(cls.tmp, "node0"), cls.model_dir)
+        cls.pb, cls.pb_grpc = load_stubs()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.node.proc.poll() is None:
+            cls.node.terminate()
+        if os.environ.get("ATOMA_KEEP_TMP"):
+            print(f"kept {cls.tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def cli(self, *args, timeout=120):
+        return run([ARGS.cli, *args], timeout=timeout)
+
+    def generate_cli(self, *args):
+        return self.cli("generate", "--addr", self.node.addr, "--model", "tiny", *args)
+
+    def python_example(self, *args):
+        script = os.path.join(ARGS.source_dir, "examples", "python", "generate.py")
+        return run(["/usr/bin/python3", script, "--addr", self.node.addr, *args])
+
+    def check_usage(self, stderr, max_tokens):
+        m = USAGE_RE.search(stderr)
+        self.assertIsNotNone(m, f"no usage line in stderr: {stderr!r}")
+        finish, prompt, completion, ttft, tps = m.groups()
+        self.assertIn(finish, ("length", "stop"))
+        self.assertGreater(int(prompt), 0)
+        self.assertGreater(int(completion), 0)
+        self.assertLessEqual(int(completion), max_tokens)
+        self.assertGreater(float(ttft), 0.0)
+        return finish, int(completion)
+
+    def test_cli_generate_streams_text_and_usage(self):
+        r = self.generate_cli("--max-tokens", "12", "Hello world")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        finish, completion = self.check_usage(r.stderr, 12)
+        if finish == "length":
+            self.assertEqual(completion, 12)
+        # --json gives the same greedy completion, with its ids and usage.
+        j = self.generate_cli("--max-tokens", "12", "--json", "Hello world")
+        self.assertEqual(j.returncode, 0, j.stderr)
+        out = json.loads(j.stdout)
+        self.assertEqual(len(out["result"]["output_ids"]), completion)
+        self.assertEqual(out["result"]["usage"]["completion_tokens"], completion)
+        self.assertEqual(out["result"]["model"], "tiny")
+        streamed = r.stdout[:-1] if r.stdout.endswith("\n") and not out["text"].endswith("\n") \
+            else r.stdout
+        self.assertEqual(streamed, out["text"])
+
+    def test_python_example_matches_cli(self):
+        cli = self.generate_cli("--max-tokens", "10", "--seed", "3", "Once upon a time")
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        py = self.python_example("--model", "tiny", "--max-tokens", "10", "--seed", "3",
+                                 "Once upon a time")
+        self.assertEqual(py.returncode, 0, py.stderr)
+        self.check_usage(py.stderr, 10)
+        # Greedy decoding on one node is deterministic: both clients see the same text.
+        self.assertEqual(py.stdout, cli.stdout)
+        models = self.python_example("--list-models")
+        self.assertEqual(models.returncode, 0, models.stderr)
+        self.assertTrue(models.stdout.startswith("tiny\t"), models.stdout)
+
+    def test_sampled_generation_is_reproducible_with_a_seed(self):
+        args = ["--max-tokens", "16", "--temperature", "0.9", "--top-p", "0.95", "--seed", "7",
+                "--json", "The"]
+        a = self.generate_cli(*args)
+        b = self.generate_cli(*args)
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual(json.loads(a.stdout)["result"]["output_ids"],
+                         json.loads(b.stdout)["result"]["output_ids"])
+
+    def test_models_lists_the_model(self):
+        r = self.cli("models", "--addr", self.node.addr, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        models = json.loads(r.stdout)["models"]
+        self.assertEqual([m["id"] for m in models], ["tiny"])
+        self.assertEqual(len(models[0]["digest_hex"]), 64)
+        self.assertEqual(models[0]["vocab_size"], 512)
+
+    def test_chat_follows_the_models_chat_format(self):
+        r = self.cli("models", "--addr", self.node.addr, "--json")
+        chat_format = json.loads(r.stdout)["models"][0]["chat_format"]
+        chat = self.generate_cli("--max-tokens", "4", "--system", "Be brief.", "--chat", "Hi")
+        if chat_format:
+            self.assertEqual(chat.returncode, 0, chat.stderr)
+            self.check_usage(chat.stderr, 4)
+        else:
+            self.assertEqual(chat.returncode, 1)
+            self.assertIn("FAILED_PRECONDITION", chat.stderr)
+
+    def test_errors_have_codes_and_field_names(self):
+        r = self.cli("generate", "--addr", self.node.addr, "--model", "nope", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("NOT_FOUND", r.stderr)
+        py = self.python_example("--model", "tiny", "--max-tokens", "0", "x")
+        self.assertEqual(py.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", py.stderr)
+        self.assertIn("max_tokens", py.stderr)
+        py = self.python_example("--model", "tiny", "--top-p", "1.5", "x")
+        self.assertIn("sampling.top_p", py.stderr)
+        unreachable = self.cli("generate", "--addr", "127.0.0.1:1", "--model", "tiny",
+                               "--timeout", "5", "x")
+        self.assertEqual(unreachable.returncode, 1)
+        self.assertIn("UNAVAILABLE", unreachable.stderr)
+
+    def test_grpc_stream_carries_ids_logprobs_and_final(self):
+        import grpc
+        stub = self.pb_grpc.InferenceStub(grpc.insecure_channel(self.node.addr))
+        request = self.pb.GenerateRequest(model="tiny", text="abc", max_tokens=6,
+                                          ignore_eos=True)
+        request.sampling.top_logprobs = 2
+        chunks, final = [], None
+        for message in stub.Generate(request, timeout=60):
+            if message.WhichOneof("event") == "chunk":
+                chunks.append(message.chunk)
+            else:
+                final = message.final
+        self.assertIsNotNone(final)
+        self.assertEqual(final.finish_reason, self.pb.FINISH_REASON_LENGTH)
+        ids = [i for c in chunks for i in c.token_ids]
+        self.assertEqual(ids, list(final.output_ids))
+        self.assertEqual(len(ids), 6)
+        for c in chunks:
+            for t in c.tokens:
+                self.assertLessEqual(t.logprob, 0.0)
+                self.assertEqual(len(t.top_logprobs), 2)
+                # Greedy: the chosen token is the most likely one.
+                self.assertEqual(t.top_logprobs[0].token_id, t.token_id)
+        tokenized = stub.Tokenize(self.pb.TokenizeRequest(model="tiny", text="abc"), timeout=30)
+        self.assertEqual(final.usage.prompt_tokens, len(tokenized.ids))
+
+    def test_sigterm_during_generation_exits_cleanly(self):
+        # A node of its own, with no drain time, so the running generation is cut at once (the
+        # tiny model would otherwise finish 2000 tokens within a short deadline).
+        import grpc
+        node = Node(os.path.join(self.tmp, "node-sigterm"), self.model_dir, drain_deadline_ms=0)
+        try:
+            stub = self.pb_grpc.InferenceStub(grpc.insecure_channel(node.addr))
+            request = self.pb.GenerateRequest(model="tiny", text="go", max_tokens=2000,
+                                              ignore_eos=True)
+            stream = stub.Generate(request, timeout=120)
+            first = next(stream)
+            self.assertEqual(first.WhichOneof("event"), "chunk")
+            node.proc.send_signal(signal.SIGTERM)
+            final, status = None, None
+            try:
+                for message in stream:
+                    if message.WhichOneof("event") == "final":
+                        final = message.final
+            except grpc.RpcError as e:
+                status = e.code()
+            print(f"\n  SIGTERM mid-generation: final={final.finish_reason if final else None} "
+                  f"status={status}", file=sys.stderr)
+            # Either the generation finished or was cancelled with a final message, or the call
+            # ended with a clean status; never a hang or a broken connection.
+            if final is None:
+                self.assertIn(status, (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE),
+                              node.read_log())
+            else:
+                self.assertEqual(final.finish_reason, self.pb.FINISH_REASON_CANCELLED)
+                self.assertEqual(final.usage.completion_tokens, len(final.output_ids))
+                self.assertLess(len(final.output_ids), 2000)
+            code = node.terminate(timeout=60, signal_first=False)
+            self.assertEqual(code, 0, node.read_log())
+        finally:
+            if node.proc.poll() is None:
+                node.proc.kill()
+
+    def test_zz_sigterm_exits_zero(self):
+        # Runs last (unittest orders tests by name): the shared node stops cleanly.
+        code = self.node.terminate(timeout=60)
+        self.assertEqual(code, 0, self.node.read_log())
+        self.assertFalse(os.path.exists(self.node.ports_file), "ports file left behind")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--cli", required=True)
+    parser.add_argument("--source-dir", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
