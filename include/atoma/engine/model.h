@@ -69,7 +69,11 @@ struct RunnerOptions {
   // Run dtype: "float32" on CPU (bf16 matmul is ~30x slower there); "bfloat16"/"float16"/"float32"
   // on CUDA ("auto" = bfloat16 on CUDA, float32 on CPU).
   std::string dtype = "auto";
-  int threads = 0;  // intra-op threads, fixed for the process; 0 = hardware concurrency
+  // Intra-op threads, fixed for the process (at::set_num_threads at load, and the decode GEMM's
+  // own pool); 0 = hardware concurrency. OpenBLAS keeps its own pool: start the process with
+  // OPENBLAS_NUM_THREADS equal to this (and OMP_WAIT_POLICY=PASSIVE on small machines, so idle
+  // OpenMP workers do not spin against OpenBLAS's) — prefill bits depend on it.
+  int threads = 0;
   DecodeKernel decode_kernel = DecodeKernel::kAuto;
   int max_batch = 16;       // most sequences in one Decode call
   int max_seq_len = 2048;   // KV capacity per sequence (clamped to max_position_embeddings)
