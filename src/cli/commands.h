@@ -1,13 +1,29 @@
 // atoma-cli subcommands. Each Add*Command registers one CLI11 subcommand (with its options and
 // callback) on the top-level app; the callback runs when the user picks that subcommand. The CLI
 // main (src/cli/main.cc) calls every Add*Command before parsing.
+//
+// Error convention: a callback that fails prints "atoma-cli: <message>" on stderr and throws
+// CLI::RuntimeError(1) (see Fail below), so main exits 1.
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <string_view>
+
+#include "absl/status/status.h"
 
 namespace atoma::cli {
 
 // `atoma-cli generate`: streams a generation from a running node over gRPC (src/cli/generate.cc).
 void AddGenerateCommand(CLI::App& app);
+
+// `atoma-cli keygen --out FILE [--force]` and `atoma-cli address --key FILE` (src/cli/keys.cc).
+void AddKeyCommands(CLI::App& app);
+
+// `atoma-cli model synth ...` and `atoma-cli model digest DIR` (src/cli/model.cc).
+void AddModelCommand(CLI::App& app);
+
+// Prints "atoma-cli: <message>" to stderr and throws CLI::RuntimeError(exit_code).
+[[noreturn]] void Fail(std::string_view message, int exit_code = 1);
+[[noreturn]] void Fail(const absl::Status& status, int exit_code = 1);
 
 }  // namespace atoma::cli

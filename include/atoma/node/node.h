@@ -1,0 +1,119 @@
+// The composition root of atoma-node: NodeContext owns every long-lived component (config, key,
+// engines, API server), Init builds them in dependency order, Shutdown takes them down in an
+// explicit order, and RunNode is the whole program (main.cc only calls it).
+//
+// Start-up policy (STYLE "error policy"): a bad config, key or model stops the process with one
+// clear line on stderr and exit code 2; nothing is retried.
+//
+// Shutdown order: stop intake (the API refuses new generations) → drain every engine in parallel
+// until shutdown.drain_deadline_ms, then cancel what is left → stop the server (streams end with
+// their final message) → remove the ports file → exit 0.
+//
+// Thread-safety: Init and Shutdown run on one thread (main). NodeContext::draining may be read
+// from any thread (the API's Admin service does).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "atoma/api/server.h"
+#include "atoma/config/config.h"
+#include "atoma/crypto/keys.h"
+#include "atoma/engine/engine.h"
+
+namespace atoma::node {
+
+// How the node builds its components. The defaults are the real ones; tests substitute fakes that
+// record calls or inject failures.
+struct Components {
+  using EngineFactory =
+      std::function<absl::StatusOr<std::unique_ptr<engine::Engine>>(const engine::EngineOptions&)>;
+  using ServerFactory = std::function<absl::StatusOr<std::unique_ptr<api::Server>>(
+      const api::ServerOptions&, std::vector<engine::Engine*>, api::NodeControl)>;
+
+  EngineFactory make_engine;   // default: engine::Engine::Make
+  ServerFactory start_server;  // default: api::Server::Start
+
+  static Components Default();
+};
+
+// Everything the running node owns. Members are declared in construction order, so the implicit
+// destruction order (reverse) never destroys an engine before the server that serves it.
+struct NodeContext {
+  NodeContext() = default;
+  NodeContext(const NodeContext&) = delete;
+  NodeContext& operator=(const NodeContext&) = delete;
+  // Runs Shutdown if Init succeeded and Shutdown was not called.
+  ~NodeContext();
+
+  config::NodeConfig config;
+  std::optional<crypto::PrivateKey> key;
+  std::vector<std::unique_ptr<engine::Engine>> engines;
+  std::unique_ptr<api::Server> server;
+  int port = 0;  // the bound gRPC port
+  // Set when shutdown begins or an operator calls Admin.Drain; new generations are refused.
+  std::atomic<bool> draining{false};
+  // "openblas=2 (openblas_set_num_threads), torch intra-op=2 (engine)" — what Init set and how.
+  std::string thread_settings;
+  bool running = false;  // Init succeeded and Shutdown has not run
+};
+
+// Builds the node from a validated config: logging, thread counts, key (refusing a key file that
+// group/others can access), data_dir, one engine per model, the API server, the ports file.
+// On error, whatever was built is torn down again and the Status says which step and key failed.
+absl::Status Init(const config::NodeConfig& config, const Components& components, NodeContext* ctx);
+
+// The ordered shutdown described above. Idempotent.
+void Shutdown(NodeContext& ctx);
+
+// Sets the CPU thread counts from engine.threads (0 = hardware concurrency) before any model
+// work: OpenBLAS through openblas_set_num_threads (looked up with dlsym, so the node does not link
+// OpenBLAS itself), plus OMP_NUM_THREADS/OPENBLAS_NUM_THREADS for libraries that initialize
+// later. Libtorch's intra-op count is set by the engine from RunnerOptions::threads.
+//
+// Why not just the environment variables: Debian's libopenblas0-pthread starts its thread pool
+// in a library constructor, i.e. before main runs (measured: 2 threads at main entry on a 2-core
+// machine), so setting OPENBLAS_NUM_THREADS in main is too late. openblas_set_num_threads works at
+// any time (it shrinks the active count — idle pool threads stay parked — and grows the pool when
+// asked for more), so no re-exec is needed. Returns a description for the start-up log.
+std::string ApplyThreadSettings(int threads);
+
+// SIGINT/SIGTERM → a byte on a self-pipe (the handler does nothing else: write(2) is
+// async-signal-safe). Wait() blocks until the first signal or Trigger(). A second signal while
+// the node shuts down exits the process at once (_exit(128 + signal)), so an operator can always
+// stop it.
+// At most one instance exists at a time (signal handlers are process-wide).
+class ShutdownSignal {
+ public:
+  static absl::StatusOr<std::unique_ptr<ShutdownSignal>> Install();
+  ~ShutdownSignal();  // restores the previous handlers
+  ShutdownSignal(const ShutdownSignal&) = delete;
+  ShutdownSignal& operator=(const ShutdownSignal&) = delete;
+
+  // Blocks until a signal or Trigger(); returns the signal number, or 0 for Trigger().
+  int Wait();
+  // Wakes Wait() without a signal (thread-safe).
+  void Trigger();
+
+ private:
+  ShutdownSignal(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
+  int read_fd_;
+  int write_fd_;
+};
+
+// Writes {"grpc": PORT} to `path` atomically (temporary file in the same folder, then rename).
+absl::Status WritePortsFile(const std::filesystem::path& path, int grpc_port);
+
+// The atoma-node program: flags (--config, --listen, --log-level, --ports-file, --version),
+// Init, wait for a signal, Shutdown. Returns the process exit code: 0 after a clean shutdown,
+// 2 for start-up and usage errors (one line on stderr).
+int RunNode(int argc, char** argv);
+
+}  // namespace atoma::node

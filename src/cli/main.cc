@@ -1,0 +1,25 @@
+// atoma-cli: operator and developer tool (keys, test models, generation against a node).
+#include "commands.h"
+
+#ifndef ATOMA_VERSION
+#define ATOMA_VERSION "unknown"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{"atoma-cli: keys, test models and requests for atoma-node.", "atoma-cli"};
+  app.set_version_flag("--version", ATOMA_VERSION);
+  app.require_subcommand(1);
+  atoma::cli::AddKeyCommands(app);
+  atoma::cli::AddModelCommand(app);
+#ifdef ATOMA_CLI_HAVE_GENERATE
+  atoma::cli::AddGenerateCommand(app);
+#endif
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // the command printed its message already
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}

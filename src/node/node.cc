@@ -1,0 +1,267 @@
+#include "atoma/node/node.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "atoma/common/logging.h"
+#include "atoma/common/status.h"
+
+#ifndef ATOMA_VERSION
+#define ATOMA_VERSION "unknown"
+#endif
+
+namespace atoma::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::shared_ptr<spdlog::logger> Log() { return GetLogger("node"); }
+
+absl::StatusOr<engine::DecodeKernel> ParseDecodeKernel(const std::string& name) {
+  if (name == "auto") return engine::DecodeKernel::kAuto;
+  if (name == "avx2") return engine::DecodeKernel::kAvx2;
+  if (name == "portable") return engine::DecodeKernel::kPortable;
+  // Validate() already rejects anything else; this guards against the two drifting apart.
+  return absl::InvalidArgumentError(absl::StrCat("engine.decode_kernel: unknown kernel ", name));
+}
+
+int ResolveThreads(int configured) {
+  if (configured > 0) return configured;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const config::NodeConfig& c, size_t i) {
+  const config::EngineSection& e = c.engine;
+  engine::EngineOptions o;
+  o.model_dir = c.models[i].path;
+  o.model_id = c.models[i].id;
+  o.runner.device = e.device;
+  o.runner.dtype = e.dtype;
+  o.runner.threads = ResolveThreads(e.threads);
+  ASSIGN_OR_RETURN(o.runner.decode_kernel, ParseDecodeKernel(e.decode_kernel));
+  o.runner.max_batch = e.max_batch;
+  o.runner.max_seq_len = e.max_seq_len;
+  o.runner.prefill_chunk = e.prefill_chunk;
+  o.max_queue = e.max_queue;
+  o.max_running = e.max_running;
+  o.max_prompt_tokens = e.max_prompt_tokens;
+  o.max_new_tokens = e.max_new_tokens;
+  return o;
+}
+
+absl::Status Annotate(const absl::Status& status, const std::string& context) {
+  return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+// Tears down a partly built context after a failed Init, in the same order as Shutdown.
+void Unwind(NodeContext& ctx) {
+  ctx.draining = true;
+  if (ctx.server) {
+    ctx.server->Shutdown(std::chrono::milliseconds(0));
+    ctx.server->Wait();
+    ctx.server.reset();
+  }
+  for (auto& e : ctx.engines) e->Shutdown(std::chrono::milliseconds(0));
+  ctx.engines.clear();
+}
+
+}  // namespace
+
+Components Components::Default() {
+  Components c;
+  c.make_engine = [](const engine::EngineOptions& options) {
+    return engine::Engine::Make(options);
+  };
+  c.start_server = [](const api::ServerOptions& options, std::vector<engine::Engine*> engines,
+                      api::NodeControl control) {
+    return api::Server::Start(options, std::move(engines), std::move(control));
+  };
+  return c;
+}
+
+std::string ApplyThreadSettings(int threads) {
+  const int n = ResolveThreads(threads);
+  const std::string value = std::to_string(n);
+  // For libraries loaded or initialized after this point (and child processes).
+  ::setenv("OPENBLAS_NUM_THREADS", value.c_str(), 1);
+  ::setenv("OMP_NUM_THREADS", value.c_str(), 1);
+  using SetFn = void (*)(int);
+  using GetFn = int (*)();
+  auto set = reinterpret_cast<SetFn>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto get = reinterpret_cast<GetFn>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  std::string openblas = "openblas not loaded";
+  if (set != nullptr) {
+    set(n);
+    openblas = absl::StrCat("openblas=", get != nullptr ? get() : n);
+  }
+  return absl::StrCat(openblas, ", torch intra-op=", n, " (set by the engine)");
+}
+
+absl::Status WritePortsFile(const fs::path& path, int grpc_port) {
+  const std::string text = absl::StrCat("{\"grpc\": ", grpc_port, "}\n");
+  fs::path tmp = path;
+  tmp += absl::StrCat(".tmp.", ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("api.ports_file: cannot create ", tmp.string(), ": ", std::strerror(errno)));
+  }
+  const ssize_t written = ::write(fd, text.data(), text.size());
+  const int write_errno = errno;
+  ::close(fd);
+  if (written != static_cast<ssize_t>(text.size())) {
+    ::unlink(tmp.c_str());
+    return absl::InternalError(
+        absl::StrCat("api.ports_file: writing ", tmp.string(), ": ", std::strerror(write_errno)));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return absl::InternalError(
+        absl::StrCat("api.ports_file: renaming to ", path.string(), ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+NodeContext::~NodeContext() {
+  if (running) Shutdown(*this);
+}
+
+absl::Status Init(const config::NodeConfig& config, const Components& components,
+                  NodeContext* ctx) {
+  ctx->config = config;
+  const config::NodeConfig& c = ctx->config;
+  RETURN_IF_ERROR(InitLogging(LogOptions{.level = c.log.level, .json = c.log.format == "json"}));
+  auto log = Log();
+  log->info("atoma-node {} starting", ATOMA_VERSION);
+
+  // Before any engine exists: OpenBLAS and libtorch size their pools from these.
+  ctx->thread_settings = ApplyThreadSettings(c.engine.threads);
+  log->info("threads: {}", ctx->thread_settings);
+
+  auto key = crypto::ReadKeyFile(c.node.key_file);
+  if (!key.ok()) return Annotate(key.status(), "node.key_file");
+  ctx->key.emplace(std::move(*key));
+  const std::string address = crypto::AddressToString(ctx->key->address());
+  log->info("node address {} (key {})", address, c.node.key_file.string());
+
+  std::error_code ec;
+  fs::create_directories(c.node.data_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(absl::StrCat("node.data_dir: cannot create ",
+                                                    c.node.data_dir.string(), ": ", ec.message()));
+  }
+
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    const config::ModelEntry& m = c.models[i];
+    const std::string where = absl::StrCat("models[", i, "] (", m.id, ")");
+    if (!fs::is_directory(m.path, ec)) {
+      Unwind(*ctx);
+      return absl::NotFoundError(absl::StrCat(
+          where, ": model folder ", m.path.string(),
+          " does not exist (make a test model with: atoma-cli model synth --preset tiny --out ",
+          m.path.string(), ")"));
+    }
+    absl::StatusOr<engine::EngineOptions> options = MakeEngineOptions(c, i);
+    absl::StatusOr<std::unique_ptr<engine::Engine>> made =
+        options.ok() ? components.make_engine(*options)
+                     : absl::StatusOr<std::unique_ptr<engine::Engine>>(options.status());
+    if (!made.ok()) {
+      Unwind(*ctx);
+      return Annotate(made.status(), where);
+    }
+    const engine::ModelInfo& info = (*made)->info();
+    log->info("model {}: digest {} path {} compute {}", info.id, crypto::ToHex(info.digest),
+              info.dir.string(), info.path_description);
+    ctx->engines.push_back(std::move(*made));
+  }
+
+  api::ServerOptions server_options;
+  server_options.listen_address = c.api.listen;
+  server_options.max_receive_message_bytes = c.api.max_receive_message_bytes;
+  server_options.max_concurrent_generations = c.api.max_concurrent_generations;
+  server_options.max_prompt_bytes = c.api.max_prompt_bytes;
+  server_options.allow_anonymous = c.api.allow_anonymous;
+  api::NodeControl control;
+  control.node_address = address;
+  control.version = ATOMA_VERSION;
+  std::atomic<bool>* draining = &ctx->draining;
+  control.draining = [draining] { return draining->load(); };
+  control.drain = [draining] {
+    if (!draining->exchange(true)) GetLogger("node")->info("drain requested: refusing new work");
+  };
+  std::vector<engine::Engine*> engines;
+  for (auto& e : ctx->engines) engines.push_back(e.get());
+  auto server = components.start_server(server_options, std::move(engines), std::move(control));
+  if (!server.ok()) {
+    Unwind(*ctx);
+    return Annotate(server.status(), absl::StrCat("api.listen (", c.api.listen, ")"));
+  }
+  ctx->server = std::move(*server);
+  ctx->port = ctx->server->port();
+  const std::string host = c.api.listen.substr(0, c.api.listen.rfind(':'));
+  log->info("serving gRPC on {}:{}", host, ctx->port);
+
+  if (!c.api.ports_file.empty()) {
+    absl::Status written = WritePortsFile(c.api.ports_file, ctx->port);
+    if (!written.ok()) {
+      Unwind(*ctx);
+      return written;
+    }
+    log->info("wrote ports file {}", c.api.ports_file.string());
+  }
+  ctx->running = true;
+  return absl::OkStatus();
+}
+
+void Shutdown(NodeContext& ctx) {
+  if (!ctx.running) return;
+  ctx.running = false;
+  auto log = Log();
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = std::chrono::milliseconds(ctx.config.shutdown.drain_deadline_ms);
+
+  // 1. Stop intake: the API refuses new generations from here on.
+  ctx.draining = true;
+  log->info("shutting down: draining {} engine(s), deadline {} ms", ctx.engines.size(),
+            deadline.count());
+
+  // 2. Drain the engines together, so the deadline bounds the whole step rather than each engine.
+  std::vector<std::thread> drains;
+  for (auto& e : ctx.engines) {
+    engine::Engine* engine = e.get();
+    drains.emplace_back([engine, deadline] { engine->Shutdown(deadline); });
+  }
+  for (auto& t : drains) t.join();
+  const auto drained_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+  log->info("engines stopped after {} ms", drained_ms);
+
+  // 3. Stop the server. Every stream has had its final event by now; give the completion queues a
+  // moment to send them.
+  if (ctx.server) {
+    ctx.server->Shutdown(std::chrono::milliseconds(2000));
+    ctx.server->Wait();
+  }
+  if (!ctx.config.api.ports_file.empty()) {
+    std::error_code ec;
+    fs::remove(ctx.config.api.ports_file, ec);
+  }
+  log->info("shutdown complete");
+}
+
+}  // namespace atoma::node
