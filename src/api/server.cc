@@ -136,6 +136,12 @@ class InferenceService final : public grpc::Service {
     }
     engine::Engine* engine = state_.Find(request->model());
     if (engine == nullptr) return UnknownModel(request->model());
+    if (!state_.options.allow_anonymous) {
+      // Client signatures arrive with consensus (reserved fields of GenerateRequest); until then
+      // every request is anonymous, and such a node serves none.
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "security: this node does not serve anonymous (unsigned) requests");
+    }
 
     absl::StatusOr<engine::GenerateRequest> native =
         ToEngineRequest(*request, *engine, state_.limits);

@@ -1,6 +1,20 @@
 // The gRPC front door: atoma.v1.Inference, atoma.v1.Admin, grpc.health.v1 and server reflection on
 // one listening address. A thin layer: it validates protos, converts them to engine structs, hands
 // requests to the engines' queues and converts results back. gRPC status codes appear only here.
+//
+// Behaviour (proto/atoma/v1/inference.proto documents it for clients):
+// - Generate validates the request (INVALID_ARGUMENT naming the field, NOT_FOUND for an unknown
+//   model, FAILED_PRECONDITION for chat on a model without a chat format, UNIMPLEMENTED for
+//   security levels other than none), tokenizes text or renders chat with the engine's tokenizer,
+//   submits to the engine and streams its events. More than max_concurrent_generations open
+//   streams, or a full engine queue, give RESOURCE_EXHAUSTED; a draining node gives UNAVAILABLE.
+// - A client that cancels or passes its deadline has its engine request cancelled within a few
+//   milliseconds (handlers poll the call between short waits on the request handle).
+// - Handler threads (gRPC's sync thread pool, bounded) only wait on request handles; they never
+//   run model code.
+// - The standard grpc.health.v1 service reports SERVING until Admin.Drain, NodeControl::draining()
+//   turning true, or Shutdown; then NOT_SERVING (overall and for "atoma.v1.Inference").
+// - Server reflection is on (grpcurl and friends can list and call the services).
 #pragma once
 
 #include <chrono>
@@ -44,7 +58,9 @@ class Server {
 
   // The bound port (the real one when the options asked for port 0).
   virtual int port() const = 0;
-  // Stops accepting calls; running streams get until `deadline` to finish, then are cancelled.
+  // Stops accepting calls; running streams get until `deadline` to finish, then are cancelled
+  // (and so are their engine requests). Blocks until every call has ended. Idempotent. The node
+  // normally drains the engines first, so streams end with their final message.
   virtual void Shutdown(std::chrono::milliseconds deadline) = 0;
   // Blocks until Shutdown completed.
   virtual void Wait() = 0;

@@ -663,6 +663,14 @@ TEST_F(ApiTest, ReflectionListsTheServices) {
   EXPECT_NE(text.find("\"grpc.health.v1.Health\""), std::string::npos) << text;
 }
 
+TEST_F(ApiTest, AnonymousRequestsRefusedWhenNotAllowed) {
+  StartServer({FakeEngineOptions{}}, ServerOptions{.allow_anonymous = false});
+  StreamResult r = Generate(TextRequest("hi", 2));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(r.status.error_message().find("anonymous"), std::string::npos);
+  EXPECT_EQ(engine().submitted(), 0);
+}
+
 TEST_F(ApiTest, StartFailsClearlyOnABadAddress) {
   FakeEngine fake(FakeEngineOptions{});
   ServerOptions options;
