@@ -11,9 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   atoma::cli::AddKeyCommands(app);
   atoma::cli::AddModelCommand(app);
-#ifdef ATOMA_CLI_HAVE_GENERATE
   atoma::cli::AddGenerateCommand(app);
-#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {
