@@ -69,7 +69,7 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_
   });
 }
 
-absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path) {
+absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path, uint64_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Errno(errno, "opening", path);
   std::string out;
@@ -83,6 +83,11 @@ absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path) {
       return Errno(err, "reading", path);
     }
     if (n == 0) break;
+    if (out.size() + static_cast<uint64_t>(n) > max_bytes) {
+      ::close(fd);
+      return absl::InvalidArgumentError(
+          absl::StrCat(path.string(), " is larger than ", max_bytes, " bytes"));
+    }
     out.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);

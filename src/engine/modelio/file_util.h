@@ -23,8 +23,10 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path,
                                  const std::function<absl::Status(const ChunkWriter&)>& produce);
 absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view content);
 
-// Reads a whole (small) file. NOT_FOUND names a missing file.
-absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path);
+// Reads a whole (small) file. NOT_FOUND names a missing file; INVALID_ARGUMENT a file larger than
+// `max_bytes` (files come from untrusted folders: a huge "index" must not exhaust memory).
+absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path,
+                                          uint64_t max_bytes = 64ull << 20);
 
 // `name` quoted and C-escaped for an error message, cut to a readable length (names come from
 // untrusted files).

@@ -348,6 +348,19 @@ TEST(WeightStoreTest, ShardedRoundTrip) {
   EXPECT_EQ(AsFloats((*store)->Get("b")->bytes), Iota(2, 10));
 }
 
+TEST(WeightStoreTest, TruncatedShardIsNamed) {
+  ScratchDir dir;
+  WriteSharded(dir.path(), kGoodIndex);
+  const auto shard = dir.path() / "model-00002-of-00002.safetensors";
+  std::string img = ReadAll(shard);
+  WriteAll(shard, img.substr(0, img.size() - 1));
+  auto store = WeightStore::Open(dir.path());
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("model-00002-of-00002"));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("'c'"));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("truncated"));
+}
+
 TEST(WeightStoreTest, IndexNamesMissingShard) {
   ScratchDir dir;
   WriteSharded(dir.path(), R"({"weight_map":{"a":"model-00001-of-00002.safetensors",
