@@ -84,8 +84,15 @@ absl::StatusOr<SampleResult> Sample(std::span<const float> logits, const Samplin
   if (argmax < 0) return absl::InvalidArgumentError("logits: every logit is -inf");
 
   // Log-softmax of the raw logits; the sum runs in ascending id order.
+  // At temperature 1 the sampling weights are these same terms ((x - m) / 1.0 == x - m exactly).
+  const bool unit_temperature = params.temperature == 1.0;
+  std::vector<double> w(unit_temperature ? vocab : 0);
   double sum = 0.0;
-  for (size_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - m);
+  for (size_t i = 0; i < vocab; ++i) {
+    const double e = std::exp(static_cast<double>(logits[i]) - m);
+    sum += e;
+    if (unit_temperature) w[i] = e;
+  }
   const double lse = m + std::log(sum);
   auto logprob = [&](int32_t id) { return static_cast<double>(logits[id]) - lse; };
 
@@ -94,21 +101,27 @@ absl::StatusOr<SampleResult> Sample(std::span<const float> logits, const Samplin
     result.token_id = argmax;
   } else {
     const double temp = params.temperature;
-    std::vector<double> w(vocab);
+    if (!unit_temperature) {
+      w.resize(vocab);
+      for (size_t i = 0; i < vocab; ++i) {
+        w[i] = std::exp((static_cast<double>(logits[i]) - m) / temp);
+      }
+    }
     std::vector<int32_t> cand;
     cand.reserve(vocab);
     for (size_t i = 0; i < vocab; ++i) {
-      w[i] = std::exp((static_cast<double>(logits[i]) - m) / temp);
       if (w[i] > 0.0) cand.push_back(static_cast<int32_t>(i));
     }
     // The argmax has w == exp(0) == 1, so cand is never empty.
+    bool ascending = true;  // cand is built in id order; truncation reorders it
     auto before = [&w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
     if (params.top_k > 0 && static_cast<size_t>(params.top_k) < cand.size()) {
       std::nth_element(cand.begin(), cand.begin() + params.top_k, cand.end(), before);
       cand.resize(params.top_k);
+      ascending = false;
     }
     if (params.top_p < 1.0) {
-      std::sort(cand.begin(), cand.end());
+      if (!ascending) std::sort(cand.begin(), cand.end());
       double s = 0.0;
       for (int32_t id : cand) s += w[id];
       const double threshold = params.top_p * s;
@@ -133,8 +146,9 @@ absl::StatusOr<SampleResult> Sample(std::span<const float> logits, const Samplin
         k = std::min(n, k * 8);
       }
       cand.resize(keep);
+      ascending = false;
     }
-    std::sort(cand.begin(), cand.end());
+    if (!ascending) std::sort(cand.begin(), cand.end());
     double total = 0.0;
     for (int32_t id : cand) total += w[id];
     const double target = PrngUniform(params.seed, request_key, step) * total;

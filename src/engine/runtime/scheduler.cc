@@ -16,6 +16,7 @@
 #include <chrono>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -136,10 +137,81 @@ absl::Status CallRunner(const char* what, Fn&& fn) {
   }
 }
 
+// Runs fn(i) for i in [0, n) on a fixed set of threads (the caller's included) and waits.
+// Sampling rows are pure functions of their own inputs, so results do not depend on the split.
+class ParallelFor {
+ public:
+  explicit ParallelFor(int threads) {
+    for (int t = 1; t < threads; ++t) workers_.emplace_back([this] { Work(); });
+  }
+  ~ParallelFor() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (auto& w : workers_) w.join();
+  }
+  ParallelFor(const ParallelFor&) = delete;
+  ParallelFor& operator=(const ParallelFor&) = delete;
+
+  template <typename Fn>
+  void Run(size_t n, Fn&& fn) {
+    if (workers_.empty() || n < 2) {
+      for (size_t i = 0; i < n; ++i) fn(i);
+      return;
+    }
+    std::function<void(size_t)> job(std::forward<Fn>(fn));
+    {
+      absl::MutexLock lock(&mu_);
+      job_ = &job;
+      n_ = n;
+      next_.store(0);
+      pending_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    for (size_t i; (i = next_.fetch_add(1)) < n;) job(i);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* pending) { return *pending == 0; }, &pending_));
+    job_ = nullptr;
+  }
+
+ private:
+  void Work() {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(size_t)>* job;
+      size_t n;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || generation_ != seen; };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+        n = n_;
+      }
+      for (size_t i; (i = next_.fetch_add(1)) < n;) (*job)(i);
+      absl::MutexLock lock(&mu_);
+      --pending_;
+    }
+  }
+
+  absl::Mutex mu_;
+  const std::function<void(size_t)>* job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  size_t n_ ABSL_GUARDED_BY(mu_) = 0;
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<size_t> next_{0};
+  std::vector<std::thread> workers_;
+};
+
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const EngineOptions& options, std::unique_ptr<ModelRunner> runner,
-             std::unique_ptr<Tokenizer> tokenizer, ModelInfo info, int max_running, int max_seq_len)
+             std::unique_ptr<Tokenizer> tokenizer, ModelInfo info, int max_running, int max_seq_len,
+             int sampling_threads)
       : options_(options),
         runner_(std::move(runner)),
         tokenizer_(std::move(tokenizer)),
@@ -147,7 +219,8 @@ class EngineImpl final : public Engine {
         max_running_(max_running),
         max_seq_len_(max_seq_len),
         vocab_(static_cast<int32_t>(runner_->config().vocab_size)),
-        log_(GetLogger("engine")) {
+        log_(GetLogger("engine")),
+        pool_(sampling_threads) {
     for (int64_t id : runner_->config().eos_token_ids) eos_ids_.push_back(static_cast<int32_t>(id));
     if (tokenizer_) {
       for (int32_t id : tokenizer_->eos_ids()) eos_ids_.push_back(id);
@@ -366,6 +439,14 @@ class EngineImpl final : public Engine {
       running_.clear();
       return;
     }
+    // Rows are sampled in parallel (pure functions of their own row), then applied in row order.
+    samples_.resize(running_.size());
+    pool_.Run(running_.size(), [&](size_t i) {
+      const Sequence& s = *running_[i];
+      if (s.state->cancelled()) return;
+      samples_[i] = Sample(std::span<const float>(logits_).subspan(i * vocab_, vocab_),
+                           s.request().sampling, s.request().request_key, s.output_ids.size());
+    });
     for (size_t i = 0; i < running_.size(); ++i) {
       Sequence& s = *running_[i];
       // Cancelled while the step ran: no more tokens for it.
@@ -373,7 +454,7 @@ class EngineImpl final : public Engine {
         Finish(s, FinishReason::kCancelled, absl::OkStatus());
         continue;
       }
-      Step(s, std::span<const float>(logits_).subspan(i * vocab_, vocab_));
+      Apply(s, std::move(samples_[i]), std::span<const float>(logits_).subspan(i * vocab_, vocab_));
     }
     RemoveDone();
   }
@@ -382,12 +463,16 @@ class EngineImpl final : public Engine {
     std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
   }
 
-  // Samples the next token of `s` from `logits`, emits its event, and finishes `s` when a stop
-  // condition holds.
+  // Samples the next token of `s` from `logits` and applies it.
   void Step(Sequence& s, std::span<const float> logits) {
     const GenerateRequest& req = s.request();
-    absl::StatusOr<SampleResult> r =
-        Sample(logits, req.sampling, req.request_key, s.output_ids.size());
+    Apply(s, Sample(logits, req.sampling, req.request_key, s.output_ids.size()), logits);
+  }
+
+  // Appends the sampled token to `s`, emits its event, and finishes `s` when a stop condition
+  // holds (or with kError when sampling failed).
+  void Apply(Sequence& s, absl::StatusOr<SampleResult> r, std::span<const float> logits) {
+    const GenerateRequest& req = s.request();
     if (!r.ok()) {
       Finish(s, FinishReason::kError,
              absl::InternalError(absl::StrCat("sampling failed: ", r.status().message())));
@@ -505,6 +590,8 @@ class EngineImpl final : public Engine {
   std::vector<float> logits_;
   std::vector<int> seqs_;
   std::vector<int32_t> tokens_;
+  std::vector<absl::StatusOr<SampleResult>> samples_;
+  ParallelFor pool_;
 
   // Published by the scheduler for stats().
   std::atomic<int> running_count_{0};
@@ -561,9 +648,13 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineOptions& options,
               : !options.model_dir.filename().empty() ? options.model_dir.filename().string()
                                                       : std::string("model");
   }
+  int sampling_threads = options.sampling_threads;
+  if (sampling_threads <= 0) {
+    sampling_threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  }
   return std::unique_ptr<Engine>(new EngineImpl(options, std::move(runner), std::move(tokenizer),
                                                 std::move(info), max_running,
-                                                static_cast<int>(max_seq_len)));
+                                                static_cast<int>(max_seq_len), sampling_threads));
 }
 
 }  // namespace internal
