@@ -92,9 +92,30 @@ Components Components::Default() {
   return c;
 }
 
+void ReexecWithThreadEnvironment(int threads, char** argv) {
+  if (std::getenv("ATOMA_NODE_REEXEC") != nullptr) {
+    ::unsetenv("ATOMA_NODE_REEXEC");  // children of the node start clean
+    return;
+  }
+  const std::string want = std::to_string(ResolveThreads(threads));
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* openblas = std::getenv("OPENBLAS_NUM_THREADS");
+  if (policy != nullptr && openblas != nullptr && want == openblas) return;
+  if (policy == nullptr) ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::setenv("OPENBLAS_NUM_THREADS", want.c_str(), 1);
+  ::setenv("OMP_NUM_THREADS", want.c_str(), 1);
+  ::setenv("ATOMA_NODE_REEXEC", "1", 1);
+  ::execv("/proc/self/exe", argv);
+  // execv failed (no /proc?): carry on; ApplyThreadSettings still sets OpenBLAS's count.
+  ::unsetenv("ATOMA_NODE_REEXEC");
+}
+
 std::string ApplyThreadSettings(int threads) {
   const int n = ResolveThreads(threads);
   const std::string value = std::to_string(n);
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const std::string wait_policy =
+      absl::StrCat(", OMP_WAIT_POLICY=", policy != nullptr ? policy : "(unset: workers spin)");
   // For libraries loaded or initialized after this point (and child processes).
   ::setenv("OPENBLAS_NUM_THREADS", value.c_str(), 1);
   ::setenv("OMP_NUM_THREADS", value.c_str(), 1);
@@ -107,7 +128,7 @@ std::string ApplyThreadSettings(int threads) {
     set(n);
     openblas = absl::StrCat("openblas=", get != nullptr ? get() : n);
   }
-  return absl::StrCat(openblas, ", torch intra-op=", n, " (set by the engine)");
+  return absl::StrCat(openblas, ", torch intra-op=", n, " (set by the engine)", wait_policy);
 }
 
 absl::Status WritePortsFile(const fs::path& path, int grpc_port) {

@@ -24,7 +24,7 @@ int StartupError(const absl::Status& status) {
 
 }  // namespace
 
-int RunNode(int argc, char** argv) {
+int RunNode(int argc, char** argv, bool reexec) {
   CLI::App app{
       "atoma-node: serves verifiable LLM inference over gRPC (atoma.v1.Inference and Admin).\n"
       "Stops cleanly on SIGINT/SIGTERM (a second signal exits at once).\n"
@@ -53,11 +53,6 @@ int RunNode(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
-  // Installed first, so a signal during a long model load is not lost: Wait() below returns at
-  // once and the node shuts down instead of starting to serve.
-  auto signal = ShutdownSignal::Install();
-  if (!signal.ok()) return StartupError(signal.status());
-
   auto config = config::LoadConfigFile(config_path);
   if (!config.ok()) return StartupError(config.status());
   config::Overrides overrides;
@@ -67,6 +62,14 @@ int RunNode(int argc, char** argv) {
   if (absl::Status s = config::ApplyOverrides(overrides, &*config); !s.ok()) {
     return StartupError(s);
   }
+
+  // May start the process again with the thread environment in place (see node.h).
+  if (reexec) ReexecWithThreadEnvironment(config->engine.threads, argv);
+
+  // Installed before Init, so a signal during a long model load is not lost: Wait() below
+  // returns at once and the node shuts down instead of starting to serve.
+  auto signal = ShutdownSignal::Install();
+  if (!signal.ok()) return StartupError(signal.status());
 
   NodeContext ctx;
   if (absl::Status s = Init(*config, Components::Default(), &ctx); !s.ok()) {

@@ -78,11 +78,16 @@ void Shutdown(NodeContext& ctx);
 // OpenBLAS itself), plus OMP_NUM_THREADS/OPENBLAS_NUM_THREADS for libraries that initialize
 // later. Libtorch's intra-op count is set by the engine from RunnerOptions::threads.
 //
-// Why not just the environment variables: Debian's libopenblas0-pthread starts its thread pool
-// in a library constructor, i.e. before main runs (measured: 2 threads at main entry on a 2-core
-// machine), so setting OPENBLAS_NUM_THREADS in main is too late. openblas_set_num_threads works at
-// any time (it shrinks the active count — idle pool threads stay parked — and grows the pool when
-// asked for more), so no re-exec is needed. Returns a description for the start-up log.
+// What we measured (Debian libtorch 1.13 + libopenblas0-pthread, 2 cores):
+// - OpenBLAS starts its thread pool in a library constructor, before main: 2 threads exist at
+//   main entry; with OPENBLAS_NUM_THREADS=1 in the environment, 1. So setting the variable in
+//   main is too late for the pool, but openblas_set_num_threads works at any time (it lowers the
+//   active count, leaving idle pool threads parked, and grows the pool when asked for more).
+// - libgomp (libtorch's intra-op pool) reads OMP_WAIT_POLICY when it loads; with the default,
+//   idle workers spin against OpenBLAS's threads: a 512x512 fp32 mm loop took 650-700 ms with
+//   torch=2 threads against 230 ms with OMP_WAIT_POLICY=PASSIVE. Only a re-exec can change that,
+//   which is what ReexecWithThreadEnvironment does.
+// Returns a description for the start-up log.
 std::string ApplyThreadSettings(int threads);
 
 // SIGINT/SIGTERM → a byte on a self-pipe (the handler does nothing else: write(2) is
@@ -108,12 +113,21 @@ class ShutdownSignal {
   int write_fd_;
 };
 
+// Before any torch or OpenBLAS work: when the environment lacks OMP_WAIT_POLICY, or
+// OPENBLAS_NUM_THREADS differs from engine.threads (resolved), sets OMP_WAIT_POLICY=PASSIVE
+// (unless the operator set a policy), OPENBLAS_NUM_THREADS and OMP_NUM_THREADS, and re-executes
+// /proc/self/exe with the same argv, so the libraries read them at load. Happens at most once
+// (ATOMA_NODE_REEXEC marks the second start). Returns only when no re-exec was needed or execv
+// failed (then ApplyThreadSettings still fixes OpenBLAS's count at run time).
+void ReexecWithThreadEnvironment(int threads, char** argv);
+
 // Writes {"grpc": PORT} to `path` atomically (temporary file in the same folder, then rename).
 absl::Status WritePortsFile(const std::filesystem::path& path, int grpc_port);
 
 // The atoma-node program: flags (--config, --listen, --log-level, --ports-file, --version),
 // Init, wait for a signal, Shutdown. Returns the process exit code: 0 after a clean shutdown,
 // 2 for start-up and usage errors (one line on stderr).
-int RunNode(int argc, char** argv);
+// `reexec` = false skips ReexecWithThreadEnvironment (tests call RunNode in-process).
+int RunNode(int argc, char** argv, bool reexec = true);
 
 }  // namespace atoma::node

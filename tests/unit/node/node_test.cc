@@ -340,7 +340,7 @@ TEST_F(NodeTest, RunNodeStartupErrorsExit2WithOneLine) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     ::testing::internal::CaptureStderr();
-    const int code = RunNode(static_cast<int>(argv.size()), argv.data());
+    const int code = RunNode(static_cast<int>(argv.size()), argv.data(), /*reexec=*/false);
     return std::make_pair(code, ::testing::internal::GetCapturedStderr());
   };
   auto [code, err] = run({"atoma-node", "--config", (dir_ / "missing.yaml").string()});
