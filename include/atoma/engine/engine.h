@@ -4,6 +4,11 @@
 //
 // Thread-safety: Engine methods are thread-safe. A RequestHandle may be read by one consumer thread
 // while Cancel() is called from any thread.
+//
+// Determinism: a request's tokens, logprobs and logits depend only on the request (prompt,
+// sampling parameters, request_key) and the model, never on what else the engine serves: its
+// prefill runs alone, the runner's decode is batch-invariant (model.h), and sampling is keyed by
+// (seed, request_key, step) with step = the 0-based index of the generated token (sampler.h).
 #pragma once
 
 #include <chrono>
@@ -31,9 +36,13 @@ struct GenerateRequest {
   std::vector<int32_t> prompt_ids;
   SamplingParams sampling;
   int max_tokens = 256;
+  // Matched on the decoded text, across token boundaries; the streamed text ends right before the
+  // first stop string (see StopStringFilter). Non-empty; needs an engine with a tokenizer.
   std::vector<std::string> stop_strings;
-  std::vector<int32_t> stop_token_ids;  // in addition to the model's EOS ids
-  bool ignore_eos = false;
+  // In addition to the model's EOS ids (config eos_token_ids plus the tokenizer's eos_ids()). A
+  // stop token is part of output_ids and gets its token event, but its text is never streamed.
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;  // EOS ids no longer stop; stop_token_ids still do
   // Tests and the consensus layer: attach the full fp32 logits of every step to the events.
   bool return_logits = false;
 };
@@ -41,13 +50,18 @@ struct GenerateRequest {
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
 const char* FinishReasonName(FinishReason reason);
 
-// One generated token, or the final event of a request.
+// One generated token, or the final event of a request. Every generated token (including a
+// stopping one) has exactly one token event, in order.
 struct StreamEvent {
   bool final = false;
   // Token events:
   int32_t token_id = -1;
-  std::string text;  // newly completed text (UTF-8 safe; may be empty)
-  double logprob = 0.0;
+  // Newly releasable text (UTF-8 safe; may be empty: incomplete characters and possible stop-string
+  // prefixes are held back and released with a later event). The last token event of a request
+  // carries everything that was held back. On a final event, only with kCancelled: the held-back
+  // text of a cancelled request.
+  std::string text;
+  double logprob = 0.0;  // log-softmax of the raw logits (before temperature/top-k/top-p)
   std::vector<TokenLogprob> top_logprobs;
   std::vector<float> logits;  // only with return_logits
   // Final event:
@@ -66,12 +80,13 @@ class RequestHandle {
   // otherwise. After the final event, returns true with the final event again.
   virtual bool Next(StreamEvent* event, std::chrono::milliseconds timeout) = 0;
   // Asks the scheduler to stop this request; it finishes with kCancelled within one decode step.
+  // Destroying the last reference to a handle cancels the request too (nobody reads it any more).
   virtual void Cancel() = 0;
 };
 
 struct EngineStats {
-  int waiting = 0;
-  int running = 0;
+  int waiting = 0;  // in the queue
+  int running = 0;  // holding a runner sequence (prefilled or decoding)
   int64_t kv_bytes_used = 0;
   int64_t kv_bytes_capacity = 0;
   int64_t requests_finished = 0;
@@ -104,7 +119,9 @@ class Engine {
  public:
   virtual ~Engine() = default;
 
-  // Loads the model and tokenizer and starts the scheduler thread.
+  // Loads the tokenizer (Tokenizer::FromFolder), computes the model digest, loads the model
+  // (LoadModel, which fixes the intra-op thread count) and starts the scheduler thread. Errors name
+  // the step and the folder.
   static absl::StatusOr<std::unique_ptr<Engine>> Make(const EngineOptions& options);
   // Same, over a given runner (tests inject fakes). `tokenizer` may be null (no text in events).
   static absl::StatusOr<std::unique_ptr<Engine>> Make(const EngineOptions& options,
@@ -114,12 +131,16 @@ class Engine {
   virtual const ModelInfo& info() const = 0;
   virtual const Tokenizer* tokenizer() const = 0;
 
-  // Validates and enqueues. INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED when the queue
-  // is full; UNAVAILABLE after Shutdown began.
+  // Validates and enqueues. INVALID_ARGUMENT names the bad field (prompt_ids: empty, longer than
+  // max_prompt_tokens or ids outside the vocabulary; max_tokens outside 1..max_new_tokens or
+  // prompt + max_tokens over the runner's max_seq_len; sampling.*; stop_token_ids; stop_strings);
+  // RESOURCE_EXHAUSTED when the queue is full; UNAVAILABLE after Shutdown began. Runner failures
+  // later arrive as a final event with kError and the status, never as a crash.
   virtual absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerateRequest request) = 0;
 
-  // Stops intake; lets running requests finish until `deadline`, then cancels what is left, and
-  // joins the scheduler. Idempotent.
+  // Stops intake; lets accepted requests (running and queued) go on until `deadline`, then cancels
+  // what is left (final event kCancelled), and joins the scheduler. Idempotent; a later call with a
+  // shorter deadline shortens it. The destructor calls Shutdown(0ms).
   virtual void Shutdown(std::chrono::milliseconds deadline) = 0;
 
   virtual EngineStats stats() const = 0;

@@ -170,12 +170,14 @@ TEST(EngineTest, ConcurrentRequestsMatchSoloRuns) {
   {
     EngineOptions opt;
     opt.max_running = 1;
+    opt.sampling_threads = 1;
     auto f = MakeFixture(opt);
     for (int i = 0; i < kRequests; ++i) solo[i] = RunOne(*f.engine, reqs[i]);
   }
 
   EngineOptions opt;
   opt.max_running = 8;
+  opt.sampling_threads = 3;  // rows sampled on 3 threads here, on 1 in the solo runs
   auto f = MakeFixture(opt);
   f.control->decode_sleep_ms = 1;
   std::vector<Result> together(kRequests);

@@ -155,6 +155,44 @@ TEST_F(ModelEngineTest, LoadsInfoAndGeneratesText) {
   EXPECT_EQ(engine->stats().tokens_generated, 16);
 }
 
+// Stop strings over the real byte-level BPE tokenizer: the streamed text ends right before the
+// first occurrence, and the tokens after the completing one are never generated.
+TEST_F(ModelEngineTest, StopStringOverRealTokenizer) {
+  auto engine = Load();
+  ASSERT_NE(engine, nullptr);
+  // Seeded sampling: a random tiny model's greedy output is repetitive.
+  GenerateRequest base = Request(9, 40, 77, 1.0);
+  base.return_logits = false;
+  Output full = Collect(**engine->Submit(base));
+  ASSERT_EQ(full.finish, FinishReason::kLength) << full.status;
+  const std::string& text = full.text;
+  ASSERT_EQ(text, engine->tokenizer()->Decode(full.ids, true));
+  // Three ASCII bytes, preferably from the second half of the text.
+  size_t pos = std::string::npos;
+  for (size_t k = 0; k < text.size() && pos == std::string::npos; ++k) {
+    const size_t p = (text.size() / 2 + k) % text.size();
+    if (p + 3 <= text.size() && !(text[p] & 0x80) && !(text[p + 1] & 0x80) &&
+        !(text[p + 2] & 0x80)) {
+      pos = p;
+    }
+  }
+  if (pos == std::string::npos) GTEST_SKIP() << "no ASCII run in: " << text;
+  const std::string stop = text.substr(pos, 3);
+  GenerateRequest r = base;
+  r.stop_strings = {stop};
+  Output o = Collect(**engine->Submit(r));
+  EXPECT_EQ(o.finish, FinishReason::kStop);
+  EXPECT_EQ(o.text, text.substr(0, text.find(stop)));
+  ASSERT_LE(o.ids.size(), full.ids.size());
+  EXPECT_EQ(o.ids, std::vector<int32_t>(full.ids.begin(), full.ids.begin() + o.ids.size()));
+  // The completing token's text reaches past the start of the stop string.
+  const std::string upto = engine->tokenizer()->Decode(o.ids, true);
+  EXPECT_GE(upto.size(), text.find(stop) + stop.size());
+  const std::string before =
+      engine->tokenizer()->Decode(std::vector<int32_t>(o.ids.begin(), o.ids.end() - 1), true);
+  EXPECT_LT(before.size(), text.find(stop) + stop.size());
+}
+
 TEST_F(ModelEngineTest, MissingFolderIsAnErrorNotACrash) {
   EngineOptions o = Options();
   o.model_dir = *dir_ / "does-not-exist";
