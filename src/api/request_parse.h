@@ -37,9 +37,10 @@ class SerializationTraits<atoma::api::Parsed<T>, void> {
  public:
   static Status Deserialize(ByteBuffer* buffer, atoma::api::Parsed<T>* out) {
     std::vector<Slice> slices;
-    if (!buffer->Dump(&slices).ok()) {
-      return Status(StatusCode::INTERNAL, "cannot read the request bytes");
-    }
+    const bool dumped = buffer->Dump(&slices).ok();
+    // Deserialize owns the received buffer (gRPC's protobuf traits clear it too): free it here.
+    buffer->Clear();
+    if (!dumped) return Status(StatusCode::INTERNAL, "cannot read the request bytes");
     std::string bytes;
     for (const Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
     out->status = atoma::api::ParseRequest(bytes, &out->message);
