@@ -99,6 +99,11 @@ struct ModelInfo {
   crypto::Hash256 digest{};
   ModelConfig config;
   std::string path_description;
+  // Canary fingerprint (DESIGN §4.2, ComputeCanaryFingerprint), measured by Engine::Make(options)
+  // before the scheduler takes the runner (when EngineOptions.compute_fingerprint).
+  // FAILED_PRECONDITION when this node is not batch-invariant (e.g. DecodeKernel::kTorch): it
+  // may serve, but must not join an echelon.
+  absl::StatusOr<crypto::Hash256> fingerprint = absl::FailedPreconditionError("not measured");
 };
 
 struct EngineOptions {
@@ -113,6 +118,9 @@ struct EngineOptions {
   // 0.4-1.3 ms a row on the host); 0 = hardware concurrency, at most 4. Results do not depend on
   // it.
   int sampling_threads = 0;
+  // Engine::Make(options) measures the canary fingerprint at load (about 1 s on bench-135m); tools
+  // that do not need it can skip it.
+  bool compute_fingerprint = true;
 };
 
 class Engine {

@@ -43,6 +43,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Make(const EngineOptions& option
   }
 
   ModelInfo info;
+  if (options.compute_fingerprint) {
+    // Measured here because afterwards the runner belongs to the scheduler thread.
+    info.fingerprint = ComputeCanaryFingerprint(**runner);
+    if (!info.fingerprint.ok()) {
+      log->warn("canary fingerprint of {}: {}", dir.string(), info.fingerprint.status().ToString());
+    }
+  }
   info.dir = dir;
   info.digest = *digest;
   info.id = options.model_id;
@@ -54,9 +61,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Make(const EngineOptions& option
       std::unique_ptr<Engine> engine,
       internal::MakeEngine(options, *std::move(runner), *std::move(tokenizer), std::move(info)));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log->info("model {} loaded from {} in {:.2f} s: digest {}, path {}", engine->info().id,
-            dir.string(), secs, crypto::ToHex(engine->info().digest),
-            engine->info().path_description);
+  const ModelInfo& loaded = engine->info();
+  log->info("model {} loaded from {} in {:.2f} s: digest {}, path {}, fingerprint {}", loaded.id,
+            dir.string(), secs, crypto::ToHex(loaded.digest), loaded.path_description,
+            loaded.fingerprint.ok() ? crypto::ToHex(*loaded.fingerprint)
+                                    : std::string(loaded.fingerprint.status().message()));
   return engine;
 }
 

@@ -139,6 +139,13 @@ TEST_F(ModelEngineTest, LoadsInfoAndGeneratesText) {
   EXPECT_GT(info.config.vocab_size, 0);
   EXPECT_FALSE(info.path_description.empty());
   ASSERT_NE(engine->tokenizer(), nullptr);
+  // The fingerprint measured at load equals one measured on an independently loaded runner.
+  ASSERT_TRUE(info.fingerprint.ok()) << info.fingerprint.status();
+  auto runner = LoadModel(*dir_ / "tiny", Options().runner);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  auto fp = ComputeCanaryFingerprint(**runner);
+  ASSERT_TRUE(fp.ok()) << fp.status();
+  EXPECT_EQ(*info.fingerprint, *fp);
 
   GenerateRequest r;
   r.prompt_ids = engine->tokenizer()->Encode("The quick brown fox", false);
