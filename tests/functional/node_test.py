@@ -282,8 +282,26 @@ class NodeTest(unittest.TestCase):
             if node.proc.poll() is None:
                 node.proc.kill()
 
-    def test_zz_sigterm_exits_zero(self):
-        # Runs last (unittest orders tests by name): the shared node stops cleanly.
+    def test_zz_drain_then_sigterm_exits_zero(self):
+        # Runs last (unittest orders tests by name): Admin.Status and Admin.Drain on the real node,
+        # then the shared node stops cleanly.
+        import grpc
+        from atoma.v1 import admin_pb2, admin_pb2_grpc
+        channel = grpc.insecure_channel(self.node.addr)
+        admin = admin_pb2_grpc.AdminStub(channel)
+        status = admin.Status(admin_pb2.StatusRequest(), timeout=30)
+        self.assertTrue(status.node_address.startswith("0x"), status)
+        self.assertEqual(len(status.node_address), 42)
+        self.assertEqual([m.info.id for m in status.models], ["tiny"])
+        self.assertGreater(status.models[0].requests_finished, 0)
+        self.assertFalse(status.draining)
+        self.assertTrue(admin.Drain(admin_pb2.DrainRequest(), timeout=30).draining)
+        self.assertTrue(admin.Status(admin_pb2.StatusRequest(), timeout=30).draining)
+        stub = self.pb_grpc.InferenceStub(channel)
+        with self.assertRaises(grpc.RpcError) as refused:
+            list(stub.Generate(self.pb.GenerateRequest(model="tiny", text="x", max_tokens=2),
+                               timeout=30))
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAVAILABLE)
         code = self.node.terminate(timeout=60)
         self.assertEqual(code, 0, self.node.read_log())
         self.assertFalse(os.path.exists(self.node.ports_file), "ports file left behind")
