@@ -114,6 +114,10 @@ struct EngineOptions {
   int max_running = 16;          // sequences decoding together (≤ runner.max_batch)
   int max_prompt_tokens = 4096;  // longer prompts → INVALID_ARGUMENT
   int max_new_tokens = 2048;     // upper bound on max_tokens
+  // Admission stops for one scheduler iteration once the prompts admitted in it would exceed this
+  // many tokens (one request is always admitted), so a burst of long prompts delays the running
+  // streams by about one budget's worth of prefill per decode step, not by all of them.
+  int max_prefill_tokens_per_step = 2048;
   // Threads that sample the rows of a decode step in parallel (sampling a 49k vocabulary costs
   // 0.4-1.3 ms a row on the host); 0 = hardware concurrency, at most 4. Results do not depend on
   // it.

@@ -341,8 +341,12 @@ class EngineImpl final : public Engine {
             ++it;
           }
         }
+        int64_t prefill_tokens = 0;
         while (static_cast<int>(running_.size() + admit.size()) < max_running_ &&
                !waiting_.empty()) {
+          const int64_t len = static_cast<int64_t>(waiting_.front()->request().prompt_ids.size());
+          if (!admit.empty() && prefill_tokens + len > options_.max_prefill_tokens_per_step) break;
+          prefill_tokens += len;
           admit.push_back(std::move(waiting_.front()));
           waiting_.pop_front();
         }
@@ -620,6 +624,9 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineOptions& options,
   }
   if (options.max_new_tokens < 1) {
     return absl::InvalidArgumentError("engine.max_new_tokens must be >= 1");
+  }
+  if (options.max_prefill_tokens_per_step < 1) {
+    return absl::InvalidArgumentError("engine.max_prefill_tokens_per_step must be >= 1");
   }
   const ModelConfig& config = runner->config();
   if (config.vocab_size < 1 || config.vocab_size > INT32_MAX) {

@@ -564,6 +564,34 @@ TEST(EngineTest, RunnerFaultsBecomeErrorEvents) {
   EXPECT_GT(f.engine->stats().kv_bytes_capacity, 0);
 }
 
+TEST(EngineTest, PrefillBudgetSpreadsAdmissionsOverDecodeSteps) {
+  EngineOptions opt;
+  opt.max_prefill_tokens_per_step = 10;
+  auto f = MakeFixture(opt);
+  f.control->decode_sleep_ms = 1;
+  auto stream = f.engine->Submit(Req({1, 2, 3, 4, 5, 6, 7, 8}, 60));
+  ASSERT_TRUE(stream.ok());
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (int i = 1; i <= 6; ++i) hs.push_back(*f.engine->Submit(Req({i, i, i, i, i, 9}, 5)));
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(Collect(*hs[i]).final.output_ids,
+              ReferenceGreedy({i + 1, i + 1, i + 1, i + 1, i + 1, 9}, 5));
+  }
+  EXPECT_EQ(Collect(**stream).final.output_ids, ReferenceGreedy({1, 2, 3, 4, 5, 6, 7, 8}, 60));
+  // 8 + 6 and 6 + 6 tokens are over the budget: one prefill between two decode steps.
+  EXPECT_EQ(f.control->max_prefills_between_decodes.load(), 1);
+
+  // With a large budget the same burst is admitted at once.
+  EngineOptions wide;
+  auto g = MakeFixture(wide);
+  g.control->prefill_gate = std::make_shared<absl::Notification>();
+  std::vector<std::shared_ptr<RequestHandle>> gs;
+  for (int i = 1; i <= 6; ++i) gs.push_back(*g.engine->Submit(Req({i, i, i, i, i, 9}, 5)));
+  g.control->prefill_gate->Notify();
+  for (auto& h : gs) EXPECT_EQ(Collect(*h).final.finish_reason, FinishReason::kLength);
+  EXPECT_GE(g.control->max_prefills_between_decodes.load(), 2);
+}
+
 TEST(EngineTest, KvSlotExhaustionRequeuesUntilASlotFrees) {
   EngineOptions opt;
   opt.max_running = 6;

@@ -59,6 +59,8 @@ struct FakeControl {
   std::atomic<int> prefill_calls{0};
   std::atomic<int> decode_calls{0};
   std::atomic<int> max_batch_seen{0};
+  std::atomic<int> prefills_since_decode{0};
+  std::atomic<int> max_prefills_between_decodes{0};
   std::atomic<int> contract_violations{0};
 };
 
@@ -88,6 +90,10 @@ class FakeRunner final : public ModelRunner {
   absl::Status Prefill(int seq, std::span<const int32_t> tokens,
                        std::vector<float>* last_logits) override {
     const int call = control_->prefill_calls.fetch_add(1);
+    const int since = control_->prefills_since_decode.fetch_add(1) + 1;
+    if (since > control_->max_prefills_between_decodes.load()) {
+      control_->max_prefills_between_decodes.store(since);
+    }
     control_->prefill_entered.fetch_add(1);
     if (control_->prefill_gate) control_->prefill_gate->WaitForNotification();
     if (call == control_->fail_prefill_call.load()) {
@@ -104,6 +110,7 @@ class FakeRunner final : public ModelRunner {
   absl::Status Decode(std::span<const int> seqs, std::span<const int32_t> tokens,
                       std::vector<float>* logits) override {
     const int call = control_->decode_calls.fetch_add(1);
+    control_->prefills_since_decode.store(0);
     const int sleep = control_->decode_sleep_ms.load();
     if (sleep > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep));
     int seen = control_->max_batch_seen.load();
