@@ -245,7 +245,7 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   const MapReader engine = top.Child("engine");
   RETURN_IF_ERROR(engine.CheckKeys({"threads", "device", "dtype", "decode_kernel", "max_batch",
                                     "max_running", "max_queue", "max_seq_len", "max_prompt_tokens",
-                                    "max_new_tokens", "prefill_chunk"}));
+                                    "max_new_tokens", "prefill_chunk", "sampling_threads"}));
   EngineSection& e = c.engine;
   RETURN_IF_ERROR(engine.Int("threads", &e.threads));
   RETURN_IF_ERROR(engine.String("device", &e.device));
@@ -258,6 +258,7 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(engine.Int("max_prompt_tokens", &e.max_prompt_tokens));
   RETURN_IF_ERROR(engine.Int("max_new_tokens", &e.max_new_tokens));
   RETURN_IF_ERROR(engine.Int("prefill_chunk", &e.prefill_chunk));
+  RETURN_IF_ERROR(engine.Int("sampling_threads", &e.sampling_threads));
 
   const YAML::Node models = top.Get("models");
   if (models.IsDefined()) {
@@ -345,6 +346,7 @@ absl::Status Validate(const NodeConfig& c) {
   RETURN_IF_ERROR(CheckRangeTo("engine.max_new_tokens", e.max_new_tokens, 1, "engine.max_seq_len",
                                e.max_seq_len));
   RETURN_IF_ERROR(CheckRange("engine.prefill_chunk", e.prefill_chunk, 1, 65536));
+  RETURN_IF_ERROR(CheckRange("engine.sampling_threads", e.sampling_threads, 0, 64));
 
   if (c.models.empty()) return KeyError("models", "at least one model is required");
   std::set<std::string, std::less<>> ids;

@@ -55,6 +55,7 @@ struct EngineSection {
   int max_prompt_tokens = 2048;
   int max_new_tokens = 2048;
   int prefill_chunk = 512;
+  int sampling_threads = 0;  // 0 = hardware concurrency, at most 4; results do not depend on it
 };
 
 struct ModelEntry {

@@ -58,6 +58,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.engine.max_prompt_tokens, 2048);
   EXPECT_EQ(c.engine.max_new_tokens, 2048);
   EXPECT_EQ(c.engine.prefill_chunk, 512);
+  EXPECT_EQ(c.engine.sampling_threads, 0);
   ASSERT_EQ(c.models.size(), 1u);
   EXPECT_EQ(c.models[0].id, "tiny");  // the folder name
   EXPECT_EQ(c.models[0].path, fs::path("/etc/atoma/models/tiny"));
@@ -91,6 +92,7 @@ engine:
   max_prompt_tokens: 3000
   max_new_tokens: 1000
   prefill_chunk: 128
+  sampling_threads: 3
 models:
   - id: demo
     path: /models/a/
@@ -119,6 +121,7 @@ shutdown:
   EXPECT_EQ(c.engine.max_prompt_tokens, 3000);
   EXPECT_EQ(c.engine.max_new_tokens, 1000);
   EXPECT_EQ(c.engine.prefill_chunk, 128);
+  EXPECT_EQ(c.engine.sampling_threads, 3);
   ASSERT_EQ(c.models.size(), 2u);
   EXPECT_EQ(c.models[0].id, "demo");
   EXPECT_EQ(c.models[0].path, fs::path("/models/a/"));
@@ -238,6 +241,8 @@ TEST(Config, ValidationErrors) {
       {"engine:\n  max_new_tokens: 0\n",
        "engine.max_new_tokens: must be between 1 and engine.max_seq_len (2048), got 0"},
       {"engine:\n  prefill_chunk: 0\n", "engine.prefill_chunk: must be between 1 and 65536, got 0"},
+      {"engine:\n  sampling_threads: 65\n",
+       "engine.sampling_threads: must be between 0 and 64, got 65"},
       {"shutdown:\n  drain_deadline_ms: -5\n",
        "shutdown.drain_deadline_ms: must be between 0 and 3600000, got -5"},
       {"node:\n  data_dir: \"\"\n", "node.data_dir: must not be empty"},
@@ -333,6 +338,7 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
                           "max_prompt_tokens:",
                           "max_new_tokens:",
                           "prefill_chunk:",
+                          "sampling_threads:",
                           "models:",
                           "id:",
                           "path:",
