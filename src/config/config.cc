@@ -243,9 +243,10 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(log.String("format", &c.log.format));
 
   const MapReader engine = top.Child("engine");
-  RETURN_IF_ERROR(engine.CheckKeys({"threads", "device", "dtype", "decode_kernel", "max_batch",
-                                    "max_running", "max_queue", "max_seq_len", "max_prompt_tokens",
-                                    "max_new_tokens", "prefill_chunk", "sampling_threads"}));
+  RETURN_IF_ERROR(
+      engine.CheckKeys({"threads", "device", "dtype", "decode_kernel", "max_batch", "max_running",
+                        "max_queue", "max_seq_len", "max_prompt_tokens", "max_new_tokens",
+                        "prefill_chunk", "max_prefill_tokens_per_step", "sampling_threads"}));
   EngineSection& e = c.engine;
   RETURN_IF_ERROR(engine.Int("threads", &e.threads));
   RETURN_IF_ERROR(engine.String("device", &e.device));
@@ -258,6 +259,7 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(engine.Int("max_prompt_tokens", &e.max_prompt_tokens));
   RETURN_IF_ERROR(engine.Int("max_new_tokens", &e.max_new_tokens));
   RETURN_IF_ERROR(engine.Int("prefill_chunk", &e.prefill_chunk));
+  RETURN_IF_ERROR(engine.Int("max_prefill_tokens_per_step", &e.max_prefill_tokens_per_step));
   RETURN_IF_ERROR(engine.Int("sampling_threads", &e.sampling_threads));
 
   const YAML::Node models = top.Get("models");
@@ -346,6 +348,8 @@ absl::Status Validate(const NodeConfig& c) {
   RETURN_IF_ERROR(CheckRangeTo("engine.max_new_tokens", e.max_new_tokens, 1, "engine.max_seq_len",
                                e.max_seq_len));
   RETURN_IF_ERROR(CheckRange("engine.prefill_chunk", e.prefill_chunk, 1, 65536));
+  RETURN_IF_ERROR(
+      CheckRange("engine.max_prefill_tokens_per_step", e.max_prefill_tokens_per_step, 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("engine.sampling_threads", e.sampling_threads, 0, 64));
 
   if (c.models.empty()) return KeyError("models", "at least one model is required");

@@ -55,6 +55,9 @@ struct EngineSection {
   int max_prompt_tokens = 2048;
   int max_new_tokens = 2048;
   int prefill_chunk = 512;
+  // Prompt tokens admitted per scheduler iteration (one request always is), so a burst of long
+  // prompts delays running streams by about one budget of prefill per decode step.
+  int max_prefill_tokens_per_step = 2048;
   int sampling_threads = 0;  // 0 = hardware concurrency, at most 4; results do not depend on it
 };
 

@@ -59,6 +59,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.engine.max_new_tokens, 2048);
   EXPECT_EQ(c.engine.prefill_chunk, 512);
   EXPECT_EQ(c.engine.sampling_threads, 0);
+  EXPECT_EQ(c.engine.max_prefill_tokens_per_step, 2048);
   ASSERT_EQ(c.models.size(), 1u);
   EXPECT_EQ(c.models[0].id, "tiny");  // the folder name
   EXPECT_EQ(c.models[0].path, fs::path("/etc/atoma/models/tiny"));
@@ -93,6 +94,7 @@ engine:
   max_new_tokens: 1000
   prefill_chunk: 128
   sampling_threads: 3
+  max_prefill_tokens_per_step: 100
 models:
   - id: demo
     path: /models/a/
@@ -122,6 +124,7 @@ shutdown:
   EXPECT_EQ(c.engine.max_new_tokens, 1000);
   EXPECT_EQ(c.engine.prefill_chunk, 128);
   EXPECT_EQ(c.engine.sampling_threads, 3);
+  EXPECT_EQ(c.engine.max_prefill_tokens_per_step, 100);
   ASSERT_EQ(c.models.size(), 2u);
   EXPECT_EQ(c.models[0].id, "demo");
   EXPECT_EQ(c.models[0].path, fs::path("/models/a/"));
@@ -243,6 +246,8 @@ TEST(Config, ValidationErrors) {
       {"engine:\n  prefill_chunk: 0\n", "engine.prefill_chunk: must be between 1 and 65536, got 0"},
       {"engine:\n  sampling_threads: 65\n",
        "engine.sampling_threads: must be between 0 and 64, got 65"},
+      {"engine:\n  max_prefill_tokens_per_step: 0\n",
+       "engine.max_prefill_tokens_per_step: must be between 1 and 1048576, got 0"},
       {"shutdown:\n  drain_deadline_ms: -5\n",
        "shutdown.drain_deadline_ms: must be between 0 and 3600000, got -5"},
       {"node:\n  data_dir: \"\"\n", "node.data_dir: must not be empty"},
@@ -339,6 +344,7 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
                           "max_new_tokens:",
                           "prefill_chunk:",
                           "sampling_threads:",
+                          "max_prefill_tokens_per_step:",
                           "models:",
                           "id:",
                           "path:",
@@ -357,6 +363,9 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
   EXPECT_EQ(example->engine.max_queue, defaults.engine.max_queue);
   EXPECT_EQ(example->engine.max_seq_len, defaults.engine.max_seq_len);
   EXPECT_EQ(example->engine.prefill_chunk, defaults.engine.prefill_chunk);
+  EXPECT_EQ(example->engine.max_prefill_tokens_per_step,
+            defaults.engine.max_prefill_tokens_per_step);
+  EXPECT_EQ(example->engine.sampling_threads, defaults.engine.sampling_threads);
   EXPECT_EQ(example->shutdown.drain_deadline_ms, defaults.shutdown.drain_deadline_ms);
 }
 
