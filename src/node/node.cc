@@ -59,6 +59,8 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const config::NodeConfig
   o.max_running = e.max_running;
   o.max_prompt_tokens = e.max_prompt_tokens;
   o.max_new_tokens = e.max_new_tokens;
+  o.sampling_threads = e.sampling_threads;
+  o.max_prefill_tokens_per_step = e.max_prefill_tokens_per_step;
   return o;
 }
 

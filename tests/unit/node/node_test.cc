@@ -148,6 +148,8 @@ TEST_F(NodeTest, InitBuildsInOrderAndShutdownIsOrdered) {
   config_.engine.max_batch = 8;
   config_.engine.max_running = 4;
   config_.engine.decode_kernel = "portable";
+  config_.engine.sampling_threads = 3;
+  config_.engine.max_prefill_tokens_per_step = 99;
   ASSERT_TRUE(Init(config_, Fakes(), &ctx).ok());
   EXPECT_EQ(crypto::AddressToString(ctx.key->address()), address_);
   EXPECT_EQ(ctx.port, 43210);
@@ -160,6 +162,10 @@ TEST_F(NodeTest, InitBuildsInOrderAndShutdownIsOrdered) {
   EXPECT_EQ(engines_[0]->options_.runner.max_batch, 8);
   EXPECT_EQ(engines_[0]->options_.max_running, 4);
   EXPECT_EQ(engines_[0]->options_.runner.decode_kernel, engine::DecodeKernel::kPortable);
+  EXPECT_EQ(engines_[0]->options_.sampling_threads, 3);
+  EXPECT_EQ(engines_[0]->options_.max_prefill_tokens_per_step, 99);
+  EXPECT_EQ(engines_[0]->options_.max_queue, 64);
+  EXPECT_EQ(engines_[0]->options_.runner.prefill_chunk, 512);
   EXPECT_EQ(server_options_.max_concurrent_generations, 7);
   EXPECT_FALSE(server_options_.allow_anonymous);
   // NodeControl: the key's address, and drain flips the context's flag.
