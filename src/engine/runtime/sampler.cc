@@ -122,20 +122,35 @@ absl::StatusOr<SampleResult> Sample(std::span<const float> logits, const Samplin
     }
     if (params.top_p < 1.0) {
       if (!ascending) std::sort(cand.begin(), cand.end());
+      ascending = true;
       double s = 0.0;
       for (int32_t id : cand) s += w[id];
       const double threshold = params.top_p * s;
-      // Sorting only a growing prefix gives the same prefix as a full sort (strict total order)
-      // at a fraction of the cost on large vocabularies.
-      const size_t n = cand.size();
-      size_t k = std::min<size_t>(n, 64);
+      // Only the prefix of the order up to the cut is needed. Sorting a growing prefix gives the
+      // same prefix as a full sort (strict total order); a flat diffuse distribution (a random
+      // model) needs most of the vocabulary, so after two small rounds the rest is one full sort.
+      struct Entry {
+        double w;
+        int32_t id;
+      };
+      std::vector<Entry> order(cand.size());
+      for (size_t j = 0; j < cand.size(); ++j) order[j] = {w[cand[j]], cand[j]};
+      auto entry_before = [](const Entry& a, const Entry& b) {
+        return a.w > b.w || (a.w == b.w && a.id < b.id);
+      };
+      const size_t n = order.size();
       size_t keep = n;
-      for (;;) {
-        std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), before);
+      for (size_t k : {size_t{64}, size_t{1024}, n}) {
+        k = std::min(k, n);
+        if (k == n) {
+          std::sort(order.begin(), order.end(), entry_before);
+        } else {
+          std::partial_sort(order.begin(), order.begin() + k, order.end(), entry_before);
+        }
         double c = 0.0;
         bool found = false;
         for (size_t j = 0; j < k; ++j) {
-          c += w[cand[j]];
+          c += order[j].w;
           if (c >= threshold) {
             keep = j + 1;
             found = true;
@@ -143,10 +158,23 @@ absl::StatusOr<SampleResult> Sample(std::span<const float> logits, const Samplin
           }
         }
         if (found || k == n) break;
-        k = std::min(n, k * 8);
       }
-      cand.resize(keep);
-      ascending = false;
+      if (keep < n && keep <= 256) {
+        cand.resize(keep);
+        for (size_t j = 0; j < keep; ++j) cand[j] = order[j].id;
+        ascending = false;
+      } else if (keep < n) {
+        // Ascending ids of a large kept set through a mask over the vocabulary (cheaper than a
+        // sort).
+        std::vector<uint8_t> mask(vocab, 0);
+        for (size_t j = 0; j < keep; ++j) mask[order[j].id] = 1;
+        cand.clear();
+        for (size_t i = 0; i < vocab; ++i) {
+          if (mask[i]) cand.push_back(static_cast<int32_t>(i));
+        }
+        ascending = true;
+      }
+      // keep == n: everything stays and cand is already in ascending id order.
     }
     if (!ascending) std::sort(cand.begin(), cand.end());
     double total = 0.0;

@@ -299,51 +299,89 @@ TEST(SampleTest, GoldenTokens) {
 
 TEST(SampleTest, LargeVocabTopPMatchesFullSortReference) {
   // A vocabulary large enough that the growing partial sort needs several rounds.
-  std::mt19937 rng(5);
-  std::normal_distribution<float> dist(0.0f, 2.0f);
-  std::vector<float> logits(20000);
-  for (float& x : logits) x = dist(rng);
-  const crypto::Hash256 key = Key(1, 2);
-  for (double p : {0.3, 0.95, 0.999}) {
-    for (int s = 0; s < 20; ++s) {
-      // Reference: full sort, written independently of the implementation.
-      const SamplingParams sp = Params(1.0, 0, p, 77);
-      double m = -1e300;
-      for (float x : logits) m = std::max<double>(m, x);
-      std::vector<double> w(logits.size());
-      std::vector<int32_t> order(logits.size());
-      for (size_t i = 0; i < logits.size(); ++i) {
-        w[i] = std::exp((logits[i] - m) / 1.0);
-        order[i] = static_cast<int32_t>(i);
-      }
-      std::sort(order.begin(), order.end(),
-                [&](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
-      double total = 0;
-      for (double v : w) total += v;
-      size_t keep = order.size();
-      double c = 0;
-      for (size_t j = 0; j < order.size(); ++j) {
-        c += w[order[j]];
-        if (c >= p * total) {
-          keep = j + 1;
-          break;
+  // Peaked (sigma 2) and nearly flat (sigma 0.05, like a random model) logits: the cut falls in
+  // the first partial sort, the second, or needs the full sort; kept sets small and large.
+  for (float sigma : {2.0f, 0.05f}) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> dist(0.0f, sigma);
+    std::vector<float> logits(20000);
+    for (float& x : logits) x = dist(rng);
+    const crypto::Hash256 key = Key(1, 2);
+    for (double p : {0.003, 0.3, 0.95, 0.999}) {
+      for (int s = 0; s < 20; ++s) {
+        // Reference: full sort, written independently of the implementation.
+        const SamplingParams sp = Params(1.0, 0, p, 77);
+        double m = -1e300;
+        for (float x : logits) m = std::max<double>(m, x);
+        std::vector<double> w(logits.size());
+        std::vector<int32_t> order(logits.size());
+        for (size_t i = 0; i < logits.size(); ++i) {
+          w[i] = std::exp((logits[i] - m) / 1.0);
+          order[i] = static_cast<int32_t>(i);
+        }
+        std::sort(order.begin(), order.end(),
+                  [&](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
+        double total = 0;
+        for (double v : w) total += v;
+        size_t keep = order.size();
+        double c = 0;
+        for (size_t j = 0; j < order.size(); ++j) {
+          c += w[order[j]];
+          if (c >= p * total) {
+            keep = j + 1;
+            break;
+          }
+        }
+        std::vector<int32_t> kept(order.begin(), order.begin() + keep);
+        std::sort(kept.begin(), kept.end());
+        double t = 0;
+        for (int32_t id : kept) t += w[id];
+        const double target = PrngUniform(77, key, s) * t;
+        int32_t expected = kept.back();
+        c = 0;
+        for (int32_t id : kept) {
+          c += w[id];
+          if (c > target) {
+            expected = id;
+            break;
+          }
+        }
+        EXPECT_EQ(Token(logits, sp, s, key), expected)
+            << "sigma=" << sigma << " p=" << p << " step=" << s;
+        // top_k first, then top_p over the kept set, against the same reference on the top-k.
+        if (s == 0) {
+          const SamplingParams spk = Params(1.0, 5000, p, 77);
+          std::vector<int32_t> topk(order.begin(), order.begin() + 5000);
+          double tk = 0;
+          std::vector<int32_t> topk_sorted = topk;
+          std::sort(topk_sorted.begin(), topk_sorted.end());
+          for (int32_t id : topk_sorted) tk += w[id];
+          size_t kk = topk.size();
+          double ck = 0;
+          for (size_t j = 0; j < topk.size(); ++j) {
+            ck += w[topk[j]];
+            if (ck >= p * tk) {
+              kk = j + 1;
+              break;
+            }
+          }
+          std::vector<int32_t> kept_k(topk.begin(), topk.begin() + kk);
+          std::sort(kept_k.begin(), kept_k.end());
+          double tt = 0;
+          for (int32_t id : kept_k) tt += w[id];
+          const double tgt = PrngUniform(77, key, s) * tt;
+          int32_t exp_k = kept_k.back();
+          ck = 0;
+          for (int32_t id : kept_k) {
+            ck += w[id];
+            if (ck > tgt) {
+              exp_k = id;
+              break;
+            }
+          }
+          EXPECT_EQ(Token(logits, spk, s, key), exp_k) << "top_k sigma=" << sigma << " p=" << p;
         }
       }
-      std::vector<int32_t> kept(order.begin(), order.begin() + keep);
-      std::sort(kept.begin(), kept.end());
-      double t = 0;
-      for (int32_t id : kept) t += w[id];
-      const double target = PrngUniform(77, key, s) * t;
-      int32_t expected = kept.back();
-      c = 0;
-      for (int32_t id : kept) {
-        c += w[id];
-        if (c > target) {
-          expected = id;
-          break;
-        }
-      }
-      EXPECT_EQ(Token(logits, sp, s, key), expected) << "p=" << p << " step=" << s;
     }
   }
 }
