@@ -207,8 +207,13 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
       return Annotate(made.status(), where);
     }
     const engine::ModelInfo& info = (*made)->info();
-    log->info("model {}: digest {} path {} compute {}", info.id, crypto::ToHex(info.digest),
-              info.dir.string(), info.path_description);
+    // The fingerprint names the node's echelon (DESIGN §4.2); a node that is not batch-invariant
+    // may serve but must not join one, which the operator should see at start.
+    const std::string fingerprint =
+        info.fingerprint.ok() ? crypto::ToHex(*info.fingerprint)
+                              : absl::StrCat("none (", info.fingerprint.status().message(), ")");
+    log->info("model {}: digest {} fingerprint {} path {} compute {}", info.id,
+              crypto::ToHex(info.digest), fingerprint, info.dir.string(), info.path_description);
     ctx->engines.push_back(std::move(*made));
   }
 
