@@ -343,6 +343,7 @@ void FillModelInfo(const engine::Engine& engine, v1::ModelInfo* out) {
   out->set_chat_format(tokenizer ? ChatFormatName(tokenizer->chat_format()) : "");
   out->set_vocab_size(static_cast<int32_t>(VocabSize(engine)));
   out->set_compute_path(info.path_description);
+  if (info.fingerprint.ok()) out->set_fingerprint_hex(crypto::ToHex(*info.fingerprint));
 }
 
 v1::FinishReason ToProtoFinishReason(engine::FinishReason reason) {

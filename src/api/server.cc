@@ -253,6 +253,14 @@ class InferenceService final : public grpc::Service {
             event.status.ok() ? absl::InternalError("generation failed") : event.status;
         return ToGrpcStatus(status);
       }
+      if (!event.text.empty()) {
+        // A cancelled request's final event carries the text the engine was holding back (a
+        // possible stop-string prefix or an unfinished character): deliver it as a last chunk.
+        message.Clear();
+        message.mutable_chunk()->set_text(IsValidUtf8(event.text) ? event.text : "\xEF\xBF\xBD");
+        if (!writer->Write(message))
+          return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
       const Clock::time_point done = Clock::now();
       message.Clear();
       v1::GenerateResult* result = message.mutable_final();

@@ -452,6 +452,32 @@ TEST_F(ApiTest, ShutdownWhileStreamsRun) {
   server_.reset();
 }
 
+// The node's shutdown order: the engines are drained first (cancelling what is left), then the
+// server stops. Streams then end with their held-back text and a final CANCELLED message.
+TEST_F(ApiTest, EngineShutdownEndsStreamsWithAFinalMessage) {
+  FakeEngineOptions slow;
+  slow.step = milliseconds(10);
+  slow.held_text = "tail";
+  StartServer({slow});
+  StreamResult r;
+  std::thread client([&] { r = Generate(TextRequest("long", 100000)); });
+  for (int i = 0; i < 500 && engine().stats().tokens_generated < 3; ++i) {
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  engine().Shutdown(milliseconds(0));
+  server_->Shutdown(milliseconds(2000));
+  server_->Wait();
+  client.join();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_TRUE(r.final);
+  EXPECT_EQ(r.final->finish_reason(), v1::FINISH_REASON_CANCELLED);
+  ASSERT_GE(r.chunks.size(), 4u);
+  EXPECT_EQ(r.chunks.back().chunk().text(), "tail");
+  EXPECT_EQ(r.chunks.back().chunk().token_ids_size(), 0);
+  EXPECT_EQ(r.text.substr(r.text.size() - 4), "tail");
+  EXPECT_EQ(r.final->usage().completion_tokens(), static_cast<int>(r.chunks.size()) - 1);
+}
+
 grpc::health::v1::HealthCheckResponse::ServingStatus Health(grpc::Channel* channel,
                                                             const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(
@@ -528,6 +554,9 @@ TEST_F(ApiTest, ListModelsAndTokenize) {
     EXPECT_EQ(models.models(0).context_length(), 512);
     EXPECT_EQ(models.models(0).vocab_size(), FakeTokenizer::kVocab);
     EXPECT_EQ(models.models(0).digest_hex().size(), 64u);
+    std::string fingerprint_hex;
+    for (int i = 0; i < 32; ++i) fingerprint_hex += "cd";
+    EXPECT_EQ(models.models(0).fingerprint_hex(), fingerprint_hex);
     EXPECT_EQ(models.models(1).id(), "plain");
     EXPECT_EQ(models.models(1).chat_format(), "");
   }

@@ -131,6 +131,9 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
   info_.config.vocab_size = FakeTokenizer::kVocab;
   info_.config.max_position_embeddings = options_.context_length;
   info_.path_description = "fake/step";
+  crypto::Hash256 fingerprint;
+  fingerprint.fill(0xcd);
+  info_.fingerprint = fingerprint;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -176,6 +179,7 @@ void FakeEngine::Loop() {
       const int step = static_cast<int>(r->output.size());
       if (r->cancel.load()) {
         final_event.finish_reason = engine::FinishReason::kCancelled;
+        final_event.text = options_.held_text;
       } else if (options_.fail_after_tokens >= 0 && step >= options_.fail_after_tokens) {
         final_event.finish_reason = engine::FinishReason::kError;
         final_event.status = absl::InternalError("injected engine fault");

@@ -57,6 +57,7 @@ struct FakeEngineOptions {
   absl::Status submit_status;  // non-OK: Submit returns it
   int fail_after_tokens = -1;  // >= 0: the request ends with kError (INTERNAL) after N tokens
   int eos_after_tokens = -1;   // >= 0: emit EOS as token N+1 and stop (kStop)
+  std::string held_text;       // text a cancelled request's final event carries (held back)
 };
 
 class FakeEngine : public engine::Engine {
