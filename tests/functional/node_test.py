@@ -185,6 +185,24 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(json.loads(a.stdout)["result"]["output_ids"],
                          json.loads(b.stdout)["result"]["output_ids"])
 
+    def test_stop_string_and_token_limit(self):
+        base = self.generate_cli("--max-tokens", "24", "--json", "Stop here")
+        self.assertEqual(base.returncode, 0, base.stderr)
+        text = json.loads(base.stdout)["text"]
+        if len(text) < 8:
+            self.skipTest(f"greedy completion too short to pick a stop string: {text!r}")
+        stop = text[4:7]
+        cut = self.generate_cli("--max-tokens", "24", "--json", "--stop", stop, "Stop here")
+        self.assertEqual(cut.returncode, 0, cut.stderr)
+        out = json.loads(cut.stdout)
+        self.assertEqual(out["text"], text[:text.index(stop)])
+        self.assertEqual(out["result"]["finish_reason"], "FINISH_REASON_STOP")
+        # max_tokens above the node's engine.max_new_tokens is refused by the engine, naming it.
+        big = self.generate_cli("--max-tokens", "100000", "x")
+        self.assertEqual(big.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", big.stderr)
+        self.assertIn("max_tokens", big.stderr)
+
     def test_models_lists_the_model(self):
         r = self.cli("models", "--addr", self.node.addr, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
