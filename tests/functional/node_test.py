@@ -263,6 +263,26 @@ class NodeTest(unittest.TestCase):
         tokenized = stub.Tokenize(self.pb.TokenizeRequest(model="tiny", text="abc"), timeout=30)
         self.assertEqual(final.usage.prompt_tokens, len(tokenized.ids))
 
+    def test_oversized_and_non_utf8_prompts_are_refused(self):
+        import grpc
+        channel = grpc.insecure_channel(self.node.addr)
+        stub = self.pb_grpc.InferenceStub(channel)
+        big = self.pb.GenerateRequest(model="tiny", text="x" * (300 << 10), max_tokens=1)
+        with self.assertRaises(grpc.RpcError) as e:
+            list(stub.Generate(big, timeout=30))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("text", e.exception.details())
+        self.assertIn("limit", e.exception.details())
+        # Python protobuf cannot put invalid UTF-8 in a string field; send the bytes by hand:
+        # model = "tiny" (field 1), text = FF FE (field 2).
+        raw = channel.unary_stream("/atoma.v1.Inference/Generate",
+                                   request_serializer=lambda b: b,
+                                   response_deserializer=self.pb.GenerateResponse.FromString)
+        with self.assertRaises(grpc.RpcError) as e:
+            list(raw(b"\x0a\x04tiny\x12\x02\xff\xfe", timeout=30))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(e.exception.details(), "text: not valid UTF-8")
+
     def test_sigterm_during_generation_exits_cleanly(self):
         # A node of its own, with no drain time, so the running generation is cut at once (the
         # tiny model would otherwise finish 2000 tokens within a short deadline).
