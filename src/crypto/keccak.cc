@@ -23,17 +23,24 @@ constexpr std::array<int, 24> kRho = {1,  3,  6,  10, 15, 21, 28, 36, 45, 55, 2,
 constexpr std::array<int, 24> kPi = {10, 7,  11, 17, 18, 3, 5,  16, 8,  21, 24, 4,
                                      15, 23, 19, 13, 12, 2, 20, 14, 22, 9,  6,  1};
 
+// The inner loops have constant trip counts; fully unrolled, the lane indices and rotation
+// amounts become constants and the state stays in registers: 49 -> 150 MB/s at -O2 (which does
+// not unroll on its own), measured on the shared 2-core dev machine.
 void KeccakF1600(std::array<uint64_t, 25>& a) {
   for (uint64_t rc : kRoundConstants) {
     // theta
     uint64_t c[5];
+#pragma GCC unroll 5
     for (int x = 0; x < 5; ++x) c[x] = a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20];
+#pragma GCC unroll 5
     for (int x = 0; x < 5; ++x) {
       const uint64_t d = c[(x + 4) % 5] ^ std::rotl(c[(x + 1) % 5], 1);
+#pragma GCC unroll 5
       for (int y = 0; y < 25; y += 5) a[y + x] ^= d;
     }
     // rho and pi
     uint64_t carry = a[1];
+#pragma GCC unroll 24
     for (int i = 0; i < 24; ++i) {
       const int j = kPi[i];
       const uint64_t tmp = a[j];
@@ -41,9 +48,12 @@ void KeccakF1600(std::array<uint64_t, 25>& a) {
       carry = tmp;
     }
     // chi
+#pragma GCC unroll 5
     for (int y = 0; y < 25; y += 5) {
       uint64_t row[5];
+#pragma GCC unroll 5
       for (int x = 0; x < 5; ++x) row[x] = a[y + x];
+#pragma GCC unroll 5
       for (int x = 0; x < 5; ++x) a[y + x] = row[x] ^ (~row[(x + 1) % 5] & row[(x + 2) % 5]);
     }
     // iota
