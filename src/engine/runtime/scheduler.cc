@@ -274,6 +274,10 @@ class EngineImpl final : public Engine {
     s.kv_bytes_capacity = kv_capacity_.load();
     s.requests_finished = requests_finished_.load();
     s.tokens_generated = tokens_generated_.load();
+    s.decode_steps = decode_steps_.load();
+    s.prefill_seconds = prefill_ns_.load() * 1e-9;
+    s.decode_seconds = decode_ns_.load() * 1e-9;
+    s.sample_seconds = sample_ns_.load() * 1e-9;
     return s;
   }
 
@@ -403,8 +407,10 @@ class EngineImpl final : public Engine {
       if (!req.ignore_eos) s->stop_ids.insert(s->stop_ids.end(), eos_ids_.begin(), eos_ids_.end());
       std::sort(s->stop_ids.begin(), s->stop_ids.end());
 
+      const auto t0 = Clock::now();
       st = CallRunner("Prefill",
                       [&] { return runner_->Prefill(s->seq, s->request().prompt_ids, &logits_); });
+      AddTime(prefill_ns_, t0);
       if (st.ok() && logits_.size() != static_cast<size_t>(vocab_)) {
         st = absl::InternalError(
             absl::StrCat("Prefill returned ", logits_.size(), " logits, expected ", vocab_));
@@ -413,7 +419,9 @@ class EngineImpl final : public Engine {
         Finish(*s, FinishReason::kError, st);
         continue;
       }
+      const auto t1 = Clock::now();
       Step(*s, logits_);
+      AddTime(sample_ns_, t1);
       if (!s->done) running_.push_back(std::move(s));
     }
   }
@@ -431,8 +439,11 @@ class EngineImpl final : public Engine {
       seqs_.push_back(s->seq);
       tokens_.push_back(s->last_token);
     }
+    const auto t0 = Clock::now();
     absl::Status st =
         CallRunner("Decode", [&] { return runner_->Decode(seqs_, tokens_, &logits_); });
+    AddTime(decode_ns_, t0);
+    decode_steps_.fetch_add(1);
     if (st.ok() && logits_.size() != running_.size() * static_cast<size_t>(vocab_)) {
       st = absl::InternalError(absl::StrCat("Decode returned ", logits_.size(),
                                             " logits, expected ", running_.size(), " x ", vocab_));
@@ -444,6 +455,7 @@ class EngineImpl final : public Engine {
       return;
     }
     // Rows are sampled in parallel (pure functions of their own row), then applied in row order.
+    const auto t1 = Clock::now();
     samples_.resize(running_.size());
     pool_.Run(running_.size(), [&](size_t i) {
       const Sequence& s = *running_[i];
@@ -460,7 +472,14 @@ class EngineImpl final : public Engine {
       }
       Apply(s, std::move(samples_[i]), std::span<const float>(logits_).subspan(i * vocab_, vocab_));
     }
+    AddTime(sample_ns_, t1);
     RemoveDone();
+  }
+
+  using Clock = std::chrono::steady_clock;
+  static void AddTime(std::atomic<int64_t>& counter, Clock::time_point since) {
+    counter.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
   }
 
   void RemoveDone() {
@@ -603,6 +622,10 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> kv_capacity_{0};
   std::atomic<int64_t> requests_finished_{0};
   std::atomic<int64_t> tokens_generated_{0};
+  std::atomic<int64_t> decode_steps_{0};
+  std::atomic<int64_t> prefill_ns_{0};
+  std::atomic<int64_t> decode_ns_{0};
+  std::atomic<int64_t> sample_ns_{0};
 
   absl::Mutex join_mu_;
   std::thread thread_;  // last: starts after every other member is ready

@@ -124,8 +124,13 @@ TEST(EngineTest, GreedyGenerationMatchesReference) {
     history.push_back(expected[i]);
   }
   EXPECT_EQ(f.control->contract_violations.load(), 0);
-  EXPECT_EQ(f.engine->stats().requests_finished, 1);
-  EXPECT_EQ(f.engine->stats().tokens_generated, 12);
+  const EngineStats st = f.engine->stats();
+  EXPECT_EQ(st.requests_finished, 1);
+  EXPECT_EQ(st.tokens_generated, 12);
+  EXPECT_EQ(st.decode_steps, 11);  // the first token comes from the prefill logits
+  EXPECT_GT(st.prefill_seconds, 0);
+  EXPECT_GT(st.decode_seconds, 0);
+  EXPECT_GT(st.sample_seconds, 0);
   EXPECT_EQ(f.engine->info().path_description, "fake/hash-logits");
   EXPECT_EQ(f.engine->info().config.vocab_size, kFakeVocab);
 }
