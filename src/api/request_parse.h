@@ -23,9 +23,9 @@ struct Parsed {
   absl::Status status;  // OK, or INVALID_ARGUMENT naming the field that broke parsing
 };
 
-// Parses `bytes` into `out`. On failure re-parses leniently (string fields read as bytes) to find
-// the first string field that is not valid UTF-8 and names it with its path; otherwise says the
-// request is malformed.
+// Parses `bytes` into `out`. A string field that is not valid UTF-8 gives INVALID_ARGUMENT naming
+// it with its path (found by a lenient parse that reads string fields as bytes); other bad bytes
+// give INVALID_ARGUMENT saying the request is malformed. Logs nothing (clients control the bytes).
 absl::Status ParseRequest(std::string_view bytes, google::protobuf::Message* out);
 
 }  // namespace atoma::api
