@@ -692,6 +692,18 @@ TEST_F(ApiTest, ReflectionListsTheServices) {
   EXPECT_NE(text.find("\"grpc.health.v1.Health\""), std::string::npos) << text;
 }
 
+// InferenceService registers its methods by hand (server.cc); an RPC added to inference.proto must
+// be registered there too.
+TEST(InferenceProtoTest, EveryRpcIsRegisteredByTheServer) {
+  const google::protobuf::ServiceDescriptor* service =
+      v1::GenerateRequest::descriptor()->file()->FindServiceByName("Inference");
+  ASSERT_NE(service, nullptr);
+  std::vector<std::string> methods;
+  for (int i = 0; i < service->method_count(); ++i) methods.push_back(service->method(i)->name());
+  EXPECT_EQ(methods, (std::vector<std::string>{"Generate", "ListModels", "Tokenize"}))
+      << "register the new RPC in InferenceService (src/api/server.cc) and update this list";
+}
+
 TEST_F(ApiTest, AnonymousRequestsRefusedWhenNotAllowed) {
   StartServer({FakeEngineOptions{}}, ServerOptions{.allow_anonymous = false});
   StreamResult r = Generate(TextRequest("hi", 2));
