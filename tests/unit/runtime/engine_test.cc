@@ -524,6 +524,28 @@ TEST(EngineTest, ShutdownFinishesWhatItCanThenCancels) {
   EXPECT_EQ(f.engine->stats().running, 0);
 }
 
+TEST(EngineTest, ShutdownCancelsQueuedRequestsAtTheDeadline) {
+  EngineOptions opt;
+  opt.max_running = 1;
+  opt.max_new_tokens = 2000;
+  auto f = MakeFixture(opt);
+  f.control->decode_sleep_ms = 5;
+  auto running = f.engine->Submit(Req({1}, 2000));
+  auto queued1 = f.engine->Submit(Req({2}, 5));
+  auto queued2 = f.engine->Submit(Req({3}, 5));
+  ASSERT_TRUE(running.ok() && queued1.ok() && queued2.ok());
+  f.engine->Shutdown(milliseconds(100));
+  EXPECT_EQ(Collect(**running).final.finish_reason, FinishReason::kCancelled);
+  for (auto* q : {&queued1, &queued2}) {
+    Result r = Collect(***q);
+    EXPECT_EQ(r.final.finish_reason, FinishReason::kCancelled);
+    EXPECT_EQ(r.final.completion_tokens, 0);
+    EXPECT_EQ(r.final.prompt_tokens, 1);
+  }
+  EXPECT_EQ(f.engine->stats().waiting, 0);
+  EXPECT_EQ(f.engine->stats().requests_finished, 3);
+}
+
 TEST(EngineTest, ShutdownDrainsWhenEverythingFinishesInTime) {
   auto f = MakeFixture();
   std::vector<std::shared_ptr<RequestHandle>> hs;
