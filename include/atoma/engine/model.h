@@ -49,7 +49,12 @@ struct ModelConfig {
 };
 
 // Parses config.json text. INVALID_ARGUMENT names the key that is missing or wrong; UNIMPLEMENTED
-// names an unsupported architecture or rope scaling.
+// names an unsupported architecture or rope scaling. The architecture comes from `architectures`,
+// else from `model_type`; the dtype from `torch_dtype`, else `dtype`. `rope_scaling` may be null,
+// `rope_type`/`type` "llama3", or "default" (Hugging Face's name for no scaling). Where a model
+// uses sliding-window attention (Mistral; Qwen2 with use_sliding_window), max_position_embeddings
+// is capped at the window: up to that length full attention computes the same thing, and we do not
+// implement the window itself.
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view config_json);
 
 // SHA-256 over the model's files in a defined order (config.json, tokenizer.json,
