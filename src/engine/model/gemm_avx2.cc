@@ -67,6 +67,16 @@ ATOMA_AVX2_INLINE void Tile(const float* x, int64_t ldx, const float* w, int64_t
 ATOMA_AVX2 void GemmAvx2Range(const float* x, int64_t rows, int64_t ldx, const float* w, int64_t k,
                               const float* bias, float* y, int64_t ldy, int64_t n_begin,
                               int64_t n_end) {
+  if (rows < 4) {
+    // Weight row outer, batch rows inner, one weight row at a time: a single sequential stream
+    // from memory. Tile<1,4> (four interleaved weight-row streams) reached only about half the
+    // DRAM bandwidth at batch 1; Tile<1,1> gives the same bits per element.
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      for (int64_t r = 0; r < rows; ++r)
+        Tile<1, 1>(x + r * ldx, ldx, w, k, bias, y + r * ldy, ldy, n);
+    }
+    return;
+  }
   // Weight blocks of 4 rows outer, batch rows inner: a block is read from memory once and reused
   // from L1 for every row of x.
   int64_t n = n_begin;
