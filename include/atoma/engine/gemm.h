@@ -4,13 +4,16 @@
 // Why our own kernel: libtorch/OpenBLAS is far from the memory floor at 1..16 rows and its bits
 // change with the row count and the thread count. The fixed-order kernels here compute every
 // output element with the same sequence of floating-point operations whatever the number of rows,
-// the row's position and the number of threads:
-//   - 8 lanes of accumulators over K (lane l sums k = l, l+8, l+16, ... in increasing k),
-//   - a fixed-order horizontal sum ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)),
-//   - then the K % 8 tail in increasing k, then the bias.
-// Threads split the output features N (each element is computed by exactly one thread), never K.
-// The AVX2 kernel uses FMA for the lane updates; the portable kernel uses multiply then add, so the
-// two paths differ in bits (a different path is a different echelon) but each is batch-invariant.
+// the row's position and the number of threads. The canonical order is one sequential chain over
+// K per output element:
+//   s = 0; for k = 0, 1, ..., K-1: s = s + x[r, k] * W[n, k]; then s = s + bias[n] (if any).
+// The AVX2 kernel rounds once per step (s = fma(x[r, k], W[n, k], s)); the portable kernel rounds
+// the product and the sum separately (multiply then add, no contraction), so the two paths differ
+// in bits (a different path is a different echelon) but each is batch-invariant.
+// The kernels read W repacked into column panels (PackedWeights): an 8-wide vector then holds 8
+// output features of one k, a register tile keeps R rows x 16 features in flight, and a tile of
+// any R runs the same chain per element. Threads split the panels (each element is computed by
+// exactly one thread), never K.
 //
 // No torch in this header: other modules and tests include it.
 #pragma once
@@ -79,9 +82,44 @@ class WorkerPool {
   std::atomic<bool> stop_{false};
 };
 
+// W repacked for the fixed-order kernels: panels of kPanel consecutive output features, each
+// stored k-major ([ceil(N / kPanel)][K][kPanel], 64-byte aligned), the last panel zero-padded.
+// Holds a copy: the source can be freed. Immutable after Pack, so safe to share between threads.
+class PackedWeights {
+ public:
+  static constexpr int64_t kPanel = 16;
+
+  PackedWeights() = default;
+  // w: [n, k] row-major (Hugging Face [out, in]).
+  static PackedWeights Pack(const float* w, int64_t n, int64_t k);
+
+  int64_t n() const { return n_; }
+  int64_t k() const { return k_; }
+  int64_t panels() const { return (n_ + kPanel - 1) / kPanel; }
+  // Panel p: K rows of kPanel floats.
+  const float* panel(int64_t p) const { return data_.get() + p * k_ * kPanel; }
+  int64_t bytes() const { return panels() * k_ * kPanel * static_cast<int64_t>(sizeof(float)); }
+
+ private:
+  struct AlignedFree {
+    void operator()(float* p) const;
+  };
+  int64_t n_ = 0, k_ = 0;
+  std::unique_ptr<float[], AlignedFree> data_;
+};
+
+// y (rows x N, row stride ldy >= N) = x (rows x K, row stride ldx >= K) * W^T + bias, through a
+// fixed-order kernel (kAvx2 or kPortable; INVALID_ARGUMENT for kTorch, which needs the HF layout).
+// `bias` may be null. `pool` may be null (runs on the calling thread). FAILED_PRECONDITION for
+// kAvx2 without AVX2/FMA.
+absl::Status Gemm(GemmPath path, const float* x, int64_t rows, int64_t ldx, const PackedWeights& w,
+                  const float* bias, float* y, int64_t ldy, WorkerPool* pool);
+
 // y (rows x N, row stride ldy >= N) = x (rows x K, row stride ldx >= K) * W^T + bias.
 // `bias` may be null. `pool` may be null (runs on the calling thread). Output features are split
-// into contiguous ranges, one per worker. For kTorch `pool` is ignored (libtorch uses its own
+// into contiguous ranges, one per worker. The fixed paths pack W on every call (same bits as the
+// PackedWeights overload; for tests and one-off calls, not for the decode loop). For kTorch `pool`
+// is ignored (libtorch uses its own
 // threads). INVALID_ARGUMENT on bad sizes; FAILED_PRECONDITION for kAvx2 without AVX2/FMA;
 // INTERNAL when libtorch throws.
 absl::Status Gemm(GemmPath path, const float* x, int64_t rows, int64_t ldx, const float* w,

@@ -4,6 +4,7 @@
 #include "atoma/engine/gemm.h"
 
 #include <algorithm>
+#include <new>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -127,34 +128,84 @@ void WorkerPool::WorkerLoop(int worker) {
   }
 }
 
-namespace internal {
-
-// One output element, portable: 8 scalar lanes, the fixed horizontal sum, the tail, the bias.
-static inline float DotPortable(const float* x, const float* w, int64_t k, const float* bias_n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  const int64_t k8 = k - k % 8;
-  for (int64_t c = 0; c < k8; c += 8) {
-    for (int l = 0; l < 8; ++l) lane[l] = lane[l] + x[c + l] * w[c + l];
-  }
-  float s =
-      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-  for (int64_t i = k8; i < k; ++i) s = s + x[i] * w[i];
-  if (bias_n != nullptr) s = s + *bias_n;
-  return s;
+void PackedWeights::AlignedFree::operator()(float* p) const {
+  ::operator delete[](p, std::align_val_t{64});
 }
 
-void GemmPortableRange(const float* x, int64_t rows, int64_t ldx, const float* w, int64_t k,
-                       const float* bias, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  // Weight row outer, batch rows inner: each weight row comes from memory once and stays in L1
-  // for every row of x.
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    const float* wn = w + n * k;
-    const float* bn = bias != nullptr ? bias + n : nullptr;
-    for (int64_t r = 0; r < rows; ++r) y[r * ldy + n] = DotPortable(x + r * ldx, wn, k, bn);
+PackedWeights PackedWeights::Pack(const float* w, int64_t n, int64_t k) {
+  PackedWeights out;
+  out.n_ = std::max<int64_t>(n, 0);
+  out.k_ = std::max<int64_t>(k, 0);
+  const int64_t floats = out.panels() * out.k_ * kPanel;
+  // 64-byte alignment: an 8-float load never splits a cache line.
+  out.data_.reset(static_cast<float*>(
+      ::operator new[](std::max<int64_t>(floats, 1) * sizeof(float), std::align_val_t{64})));
+  for (int64_t p = 0; p < out.panels(); ++p) {
+    float* dst = out.data_.get() + p * out.k_ * kPanel;
+    for (int64_t kk = 0; kk < out.k_; ++kk) {
+      for (int64_t j = 0; j < kPanel; ++j) {
+        const int64_t row = p * kPanel + j;
+        dst[kk * kPanel + j] = row < n ? w[row * k + kk] : 0.0f;
+      }
+    }
+  }
+  return out;
+}
+
+namespace internal {
+
+void GemmPortablePanels(const float* x, int64_t rows, int64_t ldx, const PackedWeights& w,
+                        const float* bias, float* y, int64_t ldy, int64_t p_begin, int64_t p_end) {
+  constexpr int64_t kP = PackedWeights::kPanel;
+  const int64_t k = w.k();
+  // Panel outer, batch rows inner: a panel comes from memory once and stays in cache for every
+  // row of x. Each of the 16 columns is its own sequential chain over k (multiply, then add).
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    const float* wp = w.panel(p);
+    const int64_t n0 = p * kP, cols = std::min(kP, w.n() - n0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * ldx;
+      float acc[kP] = {};
+      for (int64_t i = 0; i < k; ++i) {
+        const float xv = xr[i];
+        for (int64_t j = 0; j < kP; ++j) acc[j] = acc[j] + xv * wp[i * kP + j];
+      }
+      float* yr = y + r * ldy + n0;
+      for (int64_t j = 0; j < cols; ++j) yr[j] = bias != nullptr ? acc[j] + bias[n0 + j] : acc[j];
+    }
   }
 }
 
 }  // namespace internal
+
+absl::Status Gemm(GemmPath path, const float* x, int64_t rows, int64_t ldx, const PackedWeights& w,
+                  const float* bias, float* y, int64_t ldy, WorkerPool* pool) {
+  const int64_t n = w.n(), k = w.k();
+  if (rows < 0 || ldx < k || ldy < n) {
+    return absl::InvalidArgumentError(absl::StrCat("Gemm: bad sizes rows=", rows, " n=", n,
+                                                   " k=", k, " ldx=", ldx, " ldy=", ldy));
+  }
+  if (path == GemmPath::kTorch) {
+    return absl::InvalidArgumentError("Gemm: packed weights need a fixed-order path, not torch");
+  }
+  if (path == GemmPath::kAvx2 && !CpuHasAvx2Fma()) {
+    return absl::FailedPreconditionError("Gemm: this CPU lacks AVX2/FMA");
+  }
+  if (rows == 0 || n == 0) return absl::OkStatus();
+  auto panels_fn =
+      path == GemmPath::kAvx2 ? &internal::GemmAvx2Panels : &internal::GemmPortablePanels;
+  const int64_t panels = w.panels();
+  if (pool == nullptr || pool->threads() == 1 || rows * n * k < kParallelMinWork) {
+    panels_fn(x, rows, ldx, w, bias, y, ldy, 0, panels);
+    return absl::OkStatus();
+  }
+  pool->Run([&](int worker, int workers) {
+    // Contiguous ranges of panels; which worker computes an element never changes its bits.
+    panels_fn(x, rows, ldx, w, bias, y, ldy, panels * worker / workers,
+              panels * (worker + 1) / workers);
+  });
+  return absl::OkStatus();
+}
 
 absl::Status Gemm(GemmPath path, const float* x, int64_t rows, int64_t ldx, const float* w,
                   int64_t n, int64_t k, const float* bias, float* y, int64_t ldy,
@@ -165,23 +216,7 @@ absl::Status Gemm(GemmPath path, const float* x, int64_t rows, int64_t ldx, cons
   }
   if (rows == 0 || n == 0) return absl::OkStatus();
   if (path == GemmPath::kTorch) return internal::GemmTorch(x, rows, ldx, w, n, k, bias, y, ldy);
-  if (path == GemmPath::kAvx2 && !CpuHasAvx2Fma()) {
-    return absl::FailedPreconditionError("Gemm: this CPU lacks AVX2/FMA");
-  }
-  auto range = path == GemmPath::kAvx2 ? &internal::GemmAvx2Range : &internal::GemmPortableRange;
-  if (pool == nullptr || pool->threads() == 1 || rows * n * k < kParallelMinWork) {
-    range(x, rows, ldx, w, k, bias, y, ldy, 0, n);
-    return absl::OkStatus();
-  }
-  pool->Run([&](int worker, int workers) {
-    // Contiguous ranges of output features, rounded to multiples of 4 so the AVX2 kernel keeps
-    // its 4-wide tiles; which worker computes an element never changes its bits.
-    const int64_t blocks = (n + 3) / 4;
-    const int64_t b0 = blocks * worker / workers;
-    const int64_t b1 = blocks * (worker + 1) / workers;
-    range(x, rows, ldx, w, k, bias, y, ldy, std::min(n, b0 * 4), std::min(n, b1 * 4));
-  });
-  return absl::OkStatus();
+  return Gemm(path, x, rows, ldx, PackedWeights::Pack(w, n, k), bias, y, ldy, pool);
 }
 
 }  // namespace atoma::engine

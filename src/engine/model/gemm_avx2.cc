@@ -1,15 +1,16 @@
 // The fixed-order AVX2/FMA decode kernel. Only the functions marked ATOMA_AVX2 use AVX2
 // instructions, so the rest of the binary stays portable; Gemm calls them only after
-// CpuHasAvx2Fma(). Compiled with -ffp-contract=off (the scalar tail must not be fused in one tile
-// shape and not another).
+// CpuHasAvx2Fma(). Compiled with -ffp-contract=off (the bias add must stay a separate add).
 //
-// Every output element follows the same operations whatever tile computes it:
-//   acc = 0; for each full 8-chunk of K in order: acc = fma(x_chunk, w_chunk, acc)
-//   s = ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)); s = s + x[i]*w[i] for the tail; s = s + bias.
-// The tiles differ only in how many elements they keep in flight (how often a loaded weight chunk
-// is reused), which is what makes a row's bits independent of the batch.
+// Every output element follows the same operations whatever tile computes it (gemm.h):
+//   s = 0; for k = 0 .. K-1: s = fma(x[r, k], W[n, k], s); then s = s + bias[n].
+// W is packed in panels of 16 output features stored k-major, so one k of a panel is two 8-wide
+// vectors. A tile of R rows broadcasts x[r, k] and updates R x 2 accumulator vectors: R only
+// changes how many chains run side by side (how often a loaded weight vector is reused), never
+// the operations inside a chain, which is what makes a row's bits independent of the batch.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "gemm_internal.h"
@@ -24,74 +25,93 @@
 namespace atoma::engine::internal {
 namespace {
 
-ATOMA_AVX2_INLINE float Finish(__m256 acc, const float* x, const float* w, int64_t k8, int64_t k,
-                               const float* bias_n) {
-  const __m128 lo = _mm256_castps256_ps128(acc);        // a0 a1 a2 a3
-  const __m128 hi = _mm256_extractf128_ps(acc, 1);      // a4 a5 a6 a7
-  const __m128 t = _mm_add_ps(lo, hi);                  // a0+a4 a1+a5 a2+a6 a3+a7
-  const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));  // (a0+a4)+(a2+a6), (a1+a5)+(a3+a7)
-  const __m128 v = _mm_add_ss(u, _mm_shuffle_ps(u, u, 1));
-  float s = _mm_cvtss_f32(v);
-  for (int64_t i = k8; i < k; ++i) s = s + x[i] * w[i];
-  if (bias_n != nullptr) s = s + *bias_n;
-  return s;
-}
+constexpr int64_t kP = PackedWeights::kPanel;
+static_assert(kP == 16, "the tile holds a panel in two 8-wide vectors");
 
-// R rows of x times C weight rows: R*C accumulators.
-template <int R, int C>
-ATOMA_AVX2_INLINE void Tile(const float* x, int64_t ldx, const float* w, int64_t k,
-                            const float* bias, float* y, int64_t ldy, int64_t n0) {
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-  const int64_t k8 = k - k % 8;
-  for (int64_t i = 0; i < k8; i += 8) {
-    __m256 wv[C];
-    for (int c = 0; c < C; ++c) wv[c] = _mm256_loadu_ps(w + (n0 + c) * k + i);
+// The most rows one tile holds: 6 x 2 = 12 accumulators, enough independent FMA chains to cover
+// the FMA latency (4 cycles x 2 ports), with registers left for the two weight vectors and the
+// broadcast.
+constexpr int kMaxTileRows = 6;
+
+// R rows of x times one panel (16 output features) over all of K.
+template <int R>
+ATOMA_AVX2_INLINE void Tile(const float* x, int64_t ldx, const float* wp, int64_t k,
+                            const float* bias, float* y, int64_t ldy, int64_t n0, int64_t cols) {
+  __m256 acc[R][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k; ++i) {
+    const __m256 w0 = _mm256_load_ps(wp + i * kP);
+    const __m256 w1 = _mm256_load_ps(wp + i * kP + 8);
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m256 xv = _mm256_loadu_ps(x + r * ldx + i);
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+      const __m256 xv = _mm256_broadcast_ss(x + r * ldx + i);
+      acc[r][0] = _mm256_fmadd_ps(xv, w0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(xv, w1, acc[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) {
-      const int64_t n = n0 + c;
-      y[r * ldy + n] =
-          Finish(acc[r][c], x + r * ldx, w + n * k, k8, k, bias != nullptr ? bias + n : nullptr);
+  if (bias != nullptr && cols == kP) {
+    const __m256 b0 = _mm256_loadu_ps(bias + n0), b1 = _mm256_loadu_ps(bias + n0 + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm256_add_ps(acc[r][0], b0);
+      acc[r][1] = _mm256_add_ps(acc[r][1], b1);
     }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    float* yr = y + r * ldy + n0;
+    if (cols == kP) {
+      _mm256_storeu_ps(yr, acc[r][0]);
+      _mm256_storeu_ps(yr + 8, acc[r][1]);
+    } else {
+      // The zero-padded last panel: only `cols` features exist (in y and in bias).
+      alignas(32) float tmp[kP];
+      _mm256_store_ps(tmp, acc[r][0]);
+      _mm256_store_ps(tmp + 8, acc[r][1]);
+      for (int64_t j = 0; j < cols; ++j) yr[j] = bias != nullptr ? tmp[j] + bias[n0 + j] : tmp[j];
+    }
+  }
+}
+
+ATOMA_AVX2_INLINE void TileRows(int rows, const float* x, int64_t ldx, const float* wp, int64_t k,
+                                const float* bias, float* y, int64_t ldy, int64_t n0,
+                                int64_t cols) {
+  switch (rows) {
+    case 1:
+      return Tile<1>(x, ldx, wp, k, bias, y, ldy, n0, cols);
+    case 2:
+      return Tile<2>(x, ldx, wp, k, bias, y, ldy, n0, cols);
+    case 3:
+      return Tile<3>(x, ldx, wp, k, bias, y, ldy, n0, cols);
+    case 4:
+      return Tile<4>(x, ldx, wp, k, bias, y, ldy, n0, cols);
+    case 5:
+      return Tile<5>(x, ldx, wp, k, bias, y, ldy, n0, cols);
+    default:
+      return Tile<6>(x, ldx, wp, k, bias, y, ldy, n0, cols);
   }
 }
 
 }  // namespace
 
-ATOMA_AVX2 void GemmAvx2Range(const float* x, int64_t rows, int64_t ldx, const float* w, int64_t k,
-                              const float* bias, float* y, int64_t ldy, int64_t n_begin,
-                              int64_t n_end) {
-  if (rows < 4) {
-    // Weight row outer, batch rows inner, one weight row at a time: a single sequential stream
-    // from memory. Tile<1,4> (four interleaved weight-row streams) reached only about half the
-    // DRAM bandwidth at batch 1; Tile<1,1> gives the same bits per element.
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      for (int64_t r = 0; r < rows; ++r)
-        Tile<1, 1>(x + r * ldx, ldx, w, k, bias, y + r * ldy, ldy, n);
+ATOMA_AVX2 void GemmAvx2Panels(const float* x, int64_t rows, int64_t ldx, const PackedWeights& w,
+                               const float* bias, float* y, int64_t ldy, int64_t p_begin,
+                               int64_t p_end) {
+  const int64_t k = w.k();
+  // Rows split into the fewest tiles of at most 6, as even as possible (8 rows = 4 + 4, not
+  // 6 + 2: a small tile is latency-bound and costs nearly as much as a full one).
+  const int64_t groups = (rows + kMaxTileRows - 1) / kMaxTileRows;
+  // Panel outer, row tiles inner: a panel (K x 64 bytes) is read from memory once per call, as one
+  // sequential stream, and reused from cache for every tile of rows.
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    const float* wp = w.panel(p);
+    const int64_t n0 = p * kP, cols = std::min(kP, w.n() - n0);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t r0 = rows * g / groups, r1 = rows * (g + 1) / groups;
+      TileRows(static_cast<int>(r1 - r0), x + r0 * ldx, ldx, wp, k, bias, y + r0 * ldy, ldy, n0,
+               cols);
     }
-    return;
-  }
-  // Weight blocks of 4 rows outer, batch rows inner: a block is read from memory once and reused
-  // from L1 for every row of x.
-  int64_t n = n_begin;
-  for (; n + 4 <= n_end; n += 4) {
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-      Tile<4, 2>(x + r * ldx, ldx, w, k, bias, y + r * ldy, ldy, n);
-      Tile<4, 2>(x + r * ldx, ldx, w, k, bias, y + r * ldy, ldy, n + 2);
-    }
-    for (; r < rows; ++r) Tile<1, 4>(x + r * ldx, ldx, w, k, bias, y + r * ldy, ldy, n);
-  }
-  for (; n < n_end; ++n) {
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) Tile<4, 1>(x + r * ldx, ldx, w, k, bias, y + r * ldy, ldy, n);
-    for (; r < rows; ++r) Tile<1, 1>(x + r * ldx, ldx, w, k, bias, y + r * ldy, ldy, n);
   }
 }
 

@@ -67,6 +67,9 @@ struct Layer {
   at::Tensor mlp_norm;   // [hidden]
   at::Tensor w_gate_up;  // [2 I, hidden]: gate then up
   at::Tensor w_down;     // [hidden, I]
+  // The projections repacked for the fixed-order decode kernel (CPU, fixed paths only; empty
+  // otherwise). A second copy: prefill keeps using the tensors above through libtorch.
+  PackedWeights p_qkv, p_o, p_gate_up, p_down;
 };
 
 struct Slot {
@@ -153,8 +156,9 @@ class LlamaRunner final : public ModelRunner {
 
   void DecodeCpu(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
   void DecodeCuda(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
-  absl::Status GemmOrDie(const float* x, int64_t rows, const at::Tensor& w, const at::Tensor& b,
-                         float* y);
+  // Through the packed weights on the fixed paths, through `w` on kTorch.
+  absl::Status GemmOrDie(const float* x, int64_t rows, const at::Tensor& w,
+                         const PackedWeights& packed, const at::Tensor& b, float* y);
   void RmsNormRows(const float* x, int64_t rows, const float* w, float* out) const;
   void RopeRow(float* v, int64_t heads, int64_t pos) const;
   void AttentionRows(std::span<const int> seqs, int64_t layer, const float* qkv, float* out);
@@ -170,9 +174,10 @@ class LlamaRunner final : public ModelRunner {
 
   int64_t hd_ = 0, q_dim_ = 0, kv_dim_ = 0, qkv_dim_ = 0, groups_ = 1, max_seq_len_ = 0;
 
-  at::Tensor embed_;       // [V, hidden]
-  at::Tensor final_norm_;  // [hidden]
-  at::Tensor lm_head_;     // [V, hidden] (aliases embed_ when tied)
+  at::Tensor embed_;              // [V, hidden]
+  at::Tensor final_norm_;         // [hidden]
+  at::Tensor lm_head_;            // [V, hidden] (aliases embed_ when tied)
+  PackedWeights lm_head_packed_;  // lm_head_ for the fixed-order decode kernel
   std::vector<Layer> layers_;
   at::Tensor rope_cos_, rope_sin_;          // [max_seq_len, hd/2] fp32 on CPU
   at::Tensor rope_cos_dev_, rope_sin_dev_;  // same on the run device
@@ -263,6 +268,18 @@ absl::Status LlamaRunner::LoadWeights(const WeightStore& store) {
     }
   } catch (const std::exception& e) {
     return TorchError("stacking projection weights", e);
+  }
+  if (!cuda_ && gemm_path_ != GemmPath::kTorch) {
+    auto pack = [](const at::Tensor& w) {
+      return PackedWeights::Pack(w.data_ptr<float>(), w.size(0), w.size(1));
+    };
+    for (Layer& L : layers_) {
+      L.p_qkv = pack(L.w_qkv);
+      L.p_o = pack(L.w_o);
+      L.p_gate_up = pack(L.w_gate_up);
+      L.p_down = pack(L.w_down);
+    }
+    lm_head_packed_ = pack(lm_head_);
   }
   return absl::OkStatus();
 }
@@ -441,10 +458,13 @@ absl::Status LlamaRunner::Prefill(int seq, std::span<const int32_t> tokens,
 // ---- CPU decode: per-row loops and the fixed-order GEMM ----
 
 absl::Status LlamaRunner::GemmOrDie(const float* x, int64_t rows, const at::Tensor& w,
-                                    const at::Tensor& b, float* y) {
+                                    const PackedWeights& packed, const at::Tensor& b, float* y) {
   const int64_t n = w.size(0), k = w.size(1);
-  return Gemm(gemm_path_, x, rows, k, w.data_ptr<float>(), n, k,
-              b.defined() ? b.data_ptr<float>() : nullptr, y, n, &pool_);
+  const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  if (gemm_path_ == GemmPath::kTorch) {
+    return Gemm(gemm_path_, x, rows, k, w.data_ptr<float>(), n, k, bias, y, n, &pool_);
+  }
+  return Gemm(gemm_path_, x, rows, k, packed, bias, y, n, &pool_);
 }
 
 void LlamaRunner::RmsNormRows(const float* x, int64_t rows, const float* w, float* out) const {
@@ -552,7 +572,7 @@ void LlamaRunner::DecodeCpu(std::span<const int> seqs, std::span<const int32_t> 
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const Layer& L = layers_[l];
     RmsNormRows(x_.data(), B, L.attn_norm.data_ptr<float>(), h_.data());
-    check(GemmOrDie(h_.data(), B, L.w_qkv, L.b_qkv, qkv_.data()));
+    check(GemmOrDie(h_.data(), B, L.w_qkv, L.p_qkv, L.b_qkv, qkv_.data()));
     for (int64_t r = 0; r < B; ++r) {
       Slot& slot = slots_[seqs[r]];
       float* row = &qkv_[r * qkv_dim_];
@@ -567,21 +587,21 @@ void LlamaRunner::DecodeCpu(std::span<const int> seqs, std::span<const int32_t> 
       }
     }
     AttentionRows(seqs, l, qkv_.data(), attn_.data());
-    check(GemmOrDie(attn_.data(), B, L.w_o, at::Tensor(), tmp_.data()));
+    check(GemmOrDie(attn_.data(), B, L.w_o, L.p_o, at::Tensor(), tmp_.data()));
     for (int64_t i = 0; i < B * hidden; ++i) x_[i] += tmp_[i];
     RmsNormRows(x_.data(), B, L.mlp_norm.data_ptr<float>(), h_.data());
-    check(GemmOrDie(h_.data(), B, L.w_gate_up, at::Tensor(), gu_.data()));
+    check(GemmOrDie(h_.data(), B, L.w_gate_up, L.p_gate_up, at::Tensor(), gu_.data()));
     for (int64_t r = 0; r < B; ++r) {
       const float* g = &gu_[r * 2 * I];
       const float* u = g + I;
       float* a = &act_[r * I];
       for (int64_t i = 0; i < I; ++i) a[i] = (g[i] / (1.0f + std::exp(-g[i]))) * u[i];
     }
-    check(GemmOrDie(act_.data(), B, L.w_down, at::Tensor(), tmp_.data()));
+    check(GemmOrDie(act_.data(), B, L.w_down, L.p_down, at::Tensor(), tmp_.data()));
     for (int64_t i = 0; i < B * hidden; ++i) x_[i] += tmp_[i];
   }
   RmsNormRows(x_.data(), B, final_norm_.data_ptr<float>(), h_.data());
-  check(GemmOrDie(h_.data(), B, lm_head_, at::Tensor(), logits));
+  check(GemmOrDie(h_.data(), B, lm_head_, lm_head_packed_, at::Tensor(), logits));
 }
 
 void LlamaRunner::DecodeCuda(std::span<const int> seqs, std::span<const int32_t> tokens,

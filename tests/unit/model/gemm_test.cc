@@ -1,6 +1,6 @@
 // The fixed-order decode GEMM: row-count, row-position and thread-count invariance (bit-exact),
-// accuracy against a double-precision reference, odd sizes, bias, strides; and the design's
-// premise measured on this machine (DESIGN §3): libtorch's GEMM is reported, not asserted.
+// accuracy against a double-precision reference, odd sizes, bias, strides, packed weights; and the
+// design's premise measured on this machine (DESIGN §3): libtorch's GEMM is reported, not asserted.
 #include "atoma/engine/gemm.h"
 
 #include <gtest/gtest.h>
@@ -62,8 +62,9 @@ TEST(GemmTest, MatchesDoubleReference) {
               ref += p;
               mag += std::abs(p);
             }
-            // Bound for blocked fp32 summation: about (k/8 + 4) roundings per term, unit roundoff
-            // 2^-24.
+            // (k/8 + 5) roundings per term, unit roundoff 2^-24: the bound of the former blocked
+            // order, kept. The sequential chain's worst case is k roundings, but with random signs
+            // its error grows like sqrt(k), well inside this.
             ASSERT_NEAR(y[r * s.n + n], ref, (s.k / 8 + 5) * 1.2e-7 * mag + 1e-30)
                 << GemmPathName(path) << " n=" << s.n << " k=" << s.k << " r=" << r;
           }
@@ -144,6 +145,40 @@ TEST(GemmTest, PremiseFixedKernelInvariantTorchReported) {
       EXPECT_EQ(differing_rows, 0) << GemmPathName(path);
     }
   }
+}
+
+// The decode loop's entry point (weights packed once) gives the bits of the one-off entry point,
+// for every row count, and padding columns of the last panel never leak into y.
+TEST(GemmTest, PackedWeightsMatchUnpacked) {
+  WorkerPool pool(2);
+  for (GemmPath path : FixedPaths()) {
+    for (const Shape& s : kShapes) {
+      const auto x = Random(16 * s.k, 13), w = Random(s.n * s.k, 14), b = Random(s.n, 15);
+      const PackedWeights packed = PackedWeights::Pack(w.data(), s.n, s.k);
+      ASSERT_EQ(packed.n(), s.n);
+      ASSERT_EQ(packed.k(), s.k);
+      ASSERT_EQ(packed.panels(), (s.n + PackedWeights::kPanel - 1) / PackedWeights::kPanel);
+      for (int64_t rows : {1, 3, 7, 16}) {
+        const int64_t ldy = s.n + 2;
+        std::vector<float> a(rows * ldy, 42.0f), c(rows * ldy, 42.0f);
+        ASSERT_TRUE(
+            Gemm(path, x.data(), rows, s.k, w.data(), s.n, s.k, b.data(), a.data(), ldy, &pool)
+                .ok());
+        ASSERT_TRUE(Gemm(path, x.data(), rows, s.k, packed, b.data(), c.data(), ldy, &pool).ok());
+        ASSERT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)))
+            << GemmPathName(path) << " n=" << s.n << " k=" << s.k << " rows=" << rows;
+        for (int64_t r = 0; r < rows; ++r) {
+          EXPECT_EQ(c[r * ldy + s.n], 42.0f) << "wrote past N";
+          EXPECT_EQ(c[r * ldy + s.n + 1], 42.0f) << "wrote past N";
+        }
+      }
+    }
+  }
+  const float w1 = 1;
+  const PackedWeights one = PackedWeights::Pack(&w1, 1, 1);
+  float x1 = 2, y1 = 0;
+  EXPECT_EQ(Gemm(GemmPath::kTorch, &x1, 1, 1, one, nullptr, &y1, 1, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(GemmTest, BadSizesRejected) {
