@@ -60,7 +60,8 @@ port="$(sed -E 's/.*"grpc": *([0-9]+).*/\1/' "$ports")"
 echo "devnet: atoma-node serving on 127.0.0.1:$port"
 
 echo "devnet: demo request: atoma-cli generate --model demo \"$prompt\""
-"$bin/atoma-cli" generate --addr "127.0.0.1:$port" --model demo --max-tokens 48 "$prompt"
+"$bin/atoma-cli" generate --addr "127.0.0.1:$port" --model demo --max-tokens 48 \
+  --temperature 0.8 --top-p 0.95 --seed 7 "$prompt"
 
 if [ "$exit_after_demo" = 1 ]; then
   stop_node
