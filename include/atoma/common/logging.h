@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "spdlog/formatter.h"
 #include "spdlog/spdlog.h"
 
 namespace atoma {
@@ -18,6 +19,10 @@ struct LogOptions {
 // Configures every module logger (existing and future). Returns INVALID_ARGUMENT for an unknown
 // level. Thread-safe.
 absl::Status InitLogging(const LogOptions& options);
+
+// The formatter every module logger uses: human text, or one JSON object a line with the message
+// escaped (exposed for tests).
+std::unique_ptr<spdlog::formatter> MakeLogFormatter(bool json);
 
 // The logger of a module; never null. Thread-safe.
 std::shared_ptr<spdlog::logger> GetLogger(std::string_view module);

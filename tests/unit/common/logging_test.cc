@@ -30,3 +30,31 @@ TEST(Logging, UnknownLevelIsRejected) {
 
 }  // namespace
 }  // namespace atoma
+
+namespace atoma {
+namespace {
+
+std::string Format(bool json, std::string_view message) {
+  auto formatter = MakeLogFormatter(json);
+  spdlog::details::log_msg msg("mod", spdlog::level::warn,
+                               spdlog::string_view_t(message.data(), message.size()));
+  spdlog::memory_buf_t out;
+  formatter->format(msg, out);
+  return std::string(out.data(), out.size());
+}
+
+TEST(Logging, JsonLinesEscapeTheMessage) {
+  const std::string line = Format(true, "model \"x\\y\"\n\tbad\x01");
+  EXPECT_NE(line.find(R"("level":"warning","module":"mod")"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("msg":"model \"x\\y\"\n\tbad\u0001"})"), std::string::npos) << line;
+  // One line: the only raw newline is the terminator.
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+}
+
+TEST(Logging, TextLinesKeepTheMessage) {
+  const std::string line = Format(false, "hello \"there\"");
+  EXPECT_NE(line.find("[mod] hello \"there\""), std::string::npos) << line;
+}
+
+}  // namespace
+}  // namespace atoma
