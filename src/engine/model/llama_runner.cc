@@ -1,7 +1,9 @@
 // The Llama-family ModelRunner on libtorch (DESIGN §3).
 //
 // Three compute paths share the weights and the KV cache:
-//   - Prefill (any device): libtorch ops over one sequence, chunked by prefill_chunk.
+//   - Prefill (any device): libtorch ops over one sequence, chunked by prefill_chunk. On CPU with
+//     a fixed decode kernel its projections also run through the fixed-order Gemm on the packed
+//     weights (the HF-layout copies are freed after packing); attention stays libtorch.
 //   - CPU decode: per-row C++ loops over raw float pointers (RMSNorm, RoPE, attention over the
 //     sequence's own KV cache, SiLU*mul, residuals) with the projections through Gemm (gemm.h):
 //     the fixed-order kernel, or at::linear for DecodeKernel::kTorch. Nothing in a row's
@@ -33,9 +35,14 @@
 #include <limits>
 #include <numbers>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -67,8 +74,9 @@ struct Layer {
   at::Tensor mlp_norm;   // [hidden]
   at::Tensor w_gate_up;  // [2 I, hidden]: gate then up
   at::Tensor w_down;     // [hidden, I]
-  // The projections repacked for the fixed-order decode kernel (CPU, fixed paths only; empty
-  // otherwise). A second copy: prefill keeps using the tensors above through libtorch.
+  // The projections repacked for the fixed-order kernel (CPU, fixed paths only; empty
+  // otherwise). On those paths prefill and decode both use these, and the w_* tensors above are
+  // released after packing (undefined), so the node holds the weights once.
   PackedWeights p_qkv, p_o, p_gate_up, p_down;
 };
 
@@ -153,6 +161,12 @@ class LlamaRunner final : public ModelRunner {
   at::Tensor RopeT(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) const;
   void PrefillChunk(Slot& slot, const int32_t* ids, int64_t count, bool want_logits,
                     std::vector<float>* last_logits);
+  // True on CPU with a fixed-order decode path: every projection runs on the packed weights.
+  bool PackedPath() const { return !cuda_ && gemm_path_ != GemmPath::kTorch; }
+  // x [rows, in] times a projection: at::linear(x, w, b) on CUDA/kTorch, else the fixed-order
+  // Gemm on `packed` (x must be fp32 CPU). Throws std::runtime_error on a Gemm error.
+  at::Tensor LinearT(const at::Tensor& x, const at::Tensor& w, const PackedWeights& packed,
+                     const at::Tensor& b);
 
   void DecodeCpu(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
   void DecodeCuda(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
@@ -269,7 +283,7 @@ absl::Status LlamaRunner::LoadWeights(const WeightStore& store) {
   } catch (const std::exception& e) {
     return TorchError("stacking projection weights", e);
   }
-  if (!cuda_ && gemm_path_ != GemmPath::kTorch) {
+  if (PackedPath()) {
     auto pack = [](const at::Tensor& w) {
       return PackedWeights::Pack(w.data_ptr<float>(), w.size(0), w.size(1));
     };
@@ -280,6 +294,19 @@ absl::Status LlamaRunner::LoadWeights(const WeightStore& store) {
       L.p_down = pack(L.w_down);
     }
     lm_head_packed_ = pack(lm_head_);
+    // Nothing reads the HF-layout projections any more (prefill and decode both go through the
+    // packed copies): free them. lm_head_ only drops our reference; when tied, embed_ keeps the
+    // storage for the embedding lookup.
+    for (Layer& L : layers_) {
+      L.w_qkv = L.w_o = L.w_gate_up = L.w_down = at::Tensor();
+    }
+    lm_head_ = at::Tensor();
+#if defined(__GLIBC__)
+    // The freed tensors (a few MB each) mostly sit inside the heap rather than in their own
+    // mappings (glibc raises its mmap threshold after the first frees), so without a trim the
+    // process keeps ~250 MB of bench-135m's freed weights resident.
+    malloc_trim(0);
+#endif
   }
   return absl::OkStatus();
 }
@@ -395,7 +422,7 @@ void LlamaRunner::PrefillChunk(Slot& slot, const int32_t* ids, int64_t count, bo
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const Layer& L = layers_[l];
     at::Tensor h = RmsNormT(x, L.attn_norm);
-    at::Tensor qkv = L.b_qkv.defined() ? at::linear(h, L.w_qkv, L.b_qkv) : at::linear(h, L.w_qkv);
+    at::Tensor qkv = LinearT(h, L.w_qkv, L.p_qkv, L.b_qkv);
     at::Tensor q = RopeT(qkv.narrow(1, 0, q_dim_).view({T, H, hd_}), cos, sin);
     at::Tensor k = RopeT(qkv.narrow(1, q_dim_, kv_dim_).view({T, KVH, hd_}), cos, sin);
     at::Tensor v = qkv.narrow(1, q_dim_ + kv_dim_, kv_dim_).view({T, KVH, hd_});
@@ -413,17 +440,20 @@ void LlamaRunner::PrefillChunk(Slot& slot, const int32_t* ids, int64_t count, bo
     at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(dtype_);
     at::Tensor out = at::matmul(probs.view({KVH, groups_ * T, total}), values);  // [KVH, g*T, hd]
     out = out.view({H, T, hd_}).permute({1, 0, 2}).reshape({T, q_dim_});
-    x = x.add(at::linear(out, L.w_o));
+    x = x.add(LinearT(out, L.w_o, L.p_o, at::Tensor()));
     h = RmsNormT(x, L.mlp_norm);
-    at::Tensor gu = at::linear(h, L.w_gate_up);
+    at::Tensor gu = LinearT(h, L.w_gate_up, L.p_gate_up, at::Tensor());
     const int64_t I = cfg_.intermediate_size;
     at::Tensor act = at::silu(gu.narrow(1, 0, I)).mul(gu.narrow(1, I, I));
-    x = x.add(at::linear(act, L.w_down));
+    x = x.add(LinearT(act, L.w_down, L.p_down, at::Tensor()));
   }
   slot.len = total;
   if (!want_logits) return;
   at::Tensor last = RmsNormT(x.narrow(0, T - 1, 1), final_norm_);
-  at::Tensor logits = at::linear(last, lm_head_).to(at::kFloat).to(at::kCPU).contiguous();
+  at::Tensor logits = LinearT(last, lm_head_, lm_head_packed_, at::Tensor())
+                          .to(at::kFloat)
+                          .to(at::kCPU)
+                          .contiguous();
   last_logits->assign(logits.data_ptr<float>(), logits.data_ptr<float>() + cfg_.vocab_size);
 }
 
@@ -455,16 +485,33 @@ absl::Status LlamaRunner::Prefill(int seq, std::span<const int32_t> tokens,
   return absl::OkStatus();
 }
 
+at::Tensor LlamaRunner::LinearT(const at::Tensor& x, const at::Tensor& w,
+                                const PackedWeights& packed, const at::Tensor& b) {
+  if (!PackedPath()) return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+  // CPU fixed path: the same fixed-order kernel as decode (one sequential chain over K per
+  // element), so prefill bits do not depend on OpenBLAS or the thread count either.
+  at::Tensor xc = x.contiguous();
+  const int64_t rows = xc.size(0);
+  at::Tensor y = at::empty({rows, packed.n()}, xc.options());
+  absl::Status st =
+      Gemm(gemm_path_, xc.data_ptr<float>(), rows, packed.k(), packed,
+           b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), packed.n(), &pool_);
+  // Prefill reports exceptions as a Status (Prefill's catch).
+  if (!st.ok()) throw std::runtime_error(absl::StrCat("fixed-order gemm: ", st.message()));
+  return y;
+}
+
 // ---- CPU decode: per-row loops and the fixed-order GEMM ----
 
 absl::Status LlamaRunner::GemmOrDie(const float* x, int64_t rows, const at::Tensor& w,
                                     const PackedWeights& packed, const at::Tensor& b, float* y) {
-  const int64_t n = w.size(0), k = w.size(1);
   const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
   if (gemm_path_ == GemmPath::kTorch) {
+    const int64_t n = w.size(0), k = w.size(1);
     return Gemm(gemm_path_, x, rows, k, w.data_ptr<float>(), n, k, bias, y, n, &pool_);
   }
-  return Gemm(gemm_path_, x, rows, k, packed, bias, y, n, &pool_);
+  // Fixed paths: `w` is released after packing (LoadWeights); only `packed` exists.
+  return Gemm(gemm_path_, x, rows, packed.k(), packed, bias, y, packed.n(), &pool_);
 }
 
 void LlamaRunner::RmsNormRows(const float* x, int64_t rows, const float* w, float* out) const {
