@@ -314,6 +314,37 @@ TEST(ModelDeterminismTest, TorchKernelReported) {
               kTargetSteps);
 }
 
+// On the fixed paths prefill's projections run through the fixed-order Gemm (threads split
+// output panels, never K), so a prompt's logits must not depend on the thread count. 64 rows
+// (two prefill chunks of 40 and 24) make every projection large enough to use the pool.
+TEST(ModelDeterminismTest, PrefillSameBitsWithOneAndTwoThreads) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kPortable}) {
+    std::vector<float> by_threads[2];
+    std::string path;
+    for (int threads : {1, 2}) {
+      RunnerOptions o;
+      o.device = "cpu";
+      o.threads = threads;
+      o.decode_kernel = kernel;
+      o.prefill_chunk = 40;
+      auto r = LoadModel(dir, o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      path = (*r)->path_description();
+      auto seq = (*r)->AddSequence(80);
+      ASSERT_TRUE(seq.ok()) << seq.status();
+      const absl::Status st =
+          (*r)->Prefill(*seq, Prompt(64, 3, (*r)->config().vocab_size), &by_threads[threads - 1]);
+      ASSERT_TRUE(st.ok()) << st;
+    }
+    ASSERT_FALSE(by_threads[0].empty());
+    EXPECT_TRUE(SameBits(by_threads[0], by_threads[1])) << path << ": 1 vs 2 threads";
+  }
+}
+
 TEST(ModelFingerprintTest, StableAcrossLoadsAndNamesThePath) {
   SynthOptions so;
   so.preset = "tiny";
