@@ -33,6 +33,9 @@ static_assert(kP == 16, "the tile holds a panel in two 8-wide vectors");
 // broadcast.
 constexpr int kMaxTileRows = 6;
 
+// Bytes of x one row block keeps in flight (half of a 1 MiB L2, leaving room for the panel).
+constexpr int64_t kRowBlockBytes = 512 * 1024;
+
 // R rows of x times one panel (16 output features) over all of K.
 template <int R>
 ATOMA_AVX2_INLINE void Tile(const float* x, int64_t ldx, const float* wp, int64_t k,
@@ -99,18 +102,29 @@ ATOMA_AVX2 void GemmAvx2Panels(const float* x, int64_t rows, int64_t ldx, const 
                                const float* bias, float* y, int64_t ldy, int64_t p_begin,
                                int64_t p_end) {
   const int64_t k = w.k();
-  // Rows split into the fewest tiles of at most 6, as even as possible (8 rows = 4 + 4, not
-  // 6 + 2: a small tile is latency-bound and costs nearly as much as a full one).
-  const int64_t groups = (rows + kMaxTileRows - 1) / kMaxTileRows;
-  // Panel outer, row tiles inner: a panel (K x 64 bytes) is read from memory once per call, as one
-  // sequential stream, and reused from cache for every tile of rows.
-  for (int64_t p = p_begin; p < p_end; ++p) {
-    const float* wp = w.panel(p);
-    const int64_t n0 = p * kP, cols = std::min(kP, w.n() - n0);
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t r0 = rows * g / groups, r1 = rows * (g + 1) / groups;
-      TileRows(static_cast<int>(r1 - r0), x + r0 * ldx, ldx, wp, k, bias, y + r0 * ldy, ldy, n0,
-               cols);
+  // Prefill (hundreds of rows): x no longer fits in L2 (512 x 1536 floats = 3 MB), and streaming
+  // all of it from L3 for every panel costs more than re-reading the panels. Rows go in blocks of
+  // about kRowBlockBytes of x, each block sweeping this worker's panels. The row split only
+  // changes which tile computes an element, never its chain, so bits are unchanged.
+  const int64_t block = std::max<int64_t>(
+      kMaxTileRows, kRowBlockBytes / (std::max<int64_t>(k, 1) * 4) / kMaxTileRows * kMaxTileRows);
+  for (int64_t b0 = 0; b0 < rows; b0 += block) {
+    const int64_t brows = std::min(block, rows - b0);
+    const float* xb = x + b0 * ldx;
+    float* yb = y + b0 * ldy;
+    // Rows split into the fewest tiles of at most 6, as even as possible (8 rows = 4 + 4, not
+    // 6 + 2: a small tile is latency-bound and costs nearly as much as a full one).
+    const int64_t groups = (brows + kMaxTileRows - 1) / kMaxTileRows;
+    // Panel outer, row tiles inner: a panel (K x 64 bytes) is read from memory once per row
+    // block, as one sequential stream, and reused from cache for every tile of rows.
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const float* wp = w.panel(p);
+      const int64_t n0 = p * kP, cols = std::min(kP, w.n() - n0);
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t r0 = brows * g / groups, r1 = brows * (g + 1) / groups;
+        TileRows(static_cast<int>(r1 - r0), xb + r0 * ldx, ldx, wp, k, bias, yb + r0 * ldy, ldy, n0,
+                 cols);
+      }
     }
   }
 }

@@ -204,5 +204,28 @@ TEST(WorkerPoolTest, EachWorkerRunsOncePerJob) {
   }
 }
 
+// Prefill-sized calls: at k = 2048 the AVX2 kernel blocks rows by 60 (x kept in L2), so 200
+// rows cross three block boundaries with a ragged last block. Every row must equal the same row
+// computed alone, with 1 and 2 threads.
+TEST(GemmTest, ManyRowsMatchRowsAlone) {
+  WorkerPool pool2(2);
+  const int64_t rows = 200, n = 40, k = 2048;
+  const auto x = Random(rows * k, 17), w = Random(n * k, 18), b = Random(n, 19);
+  const PackedWeights packed = PackedWeights::Pack(w.data(), n, k);
+  for (GemmPath path : FixedPaths()) {
+    for (WorkerPool* pool : {static_cast<WorkerPool*>(nullptr), &pool2}) {
+      std::vector<float> full(rows * n);
+      ASSERT_TRUE(Gemm(path, x.data(), rows, k, packed, b.data(), full.data(), n, pool).ok());
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<float> one(n);
+        ASSERT_TRUE(
+            Gemm(path, x.data() + r * k, 1, k, packed, b.data(), one.data(), n, nullptr).ok());
+        ASSERT_EQ(0, std::memcmp(one.data(), full.data() + r * n, n * sizeof(float)))
+            << GemmPathName(path) << " row " << r << " of " << rows << " differs from alone";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace atoma::engine
