@@ -211,6 +211,24 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(len(models[0]["digest_hex"]), 64)
         self.assertEqual(models[0]["vocab_size"], 512)
 
+    def test_fingerprint_is_the_same_across_restarts(self):
+        # A second process on the same model folder measures the canary again at start-up
+        # (DESIGN §4.2): same digest, same fingerprint, bit for bit.
+        def listing(addr):
+            r = self.cli("models", "--addr", addr, "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout)["models"][0]
+
+        first = listing(self.node.addr)
+        self.assertEqual(len(first["fingerprint_hex"]), 64, first)
+        node = Node(os.path.join(self.tmp, "node-restart"), self.model_dir)
+        try:
+            second = listing(node.addr)
+        finally:
+            self.assertEqual(node.terminate(), 0, node.read_log())
+        self.assertEqual(second["digest_hex"], first["digest_hex"])
+        self.assertEqual(second["fingerprint_hex"], first["fingerprint_hex"])
+
     def test_chat_follows_the_models_chat_format(self):
         r = self.cli("models", "--addr", self.node.addr, "--json")
         chat_format = json.loads(r.stdout)["models"][0]["chat_format"]
