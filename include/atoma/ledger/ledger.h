@@ -1,0 +1,189 @@
+// The ledger client: node registry, stake with unbonding, epochs and their seeds, stakes frozen
+// per epoch (the input of committee selection, DESIGN §4.4), client escrow and node rewards.
+//
+// One interface, several backends (DESIGN §5). This header declares the interface, its plain
+// types, and the factory of the embedded backend (a SQLite file that every node of a local
+// network opens; see docs/ledger.md for the schema).
+//
+// Caller identity: every mutating call names the acting address (the node or client whose
+// balance moves). The ledger does NOT check signatures yet: the layers above (the admin API with
+// the operator's key, the consensus layer with attestations) authenticate the actor before they
+// call. The EVM backend will get the actor from the transaction signature instead.
+//
+// Error contract (absl::Status codes):
+//   INVALID_ARGUMENT    malformed input: zero amount, bad endpoint, duplicate echelons, an amount
+//                       that would overflow a uint256 balance.
+//   NOT_FOUND           unknown node, epoch or echelon snapshot that does not exist.
+//   ALREADY_EXISTS      registering an address that is already registered.
+//   FAILED_PRECONDITION a rule of the ledger says no (insufficient stake, escrow or rewards,
+//                       staking while unregistered, nothing withdrawable yet); the message says
+//                       which rule and the amounts involved.
+//   UNAVAILABLE         the store is busy past the busy timeout (another process holds the write
+//                       lock); the call had no effect and may be retried.
+//   ABORTED             a storage error (I/O, full disk); the transaction was rolled back.
+//   DATA_LOSS           the file is corrupt or holds values this code never writes.
+//   UNIMPLEMENTED       settlement and slashing (next step, see docs/ledger.md).
+// Every mutating call is atomic: it either applies completely or not at all.
+//
+// Thread-safety: a LedgerClient is safe to use from several threads (calls are serialized on its
+// one connection). Several LedgerClients — in one process or in several — may open the same file;
+// each mutation is one write transaction, so they see each other's effects in commit order.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "atoma/common/uint256.h"
+#include "atoma/crypto/keys.h"
+#include "atoma/crypto/sha256.h"
+
+namespace atoma::ledger {
+
+using Address = crypto::Address;  // 20 bytes, Ethereum-style (DESIGN §4.1)
+using Hash256 = crypto::Hash256;
+// Integer base units of the network's token; never floats.
+using Amount = ::atoma::Uint256;
+
+// One echelon a node serves: the model (its digest, DESIGN §3) and the echelon id
+// H("atoma/echelon", model_digest, fingerprint) the node measured for it (DESIGN §4.2).
+struct EchelonRef {
+  Hash256 model_digest{};
+  Hash256 echelon_id{};
+  bool operator==(const EchelonRef&) const = default;
+};
+
+struct NodeInfo {
+  Address address{};
+  std::string endpoint;  // gRPC "host:port" of the node's atoma.v1.Peer service
+  std::vector<EchelonRef> echelons;
+  uint64_t registered_epoch = 0;
+};
+
+// A stake that was unbonded by Unstake and becomes withdrawable at `release_epoch`.
+struct UnbondingEntry {
+  Amount amount;
+  uint64_t release_epoch = 0;
+};
+
+struct StakeInfo {
+  Amount bonded;                          // counts for the next epoch's snapshot
+  std::vector<UnbondingEntry> unbonding;  // not yet released, oldest first
+  Amount withdrawable;                    // released, awaiting WithdrawStake
+};
+
+struct Epoch {
+  uint64_t number = 0;
+  Hash256 seed{};              // S_e of DESIGN §4.4
+  int64_t started_unix_s = 0;  // wall clock of the AdvanceEpoch that opened it
+};
+
+// One candidate of committee selection: a node of the echelon with its stake frozen at the
+// start of the epoch (never zero).
+struct Candidate {
+  Address address{};
+  Amount stake;
+  bool operator==(const Candidate&) const = default;
+};
+
+// Ledger-wide parameters. Fixed when the ledger is created; every node reads them from it.
+struct Params {
+  uint64_t unbonding_epochs = 0;
+  uint64_t epoch_length_s = 0;
+};
+
+class LedgerClient {
+ public:
+  virtual ~LedgerClient() = default;
+
+  virtual absl::StatusOr<Params> GetParams() = 0;
+
+  // --- Registry ---
+  // Registers `node` with its Peer endpoint and the echelons it serves (at most one per model,
+  // at most kMaxEchelons). ALREADY_EXISTS if registered already (use UpdateNode).
+  virtual absl::Status RegisterNode(const Address& node, const std::string& endpoint,
+                                    const std::vector<EchelonRef>& echelons) = 0;
+  // Replaces the endpoint and echelons of a registered node. Takes effect in the next epoch's
+  // snapshot; the current epoch's committees do not change.
+  virtual absl::Status UpdateNode(const Address& node, const std::string& endpoint,
+                                  const std::vector<EchelonRef>& echelons) = 0;
+  virtual absl::StatusOr<NodeInfo> GetNode(const Address& node) = 0;
+
+  // --- Stake ---
+  // Bonds `amount` more for a registered node. It counts from the next epoch on.
+  virtual absl::Status Stake(const Address& node, const Amount& amount) = 0;
+  // Unbonds `amount` of the bonded stake. It leaves the next epoch's snapshot at once and becomes
+  // withdrawable `unbonding_epochs` epochs after the current one (it stays slashable until then).
+  virtual absl::Status Unstake(const Address& node, const Amount& amount) = 0;
+  virtual absl::StatusOr<StakeInfo> GetStake(const Address& node) = 0;
+  // Pays out released unbonded stake. FAILED_PRECONDITION if more than is withdrawable.
+  virtual absl::Status WithdrawStake(const Address& node, const Amount& amount) = 0;
+
+  // --- Epochs ---
+  virtual absl::StatusOr<Epoch> CurrentEpoch() = 0;
+  virtual absl::StatusOr<Epoch> GetEpoch(uint64_t number) = 0;
+  // Closes the current epoch and opens the next one: new seed = H("atoma/epoch-seed",
+  // previous seed, 32 bytes of fresh OS randomness); freezes every registered node's bonded stake
+  // for each echelon it serves. Anyone may call it; the node calls it on a timer later.
+  virtual absl::StatusOr<Epoch> AdvanceEpoch() = 0;
+  // AdvanceEpoch only if the current epoch is still `current`; FAILED_PRECONDITION otherwise.
+  // Several nodes on one ledger run epoch timers: this lets exactly one of them open the next
+  // epoch instead of each advancing it once.
+  virtual absl::StatusOr<Epoch> AdvanceEpochFrom(uint64_t current) = 0;
+  // Candidates of committee selection in `epoch` for `echelon_id`: sorted by address bytes
+  // ascending, zero stakes excluded. NOT_FOUND for an epoch that has not started.
+  virtual absl::StatusOr<std::vector<Candidate>> EchelonSnapshot(uint64_t epoch,
+                                                                 const Hash256& echelon_id) = 0;
+
+  // --- Client escrow ---
+  virtual absl::Status DepositEscrow(const Address& client, const Amount& amount) = 0;
+  virtual absl::StatusOr<Amount> EscrowBalance(const Address& client) = 0;
+  virtual absl::Status WithdrawEscrow(const Address& client, const Amount& amount) = 0;
+
+  // --- Node rewards (credited by settlement) ---
+  virtual absl::StatusOr<Amount> RewardBalance(const Address& node) = 0;
+  virtual absl::Status WithdrawRewards(const Address& node, const Amount& amount) = 0;
+
+  // Settlement of certificates and slashing are the next step; there is no declaration here
+  // yet on purpose, so nothing can call a fake.
+
+  static constexpr size_t kMaxEchelons = 64;
+  static constexpr size_t kMaxEndpointLength = 255;
+};
+
+// Fills `out` with cryptographically secure random bytes.
+using RandomSource = std::function<absl::Status(std::span<uint8_t> out)>;
+
+struct EmbeddedLedgerOptions {
+  // Used only when the file is created; an existing ledger keeps its own (GetParams).
+  // 2 epochs: a stake stays slashable for the whole epoch it was frozen in and one more, long
+  // enough for disputes of requests that started just before the epoch ended.
+  uint64_t unbonding_epochs = 2;
+  // Stored for the node's epoch timer (not used by the ledger itself). 1 hour by default.
+  uint64_t epoch_length_s = 3600;
+  // How long a write waits for another connection's write lock before UNAVAILABLE. Writes are
+  // short (one small transaction), so 5 s means something is wrong.
+  int busy_timeout_ms = 5000;
+  // Test seam. Default (empty): OpenSSL RAND_bytes, which is seeded by getrandom(). May be called
+  // from any thread that calls AdvanceEpoch.
+  RandomSource random;
+  // Test seam. Default (empty): the system clock, seconds since the Unix epoch.
+  std::function<int64_t()> unix_seconds;
+};
+
+// Opens (creating if missing) the embedded ledger at `path`. Creating it opens epoch 0 with a
+// random seed and an empty snapshot. FAILED_PRECONDITION for a file of another schema version.
+absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEmbeddedLedger(
+    const std::filesystem::path& path, const EmbeddedLedgerOptions& options = {});
+
+// Checks a gRPC "host:port" endpoint: host a DNS name, IPv4 or bracketed IPv6; port 1..65535.
+absl::Status ValidateEndpoint(const std::string& endpoint);
+
+}  // namespace atoma::ledger

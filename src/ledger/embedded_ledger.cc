@@ -1,0 +1,694 @@
+// The embedded ledger: LedgerClient over one SQLite file shared by every node of a local network.
+//
+// Every call is one transaction on this object's connection: writes take the write lock up front
+// (BEGIN IMMEDIATE), so two connections never interleave a read-modify-write of a balance, and a
+// writer that cannot get the lock within the busy timeout fails with UNAVAILABLE having done
+// nothing. Reads run in a deferred transaction so a multi-statement read sees one snapshot.
+// Amounts are 32-byte big-endian blobs; all arithmetic is checked Uint256 in C++.
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "atoma/common/logging.h"
+#include "atoma/common/status.h"
+#include "atoma/ledger/ledger.h"
+#include "sqlite_db.h"
+
+namespace atoma::ledger {
+namespace {
+
+using internal::Db;
+using internal::Stmt;
+
+constexpr int64_t kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE epochs(
+  number INTEGER PRIMARY KEY,
+  seed BLOB NOT NULL,
+  started_unix_s INTEGER NOT NULL);
+CREATE TABLE nodes(
+  address BLOB PRIMARY KEY,
+  endpoint TEXT NOT NULL,
+  registered_epoch INTEGER NOT NULL,
+  bonded BLOB NOT NULL);
+CREATE TABLE node_echelons(
+  address BLOB NOT NULL,
+  model_digest BLOB NOT NULL,
+  echelon_id BLOB NOT NULL,
+  PRIMARY KEY(address, echelon_id)) WITHOUT ROWID;
+CREATE TABLE unbonding(
+  id INTEGER PRIMARY KEY,
+  address BLOB NOT NULL,
+  amount BLOB NOT NULL,
+  release_epoch INTEGER NOT NULL);
+CREATE INDEX unbonding_by_address ON unbonding(address, release_epoch);
+CREATE TABLE frozen_stakes(
+  epoch INTEGER NOT NULL,
+  echelon_id BLOB NOT NULL,
+  address BLOB NOT NULL,
+  stake BLOB NOT NULL,
+  PRIMARY KEY(epoch, echelon_id, address)) WITHOUT ROWID;
+CREATE TABLE escrow(address BLOB PRIMARY KEY, balance BLOB NOT NULL);
+CREATE TABLE rewards(address BLOB PRIMARY KEY, balance BLOB NOT NULL);
+)sql";
+
+std::string Hex(const Address& a) { return crypto::AddressToString(a); }
+
+absl::Status RequirePositive(const Amount& amount) {
+  if (amount.IsZero()) return absl::InvalidArgumentError("amount must be positive");
+  return absl::OkStatus();
+}
+
+// `a + b` or INVALID_ARGUMENT naming the balance that would overflow.
+absl::StatusOr<Amount> AddOrReject(const Amount& a, const Amount& b, absl::string_view what) {
+  absl::StatusOr<Amount> sum = CheckedAdd(a, b);
+  if (!sum.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " would overflow 2^256-1: ", a.ToDecimal(), " + ", b.ToDecimal()));
+  }
+  return sum;
+}
+
+absl::StatusOr<Amount> ColumnAmount(const Stmt& stmt, int column) {
+  std::array<uint8_t, 32> bytes;
+  RETURN_IF_ERROR(stmt.Blob(column, &bytes));
+  return Amount::FromBigEndian(bytes);
+}
+
+Hash256 NextSeed(const Hash256& previous, std::span<const uint8_t, 32> randomness) {
+  crypto::Sha256 h;
+  h.Update(std::string_view("atoma/epoch-seed"));
+  const uint8_t zero = 0;
+  h.Update(std::span<const uint8_t>(&zero, 1));
+  h.Update(previous);
+  h.Update(randomness);
+  return h.Final();
+}
+
+absl::Status OsRandom(std::span<uint8_t> out) {
+  if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
+    return absl::UnavailableError("OS randomness unavailable (RAND_bytes failed)");
+  }
+  return absl::OkStatus();
+}
+
+int64_t SystemUnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status ValidateEchelons(const std::vector<EchelonRef>& echelons) {
+  if (echelons.size() > LedgerClient::kMaxEchelons) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", LedgerClient::kMaxEchelons,
+                                                   " echelons per node, got ", echelons.size()));
+  }
+  for (size_t i = 0; i < echelons.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (echelons[i].model_digest == echelons[j].model_digest) {
+        return absl::InvalidArgumentError(absl::StrCat("one echelon per model: model ",
+                                                       crypto::ToHex(echelons[i].model_digest),
+                                                       " is listed twice"));
+      }
+      if (echelons[i].echelon_id == echelons[j].echelon_id) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("echelon ", crypto::ToHex(echelons[i].echelon_id), " is listed twice"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+class EmbeddedLedger final : public LedgerClient {
+ public:
+  EmbeddedLedger(std::unique_ptr<Db> db, Params params, EmbeddedLedgerOptions options)
+      : db_(std::move(db)), params_(params), options_(std::move(options)) {}
+
+  absl::StatusOr<Params> GetParams() override { return params_; }
+
+  absl::Status RegisterNode(const Address& node, const std::string& endpoint,
+                            const std::vector<EchelonRef>& echelons) override {
+    RETURN_IF_ERROR(ValidateEndpoint(endpoint));
+    RETURN_IF_ERROR(ValidateEchelons(echelons));
+    return Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(bool exists, NodeExists(node));
+      if (exists) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("node ", Hex(node), " is already registered (use UpdateNode)"));
+      }
+      ASSIGN_OR_RETURN(uint64_t epoch, CurrentEpochNumber());
+      const std::array<uint8_t, 32> zero{};
+      Stmt insert(*db_,
+                  "INSERT INTO nodes(address, endpoint, registered_epoch, bonded) "
+                  "VALUES(?, ?, ?, ?)");
+      insert.Bind(1, node).BindText(2, endpoint).Bind(3, static_cast<int64_t>(epoch)).Bind(4, zero);
+      RETURN_IF_ERROR(insert.Run());
+      return InsertEchelons(node, echelons);
+    });
+  }
+
+  absl::Status UpdateNode(const Address& node, const std::string& endpoint,
+                          const std::vector<EchelonRef>& echelons) override {
+    RETURN_IF_ERROR(ValidateEndpoint(endpoint));
+    RETURN_IF_ERROR(ValidateEchelons(echelons));
+    return Write([&]() -> absl::Status {
+      RETURN_IF_ERROR(RequireNode(node));
+      Stmt update(*db_, "UPDATE nodes SET endpoint = ? WHERE address = ?");
+      update.BindText(1, endpoint).Bind(2, node);
+      RETURN_IF_ERROR(update.Run());
+      Stmt remove(*db_, "DELETE FROM node_echelons WHERE address = ?");
+      remove.Bind(1, node);
+      RETURN_IF_ERROR(remove.Run());
+      return InsertEchelons(node, echelons);
+    });
+  }
+
+  absl::StatusOr<NodeInfo> GetNode(const Address& node) override {
+    NodeInfo info;
+    const absl::Status status = Read([&]() -> absl::Status {
+      Stmt select(*db_, "SELECT endpoint, registered_epoch FROM nodes WHERE address = ?");
+      select.Bind(1, node);
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) return NotRegistered(node);
+      info.address = node;
+      info.endpoint = select.Text(0);
+      info.registered_epoch = static_cast<uint64_t>(select.Int(1));
+      Stmt echelons(*db_,
+                    "SELECT model_digest, echelon_id FROM node_echelons WHERE address = ? "
+                    "ORDER BY echelon_id");
+      echelons.Bind(1, node);
+      while (true) {
+        ASSIGN_OR_RETURN(bool more, echelons.Step());
+        if (!more) break;
+        EchelonRef ref;
+        RETURN_IF_ERROR(echelons.Blob(0, &ref.model_digest));
+        RETURN_IF_ERROR(echelons.Blob(1, &ref.echelon_id));
+        info.echelons.push_back(ref);
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return info;
+  }
+
+  absl::Status Stake(const Address& node, const Amount& amount) override {
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Amount bonded, Bonded(node));
+      ASSIGN_OR_RETURN(Amount bonded_after, AddOrReject(bonded, amount, "bonded stake"));
+      // A node's whole stake (bonded + unbonding) must fit in a uint256, so that every total
+      // reported by GetStake is exact.
+      ASSIGN_OR_RETURN(std::vector<Entry> entries, Unbonding(node));
+      Amount total = bonded_after;
+      for (const Entry& e : entries) {
+        ASSIGN_OR_RETURN(total, AddOrReject(total, e.amount, "total stake of the node"));
+      }
+      return SetBonded(node, bonded_after);
+    });
+  }
+
+  absl::Status Unstake(const Address& node, const Amount& amount) override {
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Amount bonded, Bonded(node));
+      if (bonded < amount) {
+        return absl::FailedPreconditionError(absl::StrCat("cannot unstake ", amount.ToDecimal(),
+                                                          ": node ", Hex(node), " has only ",
+                                                          bonded.ToDecimal(), " bonded"));
+      }
+      ASSIGN_OR_RETURN(Amount rest, CheckedSub(bonded, amount));
+      RETURN_IF_ERROR(SetBonded(node, rest));
+      ASSIGN_OR_RETURN(uint64_t epoch, CurrentEpochNumber());
+      Stmt insert(*db_, "INSERT INTO unbonding(address, amount, release_epoch) VALUES(?, ?, ?)");
+      insert.Bind(1, node)
+          .Bind(2, amount.ToBigEndian())
+          .Bind(3, static_cast<int64_t>(epoch + params_.unbonding_epochs));
+      return insert.Run();
+    });
+  }
+
+  absl::StatusOr<StakeInfo> GetStake(const Address& node) override {
+    StakeInfo info;
+    const absl::Status status = Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(info.bonded, Bonded(node));
+      ASSIGN_OR_RETURN(uint64_t epoch, CurrentEpochNumber());
+      ASSIGN_OR_RETURN(std::vector<Entry> entries, Unbonding(node));
+      for (const Entry& e : entries) {
+        if (e.release_epoch <= epoch) {
+          ASSIGN_OR_RETURN(info.withdrawable, CheckedAdd(info.withdrawable, e.amount));
+        } else {
+          info.unbonding.push_back({e.amount, e.release_epoch});
+        }
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return info;
+  }
+
+  absl::Status WithdrawStake(const Address& node, const Amount& amount) override {
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Write([&]() -> absl::Status {
+      RETURN_IF_ERROR(RequireNode(node));
+      ASSIGN_OR_RETURN(uint64_t epoch, CurrentEpochNumber());
+      ASSIGN_OR_RETURN(std::vector<Entry> entries, Unbonding(node));
+      Amount available;
+      for (const Entry& e : entries) {
+        if (e.release_epoch <= epoch) {
+          ASSIGN_OR_RETURN(available, CheckedAdd(available, e.amount));
+        }
+      }
+      if (available < amount) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot withdraw ", amount.ToDecimal(), " of stake: node ", Hex(node),
+                         " has ", available.ToDecimal(), " released (unbonding lasts ",
+                         params_.unbonding_epochs, " epochs; current epoch ", epoch, ")"));
+      }
+      // Consume released entries oldest first.
+      Amount left = amount;
+      for (const Entry& e : entries) {
+        if (left.IsZero()) break;
+        if (e.release_epoch > epoch) continue;
+        if (e.amount <= left) {
+          ASSIGN_OR_RETURN(left, CheckedSub(left, e.amount));
+          Stmt remove(*db_, "DELETE FROM unbonding WHERE id = ?");
+          remove.Bind(1, e.id);
+          RETURN_IF_ERROR(remove.Run());
+        } else {
+          ASSIGN_OR_RETURN(Amount rest, CheckedSub(e.amount, left));
+          left = 0;
+          Stmt update(*db_, "UPDATE unbonding SET amount = ? WHERE id = ?");
+          update.Bind(1, rest.ToBigEndian()).Bind(2, e.id);
+          RETURN_IF_ERROR(update.Run());
+        }
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<Epoch> CurrentEpoch() override {
+    Epoch epoch;
+    const absl::Status status = Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(uint64_t number, CurrentEpochNumber());
+      ASSIGN_OR_RETURN(epoch, LoadEpoch(number));
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return epoch;
+  }
+
+  absl::StatusOr<Epoch> GetEpoch(uint64_t number) override {
+    Epoch epoch;
+    const absl::Status status = Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(epoch, LoadEpoch(number));
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return epoch;
+  }
+
+  absl::StatusOr<Epoch> AdvanceEpoch() override { return Advance(std::nullopt); }
+
+  absl::StatusOr<Epoch> AdvanceEpochFrom(uint64_t current) override { return Advance(current); }
+
+  absl::StatusOr<std::vector<Candidate>> EchelonSnapshot(uint64_t epoch,
+                                                         const Hash256& echelon_id) override {
+    std::vector<Candidate> candidates;
+    const absl::Status status = Read([&]() -> absl::Status {
+      RETURN_IF_ERROR(LoadEpoch(epoch).status());
+      Stmt select(*db_,
+                  "SELECT address, stake FROM frozen_stakes WHERE epoch = ? AND echelon_id = ? "
+                  "ORDER BY address");
+      select.Bind(1, static_cast<int64_t>(epoch)).Bind(2, echelon_id);
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, select.Step());
+        if (!row) break;
+        Candidate c;
+        RETURN_IF_ERROR(select.Blob(0, &c.address));
+        ASSIGN_OR_RETURN(c.stake, ColumnAmount(select, 1));
+        if (!c.stake.IsZero()) candidates.push_back(c);
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    // SQLite orders blobs with memcmp, which is the protocol's order; keep it explicit anyway.
+    std::sort(candidates.begin(), candidates.end(),
+              [](const Candidate& a, const Candidate& b) { return a.address < b.address; });
+    return candidates;
+  }
+
+  absl::Status DepositEscrow(const Address& client, const Amount& amount) override {
+    return Credit("escrow", client, amount, "escrow balance");
+  }
+  absl::StatusOr<Amount> EscrowBalance(const Address& client) override {
+    return Balance("escrow", client);
+  }
+  absl::Status WithdrawEscrow(const Address& client, const Amount& amount) override {
+    return Debit("escrow", client, amount, "escrow balance");
+  }
+
+  absl::StatusOr<Amount> RewardBalance(const Address& node) override {
+    return Balance("rewards", node);
+  }
+  absl::Status WithdrawRewards(const Address& node, const Amount& amount) override {
+    return Debit("rewards", node, amount, "reward balance");
+  }
+
+ private:
+  struct Entry {
+    int64_t id = 0;
+    Amount amount;
+    uint64_t release_epoch = 0;
+  };
+
+  // Runs `body` in one write transaction; commits when it returns OK, rolls back otherwise.
+  template <typename Body>
+  absl::Status Write(Body&& body) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return Transaction("BEGIN IMMEDIATE", body);
+  }
+  template <typename Body>
+  absl::Status Read(Body&& body) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return Transaction("BEGIN", body);
+  }
+  template <typename Body>
+  absl::Status Transaction(absl::string_view begin, Body& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RETURN_IF_ERROR(db_->Exec(begin));
+    absl::Status status = body();
+    if (status.ok()) {
+      status = db_->Exec("COMMIT");
+      if (status.ok()) return status;
+    }
+    // Fails harmlessly when SQLite already rolled back on its own.
+    db_->Exec("ROLLBACK").IgnoreError();
+    return status;
+  }
+
+  absl::StatusOr<uint64_t> CurrentEpochNumber() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_, "SELECT MAX(number) FROM epochs");
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return absl::DataLossError("ledger store: no epochs");
+    return static_cast<uint64_t>(select.Int(0));
+  }
+
+  absl::StatusOr<Epoch> LoadEpoch(uint64_t number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (number > static_cast<uint64_t>(INT64_MAX)) {
+      return absl::NotFoundError(absl::StrCat("epoch ", number, " has not started"));
+    }
+    Stmt select(*db_, "SELECT seed, started_unix_s FROM epochs WHERE number = ?");
+    select.Bind(1, static_cast<int64_t>(number));
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return absl::NotFoundError(absl::StrCat("epoch ", number, " has not started"));
+    Epoch epoch;
+    epoch.number = number;
+    RETURN_IF_ERROR(select.Blob(0, &epoch.seed));
+    epoch.started_unix_s = select.Int(1);
+    return epoch;
+  }
+
+  absl::StatusOr<Epoch> Advance(std::optional<uint64_t> expected) ABSL_LOCKS_EXCLUDED(mu_) {
+    std::array<uint8_t, 32> randomness;
+    RETURN_IF_ERROR(options_.random(randomness));
+    Epoch next;
+    const absl::Status status = Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
+      if (expected.has_value() && *expected != current) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("epoch is ", current, ", not ", *expected, " (another node advanced it)"));
+      }
+      ASSIGN_OR_RETURN(Epoch previous, LoadEpoch(current));
+      next.number = current + 1;
+      next.seed = NextSeed(previous.seed, randomness);
+      next.started_unix_s = options_.unix_seconds();
+      Stmt insert(*db_, "INSERT INTO epochs(number, seed, started_unix_s) VALUES(?, ?, ?)");
+      insert.Bind(1, static_cast<int64_t>(next.number))
+          .Bind(2, next.seed)
+          .Bind(3, next.started_unix_s);
+      RETURN_IF_ERROR(insert.Run());
+      // The snapshot: what is bonded now is what committee selection uses all through the new
+      // epoch; later Stake/Unstake/UpdateNode only reach the epoch after.
+      Stmt freeze(*db_,
+                  "INSERT INTO frozen_stakes(epoch, echelon_id, address, stake) "
+                  "SELECT ?, e.echelon_id, n.address, n.bonded FROM nodes n "
+                  "JOIN node_echelons e ON e.address = n.address "
+                  "WHERE n.bonded <> zeroblob(32)");
+      freeze.Bind(1, static_cast<int64_t>(next.number));
+      return freeze.Run();
+    });
+    if (!status.ok()) return status;
+    GetLogger("ledger")->info("epoch {} opened, seed {}", next.number, crypto::ToHex(next.seed));
+    return next;
+  }
+
+  absl::StatusOr<bool> NodeExists(const Address& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_, "SELECT 1 FROM nodes WHERE address = ?");
+    select.Bind(1, node);
+    return select.Step();
+  }
+
+  static absl::Status NotRegistered(const Address& node) {
+    return absl::NotFoundError(absl::StrCat("node ", Hex(node), " is not registered"));
+  }
+
+  absl::Status RequireNode(const Address& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(bool exists, NodeExists(node));
+    return exists ? absl::OkStatus() : NotRegistered(node);
+  }
+
+  absl::Status InsertEchelons(const Address& node, const std::vector<EchelonRef>& echelons)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const EchelonRef& ref : echelons) {
+      Stmt insert(*db_,
+                  "INSERT INTO node_echelons(address, model_digest, echelon_id) VALUES(?, ?, ?)");
+      insert.Bind(1, node).Bind(2, ref.model_digest).Bind(3, ref.echelon_id);
+      RETURN_IF_ERROR(insert.Run());
+    }
+    return absl::OkStatus();
+  }
+
+  // NOT_FOUND for an unregistered node.
+  absl::StatusOr<Amount> Bonded(const Address& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_, "SELECT bonded FROM nodes WHERE address = ?");
+    select.Bind(1, node);
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return NotRegistered(node);
+    return ColumnAmount(select, 0);
+  }
+
+  absl::Status SetBonded(const Address& node, const Amount& bonded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt update(*db_, "UPDATE nodes SET bonded = ? WHERE address = ?");
+    update.Bind(1, bonded.ToBigEndian()).Bind(2, node);
+    return update.Run();
+  }
+
+  // Oldest first (release epoch, then insertion order).
+  absl::StatusOr<std::vector<Entry>> Unbonding(const Address& node)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_,
+                "SELECT id, amount, release_epoch FROM unbonding WHERE address = ? "
+                "ORDER BY release_epoch, id");
+    select.Bind(1, node);
+    std::vector<Entry> entries;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      Entry e;
+      e.id = select.Int(0);
+      ASSIGN_OR_RETURN(e.amount, ColumnAmount(select, 1));
+      e.release_epoch = static_cast<uint64_t>(select.Int(2));
+      entries.push_back(e);
+    }
+    return entries;
+  }
+
+  // `table` is one of the two balance tables (a constant, never input).
+  absl::StatusOr<Amount> LoadBalance(absl::string_view table, const Address& who)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_, absl::StrCat("SELECT balance FROM ", table, " WHERE address = ?"));
+    select.Bind(1, who);
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return Amount();
+    return ColumnAmount(select, 0);
+  }
+
+  absl::Status StoreBalance(absl::string_view table, const Address& who, const Amount& balance)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt upsert(*db_, absl::StrCat("INSERT INTO ", table,
+                                   "(address, balance) VALUES(?, ?) ON CONFLICT(address) DO "
+                                   "UPDATE SET balance = excluded.balance"));
+    upsert.Bind(1, who).Bind(2, balance.ToBigEndian());
+    return upsert.Run();
+  }
+
+  absl::StatusOr<Amount> Balance(absl::string_view table, const Address& who) {
+    Amount balance;
+    const absl::Status status = Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(balance, LoadBalance(table, who));
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return balance;
+  }
+
+  absl::Status Credit(absl::string_view table, const Address& who, const Amount& amount,
+                      absl::string_view what) {
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Amount balance, LoadBalance(table, who));
+      ASSIGN_OR_RETURN(Amount after, AddOrReject(balance, amount, what));
+      return StoreBalance(table, who, after);
+    });
+  }
+
+  absl::Status Debit(absl::string_view table, const Address& who, const Amount& amount,
+                     absl::string_view what) {
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Amount balance, LoadBalance(table, who));
+      if (balance < amount) {
+        return absl::FailedPreconditionError(absl::StrCat("insufficient ", what, " of ", Hex(who),
+                                                          ": ", balance.ToDecimal(), " < ",
+                                                          amount.ToDecimal()));
+      }
+      ASSIGN_OR_RETURN(Amount after, CheckedSub(balance, amount));
+      return StoreBalance(table, who, after);
+    });
+  }
+
+  absl::Mutex mu_;
+  const std::unique_ptr<Db> db_ ABSL_PT_GUARDED_BY(mu_);
+  const Params params_;
+  const EmbeddedLedgerOptions options_;
+};
+
+// PRAGMA journal_mode=WAL needs a lock that the busy handler does not always wait for; retry
+// until the busy timeout.
+absl::Status EnableWal(Db& db, int busy_timeout_ms) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
+  while (true) {
+    Stmt pragma(db, "PRAGMA journal_mode=WAL");
+    absl::StatusOr<bool> row = pragma.Step();
+    if (row.ok() && *row) {
+      if (pragma.Text(0) != "wal") {
+        return absl::FailedPreconditionError(
+            absl::StrCat("ledger store: WAL mode unavailable (journal mode is ", pragma.Text(0),
+                         "); the file system must support shared memory"));
+      }
+      return absl::OkStatus();
+    }
+    if (row.ok()) return absl::InternalError("ledger store: PRAGMA journal_mode returned no row");
+    if (!absl::IsUnavailable(row.status()) || std::chrono::steady_clock::now() > deadline) {
+      return row.status();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+absl::StatusOr<std::string> MetaValue(Db& db, absl::string_view key) {
+  Stmt select(db, "SELECT value FROM meta WHERE key = ?");
+  select.BindText(1, key);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return absl::DataLossError(absl::StrCat("ledger store: meta has no ", key));
+  return select.Text(0);
+}
+
+absl::StatusOr<uint64_t> MetaNumber(Db& db, absl::string_view key) {
+  ASSIGN_OR_RETURN(std::string text, MetaValue(db, key));
+  ASSIGN_OR_RETURN(Amount value, Amount::FromDecimal(text));
+  if (!value.FitsUint64()) {
+    return absl::DataLossError(absl::StrCat("ledger store: meta ", key, " out of range"));
+  }
+  return value.Low64();
+}
+
+absl::Status PutMeta(Db& db, absl::string_view key, absl::string_view value) {
+  Stmt insert(db, "INSERT INTO meta(key, value) VALUES(?, ?)");
+  insert.BindText(1, key).BindText(2, value);
+  return insert.Run();
+}
+
+// Creates the schema and epoch 0 when the file is new; checks the version otherwise. Returns the
+// ledger's parameters. Runs in one write transaction so two processes opening a new file at once
+// create it exactly once.
+absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) {
+  RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  auto body = [&]() -> absl::StatusOr<Params> {
+    Stmt exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+    ASSIGN_OR_RETURN(bool has_meta, exists.Step());
+    if (!has_meta) {
+      RETURN_IF_ERROR(db.Exec(kSchema));
+      RETURN_IF_ERROR(PutMeta(db, "schema_version", absl::StrCat(kSchemaVersion)));
+      RETURN_IF_ERROR(PutMeta(db, "unbonding_epochs", absl::StrCat(options.unbonding_epochs)));
+      RETURN_IF_ERROR(PutMeta(db, "epoch_length_s", absl::StrCat(options.epoch_length_s)));
+      std::array<uint8_t, 32> randomness;
+      RETURN_IF_ERROR(options.random(randomness));
+      const Hash256 seed = NextSeed(Hash256{}, randomness);
+      Stmt genesis(db, "INSERT INTO epochs(number, seed, started_unix_s) VALUES(0, ?, ?)");
+      genesis.Bind(1, seed).Bind(2, options.unix_seconds());
+      RETURN_IF_ERROR(genesis.Run());
+    }
+    ASSIGN_OR_RETURN(uint64_t version, MetaNumber(db, "schema_version"));
+    if (version != static_cast<uint64_t>(kSchemaVersion)) {
+      return absl::FailedPreconditionError(absl::StrCat("ledger store has schema version ", version,
+                                                        "; this build reads ", kSchemaVersion));
+    }
+    Params params;
+    ASSIGN_OR_RETURN(params.unbonding_epochs, MetaNumber(db, "unbonding_epochs"));
+    ASSIGN_OR_RETURN(params.epoch_length_s, MetaNumber(db, "epoch_length_s"));
+    return params;
+  };
+  absl::StatusOr<Params> params = body();
+  if (params.ok()) {
+    absl::Status commit = db.Exec("COMMIT");
+    if (commit.ok()) return params;
+    params = commit;
+  }
+  db.Exec("ROLLBACK").IgnoreError();
+  return params;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEmbeddedLedger(
+    const std::filesystem::path& path, const EmbeddedLedgerOptions& options) {
+  if (options.unbonding_epochs == 0) {
+    // Zero would let a node unstake and withdraw inside the epoch its stake is frozen in,
+    // escaping any slashing for work it did in that epoch.
+    return absl::InvalidArgumentError("unbonding_epochs must be at least 1");
+  }
+  if (options.busy_timeout_ms < 0) {
+    return absl::InvalidArgumentError("busy_timeout_ms must not be negative");
+  }
+  EmbeddedLedgerOptions effective = options;
+  if (!effective.random) effective.random = OsRandom;
+  if (!effective.unix_seconds) effective.unix_seconds = SystemUnixSeconds;
+
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, effective.busy_timeout_ms));
+  RETURN_IF_ERROR(EnableWal(*db, effective.busy_timeout_ms));
+  // FULL: a committed balance change survives power loss (NORMAL in WAL mode may drop the last
+  // commits). Ledger writes are few, so the fsync per commit is affordable.
+  RETURN_IF_ERROR(db->Exec("PRAGMA synchronous=FULL"));
+  ASSIGN_OR_RETURN(Params params, InitSchema(*db, effective));
+  if (params.unbonding_epochs != options.unbonding_epochs ||
+      params.epoch_length_s != options.epoch_length_s) {
+    GetLogger("ledger")->info(
+        "ledger {} keeps its own parameters: unbonding {} epochs, epoch length {} s", path.string(),
+        params.unbonding_epochs, params.epoch_length_s);
+  }
+  return std::make_unique<EmbeddedLedger>(std::move(db), params, std::move(effective));
+}
+
+}  // namespace atoma::ledger
