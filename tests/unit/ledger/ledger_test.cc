@@ -412,6 +412,49 @@ TEST_F(LedgerTest, RejectsZeroUnbondingAndForeignSchema) {
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
 }
 
+TEST_F(LedgerTest, BusyStoreIsUnavailableAndAppliesNothing) {
+  EmbeddedLedgerOptions options = FakeOptions();
+  options.busy_timeout_ms = 50;
+  auto ledger = Open(options);
+  ASSERT_NE(ledger, nullptr);
+  ASSERT_TRUE(ledger->DepositEscrow(Addr(1), 5).ok());
+  // Another connection holds the write lock.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  const absl::Status busy = ledger->DepositEscrow(Addr(1), 5);
+  EXPECT_TRUE(absl::IsUnavailable(busy)) << busy;
+  EXPECT_TRUE(absl::IsUnavailable(ledger->AdvanceEpoch().status()));
+  // Reads still work under WAL while a writer holds the lock.
+  EXPECT_EQ(*ledger->EscrowBalance(Addr(1)), Amount(5));
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  ASSERT_TRUE(ledger->DepositEscrow(Addr(1), 5).ok());
+  EXPECT_EQ(*ledger->EscrowBalance(Addr(1)), Amount(10));
+  EXPECT_EQ(ledger->CurrentEpoch()->number, 0u);
+}
+
+TEST_F(LedgerTest, TwoProcessesCreatingOneFileAgreeOnGenesis) {
+  EmbeddedLedgerOptions options;
+  options.busy_timeout_ms = 20000;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto own = OpenEmbeddedLedger(path_, options);
+    _exit(own.ok() && (*own)->CurrentEpoch().ok() ? 0 : 1);
+  }
+  auto ledger = OpenEmbeddedLedger(path_, options);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  int child_status = 0;
+  ASSERT_EQ(waitpid(child, &child_status, 0), child);
+  EXPECT_TRUE(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0);
+  // Exactly one genesis: reopening sees the same epoch 0 seed, and there is no epoch 1.
+  auto again = OpenEmbeddedLedger(path_, options);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->CurrentEpoch()->number, 0u);
+  EXPECT_EQ((*again)->CurrentEpoch()->seed, (*ledger)->CurrentEpoch()->seed);
+}
+
 constexpr int kNodes = 4;
 constexpr int kRounds = 50;
 
