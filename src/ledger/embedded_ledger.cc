@@ -29,6 +29,7 @@ using internal::Db;
 using internal::Stmt;
 
 constexpr int64_t kSchemaVersion = 1;
+constexpr uint64_t kMaxUnbondingEpochs = 1'000'000;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -668,6 +669,14 @@ absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEmbeddedLedger(
     // Zero would let a node unstake and withdraw inside the epoch its stake is frozen in,
     // escaping any slashing for work it did in that epoch.
     return absl::InvalidArgumentError("unbonding_epochs must be at least 1");
+  }
+  if (options.unbonding_epochs > kMaxUnbondingEpochs) {
+    // Keeps `epoch + unbonding_epochs` far from the int64 range SQLite stores epochs in.
+    return absl::InvalidArgumentError(
+        absl::StrCat("unbonding_epochs must be at most ", kMaxUnbondingEpochs));
+  }
+  if (options.epoch_length_s == 0) {
+    return absl::InvalidArgumentError("epoch_length_s must be positive");
   }
   if (options.busy_timeout_ms < 0) {
     return absl::InvalidArgumentError("busy_timeout_ms must not be negative");

@@ -165,8 +165,9 @@ struct EmbeddedLedgerOptions {
   // Used only when the file is created; an existing ledger keeps its own (GetParams).
   // 2 epochs: a stake stays slashable for the whole epoch it was frozen in and one more, long
   // enough for disputes of requests that started just before the epoch ended.
+  // 1..1'000'000 (INVALID_ARGUMENT otherwise).
   uint64_t unbonding_epochs = 2;
-  // Stored for the node's epoch timer (not used by the ledger itself). 1 hour by default.
+  // Stored for the node's epoch timer (not used by the ledger itself). 1 hour by default; > 0.
   uint64_t epoch_length_s = 3600;
   // How long a write waits for another connection's write lock before UNAVAILABLE. Writes are
   // short (one small transaction), so 5 s means something is wrong.

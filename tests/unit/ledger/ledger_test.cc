@@ -398,6 +398,11 @@ TEST_F(LedgerTest, RejectsZeroUnbondingAndForeignSchema) {
   EmbeddedLedgerOptions options = FakeOptions();
   options.unbonding_epochs = 0;
   EXPECT_TRUE(absl::IsInvalidArgument(OpenEmbeddedLedger(path_, options).status()));
+  options.unbonding_epochs = ~uint64_t{0};  // would wrap the release epoch
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenEmbeddedLedger(path_, options).status()));
+  options.unbonding_epochs = 1;
+  options.epoch_length_s = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenEmbeddedLedger(path_, options).status()));
   {
     auto ledger = Open(FakeOptions());
     ASSERT_NE(ledger, nullptr);
