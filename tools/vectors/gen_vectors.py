@@ -278,7 +278,21 @@ def request_vectors(rng):
                       "merkle_root": merkle_root(o["token_ids"]).hex()})
     merkle = [{"name": name, "token_ids": o["token_ids"], "root": merkle_root(o["token_ids"]).hex()}
               for name, o in outputs]
-    return {"requests": cases, "merkle": merkle}
+    attestations = []
+    for i in range(3):
+        f = {"chain_id": rng.randrange(0, 2**64), "ledger": rng_bytes(rng, 20).hex(),
+             "request_id": rng_bytes(rng, 32).hex(), "echelon_id": rng_bytes(rng, 32).hex(),
+             "commitment": rng_bytes(rng, 32).hex(), "proof": rng_bytes(rng, 32).hex(),
+             "prompt_tokens": rng.randrange(0, 5000), "completion_tokens": rng.randrange(0, 5000),
+             "merkle_root": rng_bytes(rng, 32).hex(), "epoch": rng.randrange(0, 2**64)}
+        payload = (u64(f["chain_id"]) + addr(bytes.fromhex(f["ledger"])) +
+                   b"".join(hash32(bytes.fromhex(f[k]))
+                            for k in ("request_id", "echelon_id", "commitment", "proof")) +
+                   u64(f["prompt_tokens"]) + u64(f["completion_tokens"]) +
+                   hash32(bytes.fromhex(f["merkle_root"])) + u64(f["epoch"]))
+        f["digest"] = H("atoma/attestation", payload).hex()
+        attestations.append(f)
+    return {"requests": cases, "merkle": merkle, "attestation_digests": attestations}
 
 
 def main():

@@ -1,0 +1,128 @@
+// Attestations and certificates (DESIGN §4.5): what a committee member signs about its output, how
+// it is encoded on the wire and in files, and how a client checks a whole certificate with the
+// output, the registry snapshot and nothing else.
+//
+// Signing digest (every field in this order; chain id and ledger address are the domain, so a
+// signature for one network or ledger is worthless on another):
+//   H("atoma/attestation", chain_id, ledger, request_id, echelon_id, C, p_i,
+//     prompt_tokens, completion_tokens, merkle_root, epoch)
+//
+// Binary forms (strict decoders: bounded lengths, no trailing bytes, never crash):
+//   attestation = 0x01 ‖ the digest's fields in order ‖ member (20) ‖ signature (65)   [298 bytes]
+//   certificate = 0x01 ‖ enc(request) ‖ committee (address list) ‖ C (32)
+//                 ‖ u32 count ‖ each attestation without its leading version byte (297 bytes)
+//
+// Pure functions over plain structs; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "atoma/consensus/committee.h"
+#include "atoma/consensus/encoding.h"
+#include "atoma/consensus/request.h"
+#include "atoma/crypto/keys.h"
+
+namespace atoma::consensus {
+
+// Which network and ledger a signature belongs to.
+struct Domain {
+  uint64_t chain_id = 0;
+  Address ledger{};  // the ledger contract's address (embedded ledger: its configured id)
+  friend bool operator==(const Domain&, const Domain&) = default;
+};
+
+struct Attestation {
+  Domain domain;
+  Hash256 request_id{};
+  Hash256 echelon_id{};
+  Hash256 commitment{};  // C
+  Hash256 proof{};       // p_i, this member's proof
+  uint64_t prompt_tokens = 0;
+  uint64_t completion_tokens = 0;
+  Hash256 merkle_root{};
+  uint64_t epoch = 0;
+  Address member{};               // the signer the attestation claims
+  crypto::Signature signature{};  // over AttestationDigest(*this)
+
+  friend bool operator==(const Attestation&, const Attestation&) = default;
+};
+
+inline constexpr size_t kAttestationBodySize = 8 + 20 + 32 * 4 + 8 + 8 + 32 + 8 + 20 + 65;
+inline constexpr size_t kAttestationEncodedSize = 1 + kAttestationBodySize;
+inline constexpr uint8_t kEncodingVersion = 1;
+
+Hash256 AttestationDigest(const Attestation& attestation);
+
+// Everything a member needs to attest: computes every p_j, C, its own p_i, the token counts and
+// the Merkle root, and signs. INVALID_ARGUMENT when `key`'s address is not in `committee`.
+absl::StatusOr<Attestation> MakeAttestation(const Domain& domain, const Hash256& request_id,
+                                            const Hash256& echelon_id, uint64_t epoch,
+                                            std::span<const Address> committee,
+                                            const ConsensusOutput& output, uint64_t prompt_tokens,
+                                            const crypto::PrivateKey& key);
+
+// OK when the attestation is for `domain` and `epoch` and its signature recovers to `member`.
+// PERMISSION_DENIED otherwise (the message says which check failed).
+absl::Status VerifyAttestation(const Attestation& attestation, const Domain& domain,
+                               uint64_t epoch);
+
+std::vector<uint8_t> EncodeAttestation(const Attestation& attestation);
+// INVALID_ARGUMENT on a wrong version, a wrong size or trailing bytes. Does not verify the
+// signature.
+absl::StatusOr<Attestation> DecodeAttestation(std::span<const uint8_t> bytes);
+
+struct Certificate {
+  ConsensusRequest request;
+  std::vector<Address> committee;         // committee order
+  Hash256 commitment{};                   // C
+  std::vector<Attestation> attestations;  // attestations[i] is committee[i]'s
+
+  friend bool operator==(const Certificate&, const Certificate&) = default;
+};
+
+std::vector<uint8_t> EncodeCertificate(const Certificate& certificate);
+// Structural decoding only (bounds: request limits of request.h, at most kMaxCommitteeSize
+// members and attestations). VerifyCertificate does the semantic checks.
+absl::StatusOr<Certificate> DecodeCertificate(std::span<const uint8_t> bytes);
+
+// What a verifier knows without trusting the certificate's sender.
+struct CertificateContext {
+  Domain domain;
+  uint64_t epoch = 0;
+  Hash256 epoch_seed{};
+  Hash256 echelon_id{};
+  std::vector<Candidate> registry;  // the echelon's nodes and frozen stakes for `epoch`
+};
+
+enum class CertificateCheck {
+  kValid,
+  kMalformed,               // sizes do not match the request's committee size
+  kWrongEpoch,              // request or attestation is for another epoch
+  kWrongDomain,             // an attestation names another chain or ledger
+  kWrongCommittee,          // committee is not the recomputed draw, or a signer is out of place
+  kWrongRequest,            // an attestation is about another request
+  kWrongEchelon,            // an attestation names another echelon
+  kBadSignature,            // a signature does not recover to its member
+  kConflictingCommitments,  // members attested different C, or C differs from the certificate's
+  kWrongOutput,             // C is not the commitment to the given output
+  kLazyMember,              // C matches the output but a member's p_i does not (copied C)
+  kWrongMetadata,           // token counts or Merkle root do not match the output
+};
+
+struct CertificateVerdict {
+  CertificateCheck check = CertificateCheck::kValid;
+  int member = -1;  // committee index the failure is about, -1 when none
+  std::string reason;
+  bool ok() const { return check == CertificateCheck::kValid; }
+};
+
+// Recomputes the committee from `context`, checks all n attestations (domain, epoch, request,
+// echelon, signer, signature, one C, C == H(p's of `output`), each p_i, counts and Merkle root).
+CertificateVerdict VerifyCertificate(const Certificate& certificate, const ConsensusOutput& output,
+                                     const CertificateContext& context);
+
+}  // namespace atoma::consensus
