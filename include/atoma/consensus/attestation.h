@@ -120,8 +120,17 @@ struct CertificateVerdict {
   bool ok() const { return check == CertificateCheck::kValid; }
 };
 
-// Recomputes the committee from `context`, checks all n attestations (domain, epoch, request,
-// echelon, signer, signature, one C, C == H(p's of `output`), each p_i, counts and Merkle root).
+// Backups a round may draw on for a committee of n (DESIGN §4.6 "Timeout"): the draws after the
+// first n. Fixed by the protocol, because the referees are the draws after the backups and a
+// verifier must know where a replacement may come from.
+inline constexpr uint64_t BackupCount(uint64_t n) { return n; }
+// Referees drawn for a dispute (DESIGN §4.6 default m = 2n + 1); they follow the backups.
+inline constexpr uint64_t RefereeCount(uint64_t n) { return 2 * n + 1; }
+
+// Recomputes the committee from `context` (committee[i] must be the i-th draw, or one of the
+// BackupCount(n) backups that replaced a member that timed out; no node twice), checks all n
+// attestations (domain, epoch, request, echelon, signer, signature, one C, C == H(p's of
+// `output`), each p_i, counts and Merkle root).
 CertificateVerdict VerifyCertificate(const Certificate& certificate, const ConsensusOutput& output,
                                      const CertificateContext& context);
 

@@ -1,0 +1,549 @@
+#include "atoma/consensus/round.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+namespace atoma::consensus {
+namespace {
+
+constexpr int64_t kTimeout = 30'000;
+constexpr int64_t kGrace = 5'000;
+constexpr int64_t kRefereeTimeout = 60'000;
+
+template <typename T>
+std::vector<T> OfType(const std::vector<RoundAction>& actions) {
+  std::vector<T> v;
+  for (const RoundAction& a : actions) {
+    if (const T* t = std::get_if<T>(&a)) v.push_back(*t);
+  }
+  return v;
+}
+
+// 16 staked nodes; a sampling request with n = 3, so 3 members, 3 backups and 7 referees.
+class RoundTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 0; i < 16; ++i) {
+      std::string hex(64, '0');
+      hex[0] = 'b';
+      hex[62] = static_cast<char>('0' + i / 10);
+      hex[63] = static_cast<char>('0' + i % 10);
+      keys_.push_back(crypto::PrivateKey::FromHex(hex).value());
+      ctx_.registry.push_back({keys_.back().address(), Uint256(100 + 10 * i)});
+    }
+    ctx_.domain = {31337, {}};
+    ctx_.domain.ledger[19] = 0x42;
+    ctx_.epoch = 7;
+    ctx_.epoch_seed[0] = 0x5e;
+    ctx_.echelon_id[0] = 0xec;
+    request_.prompt_token_ids = {1, 2, 3, 4};
+    request_.max_tokens = 8;
+    request_.security = {SecurityMode::kSampling, 3, 0, 0, {}};
+    request_.max_fee = Uint256(500);
+    request_.epoch = ctx_.epoch;
+    rid_ = RequestId(request_);
+    draws_ =
+        SelectCommittee(ctx_.epoch_seed, rid_, ctx_.registry, 3, BackupCount(3), RefereeCount(3))
+            .value();
+    ASSERT_EQ(draws_.backups.size(), 3u);
+    ASSERT_EQ(draws_.referees.size(), 7u);
+    good_.token_ids = {10, 11, 12, 13, 14, 15, 16, 17};
+    good_.finish_reason = FinishReason::kLength;
+    bad_ = good_;
+    bad_.token_ids[5] = 99;
+  }
+
+  RoundInputs Inputs() const {
+    RoundInputs in;
+    in.domain = ctx_.domain;
+    in.epoch = ctx_.epoch;
+    in.echelon_id = ctx_.echelon_id;
+    in.request = request_;
+    in.draws = draws_;
+    in.member_timeout_ms = kTimeout;
+    in.reattest_timeout_ms = kGrace;
+    in.referee_timeout_ms = kRefereeTimeout;
+    return in;
+  }
+
+  const crypto::PrivateKey& Key(const Address& a) const {
+    for (const auto& k : keys_) {
+      if (k.address() == a) return k;
+    }
+    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
+    return keys_[0];
+  }
+  const crypto::PrivateKey* Outsider() const {
+    for (const auto& k : keys_) {
+      const Address& a = k.address();
+      auto in = [&](const std::vector<Address>& v) {
+        return std::find(v.begin(), v.end(), a) != v.end();
+      };
+      if (!in(draws_.committee) && !in(draws_.backups) && !in(draws_.referees)) return &k;
+    }
+    return nullptr;
+  }
+
+  // What `signer` attests after computing `output`, for `committee` (members and referees alike:
+  // its own p is for its own address, C is over the committee).
+  Attestation Attest(const Address& signer, const std::vector<Address>& committee,
+                     const ConsensusOutput& output) const {
+    Attestation a;
+    a.domain = ctx_.domain;
+    a.request_id = rid_;
+    a.echelon_id = ctx_.echelon_id;
+    a.commitment = Commitment(OutputProofs(rid_, output, committee));
+    a.proof = OutputProof(rid_, output, signer);
+    a.prompt_tokens = request_.prompt_token_ids.size();
+    a.completion_tokens = output.token_ids.size();
+    a.merkle_root = OutputMerkleRoot(output.token_ids);
+    a.epoch = ctx_.epoch;
+    a.member = signer;
+    a.signature = Key(signer).Sign(AttestationDigest(a));
+    return a;
+  }
+  Attestation Resign(Attestation a) const {
+    a.signature = Key(a.member).Sign(AttestationDigest(a));
+    return a;
+  }
+
+  Round Started(int64_t now = 0) {
+    Round r = Round::Make(Inputs()).value();
+    r.Start(now);
+    return r;
+  }
+
+  // Feeds attestations for `committee` from the given members; returns the last call's actions.
+  std::vector<RoundAction> AttestAll(Round& r, const std::vector<Address>& committee,
+                                     const std::vector<ConsensusOutput>& outputs, int64_t now) {
+    std::vector<RoundAction> last;
+    for (size_t i = 0; i < committee.size(); ++i) {
+      last = r.OnAttestation(Attest(committee[i], committee, outputs[i]), now);
+    }
+    return last;
+  }
+
+  CertificateContext ctx_;
+  std::vector<crypto::PrivateKey> keys_;
+  ConsensusRequest request_;
+  Hash256 rid_{};
+  CommitteeDraws draws_;
+  ConsensusOutput good_, bad_;
+};
+
+TEST_F(RoundTest, MakeRejectsInconsistentInputs) {
+  RoundInputs in = Inputs();
+  in.draws.committee.pop_back();
+  EXPECT_FALSE(Round::Make(in).ok());
+  in = Inputs();
+  in.draws.backups.push_back(in.draws.referees.back());
+  in.draws.referees.pop_back();
+  EXPECT_FALSE(Round::Make(in).ok()) << "more backups than certificates accept";
+  in = Inputs();
+  in.draws.referees[0] = in.draws.committee[1];
+  EXPECT_FALSE(Round::Make(in).ok()) << "a member is also a referee";
+  in = Inputs();
+  in.epoch = 8;
+  EXPECT_FALSE(Round::Make(in).ok());
+  in = Inputs();
+  in.member_timeout_ms = 0;
+  EXPECT_FALSE(Round::Make(in).ok());
+}
+
+TEST_F(RoundTest, HonestRoundDeliversAVerifiableCertificate) {
+  Round r = Round::Make(Inputs()).value();
+  EXPECT_EQ(r.state(), RoundState::kIdle);
+  EXPECT_FALSE(r.NextDeadline().has_value());
+  auto actions = r.Start(100);
+  auto sends = OfType<SendExecute>(actions);
+  ASSERT_EQ(sends.size(), 3u);
+  ASSERT_EQ(actions.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(sends[i].member, draws_.committee[i]);
+    EXPECT_EQ(sends[i].slot, i);
+    EXPECT_EQ(sends[i].committee, draws_.committee);
+  }
+  EXPECT_EQ(r.state(), RoundState::kCollecting);
+  EXPECT_EQ(r.NextDeadline(), 100 + kTimeout);
+  EXPECT_TRUE(r.Start(200).empty()) << "a second Start does nothing";
+
+  EXPECT_TRUE(r.OnAttestation(Attest(draws_.committee[0], draws_.committee, good_), 500).empty());
+  EXPECT_TRUE(r.OnAttestation(Attest(draws_.committee[2], draws_.committee, good_), 600).empty());
+  actions = r.OnAttestation(Attest(draws_.committee[1], draws_.committee, good_), 700);
+  ASSERT_EQ(actions.size(), 1u);
+  auto certs = OfType<DeliverCertificate>(actions);
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kCertified);
+  EXPECT_FALSE(r.NextDeadline().has_value());
+  const Certificate& c = certs[0].certificate;
+  EXPECT_EQ(c.committee, draws_.committee);
+  EXPECT_EQ(c.attestations[1].member, draws_.committee[1]) << "attestations in committee order";
+  auto verdict = VerifyCertificate(c, good_, ctx_);
+  EXPECT_TRUE(verdict.ok()) << verdict.reason;
+  EXPECT_FALSE(VerifyCertificate(c, bad_, ctx_).ok());
+  EXPECT_EQ(r.counters().accepted, 3u);
+}
+
+TEST_F(RoundTest, TimeoutReplacesMemberWithBackupAndCertifies) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  r.OnAttestation(Attest(m[0], m, good_), 1'000);
+  r.OnAttestation(Attest(m[2], m, good_), 2'000);
+  EXPECT_TRUE(r.OnTick(kTimeout - 1).empty()) << "not yet due";
+  auto actions = r.OnTick(kTimeout);
+  const std::vector<Address> view = {m[0], draws_.backups[0], m[2]};
+  auto sends = OfType<SendExecute>(actions);
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].member, draws_.backups[0]);
+  EXPECT_EQ(sends[0].slot, 1u);
+  EXPECT_EQ(sends[0].committee, view);
+  auto updates = OfType<UpdateCommittee>(actions);
+  ASSERT_EQ(updates.size(), 2u);
+  EXPECT_EQ(updates[0].member, m[0]);
+  EXPECT_EQ(updates[1].member, m[2]);
+  EXPECT_EQ(updates[0].committee, view);
+  EXPECT_EQ(r.committee(), view);
+  EXPECT_EQ(r.NextDeadline(), kTimeout + kGrace);
+
+  // The backup attests first: members 0 and 2 still hold C for the old committee, so the round
+  // waits (grace) instead of starting a dispute.
+  EXPECT_TRUE(r.OnAttestation(Attest(view[1], view, good_), kTimeout + 100).empty());
+  EXPECT_EQ(r.state(), RoundState::kCollecting);
+  // The replaced member's late attestation is ignored.
+  EXPECT_TRUE(r.OnAttestation(Attest(m[1], m, good_), kTimeout + 150).empty());
+  EXPECT_EQ(r.counters().late, 1u);
+  EXPECT_TRUE(r.OnAttestation(Attest(m[0], view, good_), kTimeout + 200).empty());
+  actions = r.OnAttestation(Attest(m[2], view, good_), kTimeout + 300);
+  auto certs = OfType<DeliverCertificate>(actions);
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(certs[0].certificate.committee, view);
+  auto verdict = VerifyCertificate(certs[0].certificate, good_, ctx_);
+  EXPECT_TRUE(verdict.ok()) << verdict.reason;
+  EXPECT_EQ(r.counters().equivocating, 0u) << "a new C with the same p_i is a view update";
+}
+
+TEST_F(RoundTest, BackupTimesOutTooAndTheNextBackupTakesOver) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  const auto& b = draws_.backups;
+  r.OnTick(kTimeout);  // all three silent: each slot gets a backup
+  EXPECT_EQ(r.committee(), b);
+  for (size_t i = 0; i < 3; ++i) r.OnAttestation(Attest(b[i], b, good_), kTimeout + 10);
+  // All three backups answered; members were all replaced, so the certificate is all backups.
+  EXPECT_EQ(r.state(), RoundState::kCertified);
+
+  // Now one slot whose backup is silent too.
+  Round r2 = Started(0);
+  r2.OnAttestation(Attest(m[0], m, good_), 10);
+  r2.OnAttestation(Attest(m[1], m, good_), 10);
+  auto a1 = r2.OnTick(kTimeout);
+  ASSERT_EQ(OfType<SendExecute>(a1).size(), 1u);
+  EXPECT_EQ(OfType<SendExecute>(a1)[0].member, b[0]);
+  EXPECT_EQ(r2.NextDeadline(), kTimeout + kGrace);
+  auto a2 = r2.OnTick(2 * kTimeout);
+  auto sends = OfType<SendExecute>(a2);
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].member, b[1]);
+  EXPECT_EQ(sends[0].slot, 2u);
+  const std::vector<Address> view = {m[0], m[1], b[1]};
+  EXPECT_EQ(r2.committee(), view);
+  // The first backup's late answer is ignored.
+  EXPECT_TRUE(r2.OnAttestation(Attest(b[0], {m[0], m[1], b[0]}, good_), 2 * kTimeout + 1).empty());
+  EXPECT_EQ(r2.counters().late, 1u);
+  std::vector<RoundAction> last = AttestAll(r2, view, {good_, good_, good_}, 2 * kTimeout + 5);
+  auto certs = OfType<DeliverCertificate>(last);
+  ASSERT_EQ(certs.size(), 1u);
+  auto verdict = VerifyCertificate(certs[0].certificate, good_, ctx_);
+  EXPECT_TRUE(verdict.ok()) << verdict.reason;
+}
+
+TEST_F(RoundTest, RunningOutOfBackupsFailsWithRefund) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  r.OnAttestation(Attest(m[1], m, good_), 10);
+  r.OnAttestation(Attest(m[2], m, good_), 10);
+  for (int k = 1; k <= 3; ++k) {
+    auto actions = r.OnTick(k * kTimeout);
+    ASSERT_EQ(OfType<SendExecute>(actions).size(), 1u) << k;
+    EXPECT_EQ(r.committee()[0], draws_.backups[static_cast<size_t>(k - 1)]);
+  }
+  auto actions = r.OnTick(4 * kTimeout);
+  auto fails = OfType<Fail>(actions);
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kNoBackups);
+  EXPECT_TRUE(fails[0].refund);
+  EXPECT_EQ(r.state(), RoundState::kFailed);
+  EXPECT_FALSE(r.NextDeadline().has_value());
+  EXPECT_TRUE(r.OnTick(5 * kTimeout).empty());
+}
+
+TEST_F(RoundTest, DisagreementResolvedForTheMajorityOfMembers) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  auto actions = AttestAll(r, m, {good_, good_, bad_}, 100);
+  auto starts = OfType<StartReferees>(actions);
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(starts[0].referees, draws_.referees);
+  EXPECT_EQ(starts[0].committee, m);
+  EXPECT_EQ(r.state(), RoundState::kDisputing);
+  EXPECT_EQ(r.NextDeadline(), 100 + kRefereeTimeout);
+  const auto& ref = draws_.referees;
+  // One dissenting referee, then the honest majority (4 of 7).
+  EXPECT_TRUE(r.OnAttestation(Attest(ref[0], m, bad_), 200).empty());
+  for (size_t i = 1; i < 4; ++i)
+    EXPECT_TRUE(r.OnAttestation(Attest(ref[i], m, good_), 300).empty());
+  actions = r.OnAttestation(Attest(ref[4], m, good_), 400);
+  auto res = OfType<DisputeResolved>(actions);
+  ASSERT_EQ(res.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kResolved);
+  EXPECT_EQ(res[0].commitment, Commitment(OutputProofs(rid_, good_, m)));
+  EXPECT_EQ(res[0].winners, (std::vector<Address>{m[0], m[1]}));
+  EXPECT_EQ(res[0].losers, (std::vector<Address>{m[2]}));
+  EXPECT_EQ(res[0].majority_referees, (std::vector<Address>{ref[1], ref[2], ref[3], ref[4]}));
+  EXPECT_EQ(res[0].dissenting_referees, (std::vector<Address>{ref[0]}));
+  EXPECT_FALSE(res[0].proofs_inconsistent);
+  EXPECT_EQ(res[0].member_attestations.size(), 3u);
+  EXPECT_EQ(res[0].referee_attestations.size(), 5u);
+  // Referees still coming in after the resolution are late.
+  EXPECT_TRUE(r.OnAttestation(Attest(ref[5], m, good_), 500).empty());
+  EXPECT_EQ(r.counters().late, 1u);
+}
+
+TEST_F(RoundTest, DisagreementResolvedForTheMinorityOfMembers) {
+  // Two members agree on a wrong output; the referees side with the single honest member.
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  AttestAll(r, m, {bad_, good_, bad_}, 100);
+  ASSERT_EQ(r.state(), RoundState::kDisputing);
+  std::vector<RoundAction> actions;
+  for (size_t i = 0; i < 4; ++i)
+    actions = r.OnAttestation(Attest(draws_.referees[i], m, good_), 200);
+  auto res = OfType<DisputeResolved>(actions);
+  ASSERT_EQ(res.size(), 1u);
+  EXPECT_EQ(res[0].winners, (std::vector<Address>{m[1]}));
+  EXPECT_EQ(res[0].losers, (std::vector<Address>{m[0], m[2]}));
+  EXPECT_TRUE(res[0].dissenting_referees.empty());
+}
+
+TEST_F(RoundTest, NoMajorityFailsAsSoonAsNoneIsPossible) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  AttestAll(r, m, {good_, good_, bad_}, 100);
+  ConsensusOutput third = good_;
+  third.token_ids[0] = 77;
+  const auto& ref = draws_.referees;
+  // 3 / 3 / 1: after the 7th vote no C can have 4.
+  std::vector<ConsensusOutput> votes = {good_, bad_, good_, bad_, good_, bad_};
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_TRUE(r.OnAttestation(Attest(ref[i], m, votes[i]), 200).empty()) << i;
+  }
+  auto actions = r.OnAttestation(Attest(ref[6], m, third), 300);
+  auto fails = OfType<Fail>(actions);
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kNoMajority);
+  EXPECT_TRUE(fails[0].refund);
+  EXPECT_EQ(r.state(), RoundState::kFailed);
+}
+
+TEST_F(RoundTest, NoMajorityWhenRefereesStaySilent) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  AttestAll(r, m, {good_, bad_, good_}, 100);
+  for (size_t i = 0; i < 3; ++i) r.OnAttestation(Attest(draws_.referees[i], m, good_), 200);
+  EXPECT_TRUE(r.OnTick(100 + kRefereeTimeout - 1).empty());
+  auto fails = OfType<Fail>(r.OnTick(100 + kRefereeTimeout));
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kNoMajority);
+}
+
+TEST_F(RoundTest, DisagreementWithoutRefereesFails) {
+  RoundInputs in = Inputs();
+  in.draws.referees.clear();
+  Round r = Round::Make(in).value();
+  r.Start(0);
+  auto fails = OfType<Fail>(AttestAll(r, draws_.committee, {good_, bad_, good_}, 100));
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kNoReferees);
+}
+
+TEST_F(RoundTest, LazyMemberCopyingCIsDisputedAndFlagged) {
+  // Member 2 copies C from a peer and makes up p_2: all C's equal but H(p's) != C.
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  r.OnAttestation(Attest(m[0], m, good_), 10);
+  r.OnAttestation(Attest(m[1], m, good_), 10);
+  Attestation lazy = Attest(m[2], m, good_);
+  lazy.proof[0] ^= 1;
+  auto actions = r.OnAttestation(Resign(lazy), 20);
+  ASSERT_EQ(OfType<StartReferees>(actions).size(), 1u);
+  for (size_t i = 0; i < 4; ++i)
+    actions = r.OnAttestation(Attest(draws_.referees[i], m, good_), 30);
+  auto res = OfType<DisputeResolved>(actions);
+  ASSERT_EQ(res.size(), 1u);
+  EXPECT_TRUE(res[0].losers.empty());
+  EXPECT_TRUE(res[0].proofs_inconsistent);
+}
+
+TEST_F(RoundTest, MembersThatNeverCatchUpAfterAReplacementAreDisputed) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  r.OnAttestation(Attest(m[0], m, good_), 10);
+  r.OnAttestation(Attest(m[2], m, good_), 10);
+  r.OnTick(kTimeout);
+  const std::vector<Address> view = r.committee();
+  EXPECT_TRUE(r.OnAttestation(Attest(view[1], view, good_), kTimeout + 1).empty());
+  EXPECT_TRUE(r.OnTick(kTimeout + kGrace - 1).empty());
+  auto actions = r.OnTick(kTimeout + kGrace);
+  ASSERT_EQ(OfType<StartReferees>(actions).size(), 1u);
+  EXPECT_EQ(OfType<StartReferees>(actions)[0].committee, view);
+}
+
+TEST_F(RoundTest, InvalidAttestationsAreCountedAndNeverUsed) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  Attestation a = Attest(m[0], m, good_);
+  Attestation forged = a;
+  forged.signature[5] ^= 1;
+  EXPECT_TRUE(r.OnAttestation(forged, 1).empty());
+  Attestation changed = a;
+  changed.completion_tokens += 1;  // signed field altered
+  EXPECT_TRUE(r.OnAttestation(changed, 1).empty());
+  Attestation by_other = a;  // signed by member 1, claims member 0
+  by_other.signature = Key(m[1]).Sign(AttestationDigest(a));
+  EXPECT_TRUE(r.OnAttestation(by_other, 1).empty());
+  Attestation wrong_domain = a;
+  wrong_domain.domain.chain_id = 1;
+  EXPECT_TRUE(r.OnAttestation(Resign(wrong_domain), 1).empty());
+  Attestation wrong_epoch = a;
+  wrong_epoch.epoch = 6;
+  EXPECT_TRUE(r.OnAttestation(Resign(wrong_epoch), 1).empty());
+  EXPECT_EQ(r.counters().invalid, 5u);
+  EXPECT_EQ(r.counters().accepted, 0u);
+  // None of them filled the slot: the honest round still needs all three and still certifies.
+  r.OnAttestation(Attest(m[1], m, good_), 2);
+  r.OnAttestation(Attest(m[2], m, good_), 2);
+  EXPECT_EQ(r.state(), RoundState::kCollecting);
+  auto certs = OfType<DeliverCertificate>(r.OnAttestation(a, 3));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_TRUE(VerifyCertificate(certs[0].certificate, good_, ctx_).ok());
+}
+
+TEST_F(RoundTest, ForeignAndOutsiderAttestationsAreIgnored) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  Attestation other = Attest(m[0], m, good_);
+  other.request_id[0] ^= 1;
+  EXPECT_TRUE(r.OnAttestation(Resign(other), 1).empty());
+  Attestation echelon = Attest(m[0], m, good_);
+  echelon.echelon_id[1] ^= 1;
+  EXPECT_TRUE(r.OnAttestation(Resign(echelon), 1).empty());
+  EXPECT_EQ(r.counters().foreign, 2u);
+  // A valid attestation by a node that was not asked: an outsider, an idle backup, a referee
+  // before any dispute.
+  ASSERT_NE(Outsider(), nullptr);
+  EXPECT_TRUE(r.OnAttestation(Attest(Outsider()->address(), m, good_), 1).empty());
+  EXPECT_TRUE(r.OnAttestation(Attest(draws_.backups[0], m, good_), 1).empty());
+  EXPECT_TRUE(r.OnAttestation(Attest(draws_.referees[0], m, good_), 1).empty());
+  EXPECT_EQ(r.counters().not_participant, 3u);
+  EXPECT_EQ(r.counters().accepted, 0u);
+}
+
+TEST_F(RoundTest, DuplicateAttestationIsIgnored) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  const Attestation a = Attest(m[0], m, good_);
+  r.OnAttestation(a, 1);
+  EXPECT_TRUE(r.OnAttestation(a, 2).empty());
+  EXPECT_TRUE(r.OnAttestation(a, 3).empty());
+  EXPECT_EQ(r.counters().duplicate, 2u);
+  EXPECT_EQ(r.counters().accepted, 1u);
+  EXPECT_EQ(r.counters().equivocating, 0u);
+}
+
+TEST_F(RoundTest, EquivocatingMemberIsReportedOnceAndReplaced) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  const Attestation first = Attest(m[1], m, good_);
+  const Attestation second = Attest(m[1], m, bad_);
+  r.OnAttestation(first, 1);
+  auto actions = r.OnAttestation(second, 2);
+  auto ev = OfType<ReportEquivocation>(actions);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].first, first);
+  EXPECT_EQ(ev[0].second, second);
+  // Both halves of the evidence verify on their own.
+  EXPECT_TRUE(VerifyAttestation(ev[0].first, ctx_.domain, ctx_.epoch).ok());
+  EXPECT_TRUE(VerifyAttestation(ev[0].second, ctx_.domain, ctx_.epoch).ok());
+  auto sends = OfType<SendExecute>(actions);
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].member, draws_.backups[0]);
+  EXPECT_EQ(sends[0].slot, 1u);
+  // A third version: counted, not reported again.
+  Attestation third = Attest(m[1], m, good_);
+  third.completion_tokens = 3;
+  EXPECT_TRUE(OfType<ReportEquivocation>(r.OnAttestation(Resign(third), 3)).empty());
+  EXPECT_EQ(r.counters().equivocating, 2u);
+  // The round completes with the backup.
+  const std::vector<Address> view = r.committee();
+  auto certs = OfType<DeliverCertificate>(AttestAll(r, view, {good_, good_, good_}, 4));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_TRUE(VerifyCertificate(certs[0].certificate, good_, ctx_).ok());
+}
+
+TEST_F(RoundTest, EquivocatingRefereeLosesItsVote) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  AttestAll(r, m, {good_, good_, bad_}, 1);
+  const auto& ref = draws_.referees;
+  for (size_t i = 0; i < 3; ++i) r.OnAttestation(Attest(ref[i], m, good_), 2);
+  auto actions = r.OnAttestation(Attest(ref[0], m, bad_), 3);
+  ASSERT_EQ(OfType<ReportEquivocation>(actions).size(), 1u);
+  // Without ref[0] the good C has 2 votes; one more is not a majority of 7 yet.
+  EXPECT_TRUE(OfType<DisputeResolved>(r.OnAttestation(Attest(ref[3], m, good_), 4)).empty());
+  auto res = OfType<DisputeResolved>(r.OnAttestation(Attest(ref[4], m, good_), 5));
+  ASSERT_EQ(res.size(), 1u);
+  EXPECT_EQ(std::count(res[0].majority_referees.begin(), res[0].majority_referees.end(), ref[0]),
+            0);
+}
+
+TEST_F(RoundTest, LateAttestationAfterCompletionIsIgnored) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  AttestAll(r, m, {good_, good_, good_}, 1);
+  ASSERT_EQ(r.state(), RoundState::kCertified);
+  EXPECT_TRUE(r.OnAttestation(Attest(m[0], m, bad_), 2).empty()) << "even an equivocation";
+  EXPECT_TRUE(r.OnAttestation(Attest(draws_.backups[0], m, good_), 2).empty());
+  EXPECT_TRUE(r.OnTick(10 * kTimeout).empty());
+  EXPECT_EQ(r.counters().late, 2u);
+  EXPECT_EQ(r.state(), RoundState::kCertified);
+}
+
+// VerifyCertificate's rule for replacements, on certificates built by hand.
+TEST_F(RoundTest, CertificateCommitteeMayHoldBackupsButNothingElse) {
+  auto build = [&](const std::vector<Address>& committee) {
+    Certificate c;
+    c.request = request_;
+    c.committee = committee;
+    c.commitment = Commitment(OutputProofs(rid_, good_, committee));
+    for (const Address& a : committee) c.attestations.push_back(Attest(a, committee, good_));
+    return c;
+  };
+  const auto& m = draws_.committee;
+  const auto& b = draws_.backups;
+  EXPECT_TRUE(VerifyCertificate(build({b[2], m[1], b[0]}), good_, ctx_).ok());
+  auto v = VerifyCertificate(build({m[0], Outsider()->address(), m[2]}), good_, ctx_);
+  EXPECT_EQ(v.check, CertificateCheck::kWrongCommittee);
+  EXPECT_EQ(v.member, 1);
+  v = VerifyCertificate(build({m[0], draws_.referees[0], m[2]}), good_, ctx_);
+  EXPECT_EQ(v.check, CertificateCheck::kWrongCommittee) << "referees are not backups";
+  v = VerifyCertificate(build({b[0], m[1], b[0]}), good_, ctx_);
+  EXPECT_EQ(v.check, CertificateCheck::kWrongCommittee) << "one node in two slots";
+  EXPECT_EQ(v.member, 2);
+  v = VerifyCertificate(build({m[1], m[0], m[2]}), good_, ctx_);
+  EXPECT_EQ(v.check, CertificateCheck::kWrongCommittee) << "members swapped";
+}
+
+}  // namespace
+}  // namespace atoma::consensus
