@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -19,6 +20,9 @@
 #include "absl/synchronization/mutex.h"
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/encoding.h"
+#include "atoma/consensus/request.h"
 #include "atoma/ledger/ledger.h"
 #include "sqlite_db.h"
 
@@ -28,7 +32,7 @@ namespace {
 using internal::Db;
 using internal::Stmt;
 
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 constexpr uint64_t kMaxUnbondingEpochs = 1'000'000;
 
 constexpr const char* kSchema = R"sql(
@@ -61,6 +65,26 @@ CREATE TABLE frozen_stakes(
   PRIMARY KEY(epoch, echelon_id, address)) WITHOUT ROWID;
 CREATE TABLE escrow(address BLOB PRIMARY KEY, balance BLOB NOT NULL);
 CREATE TABLE rewards(address BLOB PRIMARY KEY, balance BLOB NOT NULL);
+)sql";
+
+// Added by schema version 2 (settlement and slashing); a version-1 file is migrated on open.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE settlements(
+  request_id BLOB PRIMARY KEY,
+  request_epoch INTEGER NOT NULL,
+  client BLOB NOT NULL,
+  fee BLOB NOT NULL,
+  submitter BLOB NOT NULL,
+  settled_epoch INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE slashes(
+  evidence_hash BLOB PRIMARY KEY,
+  offender BLOB NOT NULL,
+  request_id BLOB NOT NULL,
+  reporter BLOB NOT NULL,
+  slashed BLOB NOT NULL,
+  reporter_reward BLOB NOT NULL,
+  epoch INTEGER NOT NULL,
+  UNIQUE(offender, request_id));
 )sql";
 
 std::string Hex(const Address& a) { return crypto::AddressToString(a); }
@@ -327,24 +351,10 @@ class EmbeddedLedger final : public LedgerClient {
     std::vector<Candidate> candidates;
     const absl::Status status = Read([&]() -> absl::Status {
       RETURN_IF_ERROR(LoadEpoch(epoch).status());
-      Stmt select(*db_,
-                  "SELECT address, stake FROM frozen_stakes WHERE epoch = ? AND echelon_id = ? "
-                  "ORDER BY address");
-      select.Bind(1, static_cast<int64_t>(epoch)).Bind(2, echelon_id);
-      while (true) {
-        ASSIGN_OR_RETURN(bool row, select.Step());
-        if (!row) break;
-        Candidate c;
-        RETURN_IF_ERROR(select.Blob(0, &c.address));
-        ASSIGN_OR_RETURN(c.stake, ColumnAmount(select, 1));
-        if (!c.stake.IsZero()) candidates.push_back(c);
-      }
+      ASSIGN_OR_RETURN(candidates, LoadSnapshot(epoch, echelon_id));
       return absl::OkStatus();
     });
     if (!status.ok()) return status;
-    // SQLite orders blobs with memcmp, which is the protocol's order; keep it explicit anyway.
-    std::sort(candidates.begin(), candidates.end(),
-              [](const Candidate& a, const Candidate& b) { return a.address < b.address; });
     return candidates;
   }
 
@@ -363,6 +373,175 @@ class EmbeddedLedger final : public LedgerClient {
   }
   absl::Status WithdrawRewards(const Address& node, const Amount& amount) override {
     return Debit("rewards", node, amount, "reward balance");
+  }
+
+  absl::StatusOr<std::vector<SettlementResult>> SettleCertificates(
+      const Address& submitter, std::span<const SettlementItem> items) override {
+    if (items.size() > kMaxSettlementBatch) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "at most ", kMaxSettlementBatch, " certificates per batch, got ", items.size()));
+    }
+    std::vector<SettlementResult> results(items.size());
+    // 1. Load the verification inputs. Seeds and snapshots never change once an epoch is open,
+    //    so reading them in their own transaction and verifying without the write lock is safe.
+    struct Context {
+      absl::Status status;  // NOT_FOUND when the epoch has not started
+      consensus::CertificateContext context;
+    };
+    std::map<std::pair<uint64_t, Hash256>, Context> contexts;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const consensus::Certificate& cert = items[i].certificate;
+      results[i].request_id = consensus::RequestId(cert.request);
+      if (cert.attestations.empty()) continue;
+      contexts.try_emplace({cert.request.epoch, cert.attestations[0].echelon_id});
+    }
+    const absl::Status loaded = Read([&]() -> absl::Status {
+      for (auto& [key, ctx] : contexts) {
+        ctx.context.domain = params_.domain;
+        ctx.context.epoch = key.first;
+        ctx.context.echelon_id = key.second;
+        absl::StatusOr<Epoch> epoch = LoadEpoch(key.first);
+        if (absl::IsNotFound(epoch.status())) {
+          ctx.status = epoch.status();
+          continue;
+        }
+        RETURN_IF_ERROR(epoch.status());
+        ctx.context.epoch_seed = epoch->seed;
+        ASSIGN_OR_RETURN(std::vector<Candidate> snapshot, LoadSnapshot(key.first, key.second));
+        for (const Candidate& c : snapshot) ctx.context.registry.push_back({c.address, c.stake});
+      }
+      return absl::OkStatus();
+    });
+    if (!loaded.ok()) return loaded;
+    // 2. Verify (signature recovery is the expensive part; no lock held).
+    std::vector<bool> verified(items.size(), false);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const consensus::Certificate& cert = items[i].certificate;
+      SettlementResult& r = results[i];
+      if (cert.attestations.empty()) {
+        r.status = absl::InvalidArgumentError("certificate has no attestations");
+        r.check = consensus::CertificateCheck::kMalformed;
+        continue;
+      }
+      const Context& ctx = contexts.at({cert.request.epoch, cert.attestations[0].echelon_id});
+      if (!ctx.status.ok()) {
+        r.status = ctx.status;
+        continue;
+      }
+      const consensus::CertificateVerdict verdict =
+          consensus::VerifyCertificate(cert, items[i].output, ctx.context);
+      r.check = verdict.check;
+      r.member = verdict.member;
+      if (!verdict.ok()) {
+        r.status = absl::PermissionDeniedError(
+            absl::StrCat("certificate does not verify: ", verdict.reason));
+        continue;
+      }
+      verified[i] = true;
+    }
+    // 3. Apply, one savepoint per item so a rejected item leaves no trace.
+    const absl::Status applied = Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (!verified[i]) continue;
+        RETURN_IF_ERROR(db_->Exec("SAVEPOINT item"));
+        absl::Status item = SettleOne(submitter, items[i], current, results[i]);
+        if (IsStorageError(item)) return item;  // the whole batch rolls back
+        if (!item.ok()) {
+          RETURN_IF_ERROR(db_->Exec("ROLLBACK TO item"));
+          results[i].status = item;
+        }
+        RETURN_IF_ERROR(db_->Exec("RELEASE item"));
+      }
+      return absl::OkStatus();
+    });
+    if (!applied.ok()) return applied;
+    size_t settled = 0;
+    for (const SettlementResult& r : results) settled += r.status.ok() ? 1 : 0;
+    GetLogger("ledger")->info("settled {} of {} certificates submitted by {}", settled,
+                              items.size(), Hex(submitter));
+    return results;
+  }
+
+  absl::StatusOr<bool> IsSettled(const Hash256& request_id) override {
+    bool settled = false;
+    const absl::Status status = Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(settled, Settled(request_id));
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return settled;
+  }
+
+  absl::StatusOr<SlashResult> ReportEquivocation(const Address& reporter,
+                                                 const consensus::Attestation& a,
+                                                 const consensus::Attestation& b) override {
+    if (a.member != b.member) {
+      return absl::InvalidArgumentError(absl::StrCat("not equivocation: attestations by ",
+                                                     Hex(a.member), " and ", Hex(b.member)));
+    }
+    if (a.request_id != b.request_id) {
+      return absl::InvalidArgumentError(absl::StrCat("not equivocation: attestations for requests ",
+                                                     crypto::ToHex(a.request_id), " and ",
+                                                     crypto::ToHex(b.request_id)));
+    }
+    const Hash256 digest_a = consensus::AttestationDigest(a);
+    const Hash256 digest_b = consensus::AttestationDigest(b);
+    if (digest_a == digest_b) {
+      // Same signed content (perhaps two signatures over it): the node said one thing.
+      return absl::InvalidArgumentError(
+          "not equivocation: both attestations sign the same content");
+    }
+    // The epoch check of VerifyAttestation is about freshness; for evidence any epoch the node
+    // signed counts, so each attestation is checked against its own epoch.
+    RETURN_IF_ERROR(consensus::VerifyAttestation(a, params_.domain, a.epoch));
+    RETURN_IF_ERROR(consensus::VerifyAttestation(b, params_.domain, b.epoch));
+    // Order-independent, so the swapped pair is the same evidence.
+    consensus::Encoder evidence;
+    evidence.Hash(std::min(digest_a, digest_b)).Hash(std::max(digest_a, digest_b));
+    SlashResult result;
+    result.offender = a.member;
+    result.evidence_hash = consensus::TaggedHash("atoma/equivocation", evidence);
+    const absl::Status status = Write([&]() -> absl::Status {
+      RETURN_IF_ERROR(RequireNode(a.member));
+      Stmt seen(*db_,
+                "SELECT 1 FROM slashes WHERE evidence_hash = ? OR "
+                "(offender = ? AND request_id = ?)");
+      seen.Bind(1, result.evidence_hash).Bind(2, a.member).Bind(3, a.request_id);
+      ASSIGN_OR_RETURN(bool slashed_before, seen.Step());
+      if (slashed_before) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "node ", Hex(a.member), " was already slashed for equivocating on request ",
+            crypto::ToHex(a.request_id)));
+      }
+      ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
+      ASSIGN_OR_RETURN(result.slashed, SlashStake(a.member, current));
+      ASSIGN_OR_RETURN(result.reporter_reward,
+                       BasisPointsOf(result.slashed, params_.reporter_share_bps));
+      if (!result.reporter_reward.IsZero()) {
+        ASSIGN_OR_RETURN(Amount balance, LoadBalance("rewards", reporter));
+        ASSIGN_OR_RETURN(Amount after,
+                         AddOrReject(balance, result.reporter_reward, "reward balance"));
+        RETURN_IF_ERROR(StoreBalance("rewards", reporter, after));
+      }
+      Stmt insert(*db_,
+                  "INSERT INTO slashes(evidence_hash, offender, request_id, reporter, slashed, "
+                  "reporter_reward, epoch) VALUES(?, ?, ?, ?, ?, ?, ?)");
+      insert.Bind(1, result.evidence_hash)
+          .Bind(2, a.member)
+          .Bind(3, a.request_id)
+          .Bind(4, reporter)
+          .Bind(5, result.slashed.ToBigEndian())
+          .Bind(6, result.reporter_reward.ToBigEndian())
+          .Bind(7, static_cast<int64_t>(current));
+      return insert.Run();
+    });
+    if (!status.ok()) return status;
+    GetLogger("ledger")->warn("equivocation by {} on request {}: slashed {}, reporter {} gets {}",
+                              Hex(result.offender), crypto::ToHex(a.request_id),
+                              result.slashed.ToDecimal(), Hex(reporter),
+                              result.reporter_reward.ToDecimal());
+    return result;
   }
 
  private:
@@ -568,6 +747,143 @@ class EmbeddedLedger final : public LedgerClient {
     });
   }
 
+  // Errors of the store itself (as opposed to a rule rejecting one item): they end the batch.
+  static bool IsStorageError(const absl::Status& status) {
+    return absl::IsUnavailable(status) || absl::IsAborted(status) || absl::IsDataLoss(status) ||
+           absl::IsInternal(status);
+  }
+
+  // floor(amount * bps / 10000) without overflow: amount = 10000 q + r, so the result is
+  // q * bps + floor(r * bps / 10000), and q * bps <= amount.
+  static absl::StatusOr<Amount> BasisPointsOf(const Amount& amount, uint64_t bps) {
+    ASSIGN_OR_RETURN(DivModResult parts, DivMod(amount, Amount(kBasisPoints)));
+    ASSIGN_OR_RETURN(Amount whole, CheckedMul(parts.quotient, bps));
+    return CheckedAdd(whole, Amount((parts.remainder.Low64() * bps) / kBasisPoints));
+  }
+
+  absl::StatusOr<bool> Settled(const Hash256& request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_, "SELECT 1 FROM settlements WHERE request_id = ?");
+    select.Bind(1, request_id);
+    return select.Step();
+  }
+
+  // Candidates of `epoch`/`echelon_id`, address order, zero stakes dropped (the epoch exists).
+  absl::StatusOr<std::vector<Candidate>> LoadSnapshot(uint64_t epoch, const Hash256& echelon_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Candidate> candidates;
+    Stmt select(*db_,
+                "SELECT address, stake FROM frozen_stakes WHERE epoch = ? AND echelon_id = ? "
+                "ORDER BY address");
+    select.Bind(1, static_cast<int64_t>(epoch)).Bind(2, echelon_id);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      Candidate c;
+      RETURN_IF_ERROR(select.Blob(0, &c.address));
+      ASSIGN_OR_RETURN(c.stake, ColumnAmount(select, 1));
+      if (!c.stake.IsZero()) candidates.push_back(c);
+    }
+    // SQLite orders blobs with memcmp, which is the protocol's order; keep it explicit anyway.
+    std::sort(candidates.begin(), candidates.end(),
+              [](const Candidate& x, const Candidate& y) { return x.address < y.address; });
+    return candidates;
+  }
+
+  // The ledger rules of one verified certificate, then its effects. Rule violations return
+  // before anything is written; a credit that would overflow returns after some writes (the
+  // caller rolls the item's savepoint back).
+  absl::Status SettleOne(const Address& submitter, const SettlementItem& item,
+                         uint64_t current_epoch, SettlementResult& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const consensus::ConsensusRequest& request = item.certificate.request;
+    ASSIGN_OR_RETURN(bool settled, Settled(result.request_id));
+    if (settled) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("request ", crypto::ToHex(result.request_id), " is already settled"));
+    }
+    // Token counts from the request and the output themselves (the verifier checked that the
+    // attestations agree with them).
+    const uint64_t tokens = request.prompt_token_ids.size() + item.output.token_ids.size();
+    absl::StatusOr<Amount> fee = CheckedMul(params_.fee_per_token, tokens);
+    if (!fee.ok() || *fee > request.max_fee) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("fee ", fee.ok() ? fee->ToDecimal() : std::string("above 2^256-1"), " (",
+                       tokens, " tokens at ", params_.fee_per_token.ToDecimal(),
+                       ") exceeds max_fee ", request.max_fee.ToDecimal()));
+    }
+    result.fee = *fee;
+    ASSIGN_OR_RETURN(Amount escrow, LoadBalance("escrow", request.client));
+    if (escrow < *fee) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("insufficient escrow balance of ", Hex(request.client), ": ",
+                       escrow.ToDecimal(), " < fee ", fee->ToDecimal()));
+    }
+    if (!fee->IsZero()) {
+      ASSIGN_OR_RETURN(Amount escrow_after, CheckedSub(escrow, *fee));
+      RETURN_IF_ERROR(StoreBalance("escrow", request.client, escrow_after));
+      const std::vector<Address>& members = item.certificate.committee;
+      ASSIGN_OR_RETURN(DivModResult shares, DivMod(*fee, Amount(members.size())));
+      for (size_t m = 0; m < members.size(); ++m) {
+        Amount share = shares.quotient;
+        if (m == 0) {
+          ASSIGN_OR_RETURN(share, CheckedAdd(share, shares.remainder));
+        }
+        if (share.IsZero()) continue;
+        ASSIGN_OR_RETURN(Amount balance, LoadBalance("rewards", members[m]));
+        ASSIGN_OR_RETURN(Amount after, AddOrReject(balance, share, "reward balance"));
+        RETURN_IF_ERROR(StoreBalance("rewards", members[m], after));
+      }
+    }
+    Stmt insert(*db_,
+                "INSERT INTO settlements(request_id, request_epoch, client, fee, submitter, "
+                "settled_epoch) VALUES(?, ?, ?, ?, ?, ?)");
+    insert.Bind(1, result.request_id)
+        .Bind(2, static_cast<int64_t>(request.epoch))
+        .Bind(3, request.client)
+        .Bind(4, fee->ToBigEndian())
+        .Bind(5, submitter)
+        .Bind(6, static_cast<int64_t>(current_epoch));
+    return insert.Run();
+  }
+
+  // Takes slash_bps of the node's stake that is still locked (bonded plus unbonding entries not
+  // yet released): from bonded first, then from the unbonding entries released last (the stake
+  // that would otherwise stay locked longest). Released entries are the owner's already.
+  absl::StatusOr<Amount> SlashStake(const Address& node, uint64_t current_epoch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(Amount bonded, Bonded(node));
+    ASSIGN_OR_RETURN(std::vector<Entry> entries, Unbonding(node));
+    Amount locked = bonded;
+    for (const Entry& e : entries) {
+      // Stake() keeps bonded + unbonding within a uint256, so this sum cannot overflow.
+      if (e.release_epoch > current_epoch) {
+        ASSIGN_OR_RETURN(locked, CheckedAdd(locked, e.amount));
+      }
+    }
+    ASSIGN_OR_RETURN(Amount slash, BasisPointsOf(locked, params_.slash_bps));
+    Amount left = slash;
+    const Amount from_bonded = std::min(bonded, left);
+    ASSIGN_OR_RETURN(Amount bonded_after, CheckedSub(bonded, from_bonded));
+    RETURN_IF_ERROR(SetBonded(node, bonded_after));
+    ASSIGN_OR_RETURN(left, CheckedSub(left, from_bonded));
+    for (auto it = entries.rbegin(); it != entries.rend() && !left.IsZero(); ++it) {
+      if (it->release_epoch <= current_epoch) continue;
+      const Amount take = std::min(it->amount, left);
+      ASSIGN_OR_RETURN(Amount rest, CheckedSub(it->amount, take));
+      ASSIGN_OR_RETURN(left, CheckedSub(left, take));
+      if (rest.IsZero()) {
+        Stmt remove(*db_, "DELETE FROM unbonding WHERE id = ?");
+        remove.Bind(1, it->id);
+        RETURN_IF_ERROR(remove.Run());
+      } else {
+        Stmt update(*db_, "UPDATE unbonding SET amount = ? WHERE id = ?");
+        update.Bind(1, rest.ToBigEndian()).Bind(2, it->id);
+        RETURN_IF_ERROR(update.Run());
+      }
+    }
+    return slash;
+  }
+
   absl::Mutex mu_;
   const std::unique_ptr<Db> db_ ABSL_PT_GUARDED_BY(mu_);
   const Params params_;
@@ -621,9 +937,40 @@ absl::Status PutMeta(Db& db, absl::string_view key, absl::string_view value) {
   return insert.Run();
 }
 
-// Creates the schema and epoch 0 when the file is new; checks the version otherwise. Returns the
+absl::StatusOr<uint64_t> MetaBasisPoints(Db& db, absl::string_view key) {
+  ASSIGN_OR_RETURN(uint64_t value, MetaNumber(db, key));
+  if (value > LedgerClient::kBasisPoints) {
+    return absl::DataLossError(absl::StrCat("ledger store: meta ", key, " above 10000"));
+  }
+  return value;
+}
+
+// Writes the settlement/slashing tables and parameters (schema version 2) from `options`.
+absl::Status CreateV2(Db& db, const EmbeddedLedgerOptions& options) {
+  RETURN_IF_ERROR(db.Exec(kSchemaV2));
+  Address ledger_address{};
+  if (options.ledger_address.has_value()) {
+    ledger_address = *options.ledger_address;
+  } else {
+    Stmt genesis(db, "SELECT seed FROM epochs WHERE number = 0");
+    ASSIGN_OR_RETURN(bool row, genesis.Step());
+    if (!row) return absl::DataLossError("ledger store: no genesis epoch");
+    Hash256 seed{};
+    RETURN_IF_ERROR(genesis.Blob(0, &seed));
+    const Hash256 id = consensus::TaggedHash("atoma/embedded-ledger", seed);
+    std::copy_n(id.begin(), ledger_address.size(), ledger_address.begin());
+  }
+  RETURN_IF_ERROR(PutMeta(db, "chain_id", absl::StrCat(options.chain_id)));
+  RETURN_IF_ERROR(PutMeta(db, "ledger_address", crypto::AddressToString(ledger_address)));
+  RETURN_IF_ERROR(PutMeta(db, "fee_per_token", options.fee_per_token.ToDecimal()));
+  RETURN_IF_ERROR(PutMeta(db, "slash_bps", absl::StrCat(options.slash_bps)));
+  return PutMeta(db, "reporter_share_bps", absl::StrCat(options.reporter_share_bps));
+}
+
+// Creates the schema and epoch 0 when the file is new, migrates a version-1 file (adds the
+// settlement tables with `options`' parameters), and checks the version otherwise. Returns the
 // ledger's parameters. Runs in one write transaction so two processes opening a new file at once
-// create it exactly once.
+// create (or migrate) it exactly once.
 absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) {
   RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
   auto body = [&]() -> absl::StatusOr<Params> {
@@ -640,8 +987,18 @@ absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) 
       Stmt genesis(db, "INSERT INTO epochs(number, seed, started_unix_s) VALUES(0, ?, ?)");
       genesis.Bind(1, seed).Bind(2, options.unix_seconds());
       RETURN_IF_ERROR(genesis.Run());
+      RETURN_IF_ERROR(CreateV2(db, options));
     }
     ASSIGN_OR_RETURN(uint64_t version, MetaNumber(db, "schema_version"));
+    if (version == 1) {
+      RETURN_IF_ERROR(CreateV2(db, options));
+      Stmt bump(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'");
+      bump.BindText(1, absl::StrCat(kSchemaVersion));
+      RETURN_IF_ERROR(bump.Run());
+      GetLogger("ledger")->info("ledger store migrated from schema version 1 to {}",
+                                kSchemaVersion);
+      version = kSchemaVersion;
+    }
     if (version != static_cast<uint64_t>(kSchemaVersion)) {
       return absl::FailedPreconditionError(absl::StrCat("ledger store has schema version ", version,
                                                         "; this build reads ", kSchemaVersion));
@@ -649,6 +1006,17 @@ absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) 
     Params params;
     ASSIGN_OR_RETURN(params.unbonding_epochs, MetaNumber(db, "unbonding_epochs"));
     ASSIGN_OR_RETURN(params.epoch_length_s, MetaNumber(db, "epoch_length_s"));
+    ASSIGN_OR_RETURN(params.domain.chain_id, MetaNumber(db, "chain_id"));
+    ASSIGN_OR_RETURN(std::string address, MetaValue(db, "ledger_address"));
+    absl::StatusOr<Address> parsed = crypto::ParseAddress(address);
+    if (!parsed.ok()) return absl::DataLossError("ledger store: bad meta ledger_address");
+    params.domain.ledger = *parsed;
+    ASSIGN_OR_RETURN(std::string fee, MetaValue(db, "fee_per_token"));
+    absl::StatusOr<Amount> fee_value = Amount::FromDecimal(fee);
+    if (!fee_value.ok()) return absl::DataLossError("ledger store: bad meta fee_per_token");
+    params.fee_per_token = *fee_value;
+    ASSIGN_OR_RETURN(params.slash_bps, MetaBasisPoints(db, "slash_bps"));
+    ASSIGN_OR_RETURN(params.reporter_share_bps, MetaBasisPoints(db, "reporter_share_bps"));
     return params;
   };
   absl::StatusOr<Params> params = body();
@@ -677,6 +1045,10 @@ absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEmbeddedLedger(
   }
   if (options.epoch_length_s == 0) {
     return absl::InvalidArgumentError("epoch_length_s must be positive");
+  }
+  if (options.slash_bps > LedgerClient::kBasisPoints ||
+      options.reporter_share_bps > LedgerClient::kBasisPoints) {
+    return absl::InvalidArgumentError("slash_bps and reporter_share_bps must be at most 10000");
   }
   if (options.busy_timeout_ms < 0) {
     return absl::InvalidArgumentError("busy_timeout_ms must not be negative");

@@ -22,7 +22,7 @@
 //                       lock); the call had no effect and may be retried.
 //   ABORTED             a storage error (I/O, full disk); the transaction was rolled back.
 //   DATA_LOSS           the file is corrupt or holds values this code never writes.
-//   UNIMPLEMENTED       settlement and slashing (next step, see docs/ledger.md).
+//   PERMISSION_DENIED   evidence or a certificate whose signatures or committee do not check.
 // Every mutating call is atomic: it either applies completely or not at all.
 //
 // Thread-safety: a LedgerClient is safe to use from several threads (calls are serialized on its
@@ -42,6 +42,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "atoma/common/uint256.h"
+#include "atoma/consensus/attestation.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
 
@@ -97,6 +98,43 @@ struct Candidate {
 struct Params {
   uint64_t unbonding_epochs = 0;
   uint64_t epoch_length_s = 0;
+  // The signing domain of attestations settled here (chain id, ledger address; DESIGN §4.1).
+  consensus::Domain domain;
+  // Settlement fee per token (prompt + completion) in base units; see SettleCertificates.
+  Amount fee_per_token;
+  // Equivocation: fraction of the offender's stake slashed, and the reporter's share of the
+  // slashed amount, both in basis points (1/10000). The rest of the slashed stake is burned.
+  uint64_t slash_bps = 0;
+  uint64_t reporter_share_bps = 0;
+};
+
+// One certificate to settle, with the output it certifies (the certificate carries only the
+// commitment C; the ledger recomputes C from the output, DESIGN §4.5).
+struct SettlementItem {
+  consensus::Certificate certificate;
+  consensus::ConsensusOutput output;
+};
+
+// The outcome of one SettlementItem. `status` is OK when it settled, else:
+//   PERMISSION_DENIED   the certificate does not verify (`check`, `member` say why);
+//   ALREADY_EXISTS      its request id was settled before (or earlier in the same batch);
+//   FAILED_PRECONDITION fee above the request's max_fee, or the client's escrow is short;
+//   NOT_FOUND           the request's epoch has not started;
+//   INVALID_ARGUMENT    structurally unusable (no attestation to take the echelon from).
+struct SettlementResult {
+  Hash256 request_id{};
+  absl::Status status;
+  consensus::CertificateCheck check = consensus::CertificateCheck::kValid;
+  int member = -1;
+  Amount fee;  // debited from the client's escrow when settled
+};
+
+// What ReportEquivocation did.
+struct SlashResult {
+  Address offender{};
+  Hash256 evidence_hash{};
+  Amount slashed;          // taken from the offender's stake (bonded first, then unbonding)
+  Amount reporter_reward;  // credited to the reporter's reward balance
 };
 
 class LedgerClient {
@@ -151,11 +189,42 @@ class LedgerClient {
   virtual absl::StatusOr<Amount> RewardBalance(const Address& node) = 0;
   virtual absl::Status WithdrawRewards(const Address& node, const Amount& amount) = 0;
 
-  // Settlement of certificates and slashing are the next step; there is no declaration here
-  // yet on purpose, so nothing can call a fake.
+  // --- Settlement (DESIGN §4.5, §5) ---
+  // Settles a batch of certificates submitted by `submitter` (anyone: a certificate proves
+  // itself). Each item is judged on its own, so one bad certificate does not sink the others:
+  //   * VerifyCertificate against this ledger's domain, the epoch seed of the request's epoch,
+  //     and the frozen snapshot of the attested echelon in that epoch;
+  //   * its request id was never settled (nor earlier in this batch);
+  //   * fee = fee_per_token x (prompt + completion tokens) must not exceed the request's max_fee
+  //     (rejected, never capped: the client authorized at most max_fee and the entry node knows
+  //     the worst case, prompt + max_tokens, before it accepts the request);
+  //   * the client's escrow covers the fee.
+  // A settled item debits the client's escrow once and credits the committee's reward balances
+  // in equal shares (integer division; the remainder goes to the first member).
+  // Returns one result per item, in order. The whole batch is one write transaction (each item
+  // in its own savepoint); a storage error (UNAVAILABLE, ABORTED) fails the call and applies
+  // nothing. INVALID_ARGUMENT for more than kMaxSettlementBatch items.
+  virtual absl::StatusOr<std::vector<SettlementResult>> SettleCertificates(
+      const Address& submitter, std::span<const SettlementItem> items) = 0;
+  virtual absl::StatusOr<bool> IsSettled(const Hash256& request_id) = 0;
+
+  // --- Slashing (DESIGN §4.6) ---
+  // Equivocation: `a` and `b` are validly signed (this ledger's domain) by the same registered
+  // node for the same request id, and their signed contents differ. Slashes slash_bps of the
+  // node's stake (bonded plus still-locked unbonding entries), credits `reporter` with
+  // reporter_share_bps of it and burns the rest. One offence (node, request id) is slashed once:
+  // ALREADY_EXISTS for a second report, whatever pair of attestations it uses.
+  // PERMISSION_DENIED: a signature does not recover to the member, or another domain.
+  // INVALID_ARGUMENT: different members or request ids, or the same signed content.
+  // NOT_FOUND: the offender is not registered.
+  virtual absl::StatusOr<SlashResult> ReportEquivocation(const Address& reporter,
+                                                         const consensus::Attestation& a,
+                                                         const consensus::Attestation& b) = 0;
 
   static constexpr size_t kMaxEchelons = 64;
   static constexpr size_t kMaxEndpointLength = 255;
+  static constexpr size_t kMaxSettlementBatch = 1024;
+  static constexpr uint64_t kBasisPoints = 10'000;
 };
 
 // Fills `out` with cryptographically secure random bytes.
@@ -172,6 +241,21 @@ struct EmbeddedLedgerOptions {
   // How long a write waits for another connection's write lock before UNAVAILABLE. Writes are
   // short (one small transaction), so 5 s means something is wrong.
   int busy_timeout_ms = 5000;
+  // Used only when the file is created (like unbonding_epochs).
+  // 31337: the chain id of local development chains (Anvil), so devnet tools agree by default.
+  uint64_t chain_id = 31337;
+  // The ledger's address in the signing domain. Default (empty): the first 20 bytes of
+  // SHA-256("atoma/embedded-ledger" 0x00 genesis seed), so every ledger file is its own domain and
+  // an attestation made for one devnet is worthless on another.
+  std::optional<Address> ledger_address;
+  // 1 base unit per token: a devnet default that makes fees visible without a token economy.
+  Amount fee_per_token = Amount(1);
+  // 10% of the stake per equivocation: large against the fee of one request, small enough that
+  // one buggy release does not wipe an operator out. <= 10000.
+  uint64_t slash_bps = 1'000;
+  // The reporter gets 10% of the slashed amount: enough to pay for watching, too little for a
+  // node to gain by reporting its own equivocation through a second address. <= 10000.
+  uint64_t reporter_share_bps = 1'000;
   // Test seam. Default (empty): OpenSSL RAND_bytes, which is seeded by getrandom(). May be called
   // from any thread that calls AdvanceEpoch.
   RandomSource random;

@@ -1,0 +1,488 @@
+// Settlement and equivocation slashing of the embedded ledger, with real keys and certificates
+// made by the consensus library against the ledger's own epoch seed and frozen snapshot.
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/committee.h"
+#include "atoma/consensus/request.h"
+#include "atoma/crypto/sha256.h"
+#include "atoma/ledger/ledger.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace atoma::ledger {
+namespace {
+
+using consensus::Attestation;
+using consensus::Certificate;
+using consensus::CertificateCheck;
+using consensus::ConsensusOutput;
+using consensus::ConsensusRequest;
+using ::testing::HasSubstr;
+
+constexpr size_t kNodes = 6;
+constexpr uint64_t kCommittee = 3;
+
+// A ledger with 6 registered, staked nodes serving one echelon, advanced to epoch 1 (whose
+// snapshot holds them), and a funded client.
+class SettlementTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("atoma_settle_", getpid(), "_", info->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    EmbeddedLedgerOptions options;
+    options.fee_per_token = Amount(2);
+    options.slash_bps = 1'000;
+    options.reporter_share_bps = 2'500;
+    ledger_ = OpenEmbeddedLedger(dir_ / "ledger.db", options).value();
+    params_ = ledger_->GetParams().value();
+
+    model_ = crypto::Sha256Of(std::string_view("model"));
+    echelon_ = crypto::Sha256Of(std::string_view("model/fingerprint"));
+    for (size_t i = 0; i < kNodes; ++i) {
+      std::string hex(64, '0');
+      hex[0] = 'b';
+      hex[63] = static_cast<char>('1' + i);
+      keys_.push_back(crypto::PrivateKey::FromHex(hex).value());
+      const Address& a = keys_.back().address();
+      ASSERT_TRUE(
+          ledger_->RegisterNode(a, absl::StrCat("node", i, ":7000"), {{model_, echelon_}}).ok());
+      ASSERT_TRUE(ledger_->Stake(a, Amount(10'000 + 1'000 * i)).ok());
+    }
+    client_[19] = 0xc1;
+    ASSERT_TRUE(ledger_->DepositEscrow(client_, Amount(1'000)).ok());
+    epoch_ = ledger_->AdvanceEpoch().value();
+  }
+  void TearDown() override {
+    ledger_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  ConsensusRequest Request(uint64_t nonce, uint64_t max_fee = 1'000) const {
+    ConsensusRequest r;
+    r.model_digest = model_;
+    r.prompt_token_ids = {1, 15043, 3186, 29892};
+    r.max_tokens = 16;
+    r.security = {consensus::SecurityMode::kSampling, kCommittee, 0, 0, {}};
+    r.max_fee = Amount(max_fee);
+    r.client = client_;
+    r.client_nonce = nonce;
+    r.epoch = epoch_.number;
+    return r;
+  }
+
+  static ConsensusOutput Output(uint32_t first = 100) {
+    ConsensusOutput o;
+    for (uint32_t i = 0; i < 16; ++i) o.token_ids.push_back(first + i);
+    o.finish_reason = consensus::FinishReason::kLength;
+    return o;
+  }
+
+  const crypto::PrivateKey& KeyOf(const Address& a) const {
+    for (const auto& k : keys_) {
+      if (k.address() == a) return k;
+    }
+    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
+    return keys_[0];
+  }
+
+  std::vector<Address> CommitteeOf(const ConsensusRequest& r) const {
+    std::vector<consensus::Candidate> registry;
+    // Keep the snapshot alive: iterating `.value()` of a temporary StatusOr would dangle.
+    const std::vector<Candidate> snapshot =
+        ledger_->EchelonSnapshot(epoch_.number, echelon_).value();
+    for (const Candidate& c : snapshot) {
+      registry.push_back({c.address, c.stake});
+    }
+    return consensus::SelectCommittee(epoch_.seed, consensus::RequestId(r), registry, kCommittee, 0,
+                                      0)
+        .value()
+        .committee;
+  }
+
+  // The honest certificate: every member attests `output` with its own key, in the ledger's
+  // domain, for the ledger's epoch and echelon.
+  SettlementItem Honest(const ConsensusRequest& r, const ConsensusOutput& output) const {
+    SettlementItem item;
+    item.output = output;
+    item.certificate.request = r;
+    item.certificate.committee = CommitteeOf(r);
+    const Hash256 id = consensus::RequestId(r);
+    for (const Address& m : item.certificate.committee) {
+      item.certificate.attestations.push_back(
+          consensus::MakeAttestation(params_.domain, id, echelon_, epoch_.number,
+                                     item.certificate.committee, output, r.prompt_token_ids.size(),
+                                     KeyOf(m))
+              .value());
+    }
+    item.certificate.commitment = item.certificate.attestations[0].commitment;
+    return item;
+  }
+
+  Amount Reward(const Address& a) const { return ledger_->RewardBalance(a).value(); }
+  Amount Escrow() const { return ledger_->EscrowBalance(client_).value(); }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<LedgerClient> ledger_;
+  Params params_;
+  Hash256 model_{};
+  Hash256 echelon_{};
+  std::vector<crypto::PrivateKey> keys_;
+  Address client_{};
+  Address submitter_{};
+  Epoch epoch_;
+};
+
+TEST_F(SettlementTest, ParamsAreStoredAndDomainIsPerLedger) {
+  EXPECT_EQ(params_.domain.chain_id, 31337u);
+  EXPECT_NE(params_.domain.ledger, Address{});
+  EXPECT_EQ(params_.fee_per_token, Amount(2));
+  EXPECT_EQ(params_.slash_bps, 1'000u);
+  EXPECT_EQ(params_.reporter_share_bps, 2'500u);
+  // Another ledger file gets another domain by default.
+  auto other = OpenEmbeddedLedger(dir_ / "other.db").value();
+  EXPECT_NE(other->GetParams().value().domain.ledger, params_.domain.ledger);
+  // Reopening keeps the stored parameters whatever the options say.
+  EmbeddedLedgerOptions changed;
+  changed.chain_id = 1;
+  changed.fee_per_token = Amount(99);
+  auto reopened = OpenEmbeddedLedger(dir_ / "ledger.db", changed).value();
+  EXPECT_EQ(reopened->GetParams().value().domain, params_.domain);
+  EXPECT_EQ(reopened->GetParams().value().fee_per_token, Amount(2));
+}
+
+TEST_F(SettlementTest, HonestCertificateSettlesOnce) {
+  const ConsensusRequest r = Request(1);
+  const SettlementItem item = Honest(r, Output());
+  const std::vector<Address>& members = item.certificate.committee;
+  // 4 prompt + 16 completion tokens at 2 per token = 40; 40 / 3 = 13 each, remainder 1 to the
+  // first member.
+  auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_TRUE(results[0].status.ok()) << results[0].status;
+  EXPECT_EQ(results[0].request_id, consensus::RequestId(r));
+  EXPECT_EQ(results[0].fee, Amount(40));
+  EXPECT_EQ(Escrow(), Amount(960));
+  EXPECT_EQ(Reward(members[0]), Amount(14));
+  EXPECT_EQ(Reward(members[1]), Amount(13));
+  EXPECT_EQ(Reward(members[2]), Amount(13));
+  EXPECT_TRUE(ledger_->IsSettled(consensus::RequestId(r)).value());
+
+  results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
+  EXPECT_EQ(results[0].status.code(), absl::StatusCode::kAlreadyExists) << results[0].status;
+  EXPECT_EQ(Escrow(), Amount(960));
+  EXPECT_EQ(Reward(members[0]), Amount(14));
+
+  // Twice in one batch: the second copy is a double settlement.
+  const SettlementItem again = Honest(Request(2), Output());
+  const std::vector<SettlementItem> batch = {again, again};
+  results = ledger_->SettleCertificates(submitter_, batch).value();
+  EXPECT_TRUE(results[0].status.ok()) << results[0].status;
+  EXPECT_EQ(results[1].status.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Escrow(), Amount(920));
+}
+
+TEST_F(SettlementTest, SettlementSurvivesReopen) {
+  const SettlementItem item = Honest(Request(1), Output());
+  ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.ok());
+  ledger_ = OpenEmbeddedLedger(dir_ / "ledger.db").value();
+  EXPECT_EQ(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Escrow(), Amount(960));
+}
+
+TEST_F(SettlementTest, FeeAboveMaxFeeIsRejected) {
+  // 20 tokens at 2 = 40 > 39.
+  const SettlementItem item = Honest(Request(1, 39), Output());
+  auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
+  EXPECT_EQ(results[0].status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(results[0].status.message(), HasSubstr("exceeds max_fee 39"));
+  EXPECT_EQ(Escrow(), Amount(1'000));
+  EXPECT_FALSE(ledger_->IsSettled(results[0].request_id).value());
+  // Exactly max_fee is fine.
+  const SettlementItem exact = Honest(Request(2, 40), Output());
+  EXPECT_TRUE(ledger_->SettleCertificates(submitter_, {&exact, 1}).value()[0].status.ok());
+}
+
+TEST_F(SettlementTest, InsufficientEscrowIsRejected) {
+  ASSERT_TRUE(ledger_->WithdrawEscrow(client_, Amount(970)).ok());  // 30 left, fee is 40
+  const SettlementItem item = Honest(Request(1), Output());
+  auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
+  EXPECT_EQ(results[0].status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(results[0].status.message(), HasSubstr("insufficient escrow"));
+  EXPECT_EQ(Escrow(), Amount(30));
+  for (const Address& m : item.certificate.committee) EXPECT_TRUE(Reward(m).IsZero());
+  // Not settled, so it can settle once the client tops up.
+  ASSERT_TRUE(ledger_->DepositEscrow(client_, Amount(10)).ok());
+  EXPECT_TRUE(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.ok());
+  EXPECT_TRUE(Escrow().IsZero());
+}
+
+TEST_F(SettlementTest, ForgedAndWrongCommitteeCertificatesAreRejectedWithReason) {
+  const ConsensusRequest r = Request(1);
+  const SettlementItem honest = Honest(r, Output());
+
+  // A non-member signs in a member's place (a forged attestation).
+  SettlementItem forged = honest;
+  const crypto::PrivateKey* outsider = nullptr;
+  for (const auto& k : keys_) {
+    if (std::find(honest.certificate.committee.begin(), honest.certificate.committee.end(),
+                  k.address()) == honest.certificate.committee.end()) {
+      outsider = &k;
+      break;
+    }
+  }
+  ASSERT_NE(outsider, nullptr);
+  Attestation& a1 = forged.certificate.attestations[1];
+  a1.signature = outsider->Sign(consensus::AttestationDigest(a1));
+
+  // A committee that is not the draw: a node outside the echelon's snapshot (so neither a draw
+  // nor a backup) replaces member 2 and attests honestly.
+  const crypto::PrivateKey stranger =
+      crypto::PrivateKey::FromHex(std::string(63, '0') + "9").value();
+  SettlementItem wrong_committee = honest;
+  wrong_committee.certificate.committee[2] = stranger.address();
+  wrong_committee.certificate.attestations.clear();
+  for (const Address& m : wrong_committee.certificate.committee) {
+    wrong_committee.certificate.attestations.push_back(
+        consensus::MakeAttestation(params_.domain, consensus::RequestId(r), echelon_, epoch_.number,
+                                   wrong_committee.certificate.committee, wrong_committee.output,
+                                   r.prompt_token_ids.size(),
+                                   m == stranger.address() ? stranger : KeyOf(m))
+            .value());
+  }
+  wrong_committee.certificate.commitment = wrong_committee.certificate.attestations[0].commitment;
+
+  // Signed for another ledger (domain).
+  SettlementItem other_domain = honest;
+  consensus::Domain foreign = params_.domain;
+  foreign.ledger[0] ^= 1;
+  for (Attestation& a : other_domain.certificate.attestations) {
+    a.domain = foreign;
+    a.signature = KeyOf(a.member).Sign(consensus::AttestationDigest(a));
+  }
+
+  // The output handed in is not the one attested.
+  SettlementItem wrong_output = honest;
+  wrong_output.output = Output(200);
+
+  const std::vector<SettlementItem> batch = {forged, wrong_committee, other_domain, wrong_output};
+  auto results = ledger_->SettleCertificates(submitter_, batch).value();
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[0].check, CertificateCheck::kBadSignature);
+  EXPECT_EQ(results[0].member, 1);
+  EXPECT_EQ(results[1].check, CertificateCheck::kWrongCommittee);
+  EXPECT_EQ(results[2].check, CertificateCheck::kWrongDomain);
+  EXPECT_EQ(results[3].check, CertificateCheck::kWrongOutput);
+  for (const SettlementResult& res : results) {
+    EXPECT_EQ(res.status.code(), absl::StatusCode::kPermissionDenied) << res.status;
+    EXPECT_THAT(res.status.message(), HasSubstr("does not verify"));
+  }
+  EXPECT_EQ(Escrow(), Amount(1'000));
+  EXPECT_FALSE(ledger_->IsSettled(consensus::RequestId(r)).value());
+}
+
+TEST_F(SettlementTest, UnknownEpochAndEchelonAreRejected) {
+  ConsensusRequest future = Request(1);
+  future.epoch = epoch_.number + 5;
+  SettlementItem item;
+  item.certificate.request = future;
+  item.output = Output();
+  Attestation a;
+  a.echelon_id = echelon_;
+  item.certificate.attestations = {a};
+  item.certificate.committee = {a.member};
+  // Another echelon: the snapshot is empty, so no committee can be drawn from it.
+  SettlementItem other_echelon = Honest(Request(2), Output());
+  for (Attestation& att : other_echelon.certificate.attestations) {
+    att.echelon_id[0] ^= 1;
+    att.signature = KeyOf(att.member).Sign(consensus::AttestationDigest(att));
+  }
+  SettlementItem empty;
+  const std::vector<SettlementItem> batch = {item, other_echelon, empty};
+  auto results = ledger_->SettleCertificates(submitter_, batch).value();
+  EXPECT_EQ(results[0].status.code(), absl::StatusCode::kNotFound) << results[0].status;
+  EXPECT_EQ(results[1].status.code(), absl::StatusCode::kPermissionDenied) << results[1].status;
+  EXPECT_EQ(results[1].check, CertificateCheck::kWrongCommittee);
+  EXPECT_EQ(results[2].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Escrow(), Amount(1'000));
+}
+
+TEST_F(SettlementTest, MixedBatchSettlesOnlyTheGood) {
+  const SettlementItem good1 = Honest(Request(1), Output());
+  SettlementItem bad = Honest(Request(2), Output());
+  bad.certificate.attestations[0].commitment[0] ^= 1;  // tampered after signing
+  const SettlementItem too_dear = Honest(Request(3, 10), Output());
+  const SettlementItem good2 = Honest(Request(4), Output(300));
+  const std::vector<SettlementItem> batch = {good1, bad, too_dear, good2};
+  auto results = ledger_->SettleCertificates(submitter_, batch).value();
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_TRUE(results[0].status.ok()) << results[0].status;
+  EXPECT_EQ(results[1].status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(results[2].status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(results[3].status.ok()) << results[3].status;
+  EXPECT_EQ(Escrow(), Amount(1'000 - 40 - 40));
+  // Rewards add up to exactly what left escrow.
+  Amount total;
+  for (const auto& k : keys_) total = CheckedAdd(total, Reward(k.address())).value();
+  EXPECT_EQ(total, Amount(80));
+  EXPECT_FALSE(ledger_->IsSettled(results[1].request_id).value());
+  EXPECT_FALSE(ledger_->IsSettled(results[2].request_id).value());
+}
+
+TEST_F(SettlementTest, OversizedBatchIsRejected) {
+  std::vector<SettlementItem> batch(LedgerClient::kMaxSettlementBatch + 1);
+  EXPECT_EQ(ledger_->SettleCertificates(submitter_, batch).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// --- Equivocation ---
+
+class EquivocationTest : public SettlementTest {
+ protected:
+  // Member 0's attestation of `output` for request `r`.
+  Attestation Attest(const ConsensusRequest& r, const ConsensusOutput& output) const {
+    const std::vector<Address> committee = CommitteeOf(r);
+    return consensus::MakeAttestation(params_.domain, consensus::RequestId(r), echelon_,
+                                      epoch_.number, committee, output, r.prompt_token_ids.size(),
+                                      KeyOf(committee[0]))
+        .value();
+  }
+  Address reporter_ = [] {
+    Address a{};
+    a[0] = 0x77;
+    return a;
+  }();
+};
+
+TEST_F(EquivocationTest, SlashesOnceAndPaysTheReporter) {
+  const ConsensusRequest r = Request(1);
+  const Attestation a = Attest(r, Output(100));
+  const Attestation b = Attest(r, Output(500));
+  const Address offender = a.member;
+  // Unbond part of the stake: still locked, so still slashable.
+  const Amount before = ledger_->GetStake(offender).value().bonded;
+  ASSERT_TRUE(ledger_->Unstake(offender, Amount(1'000)).ok());
+  const Amount locked = before;  // bonded + unbonding
+
+  auto slash = ledger_->ReportEquivocation(reporter_, a, b);
+  ASSERT_TRUE(slash.ok()) << slash.status();
+  EXPECT_EQ(slash->offender, offender);
+  // 10% of the locked stake, a quarter of it to the reporter.
+  const Amount expected = DivMod(locked, Amount(10)).value().quotient;
+  EXPECT_EQ(slash->slashed, expected);
+  EXPECT_EQ(slash->reporter_reward, DivMod(expected, Amount(4)).value().quotient);
+  EXPECT_EQ(Reward(reporter_), slash->reporter_reward);
+  const StakeInfo after = ledger_->GetStake(offender).value();
+  Amount remaining = after.bonded;
+  for (const UnbondingEntry& e : after.unbonding)
+    remaining = CheckedAdd(remaining, e.amount).value();
+  EXPECT_EQ(CheckedAdd(remaining, expected).value(), locked);
+  // Taken from bonded first; the unbonding entry is untouched.
+  ASSERT_EQ(after.unbonding.size(), 1u);
+  EXPECT_EQ(after.unbonding[0].amount, Amount(1'000));
+
+  // The same evidence again, swapped, or a third variant for the same request: slashed already.
+  EXPECT_EQ(ledger_->ReportEquivocation(reporter_, a, b).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ledger_->ReportEquivocation(reporter_, b, a).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ledger_->ReportEquivocation(reporter_, a, Attest(r, Output(900))).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ledger_->GetStake(offender).value().bonded, after.bonded);
+  EXPECT_EQ(Reward(reporter_), slash->reporter_reward);
+
+  // Another request is another offence.
+  const ConsensusRequest r2 = Request(2);
+  const Attestation c = Attest(r2, Output(100));
+  const Attestation d = Attest(r2, Output(101));
+  if (c.member == offender) {
+    EXPECT_TRUE(ledger_->ReportEquivocation(reporter_, c, d).ok());
+    EXPECT_LT(ledger_->GetStake(offender).value().bonded, after.bonded);
+  }
+}
+
+TEST_F(EquivocationTest, SlashReachesUnbondingStakeWhenBondedRunsShort) {
+  const ConsensusRequest r = Request(1);
+  const Attestation a = Attest(r, Output(100));
+  const Attestation b = Attest(r, Output(500));
+  const Amount bonded = ledger_->GetStake(a.member).value().bonded;
+  // Keep 1 bonded, the rest unbonding: the 10% must come mostly from the unbonding entry.
+  ASSERT_TRUE(ledger_->Unstake(a.member, CheckedSub(bonded, Amount(1)).value()).ok());
+  auto slash = ledger_->ReportEquivocation(reporter_, a, b);
+  ASSERT_TRUE(slash.ok()) << slash.status();
+  EXPECT_EQ(slash->slashed, DivMod(bonded, Amount(10)).value().quotient);
+  const StakeInfo after = ledger_->GetStake(a.member).value();
+  EXPECT_TRUE(after.bonded.IsZero());
+  ASSERT_EQ(after.unbonding.size(), 1u);
+  EXPECT_EQ(CheckedAdd(after.unbonding[0].amount, slash->slashed).value(),
+            CheckedSub(bonded, Amount(0)).value());
+}
+
+TEST_F(EquivocationTest, NonEquivocatingPairsAreRejected) {
+  const ConsensusRequest r = Request(1);
+  const Attestation a = Attest(r, Output(100));
+  const Amount stake = ledger_->GetStake(a.member).value().bonded;
+
+  // The same attestation twice.
+  EXPECT_EQ(ledger_->ReportEquivocation(reporter_, a, a).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Same content, another (forged) signature bytes: still one statement, and a bad signature.
+  // Two different requests.
+  const Attestation other_request = Attest(Request(2), Output(500));
+  if (other_request.member == a.member) {
+    EXPECT_EQ(ledger_->ReportEquivocation(reporter_, a, other_request).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  // Two members of one committee that disagree: a dispute, not equivocation.
+  const std::vector<Address> committee = CommitteeOf(r);
+  const Attestation by_other =
+      consensus::MakeAttestation(params_.domain, consensus::RequestId(r), echelon_, epoch_.number,
+                                 committee, Output(500), r.prompt_token_ids.size(),
+                                 KeyOf(committee[1]))
+          .value();
+  EXPECT_EQ(ledger_->ReportEquivocation(reporter_, a, by_other).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A "conflicting" attestation the member never signed (signed by someone else).
+  Attestation forged = Attest(r, Output(500));
+  forged.signature = KeyOf(committee[1]).Sign(consensus::AttestationDigest(forged));
+  auto status = ledger_->ReportEquivocation(reporter_, a, forged).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  // Validly signed, but for another ledger's domain.
+  Attestation foreign = Attest(r, Output(500));
+  foreign.domain.chain_id += 1;
+  foreign.signature = KeyOf(a.member).Sign(consensus::AttestationDigest(foreign));
+  EXPECT_EQ(ledger_->ReportEquivocation(reporter_, a, foreign).status().code(),
+            absl::StatusCode::kPermissionDenied);
+
+  EXPECT_EQ(ledger_->GetStake(a.member).value().bonded, stake);
+  EXPECT_TRUE(Reward(reporter_).IsZero());
+}
+
+TEST_F(EquivocationTest, UnregisteredSignerIsNotFound) {
+  const crypto::PrivateKey stranger =
+      crypto::PrivateKey::FromHex(std::string(63, '0') + "9").value();
+  const ConsensusRequest r = Request(1);
+  const std::vector<Address> committee = {stranger.address()};
+  ConsensusRequest solo = r;
+  solo.security = {consensus::SecurityMode::kNone, 0, 0, 0, {}};
+  auto make = [&](uint32_t first) {
+    return consensus::MakeAttestation(params_.domain, consensus::RequestId(solo), echelon_,
+                                      epoch_.number, committee, Output(first), 4, stranger)
+        .value();
+  };
+  EXPECT_EQ(ledger_->ReportEquivocation(reporter_, make(1), make(2)).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace atoma::ledger
