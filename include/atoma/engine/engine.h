@@ -93,6 +93,7 @@ struct EngineStats {
   int64_t tokens_generated = 0;
   // Scheduler-thread wall time by phase since start: where the steps' time goes.
   int64_t decode_steps = 0;
+  int64_t decode_rows = 0;  // sequences over all decode steps (rows > steps: batches formed)
   double prefill_seconds = 0;  // runner Prefill calls
   double decode_seconds = 0;   // runner Decode calls
   double sample_seconds = 0;   // sampling, stop checks and event emission

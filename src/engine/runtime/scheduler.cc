@@ -275,6 +275,7 @@ class EngineImpl final : public Engine {
     s.requests_finished = requests_finished_.load();
     s.tokens_generated = tokens_generated_.load();
     s.decode_steps = decode_steps_.load();
+    s.decode_rows = decode_rows_.load();
     s.prefill_seconds = prefill_ns_.load() * 1e-9;
     s.decode_seconds = decode_ns_.load() * 1e-9;
     s.sample_seconds = sample_ns_.load() * 1e-9;
@@ -444,6 +445,7 @@ class EngineImpl final : public Engine {
         CallRunner("Decode", [&] { return runner_->Decode(seqs_, tokens_, &logits_); });
     AddTime(decode_ns_, t0);
     decode_steps_.fetch_add(1);
+    decode_rows_.fetch_add(static_cast<int64_t>(seqs_.size()));
     if (st.ok() && logits_.size() != running_.size() * static_cast<size_t>(vocab_)) {
       st = absl::InternalError(absl::StrCat("Decode returned ", logits_.size(),
                                             " logits, expected ", running_.size(), " x ", vocab_));
@@ -623,6 +625,7 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> requests_finished_{0};
   std::atomic<int64_t> tokens_generated_{0};
   std::atomic<int64_t> decode_steps_{0};
+  std::atomic<int64_t> decode_rows_{0};
   std::atomic<int64_t> prefill_ns_{0};
   std::atomic<int64_t> decode_ns_{0};
   std::atomic<int64_t> sample_ns_{0};

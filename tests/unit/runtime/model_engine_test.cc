@@ -221,18 +221,11 @@ TEST_F(ModelEngineTest, BatchInvariantTokensAndLogits) {
     for (int others : {1, 4, 9, 15}) {
       SCOPED_TRACE(others);
       std::vector<std::shared_ptr<RequestHandle>> hs;
-      std::atomic<int> peak{0};
-      std::atomic<bool> peak_done{false};
-      std::thread watcher([&] {
-        while (!peak_done) {
-          peak = std::max(peak.load(), engine->stats().running);
-          std::this_thread::sleep_for(std::chrono::microseconds(50));
-        }
-      });
-      // Half the others arrive first, so the target joins a running batch; the rest arrive
-      // while it decodes.
+      const EngineStats before = engine->stats();
+      // Half the others arrive first and run longer than the target, so the target joins a
+      // running batch and shares its decode steps; the rest arrive while it decodes.
       for (int i = 0; i < others / 2; ++i) {
-        hs.push_back(*engine->Submit(Request(1 + (i * 7) % 40, 8 + (i * 5) % 30, i + 1, 0.7)));
+        hs.push_back(*engine->Submit(Request(1 + (i * 7) % 40, 60 + (i * 5) % 30, i + 1, 0.7)));
       }
       auto th = engine->Submit(target);
       ASSERT_TRUE(th.ok()) << th.status();
@@ -241,16 +234,14 @@ TEST_F(ModelEngineTest, BatchInvariantTokensAndLogits) {
         hs.push_back(*engine->Submit(Request(1 + (i * 11) % 50, 4 + (i * 3) % 25, i + 1)));
       }
       Output together = Collect(**th);
-      peak_done = true;
-      watcher.join();
-      // The comparison means something only if the target really shared decode steps.
-      if (others >= 4) {
-        EXPECT_GE(peak.load(), 2);
-      }
+      for (auto& h : hs) EXPECT_EQ(Collect(*h).finish, FinishReason::kLength);
+      // The comparison means something only if decode steps were really shared (counted by the
+      // scheduler, not sampled by a watcher thread that a loaded machine may starve).
+      const EngineStats after = engine->stats();
+      EXPECT_GT(after.decode_rows - before.decode_rows, after.decode_steps - before.decode_steps);
       EXPECT_EQ(together.ids, alone.ids);
       EXPECT_TRUE(SameBits(together.logits, alone.logits));
       EXPECT_EQ(together.logprobs, alone.logprobs);
-      for (auto& h : hs) EXPECT_EQ(Collect(*h).finish, FinishReason::kLength);
     }
   }
 }
