@@ -1,5 +1,6 @@
 // Settlement and equivocation slashing of the embedded ledger, with real keys and certificates
 // made by the consensus library against the ledger's own epoch seed and frozen snapshot.
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -158,6 +159,32 @@ TEST_F(SettlementTest, ParamsAreStoredAndDomainIsPerLedger) {
   auto reopened = OpenEmbeddedLedger(dir_ / "ledger.db", changed).value();
   EXPECT_EQ(reopened->GetParams().value().domain, params_.domain);
   EXPECT_EQ(reopened->GetParams().value().fee_per_token, Amount(2));
+}
+
+TEST_F(SettlementTest, MigratesASchemaVersion1File) {
+  // Turn the file back into what schema version 1 wrote, keeping the registry and balances.
+  ledger_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db,
+                   "DROP TABLE settlements; DROP TABLE slashes; DELETE FROM meta WHERE key IN "
+                   "('chain_id', 'ledger_address', 'fee_per_token', 'slash_bps', "
+                   "'reporter_share_bps'); UPDATE meta SET value = '1' WHERE key = "
+                   "'schema_version'",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  EmbeddedLedgerOptions options;
+  options.fee_per_token = Amount(2);
+  options.ledger_address = params_.domain.ledger;
+  ledger_ = OpenEmbeddedLedger(dir_ / "ledger.db", options).value();
+  EXPECT_EQ(ledger_->GetParams().value().domain, params_.domain);
+  EXPECT_EQ(Escrow(), Amount(1'000));
+  const SettlementItem item = Honest(Request(1), Output());
+  auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
+  EXPECT_TRUE(results[0].status.ok()) << results[0].status;
+  EXPECT_EQ(Escrow(), Amount(960));
 }
 
 TEST_F(SettlementTest, HonestCertificateSettlesOnce) {
