@@ -1,0 +1,123 @@
+// Test-only: an embedded ledger with registered, staked nodes serving one echelon, a funded client,
+// and honest certificates made with the nodes' real keys against the ledger's own epoch seed and
+// frozen snapshot (the minimal part of tests/unit/ledger/settlement_test.cc).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/committee.h"
+#include "atoma/consensus/request.h"
+#include "atoma/crypto/sha256.h"
+#include "atoma/ledger/ledger.h"
+#include "gtest/gtest.h"
+
+namespace atoma::journal::testing {
+
+using ledger::Address;
+
+class LedgerFixture {
+ public:
+  static constexpr size_t kNodes = 5;
+  static constexpr uint64_t kCommittee = 3;
+
+  // Creates the ledger at `path`; ASSERTs inside (call it from SetUp, then check HasFatalFailure).
+  void Create(const std::filesystem::path& path) {
+    ledger::EmbeddedLedgerOptions options;
+    options.fee_per_token = ledger::Amount(1);
+    ledger_ = ledger::OpenEmbeddedLedger(path, options).value();
+    params_ = ledger_->GetParams().value();
+    model_ = crypto::Sha256Of(std::string_view("model"));
+    echelon_ = crypto::Sha256Of(std::string_view("model/fingerprint"));
+    for (size_t i = 0; i < kNodes; ++i) {
+      std::string hex(64, '0');
+      hex[0] = 'c';
+      hex[63] = static_cast<char>('1' + i);
+      keys_.push_back(crypto::PrivateKey::FromHex(hex).value());
+      const Address& a = keys_.back().address();
+      ASSERT_TRUE(
+          ledger_->RegisterNode(a, absl::StrCat("node", i, ":7000"), {{model_, echelon_}}).ok());
+      ASSERT_TRUE(ledger_->Stake(a, ledger::Amount(10'000 + 1'000 * i)).ok());
+    }
+    client_[19] = 0xc1;
+    ASSERT_TRUE(ledger_->DepositEscrow(client_, ledger::Amount(100'000)).ok());
+    epoch_ = ledger_->AdvanceEpoch().value();
+  }
+
+  consensus::ConsensusRequest Request(uint64_t nonce, uint64_t max_fee = 1'000) const {
+    consensus::ConsensusRequest r;
+    r.model_digest = model_;
+    r.prompt_token_ids = {1, 15043, 3186, 29892};
+    r.max_tokens = 16;
+    r.security = {consensus::SecurityMode::kSampling, kCommittee, 0, 0, {}};
+    r.max_fee = ledger::Amount(max_fee);
+    r.client = client_;
+    r.client_nonce = nonce;
+    r.epoch = epoch_.number;
+    return r;
+  }
+
+  static consensus::ConsensusOutput Output(uint32_t first = 100) {
+    consensus::ConsensusOutput o;
+    for (uint32_t i = 0; i < 16; ++i) o.token_ids.push_back(first + i);
+    o.finish_reason = consensus::FinishReason::kLength;
+    return o;
+  }
+
+  const crypto::PrivateKey& KeyOf(const Address& a) const {
+    for (const auto& k : keys_) {
+      if (k.address() == a) return k;
+    }
+    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
+    return keys_[0];
+  }
+
+  std::vector<Address> CommitteeOf(const consensus::ConsensusRequest& r) const {
+    std::vector<consensus::Candidate> registry;
+    const std::vector<ledger::Candidate> snapshot =
+        ledger_->EchelonSnapshot(epoch_.number, echelon_).value();
+    for (const ledger::Candidate& c : snapshot) registry.push_back({c.address, c.stake});
+    return consensus::SelectCommittee(epoch_.seed, consensus::RequestId(r), registry, kCommittee, 0,
+                                      0)
+        .value()
+        .committee;
+  }
+
+  consensus::Attestation Attest(const Address& member, const consensus::ConsensusRequest& r,
+                                const consensus::ConsensusOutput& output) const {
+    return consensus::MakeAttestation(params_.domain, consensus::RequestId(r), echelon_,
+                                      epoch_.number, CommitteeOf(r), output,
+                                      r.prompt_token_ids.size(), KeyOf(member))
+        .value();
+  }
+
+  // The honest certificate: every member attests `output` with its own key.
+  ledger::SettlementItem Honest(const consensus::ConsensusRequest& r,
+                                const consensus::ConsensusOutput& output) const {
+    ledger::SettlementItem item;
+    item.output = output;
+    item.certificate.request = r;
+    item.certificate.committee = CommitteeOf(r);
+    for (const Address& m : item.certificate.committee) {
+      item.certificate.attestations.push_back(Attest(m, r, output));
+    }
+    item.certificate.commitment = item.certificate.attestations[0].commitment;
+    return item;
+  }
+
+  ledger::Amount Escrow() const { return ledger_->EscrowBalance(client_).value(); }
+
+  std::unique_ptr<ledger::LedgerClient> ledger_;
+  ledger::Params params_;
+  crypto::Hash256 model_{};
+  crypto::Hash256 echelon_{};
+  std::vector<crypto::PrivateKey> keys_;
+  Address client_{};
+  ledger::Epoch epoch_;
+};
+
+}  // namespace atoma::journal::testing
