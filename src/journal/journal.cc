@@ -1,8 +1,6 @@
 // SQLite implementation of the Journal (see include/atoma/journal/journal.h and docs/journal.md).
 #include "atoma/journal/journal.h"
 
-#include <sqlite3.h>
-
 #include <chrono>
 #include <system_error>
 #include <utility>
@@ -13,6 +11,7 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/consensus/encoding.h"
+#include "sqlite_db.h"
 
 namespace atoma::journal {
 namespace {
@@ -46,86 +45,8 @@ CREATE TABLE IF NOT EXISTS settlements (
 CREATE INDEX IF NOT EXISTS settlements_pending ON settlements (state, seq);
 )sql";
 
-absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what) {
-  const std::string msg =
-      absl::StrCat("journal: ", what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return absl::UnavailableError(msg);
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return absl::DataLossError(msg);
-    default:
-      return absl::AbortedError(msg);
-  }
-}
-
-// A prepared statement; finalized on destruction. Not thread-safe (the journal's mutex guards).
-class Stmt {
- public:
-  Stmt(sqlite3* db, std::string_view sql) : db_(db) {
-    const int rc =
-        sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
-    if (rc != SQLITE_OK) status_ = SqliteStatus(db, rc, "prepare");
-  }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  const absl::Status& status() const { return status_; }
-  Stmt& Bind(int i, std::span<const uint8_t> blob) {
-    if (status_.ok()) {
-      // A zero-length blob needs a non-null pointer, or SQLite stores NULL.
-      static const uint8_t kEmpty = 0;
-      Check(sqlite3_bind_blob(stmt_, i, blob.empty() ? &kEmpty : blob.data(),
-                              static_cast<int>(blob.size()), SQLITE_TRANSIENT));
-    }
-    return *this;
-  }
-  Stmt& Bind(int i, int64_t v) {
-    if (status_.ok()) Check(sqlite3_bind_int64(stmt_, i, v));
-    return *this;
-  }
-  Stmt& BindText(int i, std::string_view text) {
-    if (status_.ok()) {
-      // An empty view may have a null data pointer, which SQLite would store as NULL.
-      Check(sqlite3_bind_text(stmt_, i, text.empty() ? "" : text.data(),
-                              static_cast<int>(text.size()), SQLITE_TRANSIENT));
-    }
-    return *this;
-  }
-  absl::StatusOr<bool> Step() {
-    RETURN_IF_ERROR(status_);
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return SqliteStatus(db_, rc, "step");
-  }
-  absl::Status Run() {
-    ASSIGN_OR_RETURN(bool row, Step());
-    (void)row;
-    return absl::OkStatus();
-  }
-  int64_t Int(int c) const { return sqlite3_column_int64(stmt_, c); }
-  std::string Text(int c) const {
-    const auto* p = sqlite3_column_text(stmt_, c);
-    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, c))
-             : std::string();
-  }
-  std::vector<uint8_t> Blob(int c) const {
-    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, c));
-    return p ? std::vector<uint8_t>(p, p + sqlite3_column_bytes(stmt_, c)) : std::vector<uint8_t>();
-  }
-
- private:
-  void Check(int rc) {
-    if (rc != SQLITE_OK) status_ = SqliteStatus(db_, rc, "bind");
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  absl::Status status_;
-};
+using storage::Db;
+using storage::Stmt;
 
 std::span<const uint8_t> Id(const Hash256& h) { return {h.data(), h.size()}; }
 
@@ -167,18 +88,18 @@ absl::Status AsDataLoss(const absl::Status& s, absl::string_view what) {
 
 class SqliteJournal final : public Journal {
  public:
-  SqliteJournal(sqlite3* db, JournalOptions options) : db_(db), options_(std::move(options)) {}
-  ~SqliteJournal() override { sqlite3_close_v2(db_); }
+  SqliteJournal(std::unique_ptr<Db> db, JournalOptions options)
+      : db_(std::move(db)), options_(std::move(options)) {}
 
   absl::Status Init() {
     RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
     RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     absl::Status s = [&]() -> absl::Status {
       RETURN_IF_ERROR(Exec(kSchema));
-      Stmt get(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+      Stmt get(*db_, "SELECT value FROM meta WHERE key = 'schema_version'");
       ASSIGN_OR_RETURN(bool row, get.Step());
       if (!row) {
-        Stmt put(db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)");
+        Stmt put(*db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)");
         return put.BindText(1, std::to_string(kSchemaVersion)).Run();
       }
       if (get.Text(0) != std::to_string(kSchemaVersion)) {
@@ -197,7 +118,7 @@ class SqliteJournal final : public Journal {
   absl::Status RecordAccepted(const Hash256& request_id,
                               std::span<const uint8_t> request_bytes) override {
     return Write([&]() -> absl::Status {
-      Stmt get(db_, "SELECT request_bytes FROM requests WHERE request_id = ?1");
+      Stmt get(*db_, "SELECT request_bytes FROM requests WHERE request_id = ?1");
       ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(request_id)).Step());
       if (row) {
         const std::vector<uint8_t> stored = get.Blob(0);
@@ -207,7 +128,7 @@ class SqliteJournal final : public Journal {
         return absl::AlreadyExistsError("journal: request id stored with other request bytes");
       }
       const int64_t now = Now();
-      Stmt put(db_,
+      Stmt put(*db_,
                "INSERT INTO requests (request_id, request_bytes, state, accepted_ms, updated_ms) "
                "VALUES (?1, ?2, ?3, ?4, ?4)");
       return put.Bind(1, Id(request_id))
@@ -226,7 +147,7 @@ class SqliteJournal final : public Journal {
   absl::StatusOr<RequestRecord> GetRequest(const Hash256& request_id) override {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(sticky_);
-    Stmt get(db_,
+    Stmt get(*db_,
              "SELECT request_id, request_bytes, state, reason, accepted_ms, updated_ms FROM "
              "requests WHERE request_id = ?1");
     ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(request_id)).Step());
@@ -237,7 +158,7 @@ class SqliteJournal final : public Journal {
   absl::StatusOr<std::vector<RequestRecord>> UnfinishedRequests() override {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(sticky_);
-    Stmt get(db_,
+    Stmt get(*db_,
              "SELECT request_id, request_bytes, state, reason, accepted_ms, updated_ms FROM "
              "requests WHERE state < ?1 ORDER BY accepted_ms, rowid");
     get.Bind(1, int64_t{static_cast<int>(RequestState::kCertified)});
@@ -254,7 +175,7 @@ class SqliteJournal final : public Journal {
   absl::Status RecordOwnAttestation(const consensus::Attestation& attestation) override {
     const std::vector<uint8_t> bytes = consensus::EncodeAttestation(attestation);
     return Write([&]() -> absl::Status {
-      Stmt get(db_, "SELECT attestation FROM own_attestations WHERE request_id = ?1");
+      Stmt get(*db_, "SELECT attestation FROM own_attestations WHERE request_id = ?1");
       ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(attestation.request_id)).Step());
       if (row) {
         if (get.Blob(0) == bytes) return absl::OkStatus();
@@ -262,7 +183,7 @@ class SqliteJournal final : public Journal {
             "journal: this node already attested a different result for this request; sending "
             "a second attestation would be equivocation");
       }
-      Stmt put(db_,
+      Stmt put(*db_,
                "INSERT INTO own_attestations (request_id, attestation, created_ms) VALUES (?1, "
                "?2, ?3)");
       return put.Bind(1, Id(attestation.request_id)).Bind(2, bytes).Bind(3, Now()).Run();
@@ -273,7 +194,7 @@ class SqliteJournal final : public Journal {
       const Hash256& request_id) override {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(sticky_);
-    Stmt get(db_, "SELECT attestation FROM own_attestations WHERE request_id = ?1");
+    Stmt get(*db_, "SELECT attestation FROM own_attestations WHERE request_id = ?1");
     ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(request_id)).Step());
     if (!row) return std::optional<consensus::Attestation>();
     auto a = consensus::DecodeAttestation(get.Blob(0));
@@ -287,11 +208,11 @@ class SqliteJournal final : public Journal {
     const std::vector<uint8_t> output = EncodeOutputBytes(item.output);
     return Write([&]() -> absl::Status {
       const int64_t now = Now();
-      Stmt put(db_,
+      Stmt put(*db_,
                "INSERT OR IGNORE INTO settlements (request_id, certificate, output, state, "
                "created_ms, updated_ms) VALUES (?1, ?2, ?3, 0, ?4, ?4)");
       RETURN_IF_ERROR(put.Bind(1, Id(id)).Bind(2, cert).Bind(3, output).Bind(4, now).Run());
-      Stmt known(db_, "SELECT state FROM requests WHERE request_id = ?1");
+      Stmt known(*db_, "SELECT state FROM requests WHERE request_id = ?1");
       ASSIGN_OR_RETURN(bool row, known.Bind(1, Id(id)).Step());
       if (row && known.Int(0) != static_cast<int>(RequestState::kCertified)) {
         return SetStateLocked(id, RequestState::kCertified, {});
@@ -303,7 +224,7 @@ class SqliteJournal final : public Journal {
   absl::StatusOr<std::vector<SettlementRecord>> UnsettledCertificates(size_t limit) override {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(sticky_);
-    Stmt get(db_, absl::StrCat(kSelectSettlement, " WHERE state = 0 ORDER BY seq LIMIT ?1"));
+    Stmt get(*db_, absl::StrCat(kSelectSettlement, " WHERE state = 0 ORDER BY seq LIMIT ?1"));
     get.Bind(1, static_cast<int64_t>(limit));
     std::vector<SettlementRecord> out;
     while (true) {
@@ -318,7 +239,7 @@ class SqliteJournal final : public Journal {
   absl::StatusOr<size_t> CountUnsettled() override {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(sticky_);
-    Stmt get(db_, "SELECT COUNT(*) FROM settlements WHERE state = 0");
+    Stmt get(*db_, "SELECT COUNT(*) FROM settlements WHERE state = 0");
     ASSIGN_OR_RETURN(bool row, get.Step());
     (void)row;
     return static_cast<size_t>(get.Int(0));
@@ -327,7 +248,7 @@ class SqliteJournal final : public Journal {
   absl::StatusOr<SettlementRecord> GetSettlement(const Hash256& request_id) override {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(sticky_);
-    Stmt get(db_, absl::StrCat(kSelectSettlement, " WHERE request_id = ?1"));
+    Stmt get(*db_, absl::StrCat(kSelectSettlement, " WHERE request_id = ?1"));
     ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(request_id)).Step());
     if (!row) return absl::NotFoundError("journal: no certificate for this request");
     return ReadSettlement(get);
@@ -342,11 +263,11 @@ class SqliteJournal final : public Journal {
 
   absl::Status RecordAttempt(const Hash256& request_id) override {
     return Write([&]() -> absl::Status {
-      Stmt up(db_,
+      Stmt up(*db_,
               "UPDATE settlements SET attempts = attempts + 1, updated_ms = ?2 WHERE request_id "
               "= ?1 AND state = 0");
       RETURN_IF_ERROR(up.Bind(1, Id(request_id)).Bind(2, Now()).Run());
-      if (sqlite3_changes(db_) == 0) {
+      if (db_->Changes() == 0) {
         return absl::FailedPreconditionError("journal: no pending certificate for this request");
       }
       return absl::OkStatus();
@@ -365,10 +286,7 @@ class SqliteJournal final : public Journal {
         .count();
   }
 
-  absl::Status Exec(const char* sql) {
-    const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
-    return rc == SQLITE_OK ? absl::OkStatus() : SqliteStatus(db_, rc, "exec");
-  }
+  absl::Status Exec(const char* sql) { return db_->Exec(sql); }
 
   // Runs `body` in one write transaction under the mutex. Rule errors (the body's own statuses)
   // roll back and leave the journal usable; a storage error other than BUSY makes it fail-stop.
@@ -394,7 +312,7 @@ class SqliteJournal final : public Journal {
 
   absl::Status SetStateLocked(const Hash256& request_id, RequestState state,
                               std::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Stmt get(db_, "SELECT state FROM requests WHERE request_id = ?1");
+    Stmt get(*db_, "SELECT state FROM requests WHERE request_id = ?1");
     ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(request_id)).Step());
     if (!row) return absl::NotFoundError("journal: unknown request");
     const auto current = static_cast<RequestState>(get.Int(0));
@@ -406,7 +324,7 @@ class SqliteJournal final : public Journal {
           absl::StrCat("journal: request is ", std::string(RequestStateName(current)),
                        ", cannot become ", std::string(RequestStateName(state))));
     }
-    Stmt up(db_,
+    Stmt up(*db_,
             "UPDATE requests SET state = ?2, reason = ?3, updated_ms = ?4 WHERE request_id = ?1");
     return up.Bind(1, Id(request_id))
         .Bind(2, int64_t{static_cast<int>(state)})
@@ -417,13 +335,13 @@ class SqliteJournal final : public Journal {
 
   absl::Status Finish(const Hash256& request_id, SettlementState state, std::string_view reason) {
     return Write([&]() -> absl::Status {
-      Stmt get(db_, "SELECT state FROM settlements WHERE request_id = ?1");
+      Stmt get(*db_, "SELECT state FROM settlements WHERE request_id = ?1");
       ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(request_id)).Step());
       if (!row) return absl::NotFoundError("journal: no certificate for this request");
       if (get.Int(0) != static_cast<int>(SettlementState::kPending)) {
         return absl::FailedPreconditionError("journal: settlement outcome is already final");
       }
-      Stmt up(db_,
+      Stmt up(*db_,
               "UPDATE settlements SET state = ?2, reason = ?3, updated_ms = ?4 WHERE request_id "
               "= ?1");
       return up.Bind(1, Id(request_id))
@@ -470,7 +388,7 @@ class SqliteJournal final : public Journal {
   }
 
   absl::Mutex mu_;
-  sqlite3* const db_;  // guarded by mu_ (every use holds it)
+  const std::unique_ptr<Db> db_;  // guarded by mu_ (every use holds it)
   const JournalOptions options_;
   absl::Status sticky_ ABSL_GUARDED_BY(mu_);
 };
@@ -502,16 +420,8 @@ absl::StatusOr<std::unique_ptr<Journal>> OpenJournal(const std::filesystem::path
         absl::StrCat("journal: cannot create ", data_dir.string(), ": ", ec.message()));
   }
   const std::filesystem::path path = data_dir / kJournalFileName;
-  sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(
-      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    absl::Status s = SqliteStatus(db, rc, absl::StrCat("open ", path.string()));
-    sqlite3_close_v2(db);
-    return s;
-  }
-  sqlite3_busy_timeout(db, options.busy_timeout_ms);
-  auto journal = std::make_unique<SqliteJournal>(db, options);
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, options.busy_timeout_ms, "journal"));
+  auto journal = std::make_unique<SqliteJournal>(std::move(db), options);
   RETURN_IF_ERROR(journal->Init());
   return journal;
 }

@@ -29,8 +29,8 @@
 namespace atoma::ledger {
 namespace {
 
-using internal::Db;
-using internal::Stmt;
+using storage::Db;
+using storage::Stmt;
 
 constexpr int64_t kSchemaVersion = 2;
 constexpr uint64_t kMaxUnbondingEpochs = 1'000'000;
@@ -1057,7 +1057,8 @@ absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEmbeddedLedger(
   if (!effective.random) effective.random = OsRandom;
   if (!effective.unix_seconds) effective.unix_seconds = SystemUnixSeconds;
 
-  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, effective.busy_timeout_ms));
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db,
+                   Db::Open(path, effective.busy_timeout_ms, "ledger store"));
   RETURN_IF_ERROR(EnableWal(*db, effective.busy_timeout_ms));
   // FULL: a committed balance change survives power loss (NORMAL in WAL mode may drop the last
   // commits). Ledger writes are few, so the fsync per commit is affordable.
