@@ -22,6 +22,14 @@ void AddKeyCommands(CLI::App& app);
 // `atoma-cli model synth ...` and `atoma-cli model digest DIR` (src/cli/model.cc).
 void AddModelCommand(CLI::App& app);
 
+// `atoma-cli ledger --db FILE <info|nodes|epoch|escrow|settlements|slashings>` and the dev
+// operations on an embedded ledger (init, register-node, stake, advance-epoch, deposit)
+// (src/cli/ledger_cmd.cc).
+void AddLedgerCommand(CLI::App& app);
+
+// `atoma-cli verify --db FILE CERT_FILE [--output FILE]` (src/cli/verify_cmd.cc).
+void AddVerifyCommand(CLI::App& app);
+
 // Prints "atoma-cli: <message>" to stderr and throws CLI::RuntimeError(exit_code).
 [[noreturn]] void Fail(std::string_view message, int exit_code = 1);
 [[noreturn]] void Fail(const absl::Status& status, int exit_code = 1);

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   atoma::cli::AddKeyCommands(app);
   atoma::cli::AddModelCommand(app);
   atoma::cli::AddGenerateCommand(app);
+  atoma::cli::AddLedgerCommand(app);
+  atoma::cli::AddVerifyCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {

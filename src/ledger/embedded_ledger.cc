@@ -226,6 +226,88 @@ class EmbeddedLedger final : public LedgerClient {
     return info;
   }
 
+  absl::StatusOr<std::vector<Address>> ListNodes() override {
+    std::vector<Address> nodes;
+    const absl::Status status = Read([&]() -> absl::Status {
+      Stmt select(*db_, "SELECT address FROM nodes ORDER BY address");
+      while (true) {
+        ASSIGN_OR_RETURN(bool more, select.Step());
+        if (!more) return absl::OkStatus();
+        RETURN_IF_ERROR(select.Blob(0, &nodes.emplace_back()));
+      }
+    });
+    if (!status.ok()) return status;
+    return nodes;
+  }
+
+  absl::StatusOr<std::vector<Hash256>> SnapshotEchelons(uint64_t epoch) override {
+    std::vector<Hash256> echelons;
+    const absl::Status status = Read([&]() -> absl::Status {
+      RETURN_IF_ERROR(LoadEpoch(epoch).status());
+      Stmt select(*db_,
+                  "SELECT DISTINCT echelon_id FROM frozen_stakes WHERE epoch = ? "
+                  "ORDER BY echelon_id");
+      select.Bind(1, static_cast<int64_t>(epoch));
+      while (true) {
+        ASSIGN_OR_RETURN(bool more, select.Step());
+        if (!more) return absl::OkStatus();
+        RETURN_IF_ERROR(select.Blob(0, &echelons.emplace_back()));
+      }
+    });
+    if (!status.ok()) return status;
+    return echelons;
+  }
+
+  absl::StatusOr<std::vector<SettlementRecord>> ListSettlements(size_t limit) override {
+    std::vector<SettlementRecord> records;
+    const absl::Status status = Read([&]() -> absl::Status {
+      // Newest first with the limit, reversed below.
+      Stmt select(*db_,
+                  "SELECT request_id, request_epoch, client, fee, submitter, settled_epoch "
+                  "FROM settlements ORDER BY settled_epoch DESC, request_id DESC LIMIT ?");
+      select.Bind(1, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
+      while (true) {
+        ASSIGN_OR_RETURN(bool more, select.Step());
+        if (!more) return absl::OkStatus();
+        SettlementRecord& r = records.emplace_back();
+        RETURN_IF_ERROR(select.Blob(0, &r.request_id));
+        r.request_epoch = static_cast<uint64_t>(select.Int(1));
+        RETURN_IF_ERROR(select.Blob(2, &r.client));
+        ASSIGN_OR_RETURN(r.fee, ColumnAmount(select, 3));
+        RETURN_IF_ERROR(select.Blob(4, &r.submitter));
+        r.settled_epoch = static_cast<uint64_t>(select.Int(5));
+      }
+    });
+    if (!status.ok()) return status;
+    std::reverse(records.begin(), records.end());
+    return records;
+  }
+
+  absl::StatusOr<std::vector<SlashRecord>> ListSlashings(size_t limit) override {
+    std::vector<SlashRecord> records;
+    const absl::Status status = Read([&]() -> absl::Status {
+      Stmt select(*db_,
+                  "SELECT evidence_hash, offender, request_id, reporter, slashed, "
+                  "reporter_reward, epoch FROM slashes ORDER BY rowid DESC LIMIT ?");
+      select.Bind(1, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
+      while (true) {
+        ASSIGN_OR_RETURN(bool more, select.Step());
+        if (!more) return absl::OkStatus();
+        SlashRecord& r = records.emplace_back();
+        RETURN_IF_ERROR(select.Blob(0, &r.evidence_hash));
+        RETURN_IF_ERROR(select.Blob(1, &r.offender));
+        RETURN_IF_ERROR(select.Blob(2, &r.request_id));
+        RETURN_IF_ERROR(select.Blob(3, &r.reporter));
+        ASSIGN_OR_RETURN(r.slashed, ColumnAmount(select, 4));
+        ASSIGN_OR_RETURN(r.reporter_reward, ColumnAmount(select, 5));
+        r.epoch = static_cast<uint64_t>(select.Int(6));
+      }
+    });
+    if (!status.ok()) return status;
+    std::reverse(records.begin(), records.end());
+    return records;
+  }
+
   absl::Status Stake(const Address& node, const Amount& amount) override {
     RETURN_IF_ERROR(RequirePositive(amount));
     return Write([&]() -> absl::Status {

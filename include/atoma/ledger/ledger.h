@@ -137,6 +137,27 @@ struct SlashResult {
   Amount reporter_reward;  // credited to the reporter's reward balance
 };
 
+// One settled certificate, as recorded by SettleCertificates.
+struct SettlementRecord {
+  Hash256 request_id{};
+  uint64_t request_epoch = 0;
+  Address client{};
+  Amount fee;
+  Address submitter{};
+  uint64_t settled_epoch = 0;  // the ledger's current epoch when it settled
+};
+
+// One equivocation slashed by ReportEquivocation.
+struct SlashRecord {
+  Hash256 evidence_hash{};
+  Address offender{};
+  Hash256 request_id{};
+  Address reporter{};
+  Amount slashed;
+  Amount reporter_reward;
+  uint64_t epoch = 0;  // the ledger's current epoch when it was slashed
+};
+
 class LedgerClient {
  public:
   virtual ~LedgerClient() = default;
@@ -220,6 +241,31 @@ class LedgerClient {
   virtual absl::StatusOr<SlashResult> ReportEquivocation(const Address& reporter,
                                                          const consensus::Attestation& a,
                                                          const consensus::Attestation& b) = 0;
+
+  // --- Read-only listings (operator tools, explorers) ---
+  // Not every backend can enumerate cheaply (a contract needs an indexer), so these are not pure:
+  // the default is UNIMPLEMENTED. The embedded backend implements them.
+  // Every registered node, sorted by address bytes ascending.
+  virtual absl::StatusOr<std::vector<Address>> ListNodes() {
+    return absl::UnimplementedError("this ledger backend cannot list nodes");
+  }
+  // The echelons that have a frozen snapshot in `epoch` (sorted by id; empty when no staked node
+  // served any). NOT_FOUND for an epoch that has not started.
+  virtual absl::StatusOr<std::vector<Hash256>> SnapshotEchelons(uint64_t epoch) {
+    (void)epoch;
+    return absl::UnimplementedError("this ledger backend cannot list snapshot echelons");
+  }
+  // Settled certificates ordered by (settled epoch, request id); the last `limit` of them
+  // (0 = all). Within one epoch the order is by id, not by time of settlement.
+  virtual absl::StatusOr<std::vector<SettlementRecord>> ListSettlements(size_t limit) {
+    (void)limit;
+    return absl::UnimplementedError("this ledger backend cannot list settlements");
+  }
+  // Slashed equivocations in the order they were slashed; the last `limit` of them (0 = all).
+  virtual absl::StatusOr<std::vector<SlashRecord>> ListSlashings(size_t limit) {
+    (void)limit;
+    return absl::UnimplementedError("this ledger backend cannot list slashings");
+  }
 
   static constexpr size_t kMaxEchelons = 64;
   static constexpr size_t kMaxEndpointLength = 255;

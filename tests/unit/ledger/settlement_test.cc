@@ -511,5 +511,60 @@ TEST_F(EquivocationTest, UnregisteredSignerIsNotFound) {
             absl::StatusCode::kNotFound);
 }
 
+// --- Read-only listings (ListNodes, SnapshotEchelons, ListSettlements, ListSlashings) ---
+
+TEST_F(SettlementTest, ListsNodesAndSnapshotEchelons) {
+  std::vector<Address> expected;
+  for (const auto& k : keys_) expected.push_back(k.address());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(ledger_->ListNodes().value(), expected);
+  EXPECT_THAT(ledger_->SnapshotEchelons(epoch_.number).value(), ::testing::ElementsAre(echelon_));
+  // Epoch 0 was opened before any stake: no snapshot.
+  EXPECT_TRUE(ledger_->SnapshotEchelons(0).value().empty());
+  EXPECT_EQ(ledger_->SnapshotEchelons(epoch_.number + 1).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SettlementTest, ListsSettlementsWithLimit) {
+  EXPECT_TRUE(ledger_->ListSettlements(0).value().empty());
+  std::vector<SettlementItem> items = {Honest(Request(1), Output()), Honest(Request(2), Output())};
+  auto results = ledger_->SettleCertificates(client_, items);
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const auto& r : *results) ASSERT_TRUE(r.status.ok()) << r.status;
+
+  const std::vector<SettlementRecord> all = ledger_->ListSettlements(0).value();
+  ASSERT_EQ(all.size(), 2u);
+  std::vector<Hash256> ids = {(*results)[0].request_id, (*results)[1].request_id};
+  std::sort(ids.begin(), ids.end());  // same settled epoch: ordered by request id
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(all[i].request_id, ids[i]);
+    EXPECT_EQ(all[i].request_epoch, epoch_.number);
+    EXPECT_EQ(all[i].settled_epoch, epoch_.number);
+    EXPECT_EQ(all[i].client, client_);
+    EXPECT_EQ(all[i].submitter, client_);
+    EXPECT_EQ(all[i].fee, (*results)[0].fee);
+  }
+  const std::vector<SettlementRecord> last = ledger_->ListSettlements(1).value();
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].request_id, ids[1]);
+}
+
+TEST_F(EquivocationTest, ListsSlashings) {
+  EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
+  const ConsensusRequest r = Request(1);
+  auto slash = ledger_->ReportEquivocation(reporter_, Attest(r, Output(100)), Attest(r, Output(7)));
+  ASSERT_TRUE(slash.ok()) << slash.status();
+  const std::vector<SlashRecord> all = ledger_->ListSlashings(0).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].offender, slash->offender);
+  EXPECT_EQ(all[0].evidence_hash, slash->evidence_hash);
+  EXPECT_EQ(all[0].request_id, consensus::RequestId(r));
+  EXPECT_EQ(all[0].reporter, reporter_);
+  EXPECT_EQ(all[0].slashed, slash->slashed);
+  EXPECT_EQ(all[0].reporter_reward, slash->reporter_reward);
+  EXPECT_EQ(all[0].epoch, epoch_.number);
+  EXPECT_EQ(ledger_->ListSlashings(5).value().size(), 1u);
+}
+
 }  // namespace
 }  // namespace atoma::ledger
