@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "atoma/ledger/ledger.h"
 #include "commands.h"
 #include "nlohmann/json.hpp"
+#include "verify.h"
 
 namespace atoma::cli {
 
@@ -62,43 +64,6 @@ consensus::ConsensusOutput ReadOutputOrFail(const std::string& path) {
   return out;
 }
 
-// The checks that do not need the output; returns "" when they pass, else the failure.
-std::string CheckWithoutOutput(const consensus::Certificate& cert,
-                               const consensus::CertificateContext& ctx) {
-  const size_t n = consensus::CommitteeSize(cert.request.security);
-  if (cert.committee.size() != n || cert.attestations.size() != n) {
-    return absl::StrCat("malformed: request wants ", n, " members, certificate has ",
-                        cert.committee.size(), " members and ", cert.attestations.size(),
-                        " attestations");
-  }
-  const consensus::Hash256 request_id = consensus::RequestId(cert.request);
-  auto draws = consensus::SelectCommittee(ctx.epoch_seed, request_id, ctx.registry, n,
-                                          consensus::BackupCount(n), 0);
-  if (!draws.ok()) return absl::StrCat("wrong committee: ", draws.status().message());
-  std::set<consensus::Address> seen;
-  for (size_t i = 0; i < n; ++i) {
-    const consensus::Address& m = cert.committee[i];
-    const bool drawn =
-        m == draws->committee[i] ||
-        std::find(draws->backups.begin(), draws->backups.end(), m) != draws->backups.end();
-    if (!drawn || !seen.insert(m).second) {
-      return absl::StrCat("wrong committee: member ", i, " (", crypto::AddressToString(m),
-                          ") is not the draw of the epoch seed nor an unused backup");
-    }
-    const consensus::Attestation& a = cert.attestations[i];
-    if (a.member != m) return absl::StrCat("wrong committee: attestation ", i, " is not by ", i);
-    if (absl::Status s = consensus::VerifyAttestation(a, ctx.domain, ctx.epoch); !s.ok()) {
-      return absl::StrCat("member ", i, ": ", s.message());
-    }
-    if (a.request_id != request_id) return absl::StrCat("member ", i, ": another request");
-    if (a.echelon_id != ctx.echelon_id) return absl::StrCat("member ", i, ": another echelon");
-    if (a.commitment != cert.commitment) {
-      return absl::StrCat("member ", i, ": conflicting commitment");
-    }
-  }
-  return "";
-}
-
 }  // namespace
 
 void AddVerifyCommand(CLI::App& app) {
@@ -122,51 +87,12 @@ void AddVerifyCommand(CLI::App& app) {
     if (!cert.ok()) {
       Fail(absl::StrCat("not a certificate: ", *cert_path, ": ", cert.status().message()));
     }
-    if (cert->attestations.empty()) Fail("not verified: the certificate has no attestations");
     auto l = OpenExistingLedger(*db);
-    auto params = l->GetParams();
-    if (!params.ok()) Fail(params.status());
-    consensus::CertificateContext ctx;
-    ctx.domain = params->domain;
-    ctx.epoch = cert->request.epoch;
-    // The echelon comes from the attestations (as in settlement); the checks below make sure
-    // all of them name it.
-    ctx.echelon_id = cert->attestations[0].echelon_id;
-    auto epoch = l->GetEpoch(ctx.epoch);
-    if (!epoch.ok()) Fail(absl::StrCat("not verified: ", epoch.status().message()));
-    ctx.epoch_seed = epoch->seed;
-    auto snapshot = l->EchelonSnapshot(ctx.epoch, ctx.echelon_id);
-    if (!snapshot.ok()) Fail(absl::StrCat("not verified: ", snapshot.status().message()));
-    for (const ledger::Candidate& c : *snapshot) ctx.registry.push_back({c.address, c.stake});
-
-    const size_t n = cert->committee.size();
-    const std::string committee_line =
-        absl::StrCat(n, "/", n, " members, committee matches epoch ", ctx.epoch, " seed 0x",
-                     crypto::ToHex(ctx.epoch_seed).substr(0, 16), "... and the frozen snapshot (",
-                     ctx.registry.size(), " candidates) of echelon 0x",
-                     crypto::ToHex(ctx.echelon_id).substr(0, 16), "...");
-    const std::string request_line =
-        absl::StrCat("request 0x", crypto::ToHex(consensus::RequestId(cert->request)));
-    if (!output_path->empty()) {
-      const consensus::ConsensusOutput output = ReadOutputOrFail(*output_path);
-      const consensus::CertificateVerdict v = consensus::VerifyCertificate(*cert, output, ctx);
-      if (!v.ok()) {
-        Fail(absl::StrCat("not verified",
-                          v.member >= 0 ? absl::StrCat(" (member ", v.member, ")") : "", ": ",
-                          v.reason));
-      }
-      std::printf("verified: %s; output matches commitment C (%zu tokens)\n%s\n",
-                  committee_line.c_str(), output.token_ids.size(), request_line.c_str());
-      return;
-    }
-    if (std::string failure = CheckWithoutOutput(*cert, ctx); !failure.empty()) {
-      Fail(absl::StrCat("not verified: ", failure));
-    }
-    std::printf(
-        "verified without output: %s; all attest one commitment C\n%s\n"
-        "not checked: the output (pass --output to check C, each proof, token counts, Merkle "
-        "root)\n",
-        committee_line.c_str(), request_line.c_str());
+    std::optional<consensus::ConsensusOutput> output;
+    if (!output_path->empty()) output = ReadOutputOrFail(*output_path);
+    auto verdict = VerifyWithLedger(*l, *cert, output ? &*output : nullptr);
+    if (!verdict.ok()) Fail(verdict.status());
+    std::printf("%s", verdict->c_str());
   });
 }
 

@@ -16,6 +16,7 @@
 #include "atoma/ledger/ledger.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "verify.h"
 
 namespace atoma::ledger {
 namespace {
@@ -564,6 +565,60 @@ TEST_F(EquivocationTest, ListsSlashings) {
   EXPECT_EQ(all[0].reporter_reward, slash->reporter_reward);
   EXPECT_EQ(all[0].epoch, epoch_.number);
   EXPECT_EQ(ledger_->ListSlashings(5).value().size(), 1u);
+}
+
+// --- atoma-cli verify's check (cli::VerifyWithLedger) against this ledger ---
+
+TEST_F(SettlementTest, CliVerifyAcceptsHonestCertificateWithAndWithoutOutput) {
+  const SettlementItem item = Honest(Request(1), Output());
+  // Through the file encoding, as the CLI reads it.
+  const Certificate cert =
+      consensus::DecodeCertificate(consensus::EncodeCertificate(item.certificate)).value();
+  auto full = cli::VerifyWithLedger(*ledger_, cert, &item.output);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_THAT(*full, HasSubstr("verified: 3/3 members, committee matches epoch 1 seed"));
+  auto partial = cli::VerifyWithLedger(*ledger_, cert, nullptr);
+  ASSERT_TRUE(partial.ok()) << partial.status();
+  EXPECT_THAT(*partial, HasSubstr("verified without output: 3/3 members"));
+  EXPECT_THAT(*partial, HasSubstr("not checked: the output"));
+}
+
+TEST_F(SettlementTest, CliVerifyRejectsBadCertificatesWithReason) {
+  const SettlementItem item = Honest(Request(1), Output());
+  auto denied = [&](const Certificate& c, const ConsensusOutput* o) {
+    auto v = cli::VerifyWithLedger(*ledger_, c, o);
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kPermissionDenied) << v.status();
+    return std::string(v.status().message());
+  };
+  // Another output than the certified one: only the full check can see it.
+  const ConsensusOutput other = Output(500);
+  EXPECT_THAT(denied(item.certificate, &other), HasSubstr("not verified"));
+
+  // Members swapped: not the draw of the epoch seed, with or without the output.
+  Certificate swapped = item.certificate;
+  std::swap(swapped.committee[0], swapped.committee[1]);
+  std::swap(swapped.attestations[0], swapped.attestations[1]);
+  EXPECT_THAT(denied(swapped, nullptr), HasSubstr("wrong committee"));
+  EXPECT_THAT(denied(swapped, &item.output), HasSubstr("not verified"));
+
+  // A forged signature.
+  Certificate forged = item.certificate;
+  forged.attestations[2].signature[5] ^= 0x01;
+  EXPECT_THAT(denied(forged, nullptr), HasSubstr("member 2"));
+
+  // A request for an epoch that has not started.
+  Certificate future = item.certificate;
+  future.request.epoch = 7;
+  EXPECT_THAT(denied(future, nullptr), HasSubstr("epoch 7 has not started"));
+
+  // The certificate claims another C than its members attested.
+  Certificate conflicting = item.certificate;
+  conflicting.commitment[0] ^= 0x01;
+  EXPECT_THAT(denied(conflicting, nullptr), HasSubstr("conflicting commitment"));
+
+  Certificate empty = item.certificate;
+  empty.attestations.clear();
+  EXPECT_THAT(denied(empty, nullptr), HasSubstr("no attestations"));
 }
 
 }  // namespace
