@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "atoma/common/status.h"
 #include "atoma/engine/model.h"
+#include "file_util.h"
 
 namespace atoma::engine {
 namespace {
@@ -24,16 +25,10 @@ void PutBigEndian(uint64_t v, int bytes, crypto::Sha256& h) {
 // Hashes (uint32 BE name length, name, uint64 BE size, bytes) of one file, streaming it so a
 // multi-GB checkpoint never sits in memory.
 absl::Status HashFile(const std::filesystem::path& path, crypto::Sha256& h) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", path.string()));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return absl::ErrnoToStatus(err, absl::StrCat("stat ", path.string()));
-  }
+  ASSIGN_OR_RETURN(const modelio::OpenedFile file, modelio::OpenReadOnly(path));
+  const int fd = file.fd;
   const std::string name = path.filename().string();
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  const uint64_t size = file.size;
   PutBigEndian(name.size(), 4, h);
   h.Update(name);
   PutBigEndian(size, 8, h);

@@ -69,6 +69,18 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_
   });
 }
 
+absl::StatusOr<OpenedFile> OpenReadOnly(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "opening", path);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Errno(err, "stat", path);
+  }
+  return OpenedFile{fd, static_cast<uint64_t>(st.st_size)};
+}
+
 absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path, uint64_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Errno(errno, "opening", path);

@@ -30,6 +30,14 @@ absl::StatusOr<std::string> ReadSmallFile(const std::filesystem::path& path,
 
 // `name` quoted and C-escaped for an error message, cut to a readable length (names come from
 // untrusted files).
+// A file opened read-only (O_CLOEXEC) and its size at open time. The caller closes `fd`.
+struct OpenedFile {
+  int fd = -1;
+  uint64_t size = 0;
+};
+// Errors name the path ("opening ...", "stat ...").
+absl::StatusOr<OpenedFile> OpenReadOnly(const std::filesystem::path& path);
+
 std::string QuoteForError(std::string_view name);
 
 }  // namespace atoma::engine::modelio

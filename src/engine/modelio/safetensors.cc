@@ -230,16 +230,10 @@ namespace {
 class MappedFile {
  public:
   static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::filesystem::path& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", path.string()));
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      return absl::ErrnoToStatus(err, absl::StrCat("stat ", path.string()));
-    }
+    ASSIGN_OR_RETURN(const modelio::OpenedFile opened, modelio::OpenReadOnly(path));
+    const int fd = opened.fd;
     auto file = std::unique_ptr<MappedFile>(new MappedFile());
-    file->size_ = static_cast<size_t>(st.st_size);
+    file->size_ = static_cast<size_t>(opened.size);
     if (file->size_ > 0) {
       void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
       if (p == MAP_FAILED) {
