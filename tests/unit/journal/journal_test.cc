@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "atoma/consensus/encoding.h"
 #include "gtest/gtest.h"
-#include "ledger_fixture.h"
+#include "testing/ledger_fixture.h"
 
 namespace atoma::journal {
 namespace {
@@ -109,7 +109,7 @@ class JournalLedgerTest : public JournalTest {
     std::filesystem::create_directories(dir_);
     fixture_.Create(dir_ / "ledger.db");
   }
-  testing::LedgerFixture fixture_;
+  test::LedgerFixture fixture_;
 };
 
 TEST_F(JournalLedgerTest, OwnAttestationEquivocationGuardSurvivesReopen) {

@@ -14,7 +14,7 @@
 #include "atoma/journal/journal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger_fixture.h"
+#include "testing/ledger_fixture.h"
 
 namespace atoma::journal {
 namespace {
@@ -182,7 +182,7 @@ class OutboxTest : public ::testing::Test {
   std::filesystem::path dir_;
   absl::Mutex clock_mu_;
   absl::Time now_ ABSL_GUARDED_BY(clock_mu_) = absl::FromUnixSeconds(1'700'000'000);
-  testing::LedgerFixture fixture_;
+  test::LedgerFixture fixture_;
   std::unique_ptr<FaultyLedger> faulty_;
   JournalOptions journal_options_;
   std::unique_ptr<Journal> journal_;

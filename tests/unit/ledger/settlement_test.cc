@@ -16,6 +16,7 @@
 #include "atoma/ledger/ledger.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/ledger_fixture.h"
 #include "verify.h"
 
 namespace atoma::ledger {
@@ -29,11 +30,10 @@ using consensus::ConsensusRequest;
 using ::testing::HasSubstr;
 
 constexpr size_t kNodes = 6;
-constexpr uint64_t kCommittee = 3;
 
 // A ledger with 6 registered, staked nodes serving one echelon, advanced to epoch 1 (whose
-// snapshot holds them), and a funded client.
-class SettlementTest : public ::testing::Test {
+// snapshot holds them), and a funded client (test::LedgerFixture).
+class SettlementTest : public ::testing::Test, public test::LedgerFixture {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -41,107 +41,24 @@ class SettlementTest : public ::testing::Test {
            absl::StrCat("atoma_settle_", getpid(), "_", info->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    EmbeddedLedgerOptions options;
-    options.fee_per_token = Amount(2);
-    options.slash_bps = 1'000;
-    options.reporter_share_bps = 2'500;
-    ledger_ = OpenEmbeddedLedger(dir_ / "ledger.db", options).value();
-    params_ = ledger_->GetParams().value();
-
-    model_ = crypto::Sha256Of(std::string_view("model"));
-    echelon_ = crypto::Sha256Of(std::string_view("model/fingerprint"));
-    for (size_t i = 0; i < kNodes; ++i) {
-      std::string hex(64, '0');
-      hex[0] = 'b';
-      hex[63] = static_cast<char>('1' + i);
-      keys_.push_back(crypto::PrivateKey::FromHex(hex).value());
-      const Address& a = keys_.back().address();
-      ASSERT_TRUE(
-          ledger_->RegisterNode(a, absl::StrCat("node", i, ":7000"), {{model_, echelon_}}).ok());
-      ASSERT_TRUE(ledger_->Stake(a, Amount(10'000 + 1'000 * i)).ok());
-    }
-    client_[19] = 0xc1;
-    ASSERT_TRUE(ledger_->DepositEscrow(client_, Amount(1'000)).ok());
-    epoch_ = ledger_->AdvanceEpoch().value();
+    test::LedgerSetup setup;
+    setup.nodes = kNodes;
+    setup.key_prefix = 'b';
+    setup.options.fee_per_token = Amount(2);
+    setup.options.slash_bps = 1'000;
+    setup.options.reporter_share_bps = 2'500;
+    setup.escrow = 1'000;
+    Create(dir_ / "ledger.db", setup);
   }
   void TearDown() override {
     ledger_.reset();
     std::filesystem::remove_all(dir_);
   }
 
-  ConsensusRequest Request(uint64_t nonce, uint64_t max_fee = 1'000) const {
-    ConsensusRequest r;
-    r.model_digest = model_;
-    r.prompt_token_ids = {1, 15043, 3186, 29892};
-    r.max_tokens = 16;
-    r.security = {consensus::SecurityMode::kSampling, kCommittee, 0, 0, {}};
-    r.max_fee = Amount(max_fee);
-    r.client = client_;
-    r.client_nonce = nonce;
-    r.epoch = epoch_.number;
-    return r;
-  }
-
-  static ConsensusOutput Output(uint32_t first = 100) {
-    ConsensusOutput o;
-    for (uint32_t i = 0; i < 16; ++i) o.token_ids.push_back(first + i);
-    o.finish_reason = consensus::FinishReason::kLength;
-    return o;
-  }
-
-  const crypto::PrivateKey& KeyOf(const Address& a) const {
-    for (const auto& k : keys_) {
-      if (k.address() == a) return k;
-    }
-    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
-    return keys_[0];
-  }
-
-  std::vector<Address> CommitteeOf(const ConsensusRequest& r) const {
-    std::vector<consensus::Candidate> registry;
-    // Keep the snapshot alive: iterating `.value()` of a temporary StatusOr would dangle.
-    const std::vector<Candidate> snapshot =
-        ledger_->EchelonSnapshot(epoch_.number, echelon_).value();
-    for (const Candidate& c : snapshot) {
-      registry.push_back({c.address, c.stake});
-    }
-    return consensus::SelectCommittee(epoch_.seed, consensus::RequestId(r), registry, kCommittee, 0,
-                                      0)
-        .value()
-        .committee;
-  }
-
-  // The honest certificate: every member attests `output` with its own key, in the ledger's
-  // domain, for the ledger's epoch and echelon.
-  SettlementItem Honest(const ConsensusRequest& r, const ConsensusOutput& output) const {
-    SettlementItem item;
-    item.output = output;
-    item.certificate.request = r;
-    item.certificate.committee = CommitteeOf(r);
-    const Hash256 id = consensus::RequestId(r);
-    for (const Address& m : item.certificate.committee) {
-      item.certificate.attestations.push_back(
-          consensus::MakeAttestation(params_.domain, id, echelon_, epoch_.number,
-                                     item.certificate.committee, output, r.prompt_token_ids.size(),
-                                     KeyOf(m))
-              .value());
-    }
-    item.certificate.commitment = item.certificate.attestations[0].commitment;
-    return item;
-  }
-
   Amount Reward(const Address& a) const { return ledger_->RewardBalance(a).value(); }
-  Amount Escrow() const { return ledger_->EscrowBalance(client_).value(); }
 
   std::filesystem::path dir_;
-  std::unique_ptr<LedgerClient> ledger_;
-  Params params_;
-  Hash256 model_{};
-  Hash256 echelon_{};
-  std::vector<crypto::PrivateKey> keys_;
-  Address client_{};
   Address submitter_{};
-  Epoch epoch_;
 };
 
 TEST_F(SettlementTest, ParamsAreStoredAndDomainIsPerLedger) {

@@ -1,6 +1,6 @@
-// Test-only: an embedded ledger with registered, staked nodes serving one echelon, a funded client,
-// and honest certificates made with the nodes' real keys against the ledger's own epoch seed and
-// frozen snapshot (the minimal part of tests/unit/ledger/settlement_test.cc).
+// Test-only, shared by the ledger and journal tests: an embedded ledger with registered, staked
+// nodes serving one echelon, a funded client, and honest certificates made with the nodes' real
+// keys against the ledger's own epoch seed and frozen snapshot.
 #pragma once
 
 #include <filesystem>
@@ -16,26 +16,32 @@
 #include "atoma/ledger/ledger.h"
 #include "gtest/gtest.h"
 
-namespace atoma::journal::testing {
+namespace atoma::test {
 
 using ledger::Address;
 
+// What Create sets up. The defaults are the journal tests'; the settlement tests change them.
+struct LedgerSetup {
+  size_t nodes = 5;
+  char key_prefix = 'c';  // first hex digit of every node key (keys differ in the last digit)
+  ledger::EmbeddedLedgerOptions options;
+  uint64_t escrow = 100'000;  // the client's deposit
+};
+
 class LedgerFixture {
  public:
-  static constexpr size_t kNodes = 5;
   static constexpr uint64_t kCommittee = 3;
 
-  // Creates the ledger at `path`; ASSERTs inside (call it from SetUp, then check HasFatalFailure).
-  void Create(const std::filesystem::path& path) {
-    ledger::EmbeddedLedgerOptions options;
-    options.fee_per_token = ledger::Amount(1);
-    ledger_ = ledger::OpenEmbeddedLedger(path, options).value();
+  // Creates the ledger at `path` and advances it to epoch 1, whose snapshot holds the nodes.
+  // ASSERTs inside (call it from SetUp, then check HasFatalFailure).
+  void Create(const std::filesystem::path& path, const LedgerSetup& setup = {}) {
+    ledger_ = ledger::OpenEmbeddedLedger(path, setup.options).value();
     params_ = ledger_->GetParams().value();
     model_ = crypto::Sha256Of(std::string_view("model"));
     echelon_ = crypto::Sha256Of(std::string_view("model/fingerprint"));
-    for (size_t i = 0; i < kNodes; ++i) {
+    for (size_t i = 0; i < setup.nodes; ++i) {
       std::string hex(64, '0');
-      hex[0] = 'c';
+      hex[0] = setup.key_prefix;
       hex[63] = static_cast<char>('1' + i);
       keys_.push_back(crypto::PrivateKey::FromHex(hex).value());
       const Address& a = keys_.back().address();
@@ -44,7 +50,7 @@ class LedgerFixture {
       ASSERT_TRUE(ledger_->Stake(a, ledger::Amount(10'000 + 1'000 * i)).ok());
     }
     client_[19] = 0xc1;
-    ASSERT_TRUE(ledger_->DepositEscrow(client_, ledger::Amount(100'000)).ok());
+    ASSERT_TRUE(ledger_->DepositEscrow(client_, ledger::Amount(setup.escrow)).ok());
     epoch_ = ledger_->AdvanceEpoch().value();
   }
 
@@ -120,4 +126,4 @@ class LedgerFixture {
   ledger::Epoch epoch_;
 };
 
-}  // namespace atoma::journal::testing
+}  // namespace atoma::test
