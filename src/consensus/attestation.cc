@@ -60,6 +60,14 @@ CertificateVerdict Fail(CertificateCheck check, int member, std::string reason) 
 
 }  // namespace
 
+Hash256 ClientRequestDigest(const Domain& domain, const Hash256& request_id) {
+  Encoder e;
+  e.U64(domain.chain_id);
+  e.Addr(domain.ledger);
+  e.Hash(request_id);
+  return TaggedHash("atoma/client-request", e);
+}
+
 Hash256 AttestationDigest(const Attestation& attestation) {
   Encoder e;
   EncodeSignedFields(attestation, e);

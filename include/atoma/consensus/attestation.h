@@ -35,6 +35,11 @@ struct Domain {
   friend bool operator==(const Domain&, const Domain&) = default;
 };
 
+// What a client signs to authorize (and pay for) a request, DESIGN §4.3:
+//   H("atoma/client-request", chain_id, ledger, request_id)
+// The domain makes the authorization worthless on another network or ledger.
+Hash256 ClientRequestDigest(const Domain& domain, const Hash256& request_id);
+
 struct Attestation {
   Domain domain;
   Hash256 request_id{};
