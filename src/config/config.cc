@@ -123,6 +123,28 @@ class MapReader {
     return absl::OkStatus();
   }
 
+  absl::Status UInt64(std::string_view key, uint64_t* out) const {
+    const YAML::Node value = Get(key);
+    if (!value.IsDefined()) return absl::OkStatus();
+    const std::string path = PathOf(key);
+    if (!value.IsScalar()) {
+      return KeyError(path, absl::StrCat("expected a non-negative integer", LineOf(value)));
+    }
+    const std::string& text = value.Scalar();
+    uint64_t parsed = 0;
+    // from_chars on an unsigned type rejects a leading '-', so "-1" is a type error here.
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+    if (ec == std::errc::result_out_of_range) {
+      return KeyError(path, absl::StrCat("integer out of range, got ", text, LineOf(value)));
+    }
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+      return KeyError(
+          path, absl::StrCat("expected a non-negative integer, got \"", text, "\"", LineOf(value)));
+    }
+    *out = parsed;
+    return absl::OkStatus();
+  }
+
   absl::Status Bool(std::string_view key, bool* out) const {
     const YAML::Node value = Get(key);
     if (!value.IsDefined()) return absl::OkStatus();
@@ -219,7 +241,8 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
 
   const MapReader top(root.IsDefined() && !root.IsNull() ? root : YAML::Node(YAML::NodeType::Map),
                       "");
-  RETURN_IF_ERROR(top.CheckKeys({"node", "api", "log", "engine", "models", "shutdown"}));
+  RETURN_IF_ERROR(
+      top.CheckKeys({"node", "api", "log", "engine", "models", "shutdown", "ledger", "consensus"}));
 
   const MapReader node = top.Child("node");
   RETURN_IF_ERROR(node.CheckKeys({"key_file", "data_dir"}));
@@ -282,6 +305,31 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   const MapReader shutdown = top.Child("shutdown");
   RETURN_IF_ERROR(shutdown.CheckKeys({"drain_deadline_ms"}));
   RETURN_IF_ERROR(shutdown.Int("drain_deadline_ms", &c.shutdown.drain_deadline_ms));
+
+  const MapReader ledger = top.Child("ledger");
+  RETURN_IF_ERROR(
+      ledger.CheckKeys({"backend", "path", "chain_id", "epoch_length_s", "advance_epochs"}));
+  RETURN_IF_ERROR(ledger.String("backend", &c.ledger.backend));
+  RETURN_IF_ERROR(ledger.Path("path", base, &c.ledger.path));
+  RETURN_IF_ERROR(ledger.UInt64("chain_id", &c.ledger.chain_id));
+  RETURN_IF_ERROR(ledger.UInt64("epoch_length_s", &c.ledger.epoch_length_s));
+  RETURN_IF_ERROR(ledger.Bool("advance_epochs", &c.ledger.advance_epochs));
+
+  const MapReader consensus = top.Child("consensus");
+  RETURN_IF_ERROR(
+      consensus.CheckKeys({"advertise", "register", "member_timeout_ms", "reattest_timeout_ms",
+                           "referee_timeout_ms", "peer_call_timeout_ms", "max_committee_size",
+                           "settlement_batch_size", "settlement_max_delay_ms"}));
+  ConsensusSection& k = c.consensus;
+  RETURN_IF_ERROR(consensus.String("advertise", &k.advertise));
+  RETURN_IF_ERROR(consensus.Bool("register", &k.register_node));
+  RETURN_IF_ERROR(consensus.Int("member_timeout_ms", &k.member_timeout_ms));
+  RETURN_IF_ERROR(consensus.Int("reattest_timeout_ms", &k.reattest_timeout_ms));
+  RETURN_IF_ERROR(consensus.Int("referee_timeout_ms", &k.referee_timeout_ms));
+  RETURN_IF_ERROR(consensus.Int("peer_call_timeout_ms", &k.peer_call_timeout_ms));
+  RETURN_IF_ERROR(consensus.Int("max_committee_size", &k.max_committee_size));
+  RETURN_IF_ERROR(consensus.Int("settlement_batch_size", &k.settlement_batch_size));
+  RETURN_IF_ERROR(consensus.Int("settlement_max_delay_ms", &k.settlement_max_delay_ms));
   return c;
 }
 
@@ -370,6 +418,35 @@ absl::Status Validate(const NodeConfig& c) {
   }
   RETURN_IF_ERROR(
       CheckRange("shutdown.drain_deadline_ms", c.shutdown.drain_deadline_ms, 0, 3600000));
+
+  const LedgerSection& l = c.ledger;
+  RETURN_IF_ERROR(CheckOneOf("ledger.backend", l.backend, {"none", "embedded"}));
+  if (l.backend == "embedded" && l.path.empty()) {
+    return KeyError("ledger.path", "required when ledger.backend is embedded");
+  }
+  if (l.chain_id == 0) return KeyError("ledger.chain_id", "must be at least 1, got 0");
+  if (l.epoch_length_s < 1 || l.epoch_length_s > 31536000) {
+    return KeyError("ledger.epoch_length_s",
+                    absl::StrCat("must be between 1 and 31536000, got ", l.epoch_length_s));
+  }
+
+  const ConsensusSection& k = c.consensus;
+  if (!k.advertise.empty()) {
+    RETURN_IF_ERROR(CheckListenAddress(k.advertise, "consensus.advertise"));
+    // Peers dial this address, so it needs a real port, not "pick one".
+    if (k.advertise.ends_with(":0")) {
+      return KeyError("consensus.advertise",
+                      absl::StrCat("port must be 1..65535, got \"", k.advertise, "\""));
+    }
+  }
+  RETURN_IF_ERROR(CheckRange("consensus.member_timeout_ms", k.member_timeout_ms, 100, 3600000));
+  RETURN_IF_ERROR(CheckRange("consensus.reattest_timeout_ms", k.reattest_timeout_ms, 10, 600000));
+  RETURN_IF_ERROR(CheckRange("consensus.referee_timeout_ms", k.referee_timeout_ms, 100, 3600000));
+  RETURN_IF_ERROR(CheckRange("consensus.peer_call_timeout_ms", k.peer_call_timeout_ms, 10, 600000));
+  RETURN_IF_ERROR(CheckRange("consensus.max_committee_size", k.max_committee_size, 1, 64));
+  RETURN_IF_ERROR(CheckRange("consensus.settlement_batch_size", k.settlement_batch_size, 1, 1024));
+  RETURN_IF_ERROR(
+      CheckRange("consensus.settlement_max_delay_ms", k.settlement_max_delay_ms, 1, 3600000));
   return absl::OkStatus();
 }
 

@@ -70,6 +70,39 @@ struct ShutdownSection {
   int drain_deadline_ms = 30000;  // running generations get this long to finish
 };
 
+// The stake/reward ledger this node settles on (docs/ledger.md).
+struct LedgerSection {
+  // none | embedded. With none the node serves only security `none` (no committee can be drawn
+  // without a registry); embedded is a SQLite file every node of a local network shares.
+  std::string backend = "none";
+  // embedded: the ledger file (relative paths resolve against the config file). Required when
+  // backend is embedded; created (with chain_id and epoch_length_s) when missing.
+  std::filesystem::path path;
+  uint64_t chain_id = 31337;       // used only when the file is created; 1..2^63-1
+  uint64_t epoch_length_s = 3600;  // used only when the file is created; 1..31536000
+  // This node opens the next epoch when the current one is older than the ledger's
+  // epoch_length_s. Several nodes may do it; the ledger accepts one advance per epoch.
+  bool advance_epochs = true;
+};
+
+// Sampling Consensus timing and limits (docs/protocol.md). Timeouts are generous by default
+// because a committee member's output can be long; tests shorten them.
+struct ConsensusSection {
+  // host:port registered on the ledger for peers. Empty (default): api.listen with the bound
+  // port; a wildcard host (0.0.0.0, [::]) becomes 127.0.0.1.
+  std::string advertise;
+  // YAML key `register`: register or update this node (endpoint, echelons) on the ledger at
+  // start. Off for nodes whose registration is managed elsewhere.
+  bool register_node = true;
+  int member_timeout_ms = 30000;       // a silent member is replaced by a backup; 100..3600000
+  int reattest_timeout_ms = 5000;      // backup / referee attestation wait; 10..600000
+  int referee_timeout_ms = 60000;      // a dispute's referees must answer by then; 100..3600000
+  int peer_call_timeout_ms = 5000;     // deadline of Attest / GetAttestations calls; 10..600000
+  int max_committee_size = 16;         // larger sampling n → INVALID_ARGUMENT; 1..64
+  int settlement_batch_size = 64;      // certificates per settlement transaction; 1..1024
+  int settlement_max_delay_ms = 2000;  // a certificate waits at most this for a batch; 1..3600000
+};
+
 struct NodeConfig {
   NodeSection node;
   ApiSection api;
@@ -77,6 +110,8 @@ struct NodeConfig {
   EngineSection engine;
   std::vector<ModelEntry> models;  // at least one
   ShutdownSection shutdown;
+  LedgerSection ledger;
+  ConsensusSection consensus;
 };
 
 // Command-line flags that replace the file's values. A relative ports_file here is relative to

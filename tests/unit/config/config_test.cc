@@ -64,6 +64,20 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.models[0].id, "tiny");  // the folder name
   EXPECT_EQ(c.models[0].path, fs::path("/etc/atoma/models/tiny"));
   EXPECT_EQ(c.shutdown.drain_deadline_ms, 30000);
+  EXPECT_EQ(c.ledger.backend, "none");
+  EXPECT_TRUE(c.ledger.path.empty());
+  EXPECT_EQ(c.ledger.chain_id, 31337u);
+  EXPECT_EQ(c.ledger.epoch_length_s, 3600u);
+  EXPECT_TRUE(c.ledger.advance_epochs);
+  EXPECT_EQ(c.consensus.advertise, "");
+  EXPECT_TRUE(c.consensus.register_node);
+  EXPECT_EQ(c.consensus.member_timeout_ms, 30000);
+  EXPECT_EQ(c.consensus.reattest_timeout_ms, 5000);
+  EXPECT_EQ(c.consensus.referee_timeout_ms, 60000);
+  EXPECT_EQ(c.consensus.peer_call_timeout_ms, 5000);
+  EXPECT_EQ(c.consensus.max_committee_size, 16);
+  EXPECT_EQ(c.consensus.settlement_batch_size, 64);
+  EXPECT_EQ(c.consensus.settlement_max_delay_ms, 2000);
 }
 
 TEST(Config, EveryKeyParsed) {
@@ -101,6 +115,22 @@ models:
   - path: models/b/
 shutdown:
   drain_deadline_ms: 0
+ledger:
+  backend: embedded
+  path: ../var/ledger.db
+  chain_id: 18446744073709551615
+  epoch_length_s: 31536000
+  advance_epochs: false
+consensus:
+  advertise: "node1.example:7000"
+  register: false
+  member_timeout_ms: 3000
+  reattest_timeout_ms: 1000
+  referee_timeout_ms: 100
+  peer_call_timeout_ms: 10
+  max_committee_size: 64
+  settlement_batch_size: 1024
+  settlement_max_delay_ms: 200
 )");
   EXPECT_EQ(c.node.key_file, fs::path("/keys/k"));
   EXPECT_EQ(c.node.data_dir, fs::path("/etc/state"));
@@ -130,6 +160,20 @@ shutdown:
   EXPECT_EQ(c.models[0].path, fs::path("/models/a/"));
   EXPECT_EQ(c.models[1].id, "b");  // folder name despite the trailing slash
   EXPECT_EQ(c.shutdown.drain_deadline_ms, 0);
+  EXPECT_EQ(c.ledger.backend, "embedded");
+  EXPECT_EQ(c.ledger.path, fs::path("/etc/var/ledger.db"));  // relative to the config folder
+  EXPECT_EQ(c.ledger.chain_id, 18446744073709551615u);
+  EXPECT_EQ(c.ledger.epoch_length_s, 31536000u);
+  EXPECT_FALSE(c.ledger.advance_epochs);
+  EXPECT_EQ(c.consensus.advertise, "node1.example:7000");
+  EXPECT_FALSE(c.consensus.register_node);
+  EXPECT_EQ(c.consensus.member_timeout_ms, 3000);
+  EXPECT_EQ(c.consensus.reattest_timeout_ms, 1000);
+  EXPECT_EQ(c.consensus.referee_timeout_ms, 100);
+  EXPECT_EQ(c.consensus.peer_call_timeout_ms, 10);
+  EXPECT_EQ(c.consensus.max_committee_size, 64);
+  EXPECT_EQ(c.consensus.settlement_batch_size, 1024);
+  EXPECT_EQ(c.consensus.settlement_max_delay_ms, 200);
 }
 
 TEST(Config, NullValueMeansDefault) {
@@ -149,6 +193,25 @@ TEST(Config, UnknownKeysAreErrors) {
   EXPECT_NE(ErrorOf("node:\n  key_file: k\nmodels:\n  - path: m\n    revision: 3\n")
                 .find("models[0].revision: unknown key"),
             std::string::npos);
+}
+
+TEST(Config, LedgerAndConsensusKeysAreChecked) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "ledger:\n  backnd: none\n"),
+            "node.yaml: ledger.backnd: unknown key (line 7); did you mean backend?");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "consensus:\n  register_node: true\n")
+                .rfind("node.yaml: consensus.register_node: unknown key (line 7); known keys: ", 0),
+            0u);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "ledger:\n  chain_id: -1\n"),
+            "node.yaml: ledger.chain_id: expected a non-negative integer, got \"-1\" (line 7)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "ledger:\n  chain_id: 18446744073709551616\n"),
+            "node.yaml: ledger.chain_id: integer out of range, got 18446744073709551616 (line 7)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "ledger:\n  epoch_length_s: [1]\n"),
+            "node.yaml: ledger.epoch_length_s: expected a non-negative integer (line 7)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "consensus:\n  register: sometimes\n"),
+            "node.yaml: consensus.register: expected true or false, got \"sometimes\" (line 7)");
+  EXPECT_NE(
+      ErrorOf(std::string(kMinimal) + "ledger: embedded\n").find("ledger: expected a mapping"),
+      std::string::npos);
 }
 
 TEST(Config, DuplicateKeysAreErrors) {
@@ -251,6 +314,39 @@ TEST(Config, ValidationErrors) {
       {"shutdown:\n  drain_deadline_ms: -5\n",
        "shutdown.drain_deadline_ms: must be between 0 and 3600000, got -5"},
       {"node:\n  data_dir: \"\"\n", "node.data_dir: must not be empty"},
+      {"ledger:\n  backend: evm\n", "ledger.backend: must be one of none|embedded, got \"evm\""},
+      {"ledger:\n  backend: embedded\n", "ledger.path: required when ledger.backend is embedded"},
+      {"ledger:\n  backend: embedded\n  path: \"\"\n",
+       "ledger.path: required when ledger.backend is embedded"},
+      {"ledger:\n  chain_id: 0\n", "ledger.chain_id: must be at least 1, got 0"},
+      {"ledger:\n  epoch_length_s: 0\n",
+       "ledger.epoch_length_s: must be between 1 and 31536000, got 0"},
+      {"ledger:\n  epoch_length_s: 31536001\n",
+       "ledger.epoch_length_s: must be between 1 and 31536000, got 31536001"},
+      {"consensus:\n  advertise: nowhere\n",
+       "consensus.advertise: expected host:port, got \"nowhere\" (no port)"},
+      {"consensus:\n  advertise: \"10.0.0.1:0\"\n",
+       "consensus.advertise: port must be 1..65535, got \"10.0.0.1:0\""},
+      {"consensus:\n  member_timeout_ms: 99\n",
+       "consensus.member_timeout_ms: must be between 100 and 3600000, got 99"},
+      {"consensus:\n  member_timeout_ms: 3600001\n",
+       "consensus.member_timeout_ms: must be between 100 and 3600000, got 3600001"},
+      {"consensus:\n  reattest_timeout_ms: 9\n",
+       "consensus.reattest_timeout_ms: must be between 10 and 600000, got 9"},
+      {"consensus:\n  reattest_timeout_ms: 600001\n",
+       "consensus.reattest_timeout_ms: must be between 10 and 600000, got 600001"},
+      {"consensus:\n  referee_timeout_ms: 99\n",
+       "consensus.referee_timeout_ms: must be between 100 and 3600000, got 99"},
+      {"consensus:\n  peer_call_timeout_ms: 600001\n",
+       "consensus.peer_call_timeout_ms: must be between 10 and 600000, got 600001"},
+      {"consensus:\n  max_committee_size: 0\n",
+       "consensus.max_committee_size: must be between 1 and 64, got 0"},
+      {"consensus:\n  max_committee_size: 65\n",
+       "consensus.max_committee_size: must be between 1 and 64, got 65"},
+      {"consensus:\n  settlement_batch_size: 1025\n",
+       "consensus.settlement_batch_size: must be between 1 and 1024, got 1025"},
+      {"consensus:\n  settlement_max_delay_ms: 0\n",
+       "consensus.settlement_max_delay_ms: must be between 1 and 3600000, got 0"},
   };
   for (const auto& c : cases) {
     // Later sections replace earlier ones' keys only when they are the same key, so re-emit the
@@ -348,7 +444,22 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
                           "models:",
                           "id:",
                           "path:",
-                          "drain_deadline_ms:"}) {
+                          "drain_deadline_ms:",
+                          "ledger:",
+                          "backend:",
+                          "chain_id:",
+                          "epoch_length_s:",
+                          "advance_epochs:",
+                          "consensus:",
+                          "advertise:",
+                          "register:",
+                          "member_timeout_ms:",
+                          "reattest_timeout_ms:",
+                          "referee_timeout_ms:",
+                          "peer_call_timeout_ms:",
+                          "max_committee_size:",
+                          "settlement_batch_size:",
+                          "settlement_max_delay_ms:"}) {
     EXPECT_NE(text.find(key), std::string::npos) << "config/node.yaml does not show " << key;
   }
   // Every key's documented default matches the code: the file spells out the defaults, so the
@@ -367,6 +478,20 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
             defaults.engine.max_prefill_tokens_per_step);
   EXPECT_EQ(example->engine.sampling_threads, defaults.engine.sampling_threads);
   EXPECT_EQ(example->shutdown.drain_deadline_ms, defaults.shutdown.drain_deadline_ms);
+  EXPECT_EQ(example->ledger.backend, defaults.ledger.backend);
+  EXPECT_EQ(example->ledger.path, defaults.ledger.path);
+  EXPECT_EQ(example->ledger.chain_id, defaults.ledger.chain_id);
+  EXPECT_EQ(example->ledger.epoch_length_s, defaults.ledger.epoch_length_s);
+  EXPECT_EQ(example->ledger.advance_epochs, defaults.ledger.advance_epochs);
+  EXPECT_EQ(example->consensus.advertise, defaults.consensus.advertise);
+  EXPECT_EQ(example->consensus.register_node, defaults.consensus.register_node);
+  EXPECT_EQ(example->consensus.member_timeout_ms, defaults.consensus.member_timeout_ms);
+  EXPECT_EQ(example->consensus.reattest_timeout_ms, defaults.consensus.reattest_timeout_ms);
+  EXPECT_EQ(example->consensus.referee_timeout_ms, defaults.consensus.referee_timeout_ms);
+  EXPECT_EQ(example->consensus.peer_call_timeout_ms, defaults.consensus.peer_call_timeout_ms);
+  EXPECT_EQ(example->consensus.max_committee_size, defaults.consensus.max_committee_size);
+  EXPECT_EQ(example->consensus.settlement_batch_size, defaults.consensus.settlement_batch_size);
+  EXPECT_EQ(example->consensus.settlement_max_delay_ms, defaults.consensus.settlement_max_delay_ms);
 }
 
 }  // namespace
