@@ -19,6 +19,11 @@ namespace {
 // The checks that do not need the output; returns "" when they pass, else the failure.
 std::string CheckWithoutOutput(const consensus::Certificate& cert,
                                const consensus::CertificateContext& ctx) {
+  if (absl::Status s =
+          consensus::VerifyClientSignature(ctx.domain, cert.request, cert.client_signature);
+      !s.ok()) {
+    return absl::StrCat("client: ", s.message());
+  }
   const size_t n = consensus::CommitteeSize(cert.request.security);
   if (cert.committee.size() != n || cert.attestations.size() != n) {
     return absl::StrCat("malformed: request wants ", n, " members, certificate has ",
@@ -83,13 +88,19 @@ absl::StatusOr<std::string> VerifyWithLedger(ledger::LedgerClient& ledger,
                    crypto::ToHex(ctx.epoch_seed).substr(0, 16), "... and the frozen snapshot (",
                    ctx.registry.size(), " candidates) of echelon 0x",
                    crypto::ToHex(ctx.echelon_id).substr(0, 16), "...");
-  const std::string request_line =
-      absl::StrCat("request 0x", crypto::ToHex(consensus::RequestId(cert.request)));
+  const std::string request_line = absl::StrCat(
+      "request 0x", crypto::ToHex(consensus::RequestId(cert.request)), ", authorized by client ",
+      crypto::AddressToString(cert.request.client), " (client signature verified)");
   if (output != nullptr) {
     const consensus::CertificateVerdict v = consensus::VerifyCertificate(cert, *output, ctx);
     if (!v.ok()) {
-      return denied(
-          absl::StrCat(v.member >= 0 ? absl::StrCat("member ", v.member, ": ") : "", v.reason));
+      std::string where;
+      if (v.check == consensus::CertificateCheck::kBadClientSignature) {
+        where = "client: ";
+      } else if (v.member >= 0) {
+        where = absl::StrCat("member ", v.member, ": ");
+      }
+      return denied(absl::StrCat(where, v.reason));
     }
     return absl::StrCat("verified: ", committee_line, "; output matches commitment C (",
                         output->token_ids.size(), " tokens)\n", request_line, "\n");

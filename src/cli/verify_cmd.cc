@@ -3,10 +3,10 @@
 //
 // With --output the full VerifyCertificate runs. Without it the checks that need the output
 // (C == commitment of the output, each member's p_i, token counts, Merkle root) cannot run; what
-// remains is checked here with the same public building blocks: committee size, the committee is
-// the recomputed draw (or its backups) from the epoch seed and snapshot, every attestation is
-// signed by its member for this ledger's domain and the request's epoch, names the request and
-// one echelon, and all attest the certificate's C.
+// remains is checked here with the same public building blocks: the client's signature, committee
+// size, the committee is the recomputed draw (or its backups) from the epoch seed and snapshot,
+// every attestation is signed by its member for this ledger's domain and the request's epoch,
+// names the request and one echelon, and all attest the certificate's C.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -73,7 +73,8 @@ void AddVerifyCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "verify",
       "Verify a certificate file against an embedded ledger's epoch seed and frozen snapshot. "
-      "Exit 0 when it verifies, 1 otherwise. Without --output the output-dependent checks "
+      "Exit 0 when it verifies, 1 otherwise. The client's signature (its authorization of "
+      "the request) is always checked. Without --output the output-dependent checks "
       "(commitment C, each member's proof, token counts, Merkle root) are skipped and the "
       "verdict says so.");
   cmd->add_option("--db", *db, "embedded ledger file")->required();

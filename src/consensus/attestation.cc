@@ -68,6 +68,25 @@ Hash256 ClientRequestDigest(const Domain& domain, const Hash256& request_id) {
   return TaggedHash("atoma/client-request", e);
 }
 
+absl::Status VerifyClientSignature(const Domain& domain, const ConsensusRequest& request,
+                                   const crypto::Signature& client_signature) {
+  auto signer =
+      crypto::RecoverAddress(ClientRequestDigest(domain, RequestId(request)), client_signature);
+  if (!signer.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("client signature is invalid: ", signer.status().message()));
+  }
+  if (*signer != request.client) {
+    // Also what a signature for another domain or another request looks like: it recovers to
+    // some unrelated address.
+    return absl::PermissionDeniedError(
+        absl::StrCat("client signature recovers to ", crypto::AddressToString(*signer),
+                     ", not to the request's client ", crypto::AddressToString(request.client),
+                     " (forged, or signed for another request or ledger)"));
+  }
+  return absl::OkStatus();
+}
+
 Hash256 AttestationDigest(const Attestation& attestation) {
   Encoder e;
   EncodeSignedFields(attestation, e);
@@ -144,6 +163,7 @@ std::vector<uint8_t> EncodeCertificate(const Certificate& c) {
   Encoder e;
   e.Raw(std::vector<uint8_t>{kEncodingVersion});
   EncodeRequest(c.request, e);
+  e.Raw(c.client_signature);
   e.AddrList(c.committee).Hash(c.commitment).U32(static_cast<uint32_t>(c.attestations.size()));
   for (const Attestation& a : c.attestations) EncodeBody(a, e);
   return e.Take();
@@ -154,6 +174,7 @@ absl::StatusOr<Certificate> DecodeCertificate(std::span<const uint8_t> bytes) {
   RETURN_IF_ERROR(ExpectVersion(d, "certificate"));
   Certificate c;
   ASSIGN_OR_RETURN(c.request, DecodeRequest(d));
+  RETURN_IF_ERROR(d.Raw("client signature", c.client_signature));
   ASSIGN_OR_RETURN(uint32_t members, d.Count("committee", kMaxCommitteeSize));
   for (uint32_t i = 0; i < members; ++i) {
     ASSIGN_OR_RETURN(Address a, d.Addr("committee member"));
@@ -171,6 +192,12 @@ absl::StatusOr<Certificate> DecodeCertificate(std::span<const uint8_t> bytes) {
 
 CertificateVerdict VerifyCertificate(const Certificate& cert, const ConsensusOutput& output,
                                      const CertificateContext& ctx) {
+  // First: without the client's authorization nothing else about the certificate matters (it
+  // could be a request invented in the client's name).
+  if (absl::Status s = VerifyClientSignature(ctx.domain, cert.request, cert.client_signature);
+      !s.ok()) {
+    return Fail(CertificateCheck::kBadClientSignature, -1, std::string(s.message()));
+  }
   if (cert.request.epoch != ctx.epoch) {
     return Fail(CertificateCheck::kWrongEpoch, -1,
                 absl::StrCat("request is for epoch ", cert.request.epoch, ", not ", ctx.epoch));

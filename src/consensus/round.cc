@@ -233,6 +233,7 @@ void Round::Decide(RoundTime now, std::vector<RoundAction>& out) {
     state_ = RoundState::kCertified;
     Certificate cert;
     cert.request = in_.request;
+    cert.client_signature = in_.client_signature;
     cert.committee = committee();
     cert.commitment = c;
     for (const Slot& s : slots_) cert.attestations.push_back(*s.attestation);

@@ -16,7 +16,9 @@
 namespace atoma::journal {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: certificates carry the client signature (a version-1 file holds certificates this build
+// cannot decode; a node's journal is recreated with its devnet).
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -35,17 +35,21 @@ def main():
                "max_tokens": 40, "stop_strings": ["0a"], "stop_token_ids": [2], "seed": 0,
                "security": {"mode": "sampling", "n": 3}, "max_fee": "1000", "client": "11" * 20,
                "client_nonce": 0, "epoch": 12}
+    # The client's signature (65 raw bytes after the request); fixed bytes, not from `rng`, so
+    # the attestation seeds above stay as they were.
+    client_sig = b"\x5c" * 64 + b"\x1b"
     for i, n in enumerate([1, 3]):
         request["security"] = {"mode": "sampling", "n": n}
         committee = [bytes([j + 1]) * 20 for j in range(n)]
-        cert = (b"\x01" + encode_request(request) + lst(committee, addr) + hash32(b"\x42" * 32) +
-                u32(n) + b"".join(attestation_body(rng) for _ in range(n)))
+        cert = (b"\x01" + encode_request(request) + client_sig + lst(committee, addr) +
+                hash32(b"\x42" * 32) + u32(n) +
+                b"".join(attestation_body(rng) for _ in range(n)))
         with open(os.path.join(cert_dir, f"seed{i}"), "wb") as f:
             f.write(cert)
     request["security"] = {"mode": "cross_validation", "p_micro": 100000, "k": 2,
                            "salt_hash": "ab" * 32}
-    cert = (b"\x01" + encode_request(request) + lst([b"\x01" * 20], addr) + hash32(b"\x42" * 32) +
-            u32(1) + attestation_body(rng))
+    cert = (b"\x01" + encode_request(request) + client_sig + lst([b"\x01" * 20], addr) +
+            hash32(b"\x42" * 32) + u32(1) + attestation_body(rng))
     with open(os.path.join(cert_dir, "seed_xv"), "wb") as f:
         f.write(cert)
 

@@ -9,8 +9,11 @@
 //
 // Binary forms (strict decoders: bounded lengths, no trailing bytes, never crash):
 //   attestation = 0x01 ‖ the digest's fields in order ‖ member (20) ‖ signature (65)   [298 bytes]
-//   certificate = 0x01 ‖ enc(request) ‖ committee (address list) ‖ C (32)
+//   certificate = 0x01 ‖ enc(request) ‖ client_signature (65 raw bytes)
+//                 ‖ committee (u32 count ‖ 20-byte addresses) ‖ C (32)
 //                 ‖ u32 count ‖ each attestation without its leading version byte (297 bytes)
+// The client signature authorizes the request (and its fee) in the client's name:
+//   client_signature = sign(client key, ClientRequestDigest(domain, RequestId(request)))
 //
 // Pure functions over plain structs; thread-safe.
 #pragma once
@@ -39,6 +42,12 @@ struct Domain {
 //   H("atoma/client-request", chain_id, ledger, request_id)
 // The domain makes the authorization worthless on another network or ledger.
 Hash256 ClientRequestDigest(const Domain& domain, const Hash256& request_id);
+
+// OK when `client_signature` recovers to `request.client` over
+// ClientRequestDigest(domain, RequestId(request)); PERMISSION_DENIED otherwise (the message says
+// whether the signature is malformed or recovers to another address).
+absl::Status VerifyClientSignature(const Domain& domain, const ConsensusRequest& request,
+                                   const crypto::Signature& client_signature);
 
 struct Attestation {
   Domain domain;
@@ -82,6 +91,9 @@ absl::StatusOr<Attestation> DecodeAttestation(std::span<const uint8_t> bytes);
 
 struct Certificate {
   ConsensusRequest request;
+  // The client's authorization of `request` (VerifyClientSignature): without it any node could
+  // invent a request in a client's name and settle it against that client's escrow.
+  crypto::Signature client_signature{};
   std::vector<Address> committee;         // committee order
   Hash256 commitment{};                   // C
   std::vector<Attestation> attestations;  // attestations[i] is committee[i]'s
@@ -116,6 +128,7 @@ enum class CertificateCheck {
   kWrongOutput,             // C is not the commitment to the given output
   kLazyMember,              // C matches the output but a member's p_i does not (copied C)
   kWrongMetadata,           // token counts or Merkle root do not match the output
+  kBadClientSignature,      // the client signature does not authorize this request here
 };
 
 struct CertificateVerdict {
@@ -132,10 +145,11 @@ inline constexpr uint64_t BackupCount(uint64_t n) { return n; }
 // Referees drawn for a dispute (DESIGN §4.6 default m = 2n + 1); they follow the backups.
 inline constexpr uint64_t RefereeCount(uint64_t n) { return 2 * n + 1; }
 
-// Recomputes the committee from `context` (committee[i] must be the i-th draw, or one of the
-// BackupCount(n) backups that replaced a member that timed out; no node twice), checks all n
-// attestations (domain, epoch, request, echelon, signer, signature, one C, C == H(p's of
-// `output`), each p_i, counts and Merkle root).
+// Checks the client signature first (kBadClientSignature), then recomputes the committee from
+// `context` (committee[i] must be the i-th draw, or one of the BackupCount(n) backups that
+// replaced a member that timed out; no node twice), checks all n attestations (domain, epoch,
+// request, echelon, signer, signature, one C, C == H(p's of `output`), each p_i, counts and Merkle
+// root).
 CertificateVerdict VerifyCertificate(const Certificate& certificate, const ConsensusOutput& output,
                                      const CertificateContext& context);
 

@@ -43,6 +43,10 @@ struct RoundInputs {
   uint64_t epoch = 0;
   Hash256 echelon_id{};
   ConsensusRequest request;  // the round's committee size is CommitteeSize(request.security)
+  // The client's authorization of `request` (see VerifyClientSignature), copied into the
+  // certificate. The round does not check it: the entry node checks it when it accepts the
+  // request, and a certificate without a valid one does not verify.
+  crypto::Signature client_signature{};
   // From SelectCommittee(seed, RequestId(request), registry, n, BackupCount(n), RefereeCount(n)).
   // At most BackupCount(n) backups (more would make certificates that verifiers reject); the
   // referee list may be shorter than RefereeCount(n) in a small echelon and may be empty (a

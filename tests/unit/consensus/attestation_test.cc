@@ -49,6 +49,7 @@ class CertificateTest : public ::testing::Test {
     request_.security = {SecurityMode::kSampling, 3, 0, 0, {}};
     request_.max_fee = Uint256(1000);
     request_.epoch = ctx_.epoch;
+    request_.client = client_key_.address();
     output_.token_ids.resize(40);
     for (uint32_t i = 0; i < 40; ++i) output_.token_ids[i] = 100 + i * 3;
     output_.finish_reason = FinishReason::kLength;
@@ -76,9 +77,17 @@ class CertificateTest : public ::testing::Test {
     return nullptr;
   }
 
+  // The client's authorization of `request` for `domain`.
+  crypto::Signature ClientSign(const ConsensusRequest& request, const Domain& domain) const {
+    return client_key_.Sign(ClientRequestDigest(domain, RequestId(request)));
+  }
+
+  // Attestations for `domain`; the client's authorization is always for the verifier's domain,
+  // so that tests of the attestation checks get past the client check.
   Certificate Build(const ConsensusOutput& output, const Domain& domain) const {
     Certificate c;
     c.request = request_;
+    c.client_signature = ClientSign(request_, ctx_.domain);
     c.committee = committee_;
     for (const Address& m : committee_) {
       c.attestations.push_back(MakeAttestation(domain, request_id_, ctx_.echelon_id, ctx_.epoch,
@@ -92,6 +101,8 @@ class CertificateTest : public ::testing::Test {
 
   void Resign(Attestation& a) const { a.signature = KeyOf(a.member).Sign(AttestationDigest(a)); }
 
+  const crypto::PrivateKey client_key_ =
+      crypto::PrivateKey::FromHex(std::string(62, '0') + "c1").value();
   std::vector<crypto::PrivateKey> keys_;
   CertificateContext ctx_;
   ConsensusRequest request_;
@@ -227,6 +238,7 @@ TEST_F(CertificateTest, OtherDomainOrEpochFails) {
   relabelled.domain.chain_id = 1;
   c.attestations[1].domain.chain_id = 1;
   c.attestations[2].domain.chain_id = 1;
+  c.client_signature = ClientSign(request_, relabelled.domain);
   EXPECT_EQ(VerifyCertificate(c, output_, relabelled).check, CertificateCheck::kBadSignature);
 }
 
@@ -247,13 +259,66 @@ TEST_F(CertificateTest, OtherRequestEchelonAndMetadataFail) {
   c.attestations[1].merkle_root[0] ^= 1;
   Resign(c.attestations[1]);
   EXPECT_EQ(VerifyCertificate(c, output_, ctx_).check, CertificateCheck::kWrongMetadata);
-  // The request itself edited after the fact: another request id, another committee draw.
+  // The request itself edited after the fact: the client never authorized it.
   c = cert_;
   c.request.max_fee = Uint256(2000);
+  EXPECT_EQ(VerifyCertificate(c, output_, ctx_).check, CertificateCheck::kBadClientSignature);
+  // Even with the client's signature for the edited request: another request id, another draw.
+  c.client_signature = ClientSign(c.request, ctx_.domain);
   const auto v = VerifyCertificate(c, output_, ctx_);
   EXPECT_TRUE(v.check == CertificateCheck::kWrongCommittee ||
               v.check == CertificateCheck::kWrongRequest)
       << v.reason;
+}
+
+TEST_F(CertificateTest, ClientSignatureIsRequired) {
+  ASSERT_TRUE(VerifyClientSignature(ctx_.domain, request_, cert_.client_signature).ok());
+  auto expect_bad = [&](const Certificate& c, const char* what) {
+    const auto v = VerifyCertificate(c, output_, ctx_);
+    EXPECT_EQ(v.check, CertificateCheck::kBadClientSignature) << what << ": " << v.reason;
+    EXPECT_EQ(v.member, -1) << what;
+    EXPECT_EQ(VerifyClientSignature(ctx_.domain, c.request, c.client_signature).code(),
+              absl::StatusCode::kPermissionDenied)
+        << what;
+  };
+  // No signature at all (what certificates looked like before the field existed).
+  Certificate c = cert_;
+  c.client_signature = {};
+  expect_bad(c, "missing");
+  // Forged: a member (or anyone) signs in the client's name.
+  c = cert_;
+  c.client_signature = keys_[0].Sign(ClientRequestDigest(ctx_.domain, request_id_));
+  expect_bad(c, "forged");
+  // A flipped bit.
+  c = cert_;
+  c.client_signature[7] ^= 1;
+  expect_bad(c, "flipped bit");
+  // The client's real signature, but for another ledger or chain.
+  Domain other = ctx_.domain;
+  other.ledger[0] ^= 1;
+  c = cert_;
+  c.client_signature = ClientSign(request_, other);
+  expect_bad(c, "other ledger");
+  other = ctx_.domain;
+  other.chain_id = 1;
+  c.client_signature = ClientSign(request_, other);
+  expect_bad(c, "other chain");
+  // The client's real signature for another of its requests.
+  ConsensusRequest another = request_;
+  another.client_nonce += 1;
+  c = cert_;
+  c.client_signature = ClientSign(another, ctx_.domain);
+  expect_bad(c, "other request");
+  // A request re-addressed to another client, signed by the original client.
+  c = cert_;
+  c.request.client = keys_[0].address();
+  expect_bad(c, "other client");
+  // The client check comes before the committee checks: a certificate that is wrong in both
+  // ways reports the client signature.
+  c = cert_;
+  c.client_signature = {};
+  std::swap(c.committee[0], c.committee[1]);
+  EXPECT_EQ(VerifyCertificate(c, output_, ctx_).check, CertificateCheck::kBadClientSignature);
 }
 
 TEST_F(CertificateTest, VerifyAttestationChecks) {
@@ -300,7 +365,16 @@ TEST_F(CertificateTest, CertificateEncodingRoundTripAndStrictness) {
   auto decoded = DecodeCertificate(bytes);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, cert_);
+  EXPECT_EQ(decoded->client_signature, cert_.client_signature);
   EXPECT_TRUE(VerifyCertificate(*decoded, output_, ctx_).ok());
+  // The layout: the 65 signature bytes follow the request's encoding.
+  Encoder request_bytes;
+  EncodeRequest(cert_.request, request_bytes);
+  const std::vector<uint8_t> req = request_bytes.Take();
+  ASSERT_GT(bytes.size(), 1 + req.size() + 65);
+  EXPECT_TRUE(std::equal(cert_.client_signature.begin(), cert_.client_signature.end(),
+                         bytes.begin() + 1 + static_cast<ptrdiff_t>(req.size())));
+  EXPECT_EQ(bytes.size(), 1 + req.size() + 65 + 4 + 20 * 3 + 32 + 4 + 297 * 3);
   for (size_t n = 0; n < bytes.size(); ++n) {
     EXPECT_FALSE(DecodeCertificate(std::span(bytes).first(n)).ok()) << n;
   }

@@ -43,7 +43,9 @@ class RoundTest : public ::testing::Test {
     request_.security = {SecurityMode::kSampling, 3, 0, 0, {}};
     request_.max_fee = Uint256(500);
     request_.epoch = ctx_.epoch;
+    request_.client = client_key_.address();
     rid_ = RequestId(request_);
+    client_signature_ = client_key_.Sign(ClientRequestDigest(ctx_.domain, rid_));
     draws_ =
         SelectCommittee(ctx_.epoch_seed, rid_, ctx_.registry, 3, BackupCount(3), RefereeCount(3))
             .value();
@@ -61,6 +63,7 @@ class RoundTest : public ::testing::Test {
     in.epoch = ctx_.epoch;
     in.echelon_id = ctx_.echelon_id;
     in.request = request_;
+    in.client_signature = client_signature_;
     in.draws = draws_;
     in.member_timeout_ms = kTimeout;
     in.reattest_timeout_ms = kGrace;
@@ -127,8 +130,11 @@ class RoundTest : public ::testing::Test {
 
   CertificateContext ctx_;
   std::vector<crypto::PrivateKey> keys_;
+  const crypto::PrivateKey client_key_ =
+      crypto::PrivateKey::FromHex(std::string(62, '0') + "c1").value();
   ConsensusRequest request_;
   Hash256 rid_{};
+  crypto::Signature client_signature_{};
   CommitteeDraws draws_;
   ConsensusOutput good_, bad_;
 };
@@ -178,12 +184,24 @@ TEST_F(RoundTest, HonestRoundDeliversAVerifiableCertificate) {
   EXPECT_EQ(r.state(), RoundState::kCertified);
   EXPECT_FALSE(r.NextDeadline().has_value());
   const Certificate& c = certs[0].certificate;
+  EXPECT_EQ(c.client_signature, client_signature_) << "the client's authorization travels along";
   EXPECT_EQ(c.committee, draws_.committee);
   EXPECT_EQ(c.attestations[1].member, draws_.committee[1]) << "attestations in committee order";
   auto verdict = VerifyCertificate(c, good_, ctx_);
   EXPECT_TRUE(verdict.ok()) << verdict.reason;
   EXPECT_FALSE(VerifyCertificate(c, bad_, ctx_).ok());
   EXPECT_EQ(r.counters().accepted, 3u);
+}
+
+TEST_F(RoundTest, CertificateWithoutTheClientsAuthorizationDoesNotVerify) {
+  RoundInputs in = Inputs();
+  in.client_signature = {};
+  Round r = Round::Make(in).value();
+  r.Start(0);
+  auto certs = OfType<DeliverCertificate>(AttestAll(r, draws_.committee, {good_, good_, good_}, 1));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(VerifyCertificate(certs[0].certificate, good_, ctx_).check,
+            CertificateCheck::kBadClientSignature);
 }
 
 TEST_F(RoundTest, TimeoutReplacesMemberWithBackupAndCertifies) {
@@ -525,6 +543,7 @@ TEST_F(RoundTest, CertificateCommitteeMayHoldBackupsButNothingElse) {
   auto build = [&](const std::vector<Address>& committee) {
     Certificate c;
     c.request = request_;
+    c.client_signature = client_signature_;
     c.committee = committee;
     c.commitment = Commitment(OutputProofs(rid_, good_, committee));
     for (const Address& a : committee) c.attestations.push_back(Attest(a, committee, good_));

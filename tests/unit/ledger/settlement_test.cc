@@ -236,6 +236,41 @@ TEST_F(SettlementTest, ForgedAndWrongCommitteeCertificatesAreRejectedWithReason)
   EXPECT_FALSE(ledger_->IsSettled(consensus::RequestId(r)).value());
 }
 
+TEST_F(SettlementTest, CertificateWithoutTheClientsAuthorizationIsRejected) {
+  // Any node could otherwise invent a request in the client's name and be paid from its escrow.
+  const ConsensusRequest r = Request(1);
+  const SettlementItem honest = Honest(r, Output());
+  SettlementItem unsigned_item = honest;
+  unsigned_item.certificate.client_signature = {};
+  // A committee member signs in the client's name.
+  SettlementItem forged = honest;
+  forged.certificate.client_signature =
+      keys_[0].Sign(consensus::ClientRequestDigest(params_.domain, consensus::RequestId(r)));
+  // The client's real signature, for another ledger.
+  consensus::Domain foreign = params_.domain;
+  foreign.ledger[3] ^= 1;
+  SettlementItem other_domain = honest;
+  other_domain.certificate.client_signature =
+      client_key_.Sign(consensus::ClientRequestDigest(foreign, consensus::RequestId(r)));
+  // The client's real signature, for another of its requests.
+  SettlementItem other_request = honest;
+  other_request.certificate.client_signature = ClientSign(Request(2));
+  const std::vector<SettlementItem> batch = {unsigned_item, forged, other_domain, other_request};
+  auto results = ledger_->SettleCertificates(submitter_, batch).value();
+  ASSERT_EQ(results.size(), 4u);
+  for (const SettlementResult& res : results) {
+    EXPECT_EQ(res.status.code(), absl::StatusCode::kPermissionDenied) << res.status;
+    EXPECT_EQ(res.check, CertificateCheck::kBadClientSignature) << res.status;
+    EXPECT_EQ(res.member, -1);
+    EXPECT_THAT(res.status.message(), HasSubstr("client signature"));
+  }
+  EXPECT_EQ(Escrow(), Amount(1'000));
+  EXPECT_FALSE(ledger_->IsSettled(consensus::RequestId(r)).value());
+  // The authorized certificate still settles.
+  EXPECT_TRUE(ledger_->SettleCertificates(submitter_, {&honest, 1}).value()[0].status.ok());
+  EXPECT_EQ(Escrow(), Amount(960));
+}
+
 TEST_F(SettlementTest, UnknownEpochAndEchelonAreRejected) {
   ConsensusRequest future = Request(1);
   future.epoch = epoch_.number + 5;
@@ -494,10 +529,12 @@ TEST_F(SettlementTest, CliVerifyAcceptsHonestCertificateWithAndWithoutOutput) {
   auto full = cli::VerifyWithLedger(*ledger_, cert, &item.output);
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_THAT(*full, HasSubstr("verified: 3/3 members, committee matches epoch 1 seed"));
+  EXPECT_THAT(*full, HasSubstr("(client signature verified)"));
   auto partial = cli::VerifyWithLedger(*ledger_, cert, nullptr);
   ASSERT_TRUE(partial.ok()) << partial.status();
   EXPECT_THAT(*partial, HasSubstr("verified without output: 3/3 members"));
   EXPECT_THAT(*partial, HasSubstr("not checked: the output"));
+  EXPECT_THAT(*partial, HasSubstr("authorized by client " + crypto::AddressToString(client_)));
 }
 
 TEST_F(SettlementTest, CliVerifyRejectsBadCertificatesWithReason) {
@@ -532,6 +569,14 @@ TEST_F(SettlementTest, CliVerifyRejectsBadCertificatesWithReason) {
   Certificate conflicting = item.certificate;
   conflicting.commitment[0] ^= 0x01;
   EXPECT_THAT(denied(conflicting, nullptr), HasSubstr("conflicting commitment"));
+
+  // Not authorized by the client: with and without the output.
+  Certificate unauthorized = item.certificate;
+  unauthorized.client_signature = keys_[1].Sign(consensus::ClientRequestDigest(
+      params_.domain, consensus::RequestId(item.certificate.request)));
+  EXPECT_THAT(denied(unauthorized, nullptr), HasSubstr("not verified: client: client signature"));
+  EXPECT_THAT(denied(unauthorized, &item.output),
+              HasSubstr("not verified: client: client signature"));
 
   Certificate empty = item.certificate;
   empty.attestations.clear();

@@ -1,6 +1,7 @@
 // Test-only, shared by the ledger and journal tests: an embedded ledger with registered, staked
-// nodes serving one echelon, a funded client, and honest certificates made with the nodes' real
-// keys against the ledger's own epoch seed and frozen snapshot.
+// nodes serving one echelon, a funded client with its own key, and honest certificates made with
+// the nodes' real keys against the ledger's own epoch seed and frozen snapshot, authorized by the
+// client's signature.
 #pragma once
 
 #include <filesystem>
@@ -49,7 +50,7 @@ class LedgerFixture {
           ledger_->RegisterNode(a, absl::StrCat("node", i, ":7000"), {{model_, echelon_}}).ok());
       ASSERT_TRUE(ledger_->Stake(a, ledger::Amount(10'000 + 1'000 * i)).ok());
     }
-    client_[19] = 0xc1;
+    client_ = client_key_.address();
     ASSERT_TRUE(ledger_->DepositEscrow(client_, ledger::Amount(setup.escrow)).ok());
     epoch_ = ledger_->AdvanceEpoch().value();
   }
@@ -72,6 +73,12 @@ class LedgerFixture {
     for (uint32_t i = 0; i < 16; ++i) o.token_ids.push_back(first + i);
     o.finish_reason = consensus::FinishReason::kLength;
     return o;
+  }
+
+  // The client's authorization of `r` for this ledger (consensus::ClientRequestDigest).
+  crypto::Signature ClientSign(const consensus::ConsensusRequest& r) const {
+    return client_key_.Sign(
+        consensus::ClientRequestDigest(params_.domain, consensus::RequestId(r)));
   }
 
   const crypto::PrivateKey& KeyOf(const Address& a) const {
@@ -107,6 +114,7 @@ class LedgerFixture {
     ledger::SettlementItem item;
     item.output = output;
     item.certificate.request = r;
+    item.certificate.client_signature = ClientSign(r);
     item.certificate.committee = CommitteeOf(r);
     for (const Address& m : item.certificate.committee) {
       item.certificate.attestations.push_back(Attest(m, r, output));
@@ -122,7 +130,9 @@ class LedgerFixture {
   crypto::Hash256 model_{};
   crypto::Hash256 echelon_{};
   std::vector<crypto::PrivateKey> keys_;
-  Address client_{};
+  const crypto::PrivateKey client_key_ =
+      crypto::PrivateKey::FromHex(std::string(62, '0') + "c1").value();
+  Address client_{};  // client_key_'s address
   ledger::Epoch epoch_;
 };
 
