@@ -118,6 +118,16 @@ absl::StatusOr<Attestation> MakeAttestation(const Domain& domain, const Hash256&
   return a;
 }
 
+bool SameOutputClaim(const Attestation& a, const Attestation& b) {
+  // Blank the two fields a view update may change and compare the rest with operator==, so a
+  // field added to Attestation later counts as part of the claim without touching this.
+  Attestation x = a;
+  Attestation y = b;
+  x.commitment = y.commitment = Hash256{};
+  x.signature = y.signature = crypto::Signature{};
+  return x == y;
+}
+
 absl::Status VerifyAttestation(const Attestation& attestation, const Domain& domain,
                                uint64_t epoch) {
   if (attestation.domain != domain) {

@@ -9,13 +9,6 @@
 namespace atoma::consensus {
 namespace {
 
-// The fields an attestation's output determines. Two attestations by one node for one request
-// that differ here claim two different outputs; a different C alone is a committee view change.
-bool SameOutputFields(const Attestation& a, const Attestation& b) {
-  return a.proof == b.proof && a.prompt_tokens == b.prompt_tokens &&
-         a.completion_tokens == b.completion_tokens && a.merkle_root == b.merkle_root;
-}
-
 template <typename T>
 bool Contains(const std::vector<T>& v, const T& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
@@ -120,7 +113,8 @@ void Round::CheckEquivocation(const Attestation& a, std::vector<RoundAction>& ou
     *duplicate = true;
     return;
   }
-  if (!SameOutputFields(it->second, a)) {
+  // A different C alone is a view update (SameOutputClaim); anything else is equivocation.
+  if (!SameOutputClaim(it->second, a)) {
     *equivocated = true;
     if (!reported_[a.member]) {
       reported_[a.member] = true;

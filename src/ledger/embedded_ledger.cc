@@ -574,6 +574,12 @@ class EmbeddedLedger final : public LedgerClient {
       return absl::InvalidArgumentError(
           "not equivocation: both attestations sign the same content");
     }
+    if (consensus::SameOutputClaim(a, b)) {
+      // An honest member re-attests with a new C when a backup replaces a timed-out peer (the
+      // round's view update); slashing that would punish the protocol working as designed.
+      return absl::InvalidArgumentError(
+          "not equivocation: a view update (same output, another committee)");
+    }
     // The epoch check of VerifyAttestation is about freshness; for evidence any epoch the node
     // signed counts, so each attestation is checked against its own epoch.
     RETURN_IF_ERROR(consensus::VerifyAttestation(a, params_.domain, a.epoch));

@@ -79,6 +79,15 @@ absl::StatusOr<Attestation> MakeAttestation(const Domain& domain, const Hash256&
                                             const ConsensusOutput& output, uint64_t prompt_tokens,
                                             const crypto::PrivateKey& key);
 
+// True when `a` and `b` make the same claim about the output: every field is equal except the
+// commitment C and the signature. C = H(p_0..p_{n-1}) depends on the committee, so a member that
+// re-attests after a backup replaced a timed-out peer signs a new C with an unchanged p_i, token
+// counts and Merkle root: a view update, not equivocation (DESIGN §4.6). Two validly signed
+// attestations by one node for one request for which this is false (another p_i, token count,
+// Merkle root, echelon or epoch) claim two different outputs: equivocation. Used by Round, the
+// ledger's ReportEquivocation and the journal's own-attestation guard, so all three agree.
+bool SameOutputClaim(const Attestation& a, const Attestation& b);
+
 // OK when the attestation is for `domain` and `epoch` and its signature recovers to `member`.
 // PERMISSION_DENIED otherwise (the message says which check failed).
 absl::Status VerifyAttestation(const Attestation& attestation, const Domain& domain,

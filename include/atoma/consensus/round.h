@@ -11,7 +11,8 @@
 // Views. C = H(p_0..p_{n-1}) depends on the committee's addresses, so when a member is replaced
 // every other member must recompute C for the new committee (its p_i and output are unchanged).
 // The machine therefore keeps, per slot, the occupant's latest attestation; a newer one with the
-// same output fields (p_i, counts, Merkle root) but another C is a view update, not equivocation.
+// same output claim (SameOutputClaim: all but C and the signature equal) is a view update, not
+// equivocation.
 // After a replacement it waits up to `reattest_timeout_ms` for members to catch up before it
 // treats differing C's as a disagreement.
 //
@@ -83,7 +84,7 @@ struct StartReferees {
   std::vector<Address> referees;
   std::vector<Address> committee;
 };
-// Two valid attestations by one node for this request with different output fields: slashable
+// Two valid attestations by one node for this request with different output claims: slashable
 // on their own (DESIGN §4.6). Reported once per node.
 struct ReportEquivocation {
   Attestation first;
@@ -131,7 +132,7 @@ struct RoundCounters {
   uint64_t invalid = 0;          // failed VerifyAttestation (signature, domain, epoch)
   uint64_t not_participant = 0;  // signer is not a current member or (during a dispute) referee
   uint64_t duplicate = 0;        // identical to one already received
-  uint64_t equivocating = 0;     // differs from the signer's first in output fields
+  uint64_t equivocating = 0;     // differs from the signer's first in its output claim
   uint64_t ignored_update = 0;   // a second C from a referee or from a member during a dispute
   uint64_t late = 0;             // after the round ended, or from a replaced member
 };

@@ -231,12 +231,18 @@ class LedgerClient {
 
   // --- Slashing (DESIGN §4.6) ---
   // Equivocation: `a` and `b` are validly signed (this ledger's domain) by the same registered
-  // node for the same request id, and their signed contents differ. Slashes slash_bps of the
+  // node for the same request id, and they claim different outputs: they differ in something
+  // other than the commitment C (p_i, token counts, Merkle root, echelon or epoch; see
+  // consensus::SameOutputClaim). Two attestations that differ only in C are a view update (an
+  // honest member re-attesting for a committee in which a backup replaced a peer), not
+  // equivocation. Slashes slash_bps of the
   // node's stake (bonded plus still-locked unbonding entries), credits `reporter` with
   // reporter_share_bps of it and burns the rest. One offence (node, request id) is slashed once:
   // ALREADY_EXISTS for a second report, whatever pair of attestations it uses.
   // PERMISSION_DENIED: a signature does not recover to the member, or another domain.
-  // INVALID_ARGUMENT: different members or request ids, or the same signed content.
+  // INVALID_ARGUMENT: different members or request ids, the same signed content, or the same
+  // output claim with another C ("not equivocation: a view update (same output, another
+  // committee)").
   // NOT_FOUND: the offender is not registered.
   virtual absl::StatusOr<SlashResult> ReportEquivocation(const Address& reporter,
                                                          const consensus::Attestation& a,

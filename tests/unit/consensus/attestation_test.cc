@@ -321,6 +321,44 @@ TEST_F(CertificateTest, ClientSignatureIsRequired) {
   EXPECT_EQ(VerifyCertificate(c, output_, ctx_).check, CertificateCheck::kBadClientSignature);
 }
 
+TEST_F(CertificateTest, SameOutputClaimIgnoresOnlyTheCommitmentAndSignature) {
+  const Attestation& a = cert_.attestations[0];
+  // The same member re-attests the same output after member 2 was replaced by an outsider: a
+  // new C, a new signature, nothing else changes (a view update).
+  std::vector<Address> view = committee_;
+  view[2] = outsider_->address();
+  const Attestation update = MakeAttestation(ctx_.domain, request_id_, ctx_.echelon_id, ctx_.epoch,
+                                             view, output_, 3, KeyOf(a.member))
+                                 .value();
+  ASSERT_NE(update.commitment, a.commitment);
+  ASSERT_NE(update.signature, a.signature);
+  EXPECT_TRUE(SameOutputClaim(a, update));
+  EXPECT_TRUE(SameOutputClaim(update, a));
+  EXPECT_TRUE(SameOutputClaim(a, a));
+  // Any other field is part of the claim.
+  auto differs = [&](auto mutate, const char* what) {
+    Attestation b = update;
+    mutate(b);
+    Resign(b);
+    EXPECT_FALSE(SameOutputClaim(a, b)) << what;
+  };
+  differs([](Attestation& b) { b.proof[0] ^= 1; }, "p_i");
+  differs([](Attestation& b) { b.prompt_tokens += 1; }, "prompt tokens");
+  differs([](Attestation& b) { b.completion_tokens += 1; }, "completion tokens");
+  differs([](Attestation& b) { b.merkle_root[0] ^= 1; }, "merkle root");
+  differs([](Attestation& b) { b.echelon_id[0] ^= 1; }, "echelon");
+  differs([](Attestation& b) { b.epoch += 1; }, "epoch");
+  differs([](Attestation& b) { b.request_id[0] ^= 1; }, "request");
+  differs([](Attestation& b) { b.domain.chain_id += 1; }, "domain");
+  Attestation other_member = a;
+  other_member.member = outsider_->address();
+  EXPECT_FALSE(SameOutputClaim(a, other_member));
+  // Another output is another claim, whatever the committee.
+  ConsensusOutput other = output_;
+  other.token_ids[3] += 1;
+  EXPECT_FALSE(SameOutputClaim(a, Build(other, ctx_.domain).attestations[0]));
+}
+
 TEST_F(CertificateTest, VerifyAttestationChecks) {
   const Attestation& a = cert_.attestations[0];
   EXPECT_TRUE(VerifyAttestation(a, ctx_.domain, ctx_.epoch).ok());

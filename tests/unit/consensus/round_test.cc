@@ -510,6 +510,30 @@ TEST_F(RoundTest, EquivocatingMemberIsReportedOnceAndReplaced) {
   EXPECT_TRUE(VerifyCertificate(certs[0].certificate, good_, ctx_).ok());
 }
 
+TEST_F(RoundTest, ViewUpdateIsNotEquivocationButAnotherClaimWithTheSameCIs) {
+  Round r = Started(0);
+  const auto& m = draws_.committee;
+  const Attestation first = Attest(m[0], m, good_);
+  r.OnAttestation(first, 1);
+  // The same output attested for another committee (a view update): accepted, not reported.
+  const std::vector<Address> view = {m[0], draws_.backups[0], m[2]};
+  const Attestation update = Attest(m[0], view, good_);
+  ASSERT_TRUE(SameOutputClaim(first, update));
+  EXPECT_TRUE(OfType<ReportEquivocation>(r.OnAttestation(update, 2)).empty());
+  EXPECT_EQ(r.counters().equivocating, 0u);
+  EXPECT_EQ(r.counters().accepted, 2u);
+  // Same C and p_i, another Merkle root: another claim about the output, reported.
+  Attestation other_root = first;
+  other_root.merkle_root[0] ^= 1;
+  other_root = Resign(other_root);
+  ASSERT_FALSE(SameOutputClaim(first, other_root));
+  auto reports = OfType<ReportEquivocation>(r.OnAttestation(other_root, 3));
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].first, first);
+  EXPECT_EQ(reports[0].second, other_root);
+  EXPECT_EQ(r.counters().equivocating, 1u);
+}
+
 TEST_F(RoundTest, EquivocatingRefereeLosesItsVote) {
   Round r = Started(0);
   const auto& m = draws_.committee;

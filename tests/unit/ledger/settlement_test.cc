@@ -448,6 +448,52 @@ TEST_F(EquivocationTest, NonEquivocatingPairsAreRejected) {
   EXPECT_TRUE(Reward(reporter_).IsZero());
 }
 
+TEST_F(EquivocationTest, ViewUpdateIsNotEquivocation) {
+  // Member 0 attests, then a backup replaces member 2 and member 0 re-attests the same output
+  // for the new committee: another C, same claim. Honest; must not be slashed.
+  const ConsensusRequest r = Request(1);
+  const std::vector<Address> committee = CommitteeOf(r);
+  const Attestation a = Attest(r, Output(100));
+  std::vector<Address> view = committee;
+  for (const auto& k : keys_) {
+    if (std::find(committee.begin(), committee.end(), k.address()) == committee.end()) {
+      view[2] = k.address();
+      break;
+    }
+  }
+  ASSERT_NE(view, committee);
+  const Attestation update =
+      consensus::MakeAttestation(params_.domain, consensus::RequestId(r), echelon_, epoch_.number,
+                                 view, Output(100), r.prompt_token_ids.size(), KeyOf(a.member))
+          .value();
+  ASSERT_NE(update.commitment, a.commitment);
+  const Amount stake = ledger_->GetStake(a.member).value().bonded;
+  for (const auto& [x, y] : {std::pair{a, update}, std::pair{update, a}}) {
+    const absl::Status status = ledger_->ReportEquivocation(reporter_, x, y).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(),
+                HasSubstr("not equivocation: a view update (same output, another committee)"));
+  }
+  EXPECT_EQ(ledger_->GetStake(a.member).value().bonded, stake);
+  EXPECT_TRUE(Reward(reporter_).IsZero());
+  EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
+
+  // Same C, another claim (a different echelon, validly signed): equivocation.
+  Attestation other_echelon = a;
+  other_echelon.echelon_id[0] ^= 1;
+  other_echelon.signature = KeyOf(a.member).Sign(consensus::AttestationDigest(other_echelon));
+  auto slash = ledger_->ReportEquivocation(reporter_, a, other_echelon);
+  ASSERT_TRUE(slash.ok()) << slash.status();
+  EXPECT_LT(ledger_->GetStake(a.member).value().bonded, stake);
+  // Another epoch is another claim too (for another request, as this one is slashed already).
+  const ConsensusRequest r2 = Request(2);
+  const Attestation c = Attest(r2, Output(100));
+  Attestation other_epoch = c;
+  other_epoch.epoch += 1;
+  other_epoch.signature = KeyOf(c.member).Sign(consensus::AttestationDigest(other_epoch));
+  EXPECT_TRUE(ledger_->ReportEquivocation(reporter_, c, other_epoch).ok());
+}
+
 TEST_F(EquivocationTest, UnregisteredSignerIsNotFound) {
   const crypto::PrivateKey stranger =
       crypto::PrivateKey::FromHex(std::string(63, '0') + "9").value();
