@@ -180,10 +180,21 @@ class SqliteJournal final : public Journal {
       Stmt get(*db_, "SELECT attestation FROM own_attestations WHERE request_id = ?1");
       ASSIGN_OR_RETURN(bool row, get.Bind(1, Id(attestation.request_id)).Step());
       if (row) {
-        if (get.Blob(0) == bytes) return absl::OkStatus();
-        return absl::AlreadyExistsError(
-            "journal: this node already attested a different result for this request; sending "
-            "a second attestation would be equivocation");
+        const std::vector<uint8_t> stored_bytes = get.Blob(0);
+        if (stored_bytes == bytes) return absl::OkStatus();
+        auto stored = consensus::DecodeAttestation(stored_bytes);
+        RETURN_IF_ERROR(AsDataLoss(stored.status(), "attestation"));
+        if (!consensus::SameOutputClaim(*stored, attestation)) {
+          return absl::AlreadyExistsError(
+              "journal: this node already attested a different result for this request; "
+              "sending a second attestation would be equivocation");
+        }
+        // Same output, another C: a re-attestation for a committee in which a backup replaced a
+        // peer (a view update). The newest view is the one to re-send after a restart.
+        Stmt replace(*db_,
+                     "UPDATE own_attestations SET attestation = ?2, created_ms = ?3 WHERE "
+                     "request_id = ?1");
+        return replace.Bind(1, Id(attestation.request_id)).Bind(2, bytes).Bind(3, Now()).Run();
       }
       Stmt put(*db_,
                "INSERT INTO own_attestations (request_id, attestation, created_ms) VALUES (?1, "

@@ -94,8 +94,11 @@ class Journal {
   // --- Own attestations (equivocation guard) ---
   // Stores this node's attestation for its request, BEFORE it is sent anywhere. OK when none is
   // stored or the identical one is (a retry after a crash re-sends the same attestation).
-  // ALREADY_EXISTS when a different one is stored: the caller must not send the new one —
-  // send OwnAttestation's instead.
+  // OK and REPLACES the stored one when the two differ only in C and the signature
+  // (consensus::SameOutputClaim): a re-attestation for a new committee after a backup replaced a
+  // peer (a view update), which is not equivocation; OwnAttestation then returns the new one.
+  // ALREADY_EXISTS when the stored one makes another claim (p_i, token counts, Merkle root,
+  // echelon, epoch): the caller must not send the new one — send OwnAttestation's instead.
   virtual absl::Status RecordOwnAttestation(const consensus::Attestation& attestation) = 0;
   virtual absl::StatusOr<std::optional<consensus::Attestation>> OwnAttestation(
       const Hash256& request_id) = 0;

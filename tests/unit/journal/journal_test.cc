@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -134,6 +135,50 @@ TEST_F(JournalLedgerTest, OwnAttestationEquivocationGuardSurvivesReopen) {
   EXPECT_TRUE(consensus::VerifyAttestation(*journal_->OwnAttestation(id).value(),
                                            fixture_.params_.domain, fixture_.epoch_.number)
                   .ok());
+}
+
+TEST_F(JournalLedgerTest, ViewUpdateReplacesTheOwnAttestation) {
+  ASSERT_FALSE(HasFatalFailure());
+  const auto r = fixture_.Request(1);
+  const Hash256 id = consensus::RequestId(r);
+  const std::vector<ledger::Address> committee = fixture_.CommitteeOf(r);
+  const ledger::Address me = committee[0];
+  const consensus::Attestation first = fixture_.Attest(me, r, fixture_.Output(100));
+  ASSERT_TRUE(journal_->RecordOwnAttestation(first).ok());
+  // A backup replaced member 2: this node re-attests the same output for the new committee.
+  std::vector<ledger::Address> view = committee;
+  for (const auto& k : fixture_.keys_) {
+    if (std::find(committee.begin(), committee.end(), k.address()) == committee.end()) {
+      view[2] = k.address();
+      break;
+    }
+  }
+  ASSERT_NE(view, committee);
+  const consensus::Attestation update =
+      consensus::MakeAttestation(fixture_.params_.domain, id, fixture_.echelon_,
+                                 fixture_.epoch_.number, view, fixture_.Output(100),
+                                 r.prompt_token_ids.size(), fixture_.KeyOf(me))
+          .value();
+  ASSERT_NE(update.commitment, first.commitment);
+  ASSERT_TRUE(consensus::SameOutputClaim(first, update));
+  now_ms_ = 2'000;
+  absl::Status s = journal_->RecordOwnAttestation(update);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(journal_->OwnAttestation(id).value(), update);
+  Reopen();
+  EXPECT_EQ(journal_->OwnAttestation(id).value(), update) << "the newest view survives a restart";
+  EXPECT_TRUE(journal_->RecordOwnAttestation(update).ok()) << "a resend of the new one";
+  // The guard still holds against another claim, for the old view as for the new one.
+  const consensus::Attestation other = fixture_.Attest(me, r, fixture_.Output(200));
+  EXPECT_EQ(journal_->RecordOwnAttestation(other).code(), absl::StatusCode::kAlreadyExists);
+  consensus::Attestation other_root = update;
+  other_root.merkle_root[0] ^= 1;
+  other_root.signature = fixture_.KeyOf(me).Sign(consensus::AttestationDigest(other_root));
+  EXPECT_EQ(journal_->RecordOwnAttestation(other_root).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(journal_->OwnAttestation(id).value(), update);
+  // Back to the first committee (e.g. a stale UpdateCommittee): same claim, so also a view update.
+  EXPECT_TRUE(journal_->RecordOwnAttestation(first).ok());
+  EXPECT_EQ(journal_->OwnAttestation(id).value(), first);
 }
 
 TEST_F(JournalLedgerTest, CertificatesQueueOnceAndFinalOutcomesPersist) {
