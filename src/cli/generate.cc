@@ -1,18 +1,45 @@
 // `atoma-cli generate` and `atoma-cli models`: gRPC clients of atoma.v1.Inference.
+//
+// Verified requests (`--security sampling:N`, DESIGN §4.3): the client tokenizes on the node,
+// builds the canonical request (consensus::ConsensusRequest) with the ledger's current epoch,
+// signs its id with the client key, sends it with api::ToGenerateRequest (the mapping the server
+// uses too, so both compute the same id), streams the text, and checks the certificate of the
+// final message against the ledger (VerifyWithLedger) with the output it received. It trusts the
+// node for nothing the certificate does not prove.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "atoma/common/uint256.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/committee.h"
+#include "atoma/consensus/encoding.h"
+#include "atoma/consensus/request.h"
+#include "atoma/crypto/keys.h"
+#include "atoma/crypto/sha256.h"
+#include "atoma/ledger/ledger.h"
 #include "atoma/v1/inference.grpc.pb.h"
 #include "commands.h"
+#include "consensus_fields.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
+#include "verify.h"
 
 namespace atoma::cli {
+
+std::unique_ptr<ledger::LedgerClient> OpenExistingLedger(const std::string& db);  // ledger_cmd.cc
+
 namespace {
 
 const char* FinishName(v1::FinishReason reason) {
@@ -54,7 +81,7 @@ const char* CodeName(grpc::StatusCode code) {
 }
 
 // Prints a failed call and makes atoma-cli exit with status 1 (main catches CLI::RuntimeError).
-[[noreturn]] void Fail(const char* command, const grpc::Status& status) {
+[[noreturn]] void FailCall(const char* command, const grpc::Status& status) {
   std::fprintf(stderr, "atoma-cli %s: %s: %s\n", command, CodeName(status.error_code()),
                status.error_message().c_str());
   throw CLI::RuntimeError(1);
@@ -86,15 +113,29 @@ struct GenerateArgs {
   uint64_t seed = 0;
   int top_logprobs = 0;
   std::vector<std::string> stop;
+  std::vector<int> stop_token_ids;
+  bool ignore_eos = false;
   bool json = false;
   double timeout_s = 600;
+  // Verified requests.
+  std::string security = "none";  // none | sampling:N
+  std::string client_key;
+  std::string ledger_db;
+  std::string max_fee;  // decimal; empty = the worst case
+  std::optional<uint64_t> nonce;
+  std::string save_cert;
+  bool dry_run = false;
+  // Hidden test seams: a request the node must refuse (PERMISSION_DENIED, FAILED_PRECONDITION).
+  bool corrupt_signature = false;
+  std::optional<uint64_t> epoch;
 };
 
-void RunGenerate(const GenerateArgs& args) {
-  v1::GenerateRequest request;
-  request.set_model(args.model);
+// The prompt of `args` as chat messages or text, set on `request` (a GenerateRequest or a
+// TokenizeRequest: both have the same `text` and `chat` fields).
+template <typename Request>
+void SetPrompt(const GenerateArgs& args, Request* request) {
   if (args.chat || !args.system.empty()) {
-    v1::ChatPrompt* chat = request.mutable_chat();
+    v1::ChatPrompt* chat = request->mutable_chat();
     if (!args.system.empty()) {
       v1::ChatMessage* m = chat->add_messages();
       m->set_role("system");
@@ -104,8 +145,14 @@ void RunGenerate(const GenerateArgs& args) {
     m->set_role("user");
     m->set_content(args.prompt);
   } else {
-    request.set_text(args.prompt);
+    request->set_text(args.prompt);
   }
+}
+
+void RunGenerate(const GenerateArgs& args) {
+  v1::GenerateRequest request;
+  request.set_model(args.model);
+  SetPrompt(args, &request);
   if (args.max_tokens != 0) request.set_max_tokens(args.max_tokens);
   v1::SamplingParams* sampling = request.mutable_sampling();
   sampling->set_temperature(args.temperature);
@@ -114,6 +161,8 @@ void RunGenerate(const GenerateArgs& args) {
   sampling->set_seed(args.seed);
   sampling->set_top_logprobs(args.top_logprobs);
   for (const std::string& s : args.stop) request.add_stop(s);
+  for (int id : args.stop_token_ids) request.add_stop_token_ids(id);
+  request.set_ignore_eos(args.ignore_eos);
 
   auto stub = v1::Inference::NewStub(Connect(args.addr));
   grpc::ClientContext context;
@@ -139,9 +188,9 @@ void RunGenerate(const GenerateArgs& args) {
   const grpc::Status status = reader->Finish();
   if (!args.json && !text.empty() && text.back() != '\n') std::fputc('\n', stdout);
   std::fflush(stdout);
-  if (!status.ok()) Fail("generate", status);
+  if (!status.ok()) FailCall("generate", status);
   if (!have_result) {
-    Fail("generate", grpc::Status(grpc::StatusCode::INTERNAL, "stream ended without a result"));
+    FailCall("generate", grpc::Status(grpc::StatusCode::INTERNAL, "stream ended without a result"));
   }
   if (args.json) {
     // One JSON object: the completion text and the final message as protobuf JSON.
@@ -164,13 +213,346 @@ void RunGenerate(const GenerateArgs& args) {
                u.time_to_first_token_ms(), u.tokens_per_second(), u.total_time_ms());
 }
 
+// ---------------------------------------------------------------------------------------------
+// Verified requests
+
+using nlohmann::json;
+
+template <typename T>
+T OrFail(absl::StatusOr<T> value) {
+  if (!value.ok()) Fail(value.status());
+  return *std::move(value);
+}
+
+std::string Hex0x(std::span<const uint8_t> bytes) { return "0x" + crypto::ToHex(bytes); }
+
+// "sampling:N" → N; "none" → 0. cross_validation is refused until its coin-reveal flow exists.
+uint64_t ParseSecurityOrFail(const std::string& text) {
+  if (text == "none") return 0;
+  if (text.starts_with("cross_validation")) {
+    Fail("--security cross_validation is not supported yet (use none or sampling:N)");
+  }
+  const std::string prefix = "sampling:";
+  uint64_t n = 0;
+  if (text.starts_with(prefix)) {
+    const char* begin = text.data() + prefix.size();
+    const char* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(begin, end, n);
+    if (ec == std::errc() && ptr == end && n >= 1 && n <= consensus::kMaxCommitteeSize) return n;
+  }
+  Fail(absl::StrCat("--security must be none or sampling:N with N in 1..",
+                    consensus::kMaxCommitteeSize, ", got '", text, "'"));
+}
+
+crypto::Hash256 ParseHash32OrFail(const std::string& hex, const std::string& what) {
+  auto bytes = crypto::ParseHex(hex);
+  if (!bytes.ok() || bytes->size() != 32) {
+    Fail(absl::StrCat(what, ": expected 64 hex digits, got '", hex, "'"));
+  }
+  crypto::Hash256 h;
+  std::copy(bytes->begin(), bytes->end(), h.begin());
+  return h;
+}
+
+// The model as the node describes it (digest and fingerprint name its echelon).
+v1::ModelInfo FindModelOrFail(v1::Inference::Stub& stub, const std::string& model) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::ListModelsResponse response;
+  const grpc::Status status = stub.ListModels(&context, v1::ListModelsRequest(), &response);
+  if (!status.ok()) FailCall("generate", status);
+  for (const v1::ModelInfo& m : response.models()) {
+    if (m.id() == model) return m;
+  }
+  FailCall("generate", grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                    absl::StrCat("the node does not serve model '", model, "'")));
+}
+
+std::vector<uint32_t> TokenizeOrFail(v1::Inference::Stub& stub, const GenerateArgs& args) {
+  v1::TokenizeRequest request;
+  request.set_model(args.model);
+  SetPrompt(args, &request);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::TokenizeResponse response;
+  const grpc::Status status = stub.Tokenize(&context, request, &response);
+  if (!status.ok()) FailCall("generate", status);
+  std::vector<uint32_t> ids;
+  for (int32_t id : response.ids()) {
+    if (id < 0) Fail("the node's Tokenize returned a negative token id");
+    ids.push_back(static_cast<uint32_t>(id));
+  }
+  if (ids.empty()) Fail("the prompt tokenizes to nothing");
+  return ids;
+}
+
+// The echelon the entry node draws the committee from: H("atoma/echelon", model digest,
+// fingerprint) (DESIGN §4.2) when the node reports its fingerprint and that echelon has frozen
+// stake in `epoch`; otherwise the one echelon with frozen stake whose registered nodes serve the
+// model (several → the client cannot tell which one the node uses, an error).
+crypto::Hash256 EchelonOrFail(ledger::LedgerClient& ledger, const v1::ModelInfo& model,
+                              const crypto::Hash256& digest, uint64_t epoch) {
+  const std::vector<crypto::Hash256> frozen = OrFail(ledger.SnapshotEchelons(epoch));
+  if (!model.fingerprint_hex().empty()) {
+    const crypto::Hash256 fingerprint =
+        ParseHash32OrFail(model.fingerprint_hex(), "the node's model fingerprint");
+    consensus::Encoder e;
+    e.Hash(digest).Hash(fingerprint);
+    const crypto::Hash256 id = consensus::TaggedHash("atoma/echelon", e);
+    if (std::find(frozen.begin(), frozen.end(), id) != frozen.end()) return id;
+  }
+  std::vector<crypto::Hash256> serving;
+  for (const ledger::Address& a : OrFail(ledger.ListNodes())) {
+    for (const ledger::EchelonRef& r : OrFail(ledger.GetNode(a)).echelons) {
+      if (r.model_digest == digest &&
+          std::find(frozen.begin(), frozen.end(), r.echelon_id) != frozen.end() &&
+          std::find(serving.begin(), serving.end(), r.echelon_id) == serving.end()) {
+        serving.push_back(r.echelon_id);
+      }
+    }
+  }
+  if (serving.size() == 1) return serving[0];
+  Fail(serving.empty() ? absl::StrCat("no echelon of model ", model.id(), " (digest 0x",
+                                      model.digest_hex(), ") has frozen stake in epoch ", epoch,
+                                      ": register and stake nodes, then advance the epoch")
+                       : absl::StrCat(serving.size(), " echelons of model ", model.id(),
+                                      " have frozen stake in epoch ", epoch,
+                                      " and the node reports no fingerprint that picks one"));
+}
+
+uint64_t RandomNonce() {
+  std::random_device rd;  // getrandom(): unpredictable, so two clients do not collide
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+json MembersJson(ledger::LedgerClient& ledger, const std::vector<crypto::Address>& members) {
+  json arr = json::array();
+  for (const crypto::Address& a : members) {
+    auto node = ledger.GetNode(a);
+    arr.push_back({{"address", crypto::AddressToString(a)},
+                   {"endpoint", node.ok() ? node->endpoint : std::string()}});
+  }
+  return arr;
+}
+
+std::string MembersText(ledger::LedgerClient& ledger, const std::vector<crypto::Address>& members) {
+  std::string out;
+  for (size_t i = 0; i < members.size(); ++i) {
+    auto node = ledger.GetNode(members[i]);
+    absl::StrAppend(&out, "  ", i, " ", crypto::AddressToString(members[i]), " ",
+                    node.ok() ? node->endpoint : std::string("(unregistered)"), "\n");
+  }
+  return out;
+}
+
+void WriteFileOrFail(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) Fail(absl::StrCat("cannot write ", path));
+}
+
+void RunVerifiedGenerate(const GenerateArgs& args, uint64_t n) {
+  if (args.client_key.empty()) Fail("--security sampling needs --client-key FILE");
+  if (args.ledger_db.empty()) Fail("--security sampling needs --ledger-db FILE");
+  const crypto::PrivateKey key = OrFail(crypto::ReadKeyFile(args.client_key));
+  auto ledger = OpenExistingLedger(args.ledger_db);
+  const ledger::Params params = OrFail(ledger->GetParams());
+  const ledger::Epoch epoch = OrFail(ledger->CurrentEpoch());
+
+  auto stub = v1::Inference::NewStub(Connect(args.addr));
+  const v1::ModelInfo model = FindModelOrFail(*stub, args.model);
+  const crypto::Hash256 digest = ParseHash32OrFail(model.digest_hex(), "the node's model digest");
+
+  consensus::ConsensusRequest r;
+  r.model_digest = digest;
+  r.prompt_token_ids = TokenizeOrFail(*stub, args);
+  r.temperature_micro = OrFail(api::ToMicro(args.temperature, "--temperature"));
+  if (!(args.top_p > 0.0 && args.top_p <= 1.0)) Fail("--top-p must be in (0, 1]");
+  r.top_p_micro = OrFail(api::ToMicro(args.top_p, "--top-p"));
+  if (args.top_k < 0) Fail("--top-k must be >= 0");
+  r.top_k = static_cast<uint64_t>(args.top_k);
+  r.ignore_eos = args.ignore_eos;
+  // A verified request needs max_tokens: it bounds the work and so the fee the client signs.
+  r.max_tokens = args.max_tokens != 0 ? static_cast<uint64_t>(args.max_tokens) : 64;
+  r.stop_strings = args.stop;
+  for (int id : args.stop_token_ids) {
+    if (id < 0) Fail("--stop-token-id must be >= 0");
+    r.stop_token_ids.push_back(static_cast<uint32_t>(id));
+  }
+  r.seed = args.seed;
+  r.security.mode = consensus::SecurityMode::kSampling;
+  r.security.n = n;
+  if (args.max_fee.empty()) {
+    // The worst case the node checks before accepting: every prompt token plus max_tokens.
+    r.max_fee = OrFail(CheckedMul(params.fee_per_token, r.prompt_token_ids.size() + r.max_tokens));
+  } else {
+    r.max_fee = OrFail(Uint256::FromDecimal(args.max_fee));
+  }
+  r.client = key.address();
+  r.client_nonce = args.nonce ? *args.nonce : RandomNonce();
+  r.epoch = args.epoch ? *args.epoch : epoch.number;
+  const crypto::Hash256 request_id = consensus::RequestId(r);
+  crypto::Signature signature = key.Sign(consensus::ClientRequestDigest(params.domain, request_id));
+  if (args.corrupt_signature) signature[5] ^= 0x01;  // still well-formed, recovers elsewhere
+
+  if (args.dry_run) {
+    const crypto::Hash256 echelon = EchelonOrFail(*ledger, model, digest, r.epoch);
+    const ledger::Epoch e = OrFail(ledger->GetEpoch(r.epoch));
+    std::vector<consensus::Candidate> candidates;
+    for (const ledger::Candidate& c : OrFail(ledger->EchelonSnapshot(r.epoch, echelon))) {
+      candidates.push_back({c.address, c.stake});
+    }
+    const consensus::CommitteeDraws draws = OrFail(consensus::SelectCommittee(
+        e.seed, request_id, candidates, n, consensus::BackupCount(n), consensus::RefereeCount(n)));
+    if (args.json) {
+      const json j = {{"request_id", Hex0x(request_id)},
+                      {"epoch", r.epoch},
+                      {"echelon_id", Hex0x(echelon)},
+                      {"client", crypto::AddressToString(r.client)},
+                      {"nonce", r.client_nonce},
+                      {"max_fee", r.max_fee.ToDecimal()},
+                      {"prompt_tokens", r.prompt_token_ids.size()},
+                      {"committee", MembersJson(*ledger, draws.committee)},
+                      {"backups", MembersJson(*ledger, draws.backups)},
+                      {"referees", MembersJson(*ledger, draws.referees)}};
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      std::printf(
+          "request %s\nepoch %llu, echelon %s\nclient %s, nonce %llu, max fee %s\n"
+          "committee (%llu):\n%sbackups (%zu):\n%sreferees (%zu):\n%s",
+          Hex0x(request_id).c_str(), static_cast<unsigned long long>(r.epoch),
+          Hex0x(echelon).c_str(), crypto::AddressToString(r.client).c_str(),
+          static_cast<unsigned long long>(r.client_nonce), r.max_fee.ToDecimal().c_str(),
+          static_cast<unsigned long long>(n), MembersText(*ledger, draws.committee).c_str(),
+          draws.backups.size(), MembersText(*ledger, draws.backups).c_str(), draws.referees.size(),
+          MembersText(*ledger, draws.referees).c_str());
+    }
+    return;
+  }
+
+  v1::GenerateRequest request = api::ToGenerateRequest(r, args.model, signature);
+  request.mutable_sampling()->set_top_logprobs(args.top_logprobs);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(static_cast<int64_t>(args.timeout_s * 1000)));
+  auto reader = stub->Generate(&context, request);
+  v1::GenerateResponse message;
+  std::string text;
+  v1::GenerateResult result;
+  bool have_result = false;
+  while (reader->Read(&message)) {
+    if (message.has_chunk()) {
+      text += message.chunk().text();
+      if (!args.json) {
+        std::fwrite(message.chunk().text().data(), 1, message.chunk().text().size(), stdout);
+        std::fflush(stdout);
+      }
+    } else if (message.has_final()) {
+      result = message.final();
+      have_result = true;
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  if (!args.json && !text.empty() && text.back() != '\n') std::fputc('\n', stdout);
+  std::fflush(stdout);
+  if (!status.ok()) FailCall("generate", status);
+  if (!have_result) {
+    FailCall("generate", grpc::Status(grpc::StatusCode::INTERNAL, "stream ended without a result"));
+  }
+  const v1::Usage& u = result.usage();
+  std::fprintf(stderr,
+               "[%s] prompt tokens: %d, completion tokens: %d, time to first token: %.1f ms, "
+               "%.1f tokens/s, total %.1f ms\n",
+               FinishName(result.finish_reason()), u.prompt_tokens(), u.completion_tokens(),
+               u.time_to_first_token_ms(), u.tokens_per_second(), u.total_time_ms());
+
+  // The output the certificate must commit to: what the node streamed us.
+  consensus::ConsensusOutput output;
+  for (int32_t id : result.output_ids()) {
+    if (id < 0) Fail("the node returned a negative output token id");
+    output.token_ids.push_back(static_cast<uint32_t>(id));
+  }
+  if (result.finish_reason() == v1::FINISH_REASON_STOP) {
+    output.finish_reason = consensus::FinishReason::kStop;
+  } else if (result.finish_reason() == v1::FINISH_REASON_LENGTH) {
+    output.finish_reason = consensus::FinishReason::kLength;
+  } else {
+    Fail(absl::StrCat("not verified: the generation ended ", FinishName(result.finish_reason()),
+                      ", which no certificate covers"));
+  }
+  if (result.certificate().empty()) {
+    Fail("not verified: the node sent no certificate (does it serve verified requests?)");
+  }
+  const std::span<const uint8_t> cert_bytes(
+      reinterpret_cast<const uint8_t*>(result.certificate().data()), result.certificate().size());
+  auto cert = consensus::DecodeCertificate(cert_bytes);
+  if (!cert.ok())
+    Fail(absl::StrCat("not verified: malformed certificate: ", cert.status().message()));
+
+  if (!args.save_cert.empty()) {
+    WriteFileOrFail(args.save_cert, result.certificate());
+    json out_json = {{"token_ids", output.token_ids},
+                     {"finish_reason",
+                      output.finish_reason == consensus::FinishReason::kStop ? "stop" : "length"}};
+    WriteFileOrFail(args.save_cert + ".output", out_json.dump() + "\n");
+  }
+
+  // The certificate must be about the request we signed, not merely some valid certificate.
+  std::string verdict;
+  bool verified = false;
+  const crypto::Hash256 cert_request_id = consensus::RequestId(cert->request);
+  if (cert_request_id != request_id) {
+    verdict = absl::StrCat("not verified: the certificate is for request ", Hex0x(cert_request_id),
+                           ", not ", Hex0x(request_id));
+  } else {
+    auto v = VerifyWithLedger(*ledger, *cert, &output);
+    if (v.ok()) {
+      verdict = *v;
+      verified = true;
+    } else {
+      verdict = std::string(v.status().message());
+    }
+  }
+  while (!verdict.empty() && verdict.back() == '\n') verdict.pop_back();
+
+  if (args.json) {
+    std::string result_json = ToJson(result);
+    json j = {{"text", text},
+              {"request_id", Hex0x(request_id)},
+              {"epoch", cert->request.epoch},
+              {"nonce", r.client_nonce},
+              {"committee", MembersJson(*ledger, cert->committee)},
+              {"commitment", Hex0x(cert->commitment)},
+              {"verified", verified},
+              {"verdict", verdict},
+              {"result", json::parse(result_json, nullptr, false)}};
+    if (!args.save_cert.empty()) j["certificate_file"] = args.save_cert;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("certificate: request %s, epoch %llu\ncommittee (%zu):\n%scommitment C %s\n%s\n",
+                Hex0x(request_id).c_str(), static_cast<unsigned long long>(cert->request.epoch),
+                cert->committee.size(), MembersText(*ledger, cert->committee).c_str(),
+                Hex0x(cert->commitment).c_str(), verdict.c_str());
+    if (!args.save_cert.empty()) {
+      std::printf(
+          "saved %s and %s.output (check with: atoma-cli verify --db %s %s --output "
+          "%s.output)\n",
+          args.save_cert.c_str(), args.save_cert.c_str(), args.ledger_db.c_str(),
+          args.save_cert.c_str(), args.save_cert.c_str());
+    }
+  }
+  std::fflush(stdout);
+  if (!verified) Fail(verdict);
+}
+
 void RunModels(const std::string& addr, bool json) {
   auto stub = v1::Inference::NewStub(Connect(addr));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::ListModelsResponse response;
   const grpc::Status status = stub->ListModels(&context, v1::ListModelsRequest(), &response);
-  if (!status.ok()) Fail("models", status);
+  if (!status.ok()) FailCall("models", status);
   if (json) {
     std::printf("%s\n", ToJson(response).c_str());
     return;
@@ -201,9 +583,53 @@ void AddGenerateCommand(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
   cmd->add_option("--top-logprobs", args->top_logprobs, "alternatives per token (0..20)");
   cmd->add_option("--stop", args->stop, "stop string (repeatable)");
-  cmd->add_flag("--json", args->json, "print one JSON object (text and result) instead of text");
+  cmd->add_option("--stop-token-id", args->stop_token_ids, "stop token id (repeatable)");
+  cmd->add_flag("--ignore-eos", args->ignore_eos, "keep generating past end-of-sequence tokens");
+  cmd->add_flag("--json", args->json,
+                "print one JSON object (text and result; verified requests add request_id, "
+                "committee, commitment, verified and verdict) instead of text");
   cmd->add_option("--timeout", args->timeout_s, "call deadline in seconds")->capture_default_str();
-  cmd->callback([args] { RunGenerate(*args); });
+  const std::string verified = "Verified requests (--security sampling:N)";
+  cmd->add_option("--security", args->security,
+                  "none | sampling:N (a committee of N nodes executes and certifies the output; "
+                  "cross_validation is not supported yet)")
+      ->capture_default_str()
+      ->group(verified);
+  cmd->add_option("--client-key", args->client_key,
+                  "client key file (atoma-cli keygen); signs the request and pays from its "
+                  "escrow. Required with sampling")
+      ->group(verified);
+  cmd->add_option("--ledger-db", args->ledger_db,
+                  "embedded ledger file: the client reads the signing domain and current epoch "
+                  "from it and verifies the certificate against it. Required with sampling")
+      ->group(verified);
+  cmd->add_option("--max-fee", args->max_fee,
+                  "most the client pays, decimal base units (default: fee_per_token x "
+                  "(prompt tokens + max tokens), the worst case). --max-tokens defaults to 64")
+      ->group(verified);
+  cmd->add_option("--nonce", args->nonce, "client nonce (default: random 64-bit)")->group(verified);
+  cmd->add_option("--save-cert", args->save_cert,
+                  "write the certificate to FILE and the output to FILE.output, the two files "
+                  "`atoma-cli verify --db DB FILE --output FILE.output` reads")
+      ->group(verified);
+  cmd->add_flag("--dry-run", args->dry_run,
+                "print the request id, epoch, committee, backups and referees as computed from "
+                "the ledger, and exit without sending (JSON with --json)")
+      ->group(verified);
+  // Test seams, hidden from --help (an empty group hides an option in CLI11).
+  cmd->add_flag("--corrupt-signature-for-test", args->corrupt_signature)->group("");
+  cmd->add_option("--epoch-for-test", args->epoch)->group("");
+  cmd->callback([args] {
+    const uint64_t n = ParseSecurityOrFail(args->security);
+    if (n == 0) {
+      if (args->dry_run || !args->client_key.empty() || !args->save_cert.empty()) {
+        Fail("--dry-run, --client-key and --save-cert need --security sampling:N");
+      }
+      RunGenerate(*args);
+    } else {
+      RunVerifiedGenerate(*args, n);
+    }
+  });
 
   auto models_addr = std::make_shared<std::string>("127.0.0.1:50051");
   auto models_json = std::make_shared<bool>(false);
