@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# The README's first command: installs what is missing, builds atoma-node and atoma-cli, synthesizes
-# the demo model, starts a local node on the embedded defaults (config/node.yaml), sends it a demo
-# request and keeps serving until Ctrl-C.
+# The README's first command: a local network of N atoma-nodes on one embedded ledger. Installs
+# what is missing, builds atoma-node and atoma-cli, synthesizes the demo model, creates a fresh
+# ledger, starts N nodes (each registers itself with its endpoint and echelon), stakes them,
+# funds a client, opens an epoch, sends a verified demo request (sampling:min(3,N)) whose
+# certificate the client checks against the ledger, shows the settlement, and keeps serving
+# until Ctrl-C.
 #
-#   scripts/devnet.sh [--exit-after-demo] [--preset tiny|small|bench-135m] [--prompt TEXT]
+#   scripts/devnet.sh [--nodes N] [--base-port PORT] [--exit-after-demo]
+#                     [--preset tiny|small|bench-135m] [--prompt TEXT]
 #
-# State (keys, models, logs) lives under var/ in the repository.
+#   --nodes N          nodes to start (default 3; 1 is allowed: sampling:1)
+#   --base-port PORT   node i listens on 127.0.0.1:PORT+i (default 50051)
+#   --exit-after-demo  stop every node after the demo
+#   ATOMA_NODE_THREADS engine threads per node (default 1)
+#   ATOMA_BIN          folder with prebuilt atoma-node and atoma-cli: skips setup and the build
+#
+# State lives under var/ in the repository: the model in var/models/demo, the network in
+# var/devnet/ (ledger.db, client.key, node<i>/{node.key,node.yaml,node.log,data}). Keys are kept
+# between runs; the ledger and the nodes' journals are recreated every run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$(pwd)"
@@ -13,59 +25,170 @@ root="$(pwd)"
 exit_after_demo=0
 preset=small
 prompt="Once upon a time"
+nodes=3
+base_port=50051
 while [ $# -gt 0 ]; do
   case "$1" in
     --exit-after-demo) exit_after_demo=1 ;;
     --preset) preset="$2"; shift ;;
     --prompt) prompt="$2"; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --nodes) nodes="$2"; shift ;;
+    --base-port) base_port="$2"; shift ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "devnet: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+case "$nodes" in ''|*[!0-9]*) echo "devnet: --nodes wants a number, got '$nodes'" >&2; exit 2 ;; esac
+case "$base_port" in
+  ''|*[!0-9]*) echo "devnet: --base-port wants a number, got '$base_port'" >&2; exit 2 ;;
+esac
+if [ "$nodes" -lt 1 ] || [ "$nodes" -gt 64 ]; then
+  echo "devnet: --nodes must be 1..64, got $nodes" >&2; exit 2
+fi
+if [ "$base_port" -lt 1 ] || [ $((base_port + nodes - 1)) -gt 65535 ]; then
+  echo "devnet: ports $base_port..$((base_port + nodes - 1)) are out of range" >&2; exit 2
+fi
 
-bash scripts/setup.sh
-cmake --preset dev >/dev/null
-cmake --build --preset dev -j "${ATOMA_JOBS:-$(nproc)}" --target atoma-node atoma-cli
-bin="$root/build/dev/src"
+if [ -n "${ATOMA_BIN:-}" ]; then
+  bin="$(cd "$ATOMA_BIN" && pwd)"
+else
+  bash scripts/setup.sh
+  cmake --preset dev >/dev/null
+  cmake --build --preset dev -j "${ATOMA_JOBS:-$(nproc)}" --target atoma-node atoma-cli
+  bin="$root/build/dev/src"
+fi
+cli="$bin/atoma-cli"
 
 var="$root/var"
-mkdir -p "$var/models" "$var/node0"
+mkdir -p "$var/models"
 model_dir="$var/models/demo"
 if [ ! -f "$model_dir/config.json" ] || [ "$(cat "$model_dir/.preset" 2>/dev/null)" != "$preset" ]; then
   echo "devnet: synthesizing the '$preset' demo model into $model_dir"
-  "$bin/atoma-cli" model synth --preset "$preset" --seed 1 --out "$model_dir"
+  "$cli" model synth --preset "$preset" --seed 1 --out "$model_dir"
   echo "$preset" > "$model_dir/.preset"
 fi
-key="$var/node0/node.key"
-[ -f "$key" ] || "$bin/atoma-cli" keygen --out "$key"
 
-ports="$var/node0/ports.json"
-rm -f "$ports"
-"$bin/atoma-node" --config config/node.yaml --ports-file "$ports" &
-node_pid=$!
-stop_node() {
-  kill -TERM "$node_pid" 2>/dev/null || true
-  wait "$node_pid"
-}
-trap 'echo; echo "devnet: stopping"; stop_node; exit $?' INT TERM
-
-for _ in $(seq 1 600); do
-  [ -s "$ports" ] && break
-  kill -0 "$node_pid" 2>/dev/null || { echo "devnet: atoma-node exited during start-up" >&2; exit 1; }
-  sleep 0.1
+net="$var/devnet"
+ledger="$net/ledger.db"
+mkdir -p "$net"
+# A fresh network every run: the ledger (with its WAL files) and every node's journal go; keys stay.
+rm -f "$ledger" "$ledger-wal" "$ledger-shm" "$net/demo.cert" "$net/demo.cert.output"
+for dir in "$net"/node*; do
+  [ -d "$dir" ] && rm -rf "$dir/data" "$dir/ports.json"
 done
-[ -s "$ports" ] || { echo "devnet: atoma-node did not start within 60 s" >&2; stop_node; exit 1; }
-port="$(sed -E 's/.*"grpc": *([0-9]+).*/\1/' "$ports")"
-echo "devnet: atoma-node serving on 127.0.0.1:$port"
+client_key="$net/client.key"
+[ -f "$client_key" ] || "$cli" keygen --out "$client_key" >/dev/null 2>&1
+client="$("$cli" address --key "$client_key")"
 
-echo "devnet: demo request: atoma-cli generate --model demo \"$prompt\""
-"$bin/atoma-cli" generate --addr "127.0.0.1:$port" --model demo --max-tokens 48 \
-  --temperature 0.8 --top-p 0.95 --seed 7 "$prompt"
+# Long epochs, so the demo's epoch stays current while it runs.
+"$cli" ledger --db "$ledger" init --epoch-length-s 3600
+
+threads="${ATOMA_NODE_THREADS:-1}"
+pids=()
+addrs=()
+for i in $(seq 0 $((nodes - 1))); do
+  dir="$net/node$i"
+  mkdir -p "$dir"
+  [ -f "$dir/node.key" ] || "$cli" keygen --out "$dir/node.key" >/dev/null 2>&1
+  addrs+=("$("$cli" address --key "$dir/node.key")")
+  # Paths are relative to the config file (var/devnet/node<i>/).
+  cat > "$dir/node.yaml" <<EOF
+# Generated by scripts/devnet.sh (node $i of $nodes); rewritten every run.
+node:
+  key_file: node.key
+  data_dir: data
+api:
+  listen: 127.0.0.1:$((base_port + i))
+engine:
+  threads: $threads
+models:
+  - id: demo
+    path: ../../models/demo
+ledger:
+  backend: embedded
+  path: ../ledger.db
+consensus:
+  register: true
+EOF
+done
+
+stop_nodes() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  local status=0
+  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+  pids=()
+  return $status
+}
+trap 'echo; echo "devnet: stopping"; stop_nodes; exit $?' INT TERM
+
+for i in $(seq 0 $((nodes - 1))); do
+  dir="$net/node$i"
+  "$bin/atoma-node" --config "$dir/node.yaml" --ports-file "$dir/ports.json" \
+    > "$dir/node.log" 2>&1 &
+  pids+=($!)
+done
+
+logs_hint() {
+  local i
+  for i in $(seq 0 $((nodes - 1))); do echo "  $net/node$i/node.log" >&2; done
+}
+
+# Each node registers itself (consensus.register) once it has measured its echelon; wait until the
+# ledger lists all of them with an echelon.
+echo "devnet: waiting for $nodes nodes to register on $ledger"
+registered=0
+deadline=$((SECONDS + 120))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  for i in $(seq 0 $((nodes - 1))); do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "devnet: node $i exited during start-up; its log: $net/node$i/node.log" >&2
+      tail -n 20 "$net/node$i/node.log" >&2 || true
+      stop_nodes || true
+      exit 1
+    fi
+  done
+  registered="$("$cli" ledger --db "$ledger" nodes --json 2>/dev/null |
+    /usr/bin/python3 -c 'import json, sys
+print(sum(1 for n in json.load(sys.stdin) if n["echelons"]))' 2>/dev/null || echo 0)"
+  [ "$registered" -ge "$nodes" ] && break
+  sleep 0.2
+done
+if [ "$registered" -lt "$nodes" ]; then
+  echo "devnet: only $registered of $nodes nodes registered an echelon within 120 s; see the logs:" >&2
+  logs_hint
+  stop_nodes || true
+  exit 1
+fi
+
+for i in $(seq 0 $((nodes - 1))); do
+  "$cli" ledger --db "$ledger" stake --node "${addrs[$i]}" --amount 1000
+done
+"$cli" ledger --db "$ledger" deposit --client "$client" --amount 1000000
+# Stakes count from the next epoch: open it, so they are frozen in the current one.
+"$cli" ledger --db "$ledger" advance-epoch
+echo "devnet: $nodes nodes staked, client $client funded"
+
+n=$((nodes < 3 ? nodes : 3))
+echo "devnet: verified demo request (sampling:$n): atoma-cli generate --model demo \"$prompt\""
+demo_status=0
+"$cli" generate --addr "127.0.0.1:$base_port" --model demo --security "sampling:$n" \
+  --client-key "$client_key" --ledger-db "$ledger" --save-cert "$net/demo.cert" \
+  --max-tokens 48 --temperature 0.8 --top-p 0.95 --seed 7 "$prompt" || demo_status=$?
+
+# The nodes' outboxes settle within consensus.settlement_max_delay_ms (2 s by default).
+sleep 3
+echo "devnet: settlements on the ledger:"
+"$cli" ledger --db "$ledger" settlements || true
 
 if [ "$exit_after_demo" = 1 ]; then
-  stop_node
-  exit $?
+  stop_nodes || demo_status=$?
+  exit $demo_status
 fi
-echo "devnet: serving until Ctrl-C (try: $bin/atoma-cli generate --addr 127.0.0.1:$port --model demo \"Hello\")"
-wait "$node_pid"
+echo "devnet: serving until Ctrl-C; nodes on 127.0.0.1:$base_port..$((base_port + nodes - 1))," \
+  "logs in $net/node<i>/node.log. Try:"
+echo "  $cli generate --addr 127.0.0.1:$base_port --model demo --security sampling:$n \\"
+echo "      --client-key $client_key --ledger-db $ledger \"Hello\""
+echo "  $cli verify --db $ledger $net/demo.cert --output $net/demo.cert.output"
+wait "${pids[@]}"
