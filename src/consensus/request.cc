@@ -135,6 +135,12 @@ Hash256 RequestId(const ConsensusRequest& request) {
   return TaggedHash("atoma/request", e);
 }
 
+Hash256 EchelonId(const Hash256& model_digest, const Hash256& fingerprint) {
+  Encoder e;
+  e.Hash(model_digest).Hash(fingerprint);
+  return TaggedHash("atoma/echelon", e);
+}
+
 uint64_t CommitteeSize(const Security& security) {
   return security.mode == SecurityMode::kSampling ? security.n : 1;
 }

@@ -77,6 +77,10 @@ void EncodeRequest(const ConsensusRequest& request, Encoder& out);
 absl::StatusOr<ConsensusRequest> DecodeRequest(Decoder& in);
 Hash256 RequestId(const ConsensusRequest& request);
 
+// The echelon of nodes that compute bit-identical outputs for a model (DESIGN §4.2):
+// H("atoma/echelon", model_digest, fingerprint), fingerprint = the canary fingerprint.
+Hash256 EchelonId(const Hash256& model_digest, const Hash256& fingerprint);
+
 // How many members execute and attest: sampling → n; none and cross_validation → 1 (the
 // executor; cross-validation's extra validators are not part of the certificate's committee).
 uint64_t CommitteeSize(const Security& security);

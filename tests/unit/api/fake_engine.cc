@@ -187,7 +187,8 @@ void FakeEngine::Loop() {
         const bool eos = options_.eos_after_tokens >= 0 && step == options_.eos_after_tokens &&
                          !r->request.ignore_eos;
         engine::StreamEvent token;
-        token.token_id = eos ? FakeTokenizer::kEos : TokenAt(r->request.sampling.seed, step);
+        token.token_id = eos ? FakeTokenizer::kEos
+                             : TokenAt(r->request.sampling.seed + options_.token_offset, step);
         token.text = eos ? "" : std::string(1, static_cast<char>(token.token_id));
         token.logprob = -0.5;
         for (int k = 0; k < r->request.sampling.top_logprobs; ++k) {

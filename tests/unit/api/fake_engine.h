@@ -58,6 +58,7 @@ struct FakeEngineOptions {
   int fail_after_tokens = -1;  // >= 0: the request ends with kError (INTERNAL) after N tokens
   int eos_after_tokens = -1;   // >= 0: emit EOS as token N+1 and stop (kStop)
   std::string held_text;       // text a cancelled request's final event carries (held back)
+  int token_offset = 0;        // != 0: a "different model" (consensus tests' dishonest member)
 };
 
 class FakeEngine : public engine::Engine {

@@ -1,0 +1,1300 @@
+#include "atoma/peer/consensus_node.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "atoma/common/logging.h"
+#include "atoma/common/status.h"
+#include "atoma/consensus/committee.h"
+#include "atoma/consensus/round.h"
+#include "atoma/v1/peer.grpc.pb.h"
+#include "envelope.h"
+#include "executions.h"
+
+namespace atoma::peer {
+namespace {
+
+using consensus::Attestation;
+using consensus::CommitteeDraws;
+using consensus::ConsensusOutput;
+using consensus::ConsensusRequest;
+using std::chrono::milliseconds;
+
+constexpr char kExecute[] = "Execute";
+constexpr char kAttest[] = "Attest";
+constexpr char kGetAttestations[] = "GetAttestations";
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+std::string Short(const Address& a) { return crypto::AddressToString(a).substr(0, 10); }
+std::string ShortHex(const Hash256& h) { return crypto::ToHex(h).substr(0, 12); }
+
+template <size_t N>
+bool CopyBytes(const std::string& in, std::array<uint8_t, N>* out) {
+  if (in.size() != N) return false;
+  std::memcpy(out->data(), in.data(), N);
+  return true;
+}
+
+int64_t SystemUnixMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+class ConsensusNodeImpl;
+
+// ---------------------------------------------------------------------------------------------
+// Entry side: one round.
+
+class EntryRound : public RoundHandle, public std::enable_shared_from_this<EntryRound> {
+ public:
+  EntryRound(ConsensusNodeImpl* node, ConsensusRequest request, crypto::Signature client_signature,
+             Hash256 request_id, ServedModel model, CommitteeDraws draws)
+      : node_(node),
+        request_(std::move(request)),
+        client_signature_(client_signature),
+        request_id_(request_id),
+        model_(model),
+        draws_(std::move(draws)) {}
+
+  // RoundHandle.
+  Wait Next(engine::StreamEvent* token, milliseconds timeout) override;
+  const RoundOutcome& outcome() const override { return outcome_; }
+  const Hash256& request_id() const override { return request_id_; }
+  const std::vector<Address>& initial_committee() const override { return draws_.committee; }
+
+  // Runs the round to its end on the calling thread.
+  void Drive();
+  // A peer's attestation for this round (from an Execute response or an Attest push).
+  void Deliver(const Attestation& attestation);
+  // Shutdown: the round ends at `deadline_steady_ms` if it has not.
+  void StopBy(int64_t deadline_steady_ms);
+
+  absl::Status Init(const consensus::Domain& domain, uint64_t epoch, const ConsensusOptions& o,
+                    const Address& self);
+  void set_own(std::shared_ptr<Execution> own) { own_ = std::move(own); }
+
+ private:
+  void Perform(std::vector<consensus::RoundAction> actions);
+  // Starts an Execute call on its own thread (a local execution when `target` is this node).
+  void StartCall(const Address& target, std::vector<Address> committee, bool referee,
+                 bool stream_tokens);
+  void CallRemote(const Address& target, const std::vector<Address>& committee, bool referee,
+                  bool stream_tokens, std::shared_ptr<grpc::ClientContext> context);
+  absl::StatusOr<ConsensusOutput> OutputFor(const consensus::Certificate& certificate);
+  void Finish(absl::Status status, std::string detail);
+
+  ConsensusNodeImpl* node_;
+  const ConsensusRequest request_;
+  const crypto::Signature client_signature_;
+  const Hash256 request_id_;
+  const ServedModel model_;
+  const CommitteeDraws draws_;
+  Address self_{};
+  std::optional<consensus::Round> round_;  // touched by the driver thread only
+  std::shared_ptr<Execution> own_;         // this node's execution when it is a member
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Attestation> inbox_;
+  std::optional<int64_t> stop_at_;
+  // Relay (when this node is not a member): one member's streamed tokens.
+  std::vector<engine::StreamEvent> relayed_;
+  bool relay_chosen_ = false;
+  std::optional<ConsensusOutput> relayed_output_;  // complete relayed stream with finish reason
+  size_t read_index_ = 0;  // the client's next token (one reader: the API stream)
+  std::vector<std::shared_ptr<grpc::ClientContext>> calls_;
+  int live_calls_ = 0;
+  bool finished_ = false;
+  RoundOutcome outcome_;  // written before finished_
+};
+
+// ---------------------------------------------------------------------------------------------
+// The node.
+
+class PeerService;
+
+class ConsensusNodeImpl : public ConsensusNode {
+ public:
+  ConsensusNodeImpl(Dependencies deps, ConsensusOptions options, ledger::Params params);
+  ~ConsensusNodeImpl() override { Shutdown(milliseconds(0)); }
+
+  grpc::Service* service() override;
+  const consensus::Domain& domain() const override { return params_.domain; }
+  absl::StatusOr<std::shared_ptr<RoundHandle>> Submit(
+      const ConsensusRequest& request, const crypto::Signature& client_signature) override;
+  absl::StatusOr<int> ResumeJournaled() override;
+  void Shutdown(milliseconds deadline) override;
+  PeerStats stats() const override;
+
+  // --- Used by the service and the rounds ---
+  const Address& self() const { return deps_.key->address(); }
+  const ConsensusOptions& options() const { return options_; }
+  int64_t UnixMs() const { return options_.unix_ms ? options_.unix_ms() : SystemUnixMs(); }
+  void Reject(const std::string& reason) {
+    std::lock_guard lock(stats_mu_);
+    ++stats_.rejected[reason];
+  }
+  template <typename F>
+  void Count(F f) {
+    std::lock_guard lock(stats_mu_);
+    f(stats_);
+  }
+  bool shutting_down() const { return shutting_down_.load(); }
+
+  const ServedModel* ModelByDigest(const Hash256& digest) const {
+    for (const ServedModel& m : deps_.models) {
+      if (m.engine->info().digest == digest) return &m;
+    }
+    return nullptr;
+  }
+  // The draws of `request` in its epoch (seed and frozen snapshot from the ledger).
+  absl::StatusOr<CommitteeDraws> Draws(const ConsensusRequest& request, const Hash256& request_id,
+                                       const Hash256& echelon_id);
+  // Checks a request this node is asked to execute (entry or member side). `reason` gets the
+  // PeerStats key on error.
+  absl::StatusOr<const ServedModel*> CheckRequest(const ConsensusRequest& request,
+                                                  const crypto::Signature& client_signature,
+                                                  std::string* reason);
+  // Member/referee side without the envelope. Assign checks the assignment (request, epoch,
+  // the committee is a valid draw, this node holds the role) and starts the execution, or finds
+  // the one that ran before; AttestTo waits for the output, signs, journals and keeps the
+  // attestation.
+  struct Assignment {
+    const ServedModel* model = nullptr;
+    Hash256 request_id{};
+    std::shared_ptr<Execution> execution;
+    CommitteeDraws draws;
+  };
+  absl::StatusOr<Assignment> Assign(const ConsensusRequest& request,
+                                    const crypto::Signature& client_signature,
+                                    const std::vector<Address>& committee, bool referee,
+                                    std::string* reason);
+  absl::StatusOr<Attestation> AttestTo(const Assignment& assignment,
+                                       const ConsensusRequest& request,
+                                       const std::vector<Address>& committee, bool referee);
+  // Signs a SignedMessage for `method`.
+  v1::SignedMessage Sign(v1::PeerMessage message, const char* method) {
+    message.set_method(method);
+    message.set_sent_unix_ms(static_cast<uint64_t>(UnixMs()));
+    return Seal(message, params_.domain, *deps_.key);
+  }
+  absl::StatusOr<Opened> OpenFrom(const v1::SignedMessage& m, const char* method);
+  absl::StatusOr<std::shared_ptr<v1::Peer::Stub>> StubFor(const Address& node);
+  // Keeps a valid attestation (a member's, pushed or received); reports equivocation. Returns
+  // false (with `reason`) when it was not kept.
+  bool StoreAttestation(const Attestation& attestation, std::string* reason);
+  std::vector<Attestation> AttestationsFor(const Hash256& request_id);
+  void Broadcast(const Attestation& attestation, const std::vector<Address>& committee);
+  std::shared_ptr<EntryRound> ActiveRound(const Hash256& request_id);
+  void RoundEnded(const Hash256& request_id);
+  Executions& executions() { return executions_; }
+  ledger::LedgerClient& ledger() { return *deps_.ledger; }
+  journal::Journal& journal() { return *deps_.journal; }
+  journal::SettlementOutbox* outbox() { return deps_.outbox; }
+  const ledger::Params& params() const { return params_; }
+  void TrackThread(std::function<void()> body);
+
+ private:
+  absl::StatusOr<std::shared_ptr<EntryRound>> StartRound(const ConsensusRequest& request,
+                                                         const crypto::Signature& client_signature,
+                                                         const Hash256& request_id,
+                                                         const ServedModel& model, bool journal_it);
+
+  Dependencies deps_;
+  ConsensusOptions options_;
+  ledger::Params params_;
+  std::unique_ptr<PeerService> service_;
+  Executions executions_;
+  std::shared_ptr<spdlog::logger> log_ = GetLogger("consensus");
+  std::atomic<bool> shutting_down_{false};
+
+  mutable std::mutex stats_mu_;
+  PeerStats stats_;
+
+  std::mutex mu_;
+  std::map<Hash256, std::shared_ptr<EntryRound>> rounds_;
+  std::map<std::string, std::shared_ptr<v1::Peer::Stub>> stubs_;  // by endpoint
+  // Attestations received per request (first valid one per signer), bounded.
+  std::map<Hash256, std::map<Address, Attestation>> attestations_;
+  std::deque<Hash256> attestation_order_;
+  int live_threads_ = 0;
+  std::condition_variable threads_done_;
+};
+
+class PeerService final : public v1::Peer::Service {
+ public:
+  explicit PeerService(ConsensusNodeImpl* node) : node_(node) {}
+
+  grpc::Status Execute(grpc::ServerContext* context, const v1::SignedMessage* in,
+                       grpc::ServerWriter<v1::ExecuteResponse>* writer) override;
+  grpc::Status Attest(grpc::ServerContext* context, const v1::SignedMessage* in,
+                      v1::AttestResponse* out) override;
+  grpc::Status GetAttestations(grpc::ServerContext* context, const v1::SignedMessage* in,
+                               v1::GetAttestationsResponse* out) override;
+
+ private:
+  ConsensusNodeImpl* node_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// ConsensusNodeImpl
+
+ConsensusNodeImpl::ConsensusNodeImpl(Dependencies deps, ConsensusOptions options,
+                                     ledger::Params params)
+    : deps_(std::move(deps)),
+      options_(std::move(options)),
+      params_(std::move(params)),
+      service_(std::make_unique<PeerService>(this)),
+      executions_(options_.output_cache_entries) {}
+
+grpc::Service* ConsensusNodeImpl::service() { return service_.get(); }
+
+void ConsensusNodeImpl::TrackThread(std::function<void()> body) {
+  {
+    std::lock_guard lock(mu_);
+    ++live_threads_;
+  }
+  std::thread([this, body = std::move(body)] {
+    body();
+    std::lock_guard lock(mu_);
+    if (--live_threads_ == 0) threads_done_.notify_all();
+  }).detach();
+}
+
+absl::StatusOr<CommitteeDraws> ConsensusNodeImpl::Draws(const ConsensusRequest& request,
+                                                        const Hash256& request_id,
+                                                        const Hash256& echelon_id) {
+  ASSIGN_OR_RETURN(ledger::Epoch epoch, deps_.ledger->GetEpoch(request.epoch));
+  ASSIGN_OR_RETURN(std::vector<ledger::Candidate> snapshot,
+                   deps_.ledger->EchelonSnapshot(request.epoch, echelon_id));
+  std::vector<consensus::Candidate> candidates;
+  candidates.reserve(snapshot.size());
+  for (const ledger::Candidate& c : snapshot) candidates.push_back({c.address, c.stake});
+  const uint64_t n = consensus::CommitteeSize(request.security);
+  return consensus::SelectCommittee(epoch.seed, request_id, candidates, n,
+                                    consensus::BackupCount(n), consensus::RefereeCount(n));
+}
+
+absl::StatusOr<const ServedModel*> ConsensusNodeImpl::CheckRequest(
+    const ConsensusRequest& request, const crypto::Signature& client_signature,
+    std::string* reason) {
+  const ServedModel* model = ModelByDigest(request.model_digest);
+  if (model == nullptr) {
+    *reason = "unknown_model";
+    return absl::NotFoundError(absl::StrCat("model digest ", crypto::ToHex(request.model_digest),
+                                            " is not served by this node"));
+  }
+  if (absl::Status s = consensus::VerifyClientSignature(params_.domain, request, client_signature);
+      !s.ok()) {
+    *reason = "bad_client_signature";
+    return s;
+  }
+  ASSIGN_OR_RETURN(ledger::Epoch current, deps_.ledger->CurrentEpoch());
+  if (request.epoch > current.number || request.epoch + 1 < current.number) {
+    *reason = "stale_epoch";
+    return absl::FailedPreconditionError(
+        absl::StrCat("epoch: the request is for epoch ", request.epoch, ", the ledger is at ",
+                     current.number, " (only the current and the previous epoch are served)"));
+  }
+  return model;
+}
+
+absl::StatusOr<ConsensusNodeImpl::Assignment> ConsensusNodeImpl::Assign(
+    const ConsensusRequest& request, const crypto::Signature& client_signature,
+    const std::vector<Address>& committee, bool referee, std::string* reason) {
+  if (shutting_down()) return absl::UnavailableError("the node is shutting down");
+  ASSIGN_OR_RETURN(const ServedModel* model, CheckRequest(request, client_signature, reason));
+  const Hash256 request_id = consensus::RequestId(request);
+  ASSIGN_OR_RETURN(CommitteeDraws draws, Draws(request, request_id, model->echelon_id));
+  if (absl::Status s = consensus::CheckCommitteeView(draws, committee); !s.ok()) {
+    *reason = "not_drawn";
+    return absl::FailedPreconditionError(absl::StrCat("committee: ", s.message()));
+  }
+  const auto& role_list = referee ? draws.referees : committee;
+  if (std::find(role_list.begin(), role_list.end(), self()) == role_list.end()) {
+    *reason = "not_drawn";
+    return absl::PermissionDeniedError(
+        absl::StrCat("this node (", Short(self()), ") is not drawn as a ",
+                     referee ? "referee" : "member", " of ", ShortHex(request_id)));
+  }
+  bool started = false;
+  Assignment out{model, request_id, nullptr, draws};
+  ASSIGN_OR_RETURN(out.execution,
+                   executions_.GetOrStart(request_id, request, *model->engine, &started));
+  if (started) Count([](PeerStats& s) { ++s.executions; });
+  return out;
+}
+
+absl::StatusOr<Attestation> ConsensusNodeImpl::AttestTo(const Assignment& assignment,
+                                                        const ConsensusRequest& request,
+                                                        const std::vector<Address>& committee,
+                                                        bool referee) {
+  const ServedModel* model = assignment.model;
+  const Hash256& request_id = assignment.request_id;
+  const std::shared_ptr<Execution>* execution = &assignment.execution;
+  // The member timeout bounds how long anyone waits for us; the engine's own limits bound the
+  // work. Wait for the output in slices so that shutdown is noticed.
+  while (!(*execution)->WaitDone(milliseconds(200))) {
+    if (shutting_down()) return absl::UnavailableError("the node is shutting down");
+  }
+  RETURN_IF_ERROR((*execution)->status());
+  const ConsensusOutput& output = (*execution)->output();
+  Attestation a;
+  if (!referee) {
+    ASSIGN_OR_RETURN(a, consensus::MakeAttestation(params_.domain, request_id, model->echelon_id,
+                                                   request.epoch, committee, output,
+                                                   (*execution)->prompt_tokens(), *deps_.key));
+  } else {
+    // A referee's p is for its own address, which is not in the committee; C is over the
+    // committee's addresses, so referees and members agree on C for the same output.
+    a.domain = params_.domain;
+    a.request_id = request_id;
+    a.echelon_id = model->echelon_id;
+    a.commitment = consensus::Commitment(consensus::OutputProofs(request_id, output, committee));
+    a.proof = consensus::OutputProof(request_id, output, self());
+    a.prompt_tokens = (*execution)->prompt_tokens();
+    a.completion_tokens = output.token_ids.size();
+    a.merkle_root = consensus::OutputMerkleRoot(output.token_ids);
+    a.epoch = request.epoch;
+    a.member = self();
+    a.signature = deps_.key->Sign(consensus::AttestationDigest(a));
+  }
+  // Journal before anything leaves the node: never two different claims for one request.
+  absl::Status journaled = deps_.journal->RecordOwnAttestation(a);
+  if (absl::IsAlreadyExists(journaled)) {
+    ASSIGN_OR_RETURN(std::optional<Attestation> stored, deps_.journal->OwnAttestation(request_id));
+    if (!stored.has_value()) return journaled;
+    log_->error(
+        "{}: this node computed a different output than it attested before; sending the "
+        "journaled attestation (check the engine's determinism)",
+        ShortHex(request_id));
+    a = *stored;
+  } else if (!journaled.ok()) {
+    return journaled;
+  }
+  Count([](PeerStats& s) { ++s.attestations_signed; });
+  std::string ignored;
+  StoreAttestation(a, &ignored);
+  return a;
+}
+
+absl::StatusOr<Opened> ConsensusNodeImpl::OpenFrom(const v1::SignedMessage& m, const char* method) {
+  std::string reason;
+  auto opened = Open(m, params_.domain, method, UnixMs(), options_.replay_window_ms, &reason);
+  if (!opened.ok()) {
+    Reject(reason);
+    return opened.status();
+  }
+  auto node = deps_.ledger->GetNode(opened->sender);
+  if (absl::IsNotFound(node.status())) {
+    Reject("unregistered_sender");
+    return absl::PermissionDeniedError(absl::StrCat("peer message from ",
+                                                    crypto::AddressToString(opened->sender),
+                                                    ", which is not a registered node"));
+  }
+  if (!node.ok()) return node.status();
+  return opened;
+}
+
+absl::StatusOr<std::shared_ptr<v1::Peer::Stub>> ConsensusNodeImpl::StubFor(const Address& node) {
+  ASSIGN_OR_RETURN(ledger::NodeInfo info, deps_.ledger->GetNode(node));
+  std::lock_guard lock(mu_);
+  auto& stub = stubs_[info.endpoint];
+  if (!stub) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    stub = v1::Peer::NewStub(
+        grpc::CreateCustomChannel(info.endpoint, grpc::InsecureChannelCredentials(), args));
+  }
+  return stub;
+}
+
+bool ConsensusNodeImpl::StoreAttestation(const Attestation& a, std::string* reason) {
+  std::optional<Attestation> contradicted;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = attestations_.try_emplace(a.request_id);
+    if (inserted) {
+      attestation_order_.push_back(a.request_id);
+      while (attestation_order_.size() > options_.output_cache_entries * 4) {
+        attestations_.erase(attestation_order_.front());
+        attestation_order_.pop_front();
+      }
+    }
+    auto& by_signer = attestations_[a.request_id];
+    auto prev = by_signer.find(a.member);
+    if (prev == by_signer.end()) {
+      by_signer.emplace(a.member, a);
+      return true;
+    }
+    if (prev->second == a) {
+      *reason = "duplicate";
+      return false;
+    }
+    if (consensus::SameOutputClaim(prev->second, a)) {
+      prev->second = a;  // a view update: the committee changed
+      return true;
+    }
+    contradicted = prev->second;
+  }
+  *reason = "equivocating";
+  if (a.member != self()) {
+    auto slashed = deps_.ledger->ReportEquivocation(self(), *contradicted, a);
+    if (slashed.ok()) {
+      Count([](PeerStats& s) { ++s.equivocations_reported; });
+      log_->warn("{}: {} equivocated; slashed {}", ShortHex(a.request_id), Short(a.member),
+                 slashed->slashed.ToDecimal());
+    } else if (!absl::IsAlreadyExists(slashed.status())) {
+      log_->warn("{}: reporting equivocation of {} failed: {}", ShortHex(a.request_id),
+                 Short(a.member), slashed.status().ToString());
+    }
+  }
+  return false;
+}
+
+std::vector<Attestation> ConsensusNodeImpl::AttestationsFor(const Hash256& request_id) {
+  std::lock_guard lock(mu_);
+  std::vector<Attestation> out;
+  auto it = attestations_.find(request_id);
+  if (it == attestations_.end()) return out;
+  auto own = it->second.find(self());
+  if (own != it->second.end()) out.push_back(own->second);
+  for (const auto& [signer, a] : it->second) {
+    if (signer != self()) out.push_back(a);
+  }
+  return out;
+}
+
+void ConsensusNodeImpl::Broadcast(const Attestation& attestation,
+                                  const std::vector<Address>& committee) {
+  std::vector<Address> targets;
+  for (const Address& m : committee) {
+    if (m != self()) targets.push_back(m);
+  }
+  if (targets.empty() || shutting_down()) return;
+  TrackThread([this, attestation, targets] {
+    v1::PeerMessage msg;
+    const std::vector<uint8_t> bytes = consensus::EncodeAttestation(attestation);
+    msg.mutable_attest()->set_attestation(bytes.data(), bytes.size());
+    const v1::SignedMessage signed_msg = Sign(msg, kAttest);
+    for (const Address& target : targets) {
+      if (shutting_down()) return;
+      auto stub = StubFor(target);
+      if (!stub.ok()) continue;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() +
+                           milliseconds(options_.peer_call_timeout_ms));
+      v1::AttestResponse response;
+      grpc::Status s = (*stub)->Attest(&context, signed_msg, &response);
+      if (!s.ok()) Count([](PeerStats& st) { ++st.peer_call_errors; });
+    }
+  });
+}
+
+std::shared_ptr<EntryRound> ConsensusNodeImpl::ActiveRound(const Hash256& request_id) {
+  std::lock_guard lock(mu_);
+  auto it = rounds_.find(request_id);
+  return it == rounds_.end() ? nullptr : it->second;
+}
+
+void ConsensusNodeImpl::RoundEnded(const Hash256& request_id) {
+  std::lock_guard lock(mu_);
+  rounds_.erase(request_id);
+}
+
+absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
+    const ConsensusRequest& request, const crypto::Signature& client_signature) {
+  if (shutting_down()) return absl::UnavailableError("the node is shutting down");
+  switch (request.security.mode) {
+    case consensus::SecurityMode::kNone:
+      return absl::InvalidArgumentError("security: `none` needs no consensus round");
+    case consensus::SecurityMode::kCrossValidation:
+      return absl::UnimplementedError("security: cross_validation is not served yet");
+    case consensus::SecurityMode::kSampling:
+      break;
+  }
+  if (request.security.n == 0 || request.security.n > options_.max_committee_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("security.sampling.committee_size: must be between 1 and ",
+                     options_.max_committee_size, " on this node, got ", request.security.n));
+  }
+  std::string reason;
+  ASSIGN_OR_RETURN(const ServedModel* model, CheckRequest(request, client_signature, &reason));
+  ASSIGN_OR_RETURN(ledger::Epoch current, deps_.ledger->CurrentEpoch());
+  if (request.epoch != current.number) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "epoch: the request is for epoch ", request.epoch, " but the ledger's current epoch is ",
+        current.number, "; sign the request again for the current epoch"));
+  }
+  // The worst case is known now (prompt + max_tokens): refuse rather than work and not be paid.
+  ASSIGN_OR_RETURN(Uint256 worst, CheckedMul(params_.fee_per_token,
+                                             request.prompt_token_ids.size() + request.max_tokens));
+  if (request.max_fee < worst) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("max_fee: ", request.max_fee.ToDecimal(), " is below the worst-case fee ",
+                     worst.ToDecimal(), " (", params_.fee_per_token.ToDecimal(),
+                     " per token x (prompt + max_tokens))"));
+  }
+  ASSIGN_OR_RETURN(Uint256 escrow, deps_.ledger->EscrowBalance(request.client));
+  if (escrow < worst) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("escrow: the client's escrow ", escrow.ToDecimal(),
+                     " does not cover the worst-case fee ", worst.ToDecimal()));
+  }
+  const Hash256 request_id = consensus::RequestId(request);
+  auto known = deps_.journal->GetRequest(request_id);
+  if (known.ok()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request ", crypto::ToHex(request_id), " was accepted before (state ",
+                     std::string(journal::RequestStateName(known->state)), "); use a new nonce"));
+  }
+  if (!absl::IsNotFound(known.status())) return known.status();
+  ASSIGN_OR_RETURN(std::shared_ptr<EntryRound> round,
+                   StartRound(request, client_signature, request_id, *model, true));
+  return round;
+}
+
+absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
+    const ConsensusRequest& request, const crypto::Signature& client_signature,
+    const Hash256& request_id, const ServedModel& model, bool journal_it) {
+  ASSIGN_OR_RETURN(CommitteeDraws draws, Draws(request, request_id, model.echelon_id));
+  auto round =
+      std::make_shared<EntryRound>(this, request, client_signature, request_id, model, draws);
+  RETURN_IF_ERROR(round->Init(params_.domain, request.epoch, options_, self()));
+  {
+    std::lock_guard lock(mu_);
+    if (rounds_.count(request_id) != 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("a round for request ", crypto::ToHex(request_id), " is running"));
+    }
+  }
+  if (journal_it) {
+    consensus::Encoder e;
+    consensus::EncodeRequest(request, e);
+    e.Raw(client_signature);
+    RETURN_IF_ERROR(deps_.journal->RecordAccepted(request_id, e.bytes()));
+  }
+  // An entry node in the draws (member, backup or referee) computes the output itself: it may not
+  // be shown another member's before the round is decided. Only an entry outside the draws
+  // relays a member's stream.
+  bool drawn = false;
+  for (const auto* list : {&draws.committee, &draws.backups, &draws.referees}) {
+    drawn = drawn || std::find(list->begin(), list->end(), self()) != list->end();
+  }
+  if (drawn) {
+    // Start at once so that the client's first token does not wait for the round's set-up.
+    bool started = false;
+    auto own = executions_.GetOrStart(request_id, request, *model.engine, &started);
+    if (!own.ok()) {
+      (void)deps_.journal->SetState(request_id, journal::RequestState::kFailed,
+                                    own.status().ToString());
+      return own.status();
+    }
+    if (started) Count([](PeerStats& s) { ++s.executions; });
+    round->set_own(*own);
+  }
+  {
+    std::lock_guard lock(mu_);
+    rounds_[request_id] = round;
+  }
+  (void)deps_.journal->SetState(request_id, journal::RequestState::kExecuting);
+  Count([](PeerStats& s) { ++s.rounds_started; });
+  log_->info("round {}: n={} committee [{}] epoch {}", ShortHex(request_id), draws.committee.size(),
+             absl::StrJoin(draws.committee, ", ",
+                           [](std::string* out, const Address& m) { out->append(Short(m)); }),
+             request.epoch);
+  TrackThread([round] { round->Drive(); });
+  return round;
+}
+
+absl::StatusOr<int> ConsensusNodeImpl::ResumeJournaled() {
+  ASSIGN_OR_RETURN(std::vector<journal::RequestRecord> records,
+                   deps_.journal->UnfinishedRequests());
+  int started = 0;
+  for (const journal::RequestRecord& r : records) {
+    consensus::Decoder d(r.request_bytes);
+    auto request = consensus::DecodeRequest(d);
+    crypto::Signature sig{};
+    absl::Status bad;
+    if (!request.ok()) {
+      bad = request.status();
+    } else {
+      bad = d.Raw("client signature", sig);
+      if (bad.ok()) bad = d.ExpectEnd("journaled request");
+    }
+    if (!bad.ok()) {
+      (void)deps_.journal->SetState(r.request_id, journal::RequestState::kFailed,
+                                    absl::StrCat("journal entry unreadable: ", bad.message()));
+      continue;
+    }
+    std::string reason;
+    auto model = CheckRequest(*request, sig, &reason);
+    if (!model.ok()) {
+      log_->warn("round {}: not resumed: {}", ShortHex(r.request_id), model.status().ToString());
+      (void)deps_.journal->SetState(r.request_id, journal::RequestState::kFailed,
+                                    model.status().ToString());
+      continue;
+    }
+    auto round = StartRound(*request, sig, r.request_id, **model, false);
+    if (!round.ok()) {
+      log_->warn("round {}: not resumed: {}", ShortHex(r.request_id), round.status().ToString());
+      (void)deps_.journal->SetState(r.request_id, journal::RequestState::kFailed,
+                                    round.status().ToString());
+      continue;
+    }
+    ++started;
+  }
+  if (started > 0) log_->info("resumed {} journaled round(s)", started);
+  return started;
+}
+
+void ConsensusNodeImpl::Shutdown(milliseconds deadline) {
+  shutting_down_ = true;
+  std::vector<std::shared_ptr<EntryRound>> rounds;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, r] : rounds_) rounds.push_back(r);
+  }
+  const int64_t stop_at = SteadyMs() + deadline.count();
+  for (auto& r : rounds) r->StopBy(stop_at);
+  executions_.Shutdown();
+  std::unique_lock lock(mu_);
+  threads_done_.wait(lock, [&] { return live_threads_ == 0; });
+}
+
+PeerStats ConsensusNodeImpl::stats() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// EntryRound
+
+absl::Status EntryRound::Init(const consensus::Domain& domain, uint64_t epoch,
+                              const ConsensusOptions& o, const Address& self) {
+  self_ = self;
+  consensus::RoundInputs in;
+  in.domain = domain;
+  in.epoch = epoch;
+  in.echelon_id = model_.echelon_id;
+  in.request = request_;
+  in.client_signature = client_signature_;
+  in.draws = draws_;
+  in.member_timeout_ms = o.member_timeout_ms;
+  in.reattest_timeout_ms = o.reattest_timeout_ms;
+  in.referee_timeout_ms = o.referee_timeout_ms;
+  ASSIGN_OR_RETURN(consensus::Round round, consensus::Round::Make(std::move(in)));
+  round_.emplace(std::move(round));
+  return absl::OkStatus();
+}
+
+RoundHandle::Wait EntryRound::Next(engine::StreamEvent* token, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (own_) {
+    const Execution::Wait w = own_->Next(read_index_, token, timeout);
+    if (w == Execution::Wait::kEvent) {
+      ++read_index_;
+      return Wait::kToken;
+    }
+    if (w == Execution::Wait::kTimeout) return Wait::kTimeout;
+  }
+  std::unique_lock lock(mu_);
+  while (true) {
+    if (!own_ && read_index_ < relayed_.size()) {
+      *token = relayed_[read_index_++];
+      return Wait::kToken;
+    }
+    if (finished_) return Wait::kDone;
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      if (!own_ && read_index_ < relayed_.size()) continue;
+      return finished_ ? Wait::kDone : Wait::kTimeout;
+    }
+  }
+}
+
+void EntryRound::Deliver(const Attestation& attestation) {
+  {
+    std::lock_guard lock(mu_);
+    inbox_.push_back(attestation);
+  }
+  cv_.notify_all();
+}
+
+void EntryRound::StopBy(int64_t deadline_steady_ms) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stop_at_.has_value() || deadline_steady_ms < *stop_at_) stop_at_ = deadline_steady_ms;
+  }
+  cv_.notify_all();
+}
+
+void EntryRound::Drive() {
+  Perform(round_->Start(SteadyMs()));
+  while (!finished_) {
+    std::vector<consensus::RoundAction> actions;
+    std::deque<Attestation> inbox;
+    bool stop = false;
+    {
+      std::unique_lock lock(mu_);
+      const std::optional<int64_t> next = round_->NextDeadline();
+      auto ready = [&] {
+        const int64_t now = SteadyMs();
+        return !inbox_.empty() || (next.has_value() && now >= *next) ||
+               (stop_at_.has_value() && now >= *stop_at_);
+      };
+      while (!ready()) {
+        int64_t wake = SteadyMs() + 1000;
+        if (next.has_value()) wake = std::min(wake, *next);
+        if (stop_at_.has_value()) wake = std::min(wake, *stop_at_);
+        cv_.wait_for(lock, milliseconds(std::max<int64_t>(1, wake - SteadyMs())));
+      }
+      inbox.swap(inbox_);
+      stop = stop_at_.has_value() && SteadyMs() >= *stop_at_;
+    }
+    const int64_t now = SteadyMs();
+    for (const Attestation& a : inbox) {
+      const consensus::RoundCounters before = round_->counters();
+      auto out = round_->OnAttestation(a, now);
+      const consensus::RoundCounters& after = round_->counters();
+      if (after.accepted > before.accepted) {
+        node_->Count([](PeerStats& s) { ++s.attestations_accepted; });
+      } else if (after.foreign > before.foreign) {
+        node_->Reject("foreign");
+      } else if (after.invalid > before.invalid) {
+        node_->Reject("invalid");
+      } else if (after.not_participant > before.not_participant) {
+        node_->Reject("not_participant");
+      } else if (after.duplicate > before.duplicate) {
+        node_->Reject("duplicate");
+      } else if (after.equivocating > before.equivocating) {
+        node_->Reject("equivocating");
+      } else if (after.late > before.late || after.ignored_update > before.ignored_update) {
+        node_->Reject("late");
+      }
+      for (auto& act : out) actions.push_back(std::move(act));
+    }
+    const std::optional<int64_t> next = round_->NextDeadline();
+    if (next.has_value() && now >= *next) {
+      for (auto& act : round_->OnTick(now)) actions.push_back(std::move(act));
+    }
+    Perform(std::move(actions));
+    if (!finished_ && stop) {
+      (void)node_->journal();  // the request stays journaled: ResumeJournaled finishes it
+      Finish(absl::UnavailableError("the node shut down before the round finished; it resumes "
+                                    "after a restart"),
+             "shutdown");
+    }
+  }
+  // Ended: stop what is still in flight and wait for the call threads.
+  std::unique_lock lock(mu_);
+  for (auto& c : calls_) c->TryCancel();
+  cv_.wait(lock, [&] { return live_calls_ == 0; });
+  lock.unlock();
+  node_->RoundEnded(request_id_);
+}
+
+void EntryRound::Finish(absl::Status status, std::string detail) {
+  {
+    std::lock_guard lock(mu_);
+    if (finished_) return;
+    outcome_.status = std::move(status);
+    outcome_.detail = std::move(detail);
+    finished_ = true;
+  }
+  cv_.notify_all();
+}
+
+void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
+  auto log = GetLogger("consensus");
+  const std::string rid = ShortHex(request_id_);
+  for (consensus::RoundAction& action : actions) {
+    if (auto* a = std::get_if<consensus::SendExecute>(&action)) {
+      bool relay = false;
+      if (!own_) {
+        std::lock_guard lock(mu_);
+        if (!relay_chosen_) relay = relay_chosen_ = true;
+      }
+      StartCall(a->member, a->committee, false, relay);
+    } else if (auto* u = std::get_if<consensus::UpdateCommittee>(&action)) {
+      log->info("round {}: committee changed; {} re-attests", rid, Short(u->member));
+      StartCall(u->member, u->committee, false, false);
+    } else if (auto* r = std::get_if<consensus::StartReferees>(&action)) {
+      log->warn("round {}: members disagree; {} referees execute", rid, r->referees.size());
+      for (const Address& referee : r->referees) StartCall(referee, r->committee, true, false);
+    } else if (auto* e = std::get_if<consensus::ReportEquivocation>(&action)) {
+      auto slashed = node_->ledger().ReportEquivocation(self_, e->first, e->second);
+      if (slashed.ok()) {
+        node_->Count([](PeerStats& s) { ++s.equivocations_reported; });
+        log->warn("round {}: {} equivocated; slashed {}", rid, Short(e->first.member),
+                  slashed->slashed.ToDecimal());
+      } else if (!absl::IsAlreadyExists(slashed.status())) {
+        log->warn("round {}: reporting equivocation failed: {}", rid, slashed.status().ToString());
+      }
+    } else if (auto* d = std::get_if<consensus::DeliverCertificate>(&action)) {
+      auto output = OutputFor(d->certificate);
+      if (!output.ok()) {
+        (void)node_->journal().SetState(request_id_, journal::RequestState::kFailed,
+                                        output.status().ToString());
+        node_->Count([](PeerStats& s) { ++s.rounds_failed; });
+        Finish(absl::InternalError(absl::StrCat("certified, but the output could not be "
+                                                "obtained: ",
+                                                output.status().message())),
+               "no output");
+        continue;
+      }
+      absl::Status journaled =
+          node_->journal().AddCertificate(ledger::SettlementItem{d->certificate, *output});
+      if (!journaled.ok()) {
+        log->error("round {}: journaling the certificate failed: {}", rid, journaled.ToString());
+      } else if (node_->outbox() != nullptr) {
+        node_->outbox()->Notify();
+      }
+      node_->Count([](PeerStats& s) { ++s.rounds_certified; });
+      {
+        std::lock_guard lock(mu_);
+        outcome_.certificate = d->certificate;
+        outcome_.output = *output;
+        outcome_.prompt_tokens = static_cast<int>(request_.prompt_token_ids.size());
+      }
+      log->info("round {}: certified by [{}]", rid,
+                absl::StrJoin(d->certificate.committee, ", ",
+                              [](std::string* out, const Address& m) { out->append(Short(m)); }));
+      Finish(journaled.ok() ? absl::OkStatus() : journaled,
+             absl::StrCat("certified by ", d->certificate.committee.size(), " members"));
+    } else if (auto* res = std::get_if<consensus::DisputeResolved>(&action)) {
+      ledger::DisputeEvidence evidence;
+      evidence.request = request_;
+      evidence.client_signature = client_signature_;
+      evidence.committee = round_->committee();
+      evidence.member_attestations = res->member_attestations;
+      evidence.referee_attestations = res->referee_attestations;
+      if (own_ && own_->WaitDone(milliseconds(0)) && own_->status().ok()) {
+        const ConsensusOutput& mine = own_->output();
+        if (consensus::Commitment(consensus::OutputProofs(request_id_, mine, evidence.committee)) ==
+            res->commitment) {
+          evidence.output = mine;
+        }
+      }
+      auto settled = node_->ledger().SettleDispute(self_, evidence);
+      std::string detail = absl::StrCat(
+          "dispute resolved by ", res->majority_referees.size(), " of ",
+          res->majority_referees.size() + res->dissenting_referees.size(),
+          " referees; members on the losing side: [",
+          absl::StrJoin(res->losers, ", ",
+                        [](std::string* out, const Address& m) { out->append(Short(m)); }),
+          "]");
+      if (settled.ok()) {
+        node_->Count([](PeerStats& s) { ++s.slashings_submitted; });
+        absl::StrAppend(
+            &detail, "; slashed on the ledger: [",
+            absl::StrJoin(settled->slashed, ", ",
+                          [](std::string* out, const Address& m) { out->append(Short(m)); }),
+            "] ", settled->slashed_total.ToDecimal(), " in total");
+      } else {
+        absl::StrAppend(&detail, "; the ledger refused the evidence: ", settled.status().message());
+      }
+      log->warn("round {}: {}", rid, detail);
+      node_->Count([](PeerStats& s) { ++s.rounds_disputed; });
+      (void)node_->journal().SetState(request_id_, journal::RequestState::kFailed, detail);
+      if (evidence.output.has_value()) {
+        std::lock_guard lock(mu_);
+        outcome_.output = *evidence.output;
+      }
+      Finish(absl::AbortedError(detail), detail);
+    } else if (auto* f = std::get_if<consensus::Fail>(&action)) {
+      const std::string detail =
+          absl::StrCat(consensus::FailReasonName(f->reason), ": ", f->detail);
+      log->warn("round {}: failed: {}", rid, detail);
+      node_->Count([](PeerStats& s) { ++s.rounds_failed; });
+      (void)node_->journal().SetState(request_id_, journal::RequestState::kFailed, detail);
+      Finish(f->reason == consensus::FailReason::kNoBackups ? absl::UnavailableError(detail)
+                                                            : absl::AbortedError(detail),
+             detail);
+    }
+  }
+}
+
+void EntryRound::StartCall(const Address& target, std::vector<Address> committee, bool referee,
+                           bool stream_tokens) {
+  auto self = shared_from_this();
+  auto context = std::make_shared<grpc::ClientContext>();
+  {
+    std::lock_guard lock(mu_);
+    if (finished_) return;
+    ++live_calls_;
+    calls_.push_back(context);
+  }
+  auto done = [self] {
+    {
+      std::lock_guard lock(self->mu_);
+      --self->live_calls_;
+    }
+    self->cv_.notify_all();
+  };
+  if (target == self_) {
+    node_->TrackThread([self, committee = std::move(committee), referee, done] {
+      std::string reason;
+      absl::StatusOr<Attestation> a;
+      auto assignment =
+          self->node_->Assign(self->request_, self->client_signature_, committee, referee, &reason);
+      if (assignment.ok()) {
+        a = self->node_->AttestTo(*assignment, self->request_, committee, referee);
+      } else {
+        a = assignment.status();
+      }
+      if (a.ok()) {
+        self->Deliver(*a);
+        self->node_->Broadcast(*a, committee);
+      } else {
+        GetLogger("consensus")
+            ->warn("round {}: this node's own execution failed: {}", ShortHex(self->request_id_),
+                   a.status().ToString());
+      }
+      done();
+    });
+    return;
+  }
+  node_->TrackThread(
+      [self, target, committee = std::move(committee), referee, stream_tokens, context, done] {
+        self->CallRemote(target, committee, referee, stream_tokens, context);
+        done();
+      });
+}
+
+void EntryRound::CallRemote(const Address& target, const std::vector<Address>& committee,
+                            bool referee, bool stream_tokens,
+                            std::shared_ptr<grpc::ClientContext> first_context) {
+  auto log = GetLogger("consensus");
+  const ConsensusOptions& o = node_->options();
+  v1::PeerMessage msg;
+  v1::ExecuteCall* call = msg.mutable_execute();
+  consensus::Encoder e;
+  consensus::EncodeRequest(request_, e);
+  call->set_request(e.bytes().data(), e.bytes().size());
+  call->set_client_signature(client_signature_.data(), client_signature_.size());
+  for (const Address& m : committee) call->add_committee(m.data(), m.size());
+  call->set_referee(referee);
+  call->set_stream_tokens(stream_tokens);
+  // A member that fails fast (not yet listening, restarting) is retried a few times; one that is
+  // gone for good is replaced by the round's timeout.
+  std::shared_ptr<grpc::ClientContext> context = first_context;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      if (attempt > 0) {
+        context = std::make_shared<grpc::ClientContext>();
+        calls_.push_back(context);
+      }
+    }
+    auto stub = node_->StubFor(target);
+    if (!stub.ok()) {
+      log->warn("round {}: no endpoint for {}: {}", ShortHex(request_id_), Short(target),
+                stub.status().ToString());
+      return;
+    }
+    const int64_t budget = std::max(o.member_timeout_ms, o.referee_timeout_ms) + 10'000;
+    context->set_deadline(std::chrono::system_clock::now() + milliseconds(budget));
+    const v1::SignedMessage signed_msg = node_->Sign(msg, kExecute);
+    auto reader = (*stub)->Execute(context.get(), signed_msg);
+    v1::ExecuteResponse response;
+    std::optional<Attestation> attestation;
+    uint64_t finish_reason = 0;
+    while (reader->Read(&response)) {
+      if (response.has_tokens() && stream_tokens) {
+        std::lock_guard lock(mu_);
+        const v1::TokenChunk& chunk = response.tokens();
+        for (int i = 0; i < chunk.token_ids_size(); ++i) {
+          engine::StreamEvent ev;
+          ev.token_id = chunk.token_ids(i);
+          if (i < chunk.tokens_size()) ev.logprob = chunk.tokens(i).logprob();
+          if (i == chunk.token_ids_size() - 1) ev.text = chunk.text();
+          relayed_.push_back(std::move(ev));
+        }
+        cv_.notify_all();
+      } else if (!response.attestation().empty()) {
+        const std::string& b = response.attestation();
+        auto decoded = consensus::DecodeAttestation(
+            std::span(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
+        if (decoded.ok()) {
+          attestation = *decoded;
+          finish_reason = response.finish_reason();
+        } else {
+          node_->Reject("malformed");
+        }
+      }
+    }
+    const grpc::Status status = reader->Finish();
+    if (attestation.has_value()) {
+      if (stream_tokens) {
+        std::lock_guard lock(mu_);
+        ConsensusOutput out;
+        for (const auto& ev : relayed_) out.token_ids.push_back(static_cast<uint32_t>(ev.token_id));
+        out.finish_reason =
+            finish_reason == 1 ? consensus::FinishReason::kLength : consensus::FinishReason::kStop;
+        relayed_output_ = out;
+      }
+      Deliver(*attestation);
+      return;
+    }
+    node_->Count([](PeerStats& s) { ++s.peer_call_errors; });
+    log->info("round {}: Execute on {} failed: {} ({})", ShortHex(request_id_), Short(target),
+              status.error_message(), static_cast<int>(status.error_code()));
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      return;
+    }
+    if (stream_tokens) {
+      std::lock_guard lock(mu_);
+      relayed_.clear();  // the retry streams from the start again
+    }
+    std::this_thread::sleep_for(milliseconds(250 << attempt));
+  }
+}
+
+absl::StatusOr<ConsensusOutput> EntryRound::OutputFor(const consensus::Certificate& certificate) {
+  auto matches = [&](const ConsensusOutput& o) {
+    return consensus::Commitment(consensus::OutputProofs(request_id_, o, certificate.committee)) ==
+           certificate.commitment;
+  };
+  if (own_ && own_->WaitDone(milliseconds(0)) && own_->status().ok() && matches(own_->output())) {
+    return own_->output();
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (relayed_output_.has_value() && matches(*relayed_output_)) return *relayed_output_;
+  }
+  // Not a member and no complete relay (the relayed member was replaced): ask the members for
+  // the output with GetAttestations, proving nothing — this node is not a member, so it asks
+  // for a replay of the tokens through Execute instead, which every member answers from cache.
+  for (const Address& member : certificate.committee) {
+    auto stub = node_->StubFor(member);
+    if (!stub.ok()) continue;
+    v1::PeerMessage msg;
+    v1::ExecuteCall* call = msg.mutable_execute();
+    consensus::Encoder e;
+    consensus::EncodeRequest(request_, e);
+    call->set_request(e.bytes().data(), e.bytes().size());
+    call->set_client_signature(client_signature_.data(), client_signature_.size());
+    for (const Address& m : certificate.committee) call->add_committee(m.data(), m.size());
+    call->set_stream_tokens(true);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         milliseconds(node_->options().member_timeout_ms));
+    auto reader = (*stub)->Execute(&context, node_->Sign(msg, kExecute));
+    v1::ExecuteResponse response;
+    ConsensusOutput out;
+    std::vector<engine::StreamEvent> events;
+    bool got = false;
+    while (reader->Read(&response)) {
+      if (response.has_tokens()) {
+        const v1::TokenChunk& chunk = response.tokens();
+        for (int i = 0; i < chunk.token_ids_size(); ++i) {
+          out.token_ids.push_back(static_cast<uint32_t>(chunk.token_ids(i)));
+          engine::StreamEvent ev;
+          ev.token_id = chunk.token_ids(i);
+          if (i == chunk.token_ids_size() - 1) ev.text = chunk.text();
+          events.push_back(std::move(ev));
+        }
+      } else if (!response.attestation().empty()) {
+        out.finish_reason = response.finish_reason() == 1 ? consensus::FinishReason::kLength
+                                                          : consensus::FinishReason::kStop;
+        got = true;
+      }
+    }
+    (void)reader->Finish();
+    if (got && matches(out)) {
+      std::lock_guard lock(mu_);
+      relayed_ = std::move(events);
+      return out;
+    }
+  }
+  return absl::UnavailableError("no member released an output that matches C");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PeerService
+
+grpc::Status PeerService::Execute(grpc::ServerContext* context, const v1::SignedMessage* in,
+                                  grpc::ServerWriter<v1::ExecuteResponse>* writer) {
+  auto opened = node_->OpenFrom(*in, kExecute);
+  if (!opened.ok()) return ToGrpc(opened.status());
+  const v1::ExecuteCall& call = opened->message.execute();
+  consensus::Decoder d(
+      std::span(reinterpret_cast<const uint8_t*>(call.request().data()), call.request().size()));
+  auto request = consensus::DecodeRequest(d);
+  crypto::Signature client_signature{};
+  std::vector<Address> committee;
+  bool ok = request.ok() && d.ExpectEnd("request").ok() &&
+            CopyBytes(call.client_signature(), &client_signature) &&
+            call.committee_size() <= static_cast<int>(consensus::kMaxCommitteeSize);
+  for (int i = 0; ok && i < call.committee_size(); ++i) {
+    Address a{};
+    ok = CopyBytes(call.committee(i), &a);
+    committee.push_back(a);
+  }
+  if (!ok) {
+    node_->Reject("malformed");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        request.ok() ? "Execute: malformed client signature or committee"
+                                     : std::string(request.status().message()));
+  }
+  std::string reason;
+  auto assignment = node_->Assign(*request, client_signature, committee, call.referee(), &reason);
+  if (!assignment.ok()) {
+    if (!reason.empty()) node_->Reject(reason);
+    return ToGrpc(assignment.status());
+  }
+  const std::shared_ptr<Execution>& execution = assignment->execution;
+  if (call.stream_tokens()) {
+    // Only a node outside the draws may see the output before the round is decided: a member,
+    // backup or referee that saw it could attest it without computing (DESIGN §4.5). An entry
+    // node in the draws computes its own output instead.
+    const CommitteeDraws& drawn = assignment->draws;
+    for (const auto* list : {&drawn.committee, &drawn.backups, &drawn.referees}) {
+      if (std::find(list->begin(), list->end(), opened->sender) != list->end()) {
+        node_->Reject("output_not_released");
+        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            "Execute: tokens are not streamed to a node drawn for this request");
+      }
+    }
+    // The tokens as they are produced (the attestation can only follow the whole output).
+    engine::StreamEvent ev;
+    for (size_t i = 0;;) {
+      const Execution::Wait w = execution->Next(i, &ev, milliseconds(200));
+      if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      if (w == Execution::Wait::kDone) break;
+      if (w == Execution::Wait::kTimeout) continue;
+      ++i;
+      v1::ExecuteResponse r;
+      v1::TokenChunk* chunk = r.mutable_tokens();
+      chunk->add_token_ids(ev.token_id);
+      v1::GeneratedToken* t = chunk->add_tokens();
+      t->set_token_id(ev.token_id);
+      t->set_logprob(ev.logprob);
+      chunk->set_text(ev.text);
+      if (!writer->Write(r)) return grpc::Status::CANCELLED;
+    }
+  }
+  auto attestation = node_->AttestTo(*assignment, *request, committee, call.referee());
+  if (!attestation.ok()) return ToGrpc(attestation.status());
+  v1::ExecuteResponse last;
+  const std::vector<uint8_t> bytes = consensus::EncodeAttestation(*attestation);
+  last.set_attestation(bytes.data(), bytes.size());
+  last.set_finish_reason(static_cast<uint64_t>(execution->output().finish_reason));
+  writer->Write(last);
+  if (!call.referee()) node_->Broadcast(*attestation, committee);
+  return grpc::Status::OK;
+}
+
+grpc::Status PeerService::Attest(grpc::ServerContext*, const v1::SignedMessage* in,
+                                 v1::AttestResponse* out) {
+  auto opened = node_->OpenFrom(*in, kAttest);
+  if (!opened.ok()) return ToGrpc(opened.status());
+  const std::string& b = opened->message.attest().attestation();
+  auto a =
+      consensus::DecodeAttestation(std::span(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
+  if (!a.ok()) {
+    node_->Reject("malformed");
+    return ToGrpc(a.status());
+  }
+  if (absl::Status s = consensus::VerifyAttestation(*a, node_->domain(), a->epoch); !s.ok()) {
+    node_->Reject("invalid");
+    out->set_accepted(false);
+    out->set_reason(std::string(s.message()));
+    return grpc::Status::OK;
+  }
+  std::string reason;
+  const bool kept = node_->StoreAttestation(*a, &reason);
+  if (auto round = node_->ActiveRound(a->request_id)) round->Deliver(*a);
+  out->set_accepted(kept);
+  if (!kept) {
+    node_->Reject(reason);
+    out->set_reason(reason);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status PeerService::GetAttestations(grpc::ServerContext*, const v1::SignedMessage* in,
+                                          v1::GetAttestationsResponse* out) {
+  auto opened = node_->OpenFrom(*in, kGetAttestations);
+  if (!opened.ok()) return ToGrpc(opened.status());
+  const v1::GetAttestationsCall& call = opened->message.get_attestations();
+  Hash256 request_id{};
+  if (!CopyBytes(call.request_id(), &request_id)) {
+    node_->Reject("malformed");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request_id must be 32 bytes");
+  }
+  for (const Attestation& a : node_->AttestationsFor(request_id)) {
+    const std::vector<uint8_t> bytes = consensus::EncodeAttestation(a);
+    out->add_attestations(bytes.data(), bytes.size());
+  }
+  if (!call.caller_attestation().empty()) {
+    const std::string& b = call.caller_attestation();
+    auto a = consensus::DecodeAttestation(
+        std::span(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
+    // The caller proves it has committed: its own valid attestation for this request.
+    if (a.ok() && a->member == opened->sender && a->request_id == request_id &&
+        consensus::VerifyAttestation(*a, node_->domain(), a->epoch).ok()) {
+      if (auto execution = node_->executions().Find(request_id);
+          execution && execution->WaitDone(milliseconds(0)) && execution->status().ok()) {
+        out->set_has_output(true);
+        for (uint32_t id : execution->output().token_ids) out->add_output_ids(id);
+        out->set_finish_reason(static_cast<uint64_t>(execution->output().finish_reason));
+      }
+    } else {
+      node_->Reject("invalid");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<ConsensusNode>> ConsensusNode::Make(Dependencies deps,
+                                                                   ConsensusOptions options) {
+  if (deps.key == nullptr || deps.ledger == nullptr || deps.journal == nullptr) {
+    return absl::InvalidArgumentError("consensus: key, ledger and journal are required");
+  }
+  for (const ServedModel& m : deps.models) {
+    if (m.engine == nullptr) return absl::InvalidArgumentError("consensus: a model has no engine");
+  }
+  if (options.max_committee_size < 1 || options.max_committee_size > consensus::kMaxCommitteeSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("consensus: max_committee_size must be 1..", consensus::kMaxCommitteeSize));
+  }
+  if (options.member_timeout_ms <= 0 || options.reattest_timeout_ms <= 0 ||
+      options.referee_timeout_ms <= 0 || options.peer_call_timeout_ms <= 0 ||
+      options.replay_window_ms <= 0 || options.output_cache_entries == 0) {
+    return absl::InvalidArgumentError("consensus: timeouts and the cache size must be positive");
+  }
+  ASSIGN_OR_RETURN(ledger::Params params, deps.ledger->GetParams());
+  return std::unique_ptr<ConsensusNode>(
+      new ConsensusNodeImpl(std::move(deps), std::move(options), std::move(params)));
+}
+
+}  // namespace atoma::peer

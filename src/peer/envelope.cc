@@ -1,0 +1,65 @@
+#include "envelope.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "atoma/consensus/encoding.h"
+
+namespace atoma::peer {
+
+crypto::Hash256 EnvelopeDigest(const consensus::Domain& domain, std::string_view body) {
+  consensus::Encoder e;
+  e.U64(domain.chain_id).Addr(domain.ledger).Bytes(body);
+  return consensus::TaggedHash("atoma/peer", e);
+}
+
+v1::SignedMessage Seal(const v1::PeerMessage& message, const consensus::Domain& domain,
+                       const crypto::PrivateKey& key) {
+  v1::SignedMessage out;
+  message.SerializeToString(out.mutable_body());
+  const crypto::Signature sig = key.Sign(EnvelopeDigest(domain, out.body()));
+  out.set_sender(key.address().data(), key.address().size());
+  out.set_signature(sig.data(), sig.size());
+  return out;
+}
+
+absl::StatusOr<Opened> Open(const v1::SignedMessage& signed_message,
+                            const consensus::Domain& domain, std::string_view method,
+                            int64_t now_unix_ms, int64_t replay_window_ms, std::string* reason) {
+  Opened out;
+  crypto::Signature sig{};
+  if (signed_message.sender().size() != out.sender.size() ||
+      signed_message.signature().size() != sig.size()) {
+    *reason = "malformed";
+    return absl::InvalidArgumentError("peer message: sender must be 20 bytes, signature 65");
+  }
+  std::memcpy(out.sender.data(), signed_message.sender().data(), out.sender.size());
+  std::memcpy(sig.data(), signed_message.signature().data(), sig.size());
+  if (!crypto::VerifySignature(EnvelopeDigest(domain, signed_message.body()), sig, out.sender)) {
+    *reason = "bad_signature";
+    return absl::PermissionDeniedError(
+        "peer message: the signature does not recover to the sender (or is for another ledger)");
+  }
+  if (!out.message.ParseFromString(signed_message.body())) {
+    *reason = "malformed";
+    return absl::InvalidArgumentError("peer message: the body does not parse");
+  }
+  if (out.message.method() != method) {
+    *reason = "wrong_method";
+    return absl::InvalidArgumentError(absl::StrCat("peer message: signed for method '",
+                                                   out.message.method(), "', not '",
+                                                   std::string(method), "'"));
+  }
+  const int64_t sent =
+      static_cast<int64_t>(std::min<uint64_t>(out.message.sent_unix_ms(), uint64_t{1} << 62));
+  if (sent < now_unix_ms - replay_window_ms || sent > now_unix_ms + replay_window_ms) {
+    *reason = "stale_message";
+    return absl::DeadlineExceededError(
+        absl::StrCat("peer message: sent at ", sent, " ms, outside the replay window of ",
+                     replay_window_ms, " ms around this node's clock ", now_unix_ms));
+  }
+  return out;
+}
+
+}  // namespace atoma::peer

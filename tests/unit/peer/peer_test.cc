@@ -1,0 +1,715 @@
+// Multi-node Sampling Consensus over real gRPC on loopback, in one process: every node has its
+// own key, journal, fake engine, ConsensusNode and gRPC server, and a connection of its own to
+// one shared embedded ledger file (as the devnet's processes do).
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/committee.h"
+#include "atoma/consensus/request.h"
+#include "atoma/journal/journal.h"
+#include "atoma/journal/outbox.h"
+#include "atoma/ledger/ledger.h"
+#include "atoma/peer/consensus_node.h"
+#include "atoma/v1/peer.grpc.pb.h"
+#include "fake_engine.h"
+#include "gtest/gtest.h"
+
+namespace atoma::peer {
+namespace {
+
+namespace fs = std::filesystem;
+using api::testing::FakeEngine;
+using api::testing::FakeEngineOptions;
+using consensus::Attestation;
+using consensus::ConsensusRequest;
+using std::chrono::milliseconds;
+
+struct TestNode {
+  std::optional<crypto::PrivateKey> key;
+  std::unique_ptr<ledger::LedgerClient> ledger;
+  std::unique_ptr<journal::Journal> journal;
+  std::unique_ptr<journal::SettlementOutbox> outbox;
+  std::unique_ptr<FakeEngine> engine;
+  std::unique_ptr<ConsensusNode> consensus;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  fs::path dir;
+
+  const Address& address() const { return key->address(); }
+  void Stop() {
+    if (consensus) consensus->Shutdown(milliseconds(0));
+    if (server) server->Shutdown(std::chrono::system_clock::now());
+    server.reset();
+    outbox.reset();
+    consensus.reset();
+    if (engine) engine->Shutdown(milliseconds(0));
+  }
+};
+
+struct NetworkOptions {
+  size_t nodes = 3;
+  int64_t member_timeout_ms = 5'000;
+  int64_t reattest_timeout_ms = 1'000;
+  int64_t referee_timeout_ms = 5'000;
+};
+
+NetworkOptions Net(size_t nodes, int64_t member_timeout_ms = 5'000) {
+  NetworkOptions o;
+  o.nodes = nodes;
+  o.member_timeout_ms = member_timeout_ms;
+  return o;
+}
+
+class PeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("atoma_peer_test_", ::getpid(), "_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    for (auto& n : nodes_) n->Stop();
+    nodes_.clear();
+    admin_.reset();
+    fs::remove_all(dir_);
+  }
+
+  fs::path LedgerPath() const { return dir_ / "ledger.db"; }
+
+  // Builds the network, stakes everybody and opens epoch 1 whose snapshot holds them all.
+  void Build(const NetworkOptions& o) {
+    options_ = o;
+    admin_ = ledger::OpenEmbeddedLedger(LedgerPath()).value();
+    for (size_t i = 0; i < o.nodes; ++i) {
+      auto n = std::make_unique<TestNode>();
+      std::string hex(64, '0');
+      hex[0] = 'a';
+      hex[62] = static_cast<char>('0' + i / 10);
+      hex[63] = static_cast<char>('1' + i % 10);
+      n->key.emplace(crypto::PrivateKey::FromHex(hex).value());
+      n->dir = dir_ / absl::StrCat("node", i);
+      FakeEngineOptions eo;
+      eo.step = milliseconds(1);
+      n->engine = std::make_unique<FakeEngine>(eo);
+      StartNode(*n, true);
+      ASSERT_TRUE(admin_->Stake(n->address(), ledger::Amount(1000 + 100 * i)).ok());
+      nodes_.push_back(std::move(n));
+    }
+    ASSERT_TRUE(admin_->DepositEscrow(client_.address(), ledger::Amount(1'000'000)).ok());
+    epoch_ = admin_->AdvanceEpoch().value().number;
+  }
+
+  static crypto::Hash256 Echelon() { return consensus::EchelonId(Digest(), Fingerprint()); }
+  static crypto::Hash256 Digest() {
+    crypto::Hash256 d;
+    d.fill(0xab);  // FakeEngine's
+    return d;
+  }
+  static crypto::Hash256 Fingerprint() {
+    crypto::Hash256 f;
+    f.fill(0xcd);
+    return f;
+  }
+
+  // (Re)starts a node's runtime and server on a fresh port and (re)registers its endpoint.
+  void StartNode(TestNode& n, bool register_node) {
+    n.ledger = ledger::OpenEmbeddedLedger(LedgerPath()).value();
+    n.journal = journal::OpenJournal(n.dir).value();
+    journal::OutboxOptions oo;
+    oo.submitter = n.address();
+    oo.max_delay = absl::Milliseconds(20);
+    n.outbox = journal::SettlementOutbox::Start(*n.journal, *n.ledger, oo).value();
+    Dependencies deps;
+    deps.key = &*n.key;
+    deps.ledger = n.ledger.get();
+    deps.journal = n.journal.get();
+    deps.outbox = n.outbox.get();
+    deps.models.push_back({n.engine.get(), Echelon()});
+    ConsensusOptions co;
+    co.member_timeout_ms = options_.member_timeout_ms;
+    co.reattest_timeout_ms = options_.reattest_timeout_ms;
+    co.referee_timeout_ms = options_.referee_timeout_ms;
+    co.peer_call_timeout_ms = 2'000;
+    n.consensus = ConsensusNode::Make(std::move(deps), co).value();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &n.port);
+    builder.RegisterService(n.consensus->service());
+    n.server = builder.BuildAndStart();
+    ASSERT_NE(n.server, nullptr);
+    const std::string endpoint = absl::StrCat("127.0.0.1:", n.port);
+    if (register_node) {
+      ASSERT_TRUE(admin_->RegisterNode(n.address(), endpoint, {{Digest(), Echelon()}}).ok());
+    } else {
+      ASSERT_TRUE(admin_->UpdateNode(n.address(), endpoint, {{Digest(), Echelon()}}).ok());
+    }
+  }
+
+  ConsensusRequest Request(uint64_t n, uint64_t nonce, uint64_t max_tokens = 8) const {
+    ConsensusRequest r;
+    r.model_digest = Digest();
+    r.prompt_token_ids = {'h', 'i', 5};
+    r.max_tokens = max_tokens;
+    r.ignore_eos = true;
+    r.seed = 42;
+    r.security.mode = consensus::SecurityMode::kSampling;
+    r.security.n = n;
+    r.max_fee = Uint256(1'000'000);
+    r.client = client_.address();
+    r.client_nonce = nonce;
+    r.epoch = epoch_;
+    return r;
+  }
+  crypto::Signature Sign(const ConsensusRequest& r) const {
+    return client_.Sign(consensus::ClientRequestDigest(admin_->GetParams().value().domain,
+                                                       consensus::RequestId(r)));
+  }
+  consensus::CommitteeDraws Draws(const ConsensusRequest& r) const {
+    const auto epoch = admin_->GetEpoch(r.epoch).value();
+    std::vector<consensus::Candidate> candidates;
+    const std::vector<ledger::Candidate> snapshot =
+        admin_->EchelonSnapshot(r.epoch, Echelon()).value();
+    for (const auto& c : snapshot) candidates.push_back({c.address, c.stake});
+    const uint64_t n = r.security.n;
+    return consensus::SelectCommittee(epoch.seed, consensus::RequestId(r), candidates, n,
+                                      consensus::BackupCount(n), consensus::RefereeCount(n))
+        .value();
+  }
+  TestNode* NodeOf(const Address& a) {
+    for (auto& n : nodes_) {
+      if (n->address() == a) return n.get();
+    }
+    return nullptr;
+  }
+  // Finds a nonce whose committee satisfies `want`.
+  template <typename Pred>
+  uint64_t NonceWhere(uint64_t n, Pred want) const {
+    for (uint64_t nonce = 1; nonce < 10'000; ++nonce) {
+      if (want(Draws(Request(n, nonce)))) return nonce;
+    }
+    ADD_FAILURE() << "no nonce gives the wanted committee";
+    return 0;
+  }
+
+  // Runs the round to its end; returns the streamed tokens.
+  std::vector<int32_t> RunToEnd(RoundHandle& handle) {
+    std::vector<int32_t> tokens;
+    engine::StreamEvent ev;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const RoundHandle::Wait w = handle.Next(&ev, milliseconds(100));
+      if (w == RoundHandle::Wait::kToken) tokens.push_back(ev.token_id);
+      if (w == RoundHandle::Wait::kDone) return tokens;
+    }
+    ADD_FAILURE() << "round did not end within 60 s";
+    return tokens;
+  }
+
+  consensus::CertificateContext Context(uint64_t epoch) const {
+    consensus::CertificateContext c;
+    c.domain = admin_->GetParams().value().domain;
+    c.epoch = epoch;
+    c.epoch_seed = admin_->GetEpoch(epoch).value().seed;
+    c.echelon_id = Echelon();
+    const std::vector<ledger::Candidate> snapshot =
+        admin_->EchelonSnapshot(epoch, Echelon()).value();
+    for (const auto& x : snapshot) c.registry.push_back({x.address, x.stake});
+    return c;
+  }
+
+  // Polls the shared ledger until the request is settled (the entry's outbox works in the
+  // background).
+  bool WaitSettled(const crypto::Hash256& request_id) {
+    for (int i = 0; i < 300; ++i) {
+      if (admin_->IsSettled(request_id).value_or(false)) return true;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return false;
+  }
+
+  fs::path dir_;
+  NetworkOptions options_;
+  std::unique_ptr<ledger::LedgerClient> admin_;
+  std::vector<std::unique_ptr<TestNode>> nodes_;
+  crypto::PrivateKey client_ = crypto::PrivateKey::FromHex(std::string(63, '0') + "7").value();
+  uint64_t epoch_ = 0;
+};
+
+TEST_F(PeerTest, HonestRoundCertifiesPaysMembersAndDebitsEscrowOnce) {
+  Build(Net(3));
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = Request(3, 1);
+  const Uint256 escrow_before = admin_->EscrowBalance(client_.address()).value();
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  const std::vector<int32_t> streamed = RunToEnd(**handle);
+  const RoundOutcome& outcome = (*handle)->outcome();
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status;
+  ASSERT_EQ(outcome.output.token_ids.size(), 8u);
+  EXPECT_EQ(streamed.size(), 8u);
+  for (size_t i = 0; i < streamed.size(); ++i) {
+    EXPECT_EQ(streamed[i], FakeEngine::TokenAt(42, static_cast<int>(i)));
+    EXPECT_EQ(outcome.output.token_ids[i], static_cast<uint32_t>(streamed[i]));
+  }
+  EXPECT_EQ(outcome.certificate.committee.size(), 3u);
+  const consensus::CertificateVerdict verdict =
+      consensus::VerifyCertificate(outcome.certificate, outcome.output, Context(epoch_));
+  EXPECT_TRUE(verdict.ok()) << verdict.reason;
+
+  ASSERT_TRUE(WaitSettled(consensus::RequestId(r)));
+  // fee = 1 per token × (3 prompt + 8 completion) = 11, split 3 ways (remainder to the first).
+  EXPECT_EQ(admin_->EscrowBalance(client_.address()).value(),
+            CheckedSub(escrow_before, Uint256(11)).value());
+  Uint256 paid;
+  for (const Address& m : outcome.certificate.committee) {
+    const Uint256 reward = admin_->RewardBalance(m).value();
+    EXPECT_GE(reward, Uint256(3));
+    paid = CheckedAdd(paid, reward).value();
+  }
+  EXPECT_EQ(paid, Uint256(11));
+  // Submitting the same request again is refused (it was accepted before).
+  auto again = nodes_[0]->consensus->Submit(r, Sign(r));
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+  EXPECT_EQ(nodes_[0]->consensus->stats().rounds_certified, 1u);
+}
+
+TEST_F(PeerTest, EntryThatIsNotAMemberRelaysAMembersStream) {
+  // n = 1 draws 1 member, 1 backup and 3 referees: with 6 nodes one is outside the draws.
+  Build(Net(6));
+  ASSERT_FALSE(HasFatalFailure());
+  const Address entry = nodes_[0]->address();
+  const uint64_t nonce = NonceWhere(1, [&](const consensus::CommitteeDraws& d) {
+    for (const auto* list : {&d.committee, &d.backups, &d.referees}) {
+      if (std::find(list->begin(), list->end(), entry) != list->end()) return false;
+    }
+    return true;
+  });
+  const ConsensusRequest r = Request(1, nonce);
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  const std::vector<int32_t> streamed = RunToEnd(**handle);
+  ASSERT_TRUE((*handle)->outcome().status.ok()) << (*handle)->outcome().status;
+  EXPECT_EQ(streamed.size(), 8u);
+  EXPECT_EQ((*handle)->outcome().output.token_ids.size(), 8u);
+  EXPECT_EQ(nodes_[0]->consensus->stats().executions, 0u);  // the entry computed nothing
+  EXPECT_TRUE(consensus::VerifyCertificate((*handle)->outcome().certificate,
+                                           (*handle)->outcome().output, Context(epoch_))
+                  .ok());
+}
+
+TEST_F(PeerTest, RequestsTheEntryMustRefuse) {
+  Build(Net(3));
+  ASSERT_FALSE(HasFatalFailure());
+  ConsensusNode& entry = *nodes_[0]->consensus;
+  ConsensusRequest r = Request(3, 5);
+  // Forged client authorization.
+  crypto::Signature forged = Sign(r);
+  forged[5] ^= 1;
+  EXPECT_TRUE(absl::IsPermissionDenied(entry.Submit(r, forged).status()));
+  // Signed by someone else.
+  const crypto::PrivateKey other = crypto::PrivateKey::FromHex(std::string(63, '0') + "9").value();
+  EXPECT_TRUE(absl::IsPermissionDenied(entry
+                                           .Submit(r, other.Sign(consensus::ClientRequestDigest(
+                                                          entry.domain(), consensus::RequestId(r))))
+                                           .status()));
+  // Committee larger than the echelon.
+  ConsensusRequest big = Request(4, 5);
+  EXPECT_TRUE(absl::IsFailedPrecondition(entry.Submit(big, Sign(big)).status()));
+  // max_fee below the worst case (1 per token × (3 + 8)).
+  ConsensusRequest cheap = Request(3, 6);
+  cheap.max_fee = Uint256(10);
+  EXPECT_TRUE(absl::IsFailedPrecondition(entry.Submit(cheap, Sign(cheap)).status()));
+  // An epoch that is not the current one.
+  ConsensusRequest old = Request(3, 7);
+  old.epoch = epoch_ - 1;
+  EXPECT_TRUE(absl::IsFailedPrecondition(entry.Submit(old, Sign(old)).status()));
+  // Unknown model.
+  ConsensusRequest unknown = Request(3, 8);
+  unknown.model_digest.fill(0x11);
+  EXPECT_TRUE(absl::IsNotFound(entry.Submit(unknown, Sign(unknown)).status()));
+  // Cross-validation is not served yet; none needs no round.
+  ConsensusRequest xv = Request(3, 9);
+  xv.security = consensus::Security{consensus::SecurityMode::kCrossValidation, 0, 500'000, 1, {}};
+  EXPECT_TRUE(absl::IsUnimplemented(entry.Submit(xv, Sign(xv)).status()));
+  EXPECT_EQ(entry.stats().rounds_started, 0u);
+}
+
+TEST_F(PeerTest, DishonestMemberIsOutvotedByRefereesAndSlashed) {
+  // n = 3 among 8 nodes: 3 members, 3 backups, 2 referees.
+  Build(Net(8));
+  ASSERT_FALSE(HasFatalFailure());
+  const Address entry = nodes_[0]->address();
+  // A committee with the entry as member 0; the node in slot 2 is made dishonest below.
+  const uint64_t nonce = NonceWhere(3, [&](const consensus::CommitteeDraws& d) {
+    return d.committee[0] == entry && d.referees.size() == 2;
+  });
+  const ConsensusRequest r = Request(3, nonce);
+  const consensus::CommitteeDraws draws = Draws(r);
+  TestNode* liar = NodeOf(draws.committee[2]);
+  ASSERT_NE(liar, nullptr);
+  // Restart the liar with an engine that computes other tokens.
+  liar->Stop();
+  FakeEngineOptions eo;
+  eo.step = milliseconds(1);
+  eo.token_offset = 7;
+  liar->engine = std::make_unique<FakeEngine>(eo);
+  StartNode(*liar, false);
+  ASSERT_FALSE(HasFatalFailure());
+  const ledger::StakeInfo liar_stake_before = admin_->GetStake(liar->address()).value();
+
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  RunToEnd(**handle);
+  const RoundOutcome& outcome = (*handle)->outcome();
+  EXPECT_TRUE(absl::IsAborted(outcome.status)) << outcome.status;
+  EXPECT_NE(outcome.detail.find("slashed"), std::string::npos) << outcome.detail;
+  const ledger::StakeInfo liar_stake = admin_->GetStake(liar->address()).value();
+  EXPECT_LT(liar_stake.bonded, liar_stake_before.bonded);
+  // The honest members and the majority referees were paid from the pool.
+  for (const Address& a :
+       {draws.committee[0], draws.committee[1], draws.referees[0], draws.referees[1]}) {
+    EXPECT_GT(admin_->RewardBalance(a).value(), Uint256(0)) << crypto::AddressToString(a);
+  }
+  EXPECT_EQ(admin_->RewardBalance(liar->address()).value(), Uint256(0));
+  EXPECT_TRUE(admin_->IsSettled(consensus::RequestId(r)).value());
+  EXPECT_EQ(nodes_[0]->consensus->stats().rounds_disputed, 1u);
+}
+
+TEST_F(PeerTest, SilentMemberIsReplacedByABackup) {
+  Build(Net(4, 700));
+  ASSERT_FALSE(HasFatalFailure());
+  const Address entry = nodes_[0]->address();
+  const uint64_t nonce = NonceWhere(3, [&](const consensus::CommitteeDraws& d) {
+    return d.committee[0] == entry && !d.backups.empty();
+  });
+  const ConsensusRequest r = Request(3, nonce, 40);
+  const consensus::CommitteeDraws draws = Draws(r);
+  TestNode* gone = NodeOf(draws.committee[1]);
+  gone->Stop();  // crashed: its endpoint refuses connections
+
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  RunToEnd(**handle);
+  const RoundOutcome& outcome = (*handle)->outcome();
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status;
+  EXPECT_EQ(outcome.certificate.committee[1], draws.backups[0]);
+  EXPECT_TRUE(
+      consensus::VerifyCertificate(outcome.certificate, outcome.output, Context(epoch_)).ok());
+  EXPECT_TRUE(WaitSettled(consensus::RequestId(r)));
+  EXPECT_EQ(admin_->RewardBalance(gone->address()).value(), Uint256(0));
+}
+
+TEST_F(PeerTest, EntryRestartResumesTheJournaledRoundAndSettlesOnce) {
+  Build(Net(3));
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = Request(3, 11, 300);  // long enough to stop the entry mid-way
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  engine::StreamEvent ev;
+  while ((*handle)->Next(&ev, milliseconds(100)) != RoundHandle::Wait::kToken) {
+  }
+  // The entry goes down mid-round: the round ends without a certificate, the request stays
+  // journaled.
+  TestNode& entry = *nodes_[0];
+  entry.Stop();
+  handle->reset();
+  const auto record = entry.journal->GetRequest(consensus::RequestId(r));
+  ASSERT_TRUE(record.ok());
+  EXPECT_NE(record->state, journal::RequestState::kCertified);
+  EXPECT_FALSE(admin_->IsSettled(consensus::RequestId(r)).value());
+
+  // Restart (same journal and key, new port).
+  FakeEngineOptions eo;
+  eo.step = milliseconds(1);
+  entry.engine = std::make_unique<FakeEngine>(eo);
+  entry.journal.reset();
+  StartNode(entry, false);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(entry.consensus->ResumeJournaled().value(), 1);
+  ASSERT_TRUE(WaitSettled(consensus::RequestId(r)));
+  // Exactly once: the fee (3 + 300 tokens) left the escrow once.
+  EXPECT_EQ(admin_->EscrowBalance(client_.address()).value(), Uint256(1'000'000 - 303));
+  // A second restart finds nothing to resume.
+  EXPECT_EQ(entry.consensus->ResumeJournaled().value(), 0);
+}
+
+// A lazy member: it computes nothing. It waits for an honest member's broadcast attestation,
+// copies its C, token counts and Merkle root, and signs them with a made-up p_i.
+class LazyPeer final : public v1::Peer::Service {
+ public:
+  LazyPeer(const crypto::PrivateKey& key, consensus::Domain domain) : key_(key), domain_(domain) {}
+
+  grpc::Status Attest(grpc::ServerContext*, const v1::SignedMessage* in,
+                      v1::AttestResponse* out) override {
+    v1::PeerMessage m;
+    m.ParseFromString(in->body());
+    const std::string& b = m.attest().attestation();
+    auto a = consensus::DecodeAttestation(
+        std::span(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
+    if (a.ok()) {
+      std::lock_guard lock(mu_);
+      seen_.emplace(a->request_id, *a);
+      cv_.notify_all();
+    }
+    out->set_accepted(true);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Execute(grpc::ServerContext*, const v1::SignedMessage* in,
+                       grpc::ServerWriter<v1::ExecuteResponse>* writer) override {
+    v1::PeerMessage m;
+    m.ParseFromString(in->body());
+    const std::string& rb = m.execute().request();
+    consensus::Decoder d(std::span(reinterpret_cast<const uint8_t*>(rb.data()), rb.size()));
+    const ConsensusRequest r = consensus::DecodeRequest(d).value();
+    const Hash256 id = consensus::RequestId(r);
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return seen_.count(id) != 0; })) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "nothing to copy");
+    }
+    Attestation copy = seen_.at(id);
+    copy.proof = crypto::Sha256Of(std::string_view("made up"));
+    copy.member = key_.address();
+    copy.signature = key_.Sign(consensus::AttestationDigest(copy));
+    ++copied_;
+    v1::ExecuteResponse response;
+    const std::vector<uint8_t> bytes = consensus::EncodeAttestation(copy);
+    response.set_attestation(bytes.data(), bytes.size());
+    writer->Write(response);
+    return grpc::Status::OK;
+  }
+
+  int copied() {
+    std::lock_guard lock(mu_);
+    return copied_;
+  }
+
+ private:
+  const crypto::PrivateKey& key_;
+  const consensus::Domain domain_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<Hash256, Attestation> seen_;
+  int copied_ = 0;
+};
+
+TEST_F(PeerTest, LazyMemberThatCopiesCIsCaughtAndSlashed) {
+  Build(Net(8));
+  ASSERT_FALSE(HasFatalFailure());
+  const Address entry = nodes_[0]->address();
+  const uint64_t nonce = NonceWhere(3, [&](const consensus::CommitteeDraws& d) {
+    return d.committee[0] == entry && d.referees.size() == 2;
+  });
+  const ConsensusRequest r = Request(3, nonce);
+  const consensus::CommitteeDraws draws = Draws(r);
+  // Replace member 2 by a lazy peer on a new port.
+  TestNode* lazy = NodeOf(draws.committee[2]);
+  lazy->Stop();
+  LazyPeer service(*lazy->key, admin_->GetParams().value().domain);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_TRUE(
+      admin_->UpdateNode(lazy->address(), absl::StrCat("127.0.0.1:", port), {{Digest(), Echelon()}})
+          .ok());
+  const ledger::StakeInfo before = admin_->GetStake(lazy->address()).value();
+
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  RunToEnd(**handle);
+  const RoundOutcome& outcome = (*handle)->outcome();
+  EXPECT_EQ(service.copied(), 1);
+  EXPECT_TRUE(absl::IsAborted(outcome.status)) << outcome.status;
+  EXPECT_LT(admin_->GetStake(lazy->address()).value().bonded, before.bonded);
+  EXPECT_EQ(admin_->RewardBalance(lazy->address()).value(), Uint256(0));
+  EXPECT_GT(admin_->RewardBalance(entry).value(), Uint256(0));
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+// --- The Peer service refuses what it must (raw calls with a stub) ---
+
+class PeerServiceTest : public PeerTest {
+ protected:
+  void SetUp() override {
+    PeerTest::SetUp();
+    Build(Net(3));
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", nodes_[1]->port),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::Peer::NewStub(channel_);
+  }
+
+  v1::SignedMessage Seal(const v1::PeerMessage& m, const crypto::PrivateKey& key,
+                         consensus::Domain domain) {
+    v1::SignedMessage out;
+    m.SerializeToString(out.mutable_body());
+    consensus::Encoder e;
+    e.U64(domain.chain_id).Addr(domain.ledger).Bytes(out.body());
+    const crypto::Signature sig = key.Sign(consensus::TaggedHash("atoma/peer", e));
+    out.set_sender(key.address().data(), 20);
+    out.set_signature(sig.data(), 65);
+    return out;
+  }
+  v1::PeerMessage ExecuteMessage(const ConsensusRequest& r, const std::vector<Address>& committee,
+                                 int64_t sent_ms) {
+    v1::PeerMessage m;
+    m.set_method("Execute");
+    m.set_sent_unix_ms(static_cast<uint64_t>(sent_ms));
+    consensus::Encoder e;
+    consensus::EncodeRequest(r, e);
+    m.mutable_execute()->set_request(e.bytes().data(), e.bytes().size());
+    const crypto::Signature sig = Sign(r);
+    m.mutable_execute()->set_client_signature(sig.data(), sig.size());
+    for (const Address& a : committee) m.mutable_execute()->add_committee(a.data(), 20);
+    return m;
+  }
+  grpc::Status CallExecute(const v1::SignedMessage& m) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto reader = stub_->Execute(&context, m);
+    v1::ExecuteResponse response;
+    while (reader->Read(&response)) {
+    }
+    return reader->Finish();
+  }
+  static int64_t NowMs() {
+    return std::chrono::duration_cast<milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  uint64_t Rejected(const std::string& reason) {
+    const PeerStats s = nodes_[1]->consensus->stats();
+    auto it = s.rejected.find(reason);
+    return it == s.rejected.end() ? 0 : it->second;
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Peer::Stub> stub_;
+};
+
+TEST_F(PeerServiceTest, ExecutesForARegisteredPeerAndRefusesForgeriesAndReplays) {
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = Request(3, 21);
+  const std::vector<Address> committee = Draws(r).committee;
+  const consensus::Domain domain = admin_->GetParams().value().domain;
+  const crypto::PrivateKey& peer = *nodes_[0]->key;
+
+  // A well-formed call from a registered peer: executes and attests.
+  EXPECT_TRUE(CallExecute(Seal(ExecuteMessage(r, committee, NowMs()), peer, domain)).ok());
+
+  // A drawn node may not see the output before the round is decided.
+  v1::PeerMessage stream = ExecuteMessage(r, committee, NowMs());
+  stream.mutable_execute()->set_stream_tokens(true);
+  EXPECT_EQ(CallExecute(Seal(stream, peer, domain)).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Rejected("output_not_released"), 1u);
+
+  // Forged envelope signature.
+  v1::SignedMessage forged = Seal(ExecuteMessage(r, committee, NowMs()), peer, domain);
+  (*forged.mutable_signature())[3] ^= 1;
+  EXPECT_EQ(CallExecute(forged).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Rejected("bad_signature"), 1u);
+
+  // Signed for another ledger (domain): the signature does not recover to the sender here.
+  consensus::Domain other = domain;
+  other.chain_id += 1;
+  EXPECT_EQ(CallExecute(Seal(ExecuteMessage(r, committee, NowMs()), peer, other)).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Rejected("bad_signature"), 2u);
+
+  // A sender that is not registered.
+  const crypto::PrivateKey stranger =
+      crypto::PrivateKey::FromHex(std::string(63, '0') + "5").value();
+  EXPECT_EQ(CallExecute(Seal(ExecuteMessage(r, committee, NowMs()), stranger, domain)).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Rejected("unregistered_sender"), 1u);
+
+  // A replay of an old message (outside the replay window).
+  EXPECT_EQ(CallExecute(Seal(ExecuteMessage(r, committee, NowMs() - 3'600'000), peer, domain))
+                .error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(Rejected("stale_message"), 1u);
+
+  // A body signed for another method.
+  v1::PeerMessage wrong = ExecuteMessage(r, committee, NowMs());
+  wrong.set_method("Attest");
+  EXPECT_EQ(CallExecute(Seal(wrong, peer, domain)).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Rejected("wrong_method"), 1u);
+
+  // A committee that is not the draw.
+  std::vector<Address> fake = committee;
+  std::swap(fake[0], fake[1]);
+  EXPECT_EQ(CallExecute(Seal(ExecuteMessage(r, fake, NowMs()), peer, domain)).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Rejected("not_drawn"), 1u);
+
+  // A request from an old epoch (two epochs later it is neither current nor previous).
+  ASSERT_TRUE(admin_->AdvanceEpoch().ok());
+  ASSERT_TRUE(admin_->AdvanceEpoch().ok());
+  EXPECT_EQ(CallExecute(Seal(ExecuteMessage(Request(3, 22), committee, NowMs()), peer, domain))
+                .error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Rejected("stale_epoch"), 1u);
+}
+
+TEST_F(PeerServiceTest, PushedEquivocationIsReportedAndSlashed) {
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = Request(3, 31);
+  const consensus::CommitteeDraws draws = Draws(r);
+  const consensus::Domain domain = admin_->GetParams().value().domain;
+  TestNode* member = NodeOf(draws.committee[0]);
+  consensus::ConsensusOutput one{{1, 2, 3}, consensus::FinishReason::kLength};
+  consensus::ConsensusOutput two{{1, 2, 4}, consensus::FinishReason::kLength};
+  const Hash256 id = consensus::RequestId(r);
+  const Attestation a = consensus::MakeAttestation(domain, id, Echelon(), r.epoch, draws.committee,
+                                                   one, 3, *member->key)
+                            .value();
+  const Attestation b = consensus::MakeAttestation(domain, id, Echelon(), r.epoch, draws.committee,
+                                                   two, 3, *member->key)
+                            .value();
+  auto push = [&](const Attestation& att) {
+    v1::PeerMessage m;
+    m.set_method("Attest");
+    m.set_sent_unix_ms(static_cast<uint64_t>(NowMs()));
+    const std::vector<uint8_t> bytes = consensus::EncodeAttestation(att);
+    m.mutable_attest()->set_attestation(bytes.data(), bytes.size());
+    grpc::ClientContext context;
+    v1::AttestResponse response;
+    EXPECT_TRUE(stub_->Attest(&context, Seal(m, *member->key, domain), &response).ok());
+    return response;
+  };
+  EXPECT_TRUE(push(a).accepted());
+  EXPECT_FALSE(push(a).accepted());  // duplicate
+  const v1::AttestResponse second = push(b);
+  EXPECT_FALSE(second.accepted());
+  EXPECT_EQ(second.reason(), "equivocating");
+  const auto slashings = admin_->ListSlashings(0).value();
+  ASSERT_EQ(slashings.size(), 1u);
+  EXPECT_EQ(slashings[0].offender, member->address());
+  EXPECT_EQ(slashings[0].reporter, nodes_[1]->address());
+  EXPECT_EQ(nodes_[1]->consensus->stats().equivocations_reported, 1u);
+  // A forged attestation (signature flipped) is refused and counted.
+  Attestation bad = a;
+  bad.signature[10] ^= 1;
+  EXPECT_FALSE(push(bad).accepted());
+  EXPECT_EQ(Rejected("invalid"), 1u);
+}
+
+}  // namespace
+}  // namespace atoma::peer
