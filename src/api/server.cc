@@ -19,8 +19,10 @@
 #include "absl/synchronization/mutex.h"
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
+#include "atoma/consensus/attestation.h"
 #include "atoma/v1/admin.grpc.pb.h"
 #include "atoma/v1/inference.pb.h"
+#include "consensus_fields.h"
 #include "convert.h"
 #include "request_parse.h"
 #include "status_map.h"
@@ -136,6 +138,11 @@ class InferenceService final : public grpc::Service {
     }
     engine::Engine* engine = state_.Find(request->model());
     if (engine == nullptr) return UnknownModel(request->model());
+    if (request->has_security() &&
+        request->security().level_case() != v1::Security::LEVEL_NOT_SET &&
+        request->security().level_case() != v1::Security::kNone) {
+      return GenerateVerified(context, *request, *engine, accepted, writer);
+    }
     if (!state_.options.allow_anonymous) {
       // Client signatures arrive with consensus (reserved fields of GenerateRequest); until then
       // every request is anonymous, and such a node serves none.
@@ -205,6 +212,105 @@ class InferenceService final : public grpc::Service {
                                      "\" is not served here (served: ", served, ")"));
   }
 
+  // A verified request (sampling): the consensus runtime runs the round; the client gets this
+  // node's own tokens (or a member's, relayed), then the certificate. A client that goes away
+  // does not stop the round (the request was accepted and is finished and settled anyway).
+  grpc::Status GenerateVerified(grpc::ServerContext* context, const v1::GenerateRequest& request,
+                                const engine::Engine& engine, Clock::time_point accepted,
+                                grpc::ServerWriter<v1::GenerateResponse>* writer) {
+    peer::ConsensusNode* consensus = state_.options.consensus;
+    if (consensus == nullptr) {
+      const char* level = request.security().level_case() == v1::Security::kSampling
+                              ? "security.sampling"
+                              : "security.cross_validation";
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          absl::StrCat(level,
+                                       ": this node runs without a ledger (ledger.backend: none) "
+                                       "and serves only security none"));
+    }
+    absl::StatusOr<ParsedConsensusRequest> parsed =
+        ConsensusRequestFromProto(request, engine.info().digest);
+    if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    StreamSlot slot(state_);
+    if (!slot.acquired()) {
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("node is at its limit of ", state_.options.max_concurrent_generations,
+                       " concurrent generations; retry later"));
+    }
+    absl::StatusOr<std::shared_ptr<peer::RoundHandle>> handle =
+        consensus->Submit(parsed->request, parsed->client_signature);
+    if (!handle.ok()) {
+      log_->info("verified Generate refused: {}", handle.status().ToString());
+      return ToGrpcStatus(handle.status());
+    }
+    std::optional<Clock::time_point> first_token;
+    Clock::time_point last_token = accepted;
+    int tokens = 0;
+    engine::StreamEvent event;
+    v1::GenerateResponse message;
+    while (true) {
+      if (context->IsCancelled()) {
+        return grpc::Status(grpc::StatusCode::CANCELLED,
+                            "cancelled by the client (the round goes on and settles)");
+      }
+      const peer::RoundHandle::Wait w = (*handle)->Next(&event, kPollInterval);
+      if (w == peer::RoundHandle::Wait::kTimeout) continue;
+      if (w == peer::RoundHandle::Wait::kToken) {
+        const Clock::time_point now = Clock::now();
+        if (!first_token) first_token = now;
+        last_token = now;
+        ++tokens;
+        message.Clear();
+        FillChunk(event, message.mutable_chunk());
+        if (!writer->Write(message)) {
+          return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+        }
+        continue;
+      }
+      const peer::RoundOutcome& outcome = (*handle)->outcome();
+      if (!outcome.status.ok()) return ToGrpcStatus(outcome.status);
+      const Clock::time_point done = Clock::now();
+      message.Clear();
+      v1::GenerateResult* result = message.mutable_final();
+      result->set_finish_reason(outcome.output.finish_reason == consensus::FinishReason::kLength
+                                    ? v1::FINISH_REASON_LENGTH
+                                    : v1::FINISH_REASON_STOP);
+      for (uint32_t id : outcome.output.token_ids) result->add_output_ids(static_cast<int32_t>(id));
+      result->set_model(engine.info().id);
+      v1::Usage* usage = result->mutable_usage();
+      usage->set_prompt_tokens(static_cast<int>(parsed->request.prompt_token_ids.size()));
+      usage->set_completion_tokens(static_cast<int>(outcome.output.token_ids.size()));
+      usage->set_time_to_first_token_ms(first_token ? MillisBetween(accepted, *first_token) : 0);
+      if (first_token && tokens >= 2 && last_token > *first_token) {
+        usage->set_tokens_per_second((tokens - 1) /
+                                     (MillisBetween(*first_token, last_token) / 1000.0));
+      }
+      usage->set_total_time_ms(MillisBetween(accepted, done));
+      const std::vector<uint8_t> certificate = consensus::EncodeCertificate(outcome.certificate);
+      result->set_certificate(certificate.data(), certificate.size());
+      const crypto::Hash256& id = (*handle)->request_id();
+      result->set_request_id(id.data(), id.size());
+      writer->Write(message);
+      return grpc::Status::OK;
+    }
+  }
+
+  static void FillChunk(const engine::StreamEvent& event, v1::TokenChunk* chunk) {
+    // The engine promises UTF-8-safe pieces; check anyway, since a proto string that is not
+    // UTF-8 would fail serialization and break the stream for the client.
+    chunk->set_text(IsValidUtf8(event.text) ? event.text : "\xEF\xBF\xBD");
+    chunk->add_token_ids(event.token_id);
+    v1::GeneratedToken* token = chunk->add_tokens();
+    token->set_token_id(event.token_id);
+    token->set_logprob(event.logprob);
+    for (const engine::TokenLogprob& alt : event.top_logprobs) {
+      v1::TokenLogprob* out = token->add_top_logprobs();
+      out->set_token_id(alt.token_id);
+      out->set_logprob(alt.logprob);
+    }
+  }
+
   // Relays the handle's events to the client until the final one, the client goes away, or the
   // server shuts down.
   grpc::Status Stream(grpc::ServerContext* context, engine::RequestHandle& handle,
@@ -228,19 +334,7 @@ class InferenceService final : public grpc::Service {
         last_token = now;
         ++tokens;
         message.Clear();
-        v1::TokenChunk* chunk = message.mutable_chunk();
-        // The engine promises UTF-8-safe pieces; check anyway, since a proto string that is not
-        // UTF-8 would fail serialization and break the stream for the client.
-        chunk->set_text(IsValidUtf8(event.text) ? event.text : "\xEF\xBF\xBD");
-        chunk->add_token_ids(event.token_id);
-        v1::GeneratedToken* token = chunk->add_tokens();
-        token->set_token_id(event.token_id);
-        token->set_logprob(event.logprob);
-        for (const engine::TokenLogprob& alt : event.top_logprobs) {
-          v1::TokenLogprob* out = token->add_top_logprobs();
-          out->set_token_id(alt.token_id);
-          out->set_logprob(alt.logprob);
-        }
+        FillChunk(event, message.mutable_chunk());
         if (!writer->Write(message)) {
           handle.Cancel();
           return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
@@ -361,6 +455,9 @@ class ServerImpl final : public Server {
     builder.SetResourceQuota(quota);
     builder.RegisterService(&inference_);
     builder.RegisterService(&admin_);
+    if (state_->options.consensus != nullptr) {
+      builder.RegisterService(state_->options.consensus->service());
+    }
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
       server_.reset();

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
+#include "atoma/consensus/request.h"
 
 #ifndef ATOMA_VERSION
 #define ATOMA_VERSION "unknown"
@@ -68,16 +69,139 @@ absl::Status Annotate(const absl::Status& status, const std::string& context) {
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
 }
 
+void StopEpochTimer(NodeContext& ctx) {
+  {
+    std::lock_guard lock(ctx.timer_mu);
+    ctx.timer_stop = true;
+  }
+  ctx.timer_cv.notify_all();
+  if (ctx.epoch_timer.joinable()) ctx.epoch_timer.join();
+}
+
 // Tears down a partly built context after a failed Init, in the same order as Shutdown.
 void Unwind(NodeContext& ctx) {
   ctx.draining = true;
+  StopEpochTimer(ctx);
+  if (ctx.consensus) ctx.consensus->Shutdown(std::chrono::milliseconds(0));
   if (ctx.server) {
     ctx.server->Shutdown(std::chrono::milliseconds(0));
     ctx.server->Wait();
     ctx.server.reset();
   }
+  ctx.consensus.reset();
+  ctx.outbox.reset();
+  ctx.journal.reset();
+  ctx.ledger.reset();
   for (auto& e : ctx.engines) e->Shutdown(std::chrono::milliseconds(0));
   ctx.engines.clear();
+}
+
+// ledger.backend embedded: ledger, journal, outbox and the consensus runtime over the engines.
+absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
+  auto log = Log();
+  ledger::EmbeddedLedgerOptions lo;
+  lo.chain_id = c.ledger.chain_id;
+  lo.epoch_length_s = c.ledger.epoch_length_s;
+  auto ledger = ledger::OpenEmbeddedLedger(c.ledger.path, lo);
+  if (!ledger.ok()) {
+    return Annotate(ledger.status(), absl::StrCat("ledger.path (", c.ledger.path.string(), ")"));
+  }
+  ctx.ledger = std::move(*ledger);
+  auto journal = journal::OpenJournal(c.node.data_dir);
+  if (!journal.ok()) return Annotate(journal.status(), "node.data_dir (journal)");
+  ctx.journal = std::move(*journal);
+  journal::OutboxOptions oo;
+  oo.submitter = ctx.key->address();
+  oo.batch_size = static_cast<size_t>(c.consensus.settlement_batch_size);
+  oo.max_delay = absl::Milliseconds(c.consensus.settlement_max_delay_ms);
+  auto outbox = journal::SettlementOutbox::Start(*ctx.journal, *ctx.ledger, oo);
+  if (!outbox.ok()) return Annotate(outbox.status(), "consensus (settlement outbox)");
+  ctx.outbox = std::move(*outbox);
+  peer::Dependencies deps;
+  deps.key = &*ctx.key;
+  deps.ledger = ctx.ledger.get();
+  deps.journal = ctx.journal.get();
+  deps.outbox = ctx.outbox.get();
+  for (auto& e : ctx.engines) {
+    const engine::ModelInfo& info = e->info();
+    if (!info.fingerprint.ok()) {
+      log->warn("model {}: no fingerprint, so it joins no echelon and serves no verified requests",
+                info.id);
+      continue;
+    }
+    deps.models.push_back({e.get(), consensus::EchelonId(info.digest, *info.fingerprint)});
+  }
+  peer::ConsensusOptions po;
+  po.member_timeout_ms = c.consensus.member_timeout_ms;
+  po.reattest_timeout_ms = c.consensus.reattest_timeout_ms;
+  po.referee_timeout_ms = c.consensus.referee_timeout_ms;
+  po.peer_call_timeout_ms = c.consensus.peer_call_timeout_ms;
+  po.max_committee_size = static_cast<uint64_t>(c.consensus.max_committee_size);
+  auto consensus = peer::ConsensusNode::Make(std::move(deps), po);
+  if (!consensus.ok()) return Annotate(consensus.status(), "consensus");
+  ctx.consensus = std::move(*consensus);
+  const auto params = ctx.ledger->GetParams();
+  const auto epoch = ctx.ledger->CurrentEpoch();
+  if (params.ok() && epoch.ok()) {
+    log->info("ledger {} (chain {}, ledger {}), epoch {}", c.ledger.path.string(),
+              params->domain.chain_id, crypto::AddressToString(params->domain.ledger),
+              epoch->number);
+  }
+  return absl::OkStatus();
+}
+
+// The endpoint peers reach this node at: consensus.advertise, else api.listen with the bound
+// port (a wildcard host becomes 127.0.0.1).
+std::string AdvertisedEndpoint(const config::NodeConfig& c, int port) {
+  if (!c.consensus.advertise.empty()) return c.consensus.advertise;
+  std::string host = c.api.listen.substr(0, c.api.listen.rfind(':'));
+  if (host == "0.0.0.0" || host == "[::]" || host == "::" || host.empty()) host = "127.0.0.1";
+  return absl::StrCat(host, ":", port);
+}
+
+absl::Status RegisterOnLedger(const config::NodeConfig& c, NodeContext& ctx) {
+  std::vector<ledger::EchelonRef> echelons;
+  for (auto& e : ctx.engines) {
+    const engine::ModelInfo& info = e->info();
+    if (!info.fingerprint.ok()) continue;
+    echelons.push_back({info.digest, consensus::EchelonId(info.digest, *info.fingerprint)});
+  }
+  const std::string endpoint = AdvertisedEndpoint(c, ctx.port);
+  const crypto::Address& self = ctx.key->address();
+  absl::Status s = ctx.ledger->RegisterNode(self, endpoint, echelons);
+  if (absl::IsAlreadyExists(s)) s = ctx.ledger->UpdateNode(self, endpoint, echelons);
+  if (!s.ok()) return Annotate(s, "registering on the ledger");
+  Log()->info("registered on the ledger: endpoint {}, {} echelon(s)", endpoint, echelons.size());
+  for (const auto& e : echelons) Log()->info("echelon {}", crypto::ToHex(e.echelon_id));
+  return absl::OkStatus();
+}
+
+// Opens the next epoch when the current one has lasted the ledger's epoch length.
+// AdvanceEpochFrom makes it safe for several nodes to do this on one ledger.
+void RunEpochTimer(NodeContext* ctx) {
+  auto log = GetLogger("ledger");
+  auto params = ctx->ledger->GetParams();
+  const int64_t length_s = params.ok() ? static_cast<int64_t>(params->epoch_length_s) : 3600;
+  std::unique_lock lock(ctx->timer_mu);
+  while (!ctx->timer_stop) {
+    int64_t wait_s = std::min<int64_t>(length_s, 60);
+    auto epoch = ctx->ledger->CurrentEpoch();
+    if (epoch.ok()) {
+      const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+      const int64_t due = epoch->started_unix_s + length_s;
+      if (now_s >= due) {
+        auto next = ctx->ledger->AdvanceEpochFrom(epoch->number);
+        if (next.ok()) log->info("opened epoch {}", next->number);
+        wait_s = 1;
+      } else {
+        wait_s = std::min<int64_t>(due - now_s, 60);
+      }
+    }
+    ctx->timer_cv.wait_for(lock, std::chrono::seconds(std::max<int64_t>(wait_s, 1)),
+                           [ctx] { return ctx->timer_stop; });
+  }
 }
 
 }  // namespace
@@ -217,7 +341,16 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
     ctx->engines.push_back(std::move(*made));
   }
 
+  if (c.ledger.backend != "none") {
+    absl::Status started = StartConsensus(c, *ctx);
+    if (!started.ok()) {
+      Unwind(*ctx);
+      return started;
+    }
+  }
+
   api::ServerOptions server_options;
+  server_options.consensus = ctx->consensus.get();
   server_options.listen_address = c.api.listen;
   server_options.max_receive_message_bytes = c.api.max_receive_message_bytes;
   server_options.max_concurrent_generations = c.api.max_concurrent_generations;
@@ -251,6 +384,18 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
     }
     log->info("wrote ports file {}", c.api.ports_file.string());
   }
+  if (ctx->consensus) {
+    if (c.consensus.register_node) {
+      absl::Status registered = RegisterOnLedger(c, *ctx);
+      if (!registered.ok()) {
+        Unwind(*ctx);
+        return registered;
+      }
+    }
+    if (c.ledger.advance_epochs) ctx->epoch_timer = std::thread(RunEpochTimer, ctx);
+    auto resumed = ctx->consensus->ResumeJournaled();
+    if (!resumed.ok()) log->warn("resuming journaled rounds: {}", resumed.status().ToString());
+  }
   ctx->running = true;
   return absl::OkStatus();
 }
@@ -267,8 +412,13 @@ void Shutdown(NodeContext& ctx) {
   log->info("shutting down: draining {} engine(s), deadline {} ms", ctx.engines.size(),
             deadline.count());
 
-  // 2. Drain the engines together, so the deadline bounds the whole step rather than each engine.
+  // 2. Drain the consensus rounds and the engines together, so the deadline bounds the whole step
+  // rather than each part.
   std::vector<std::thread> drains;
+  if (ctx.consensus) {
+    peer::ConsensusNode* consensus = ctx.consensus.get();
+    drains.emplace_back([consensus, deadline] { consensus->Shutdown(deadline); });
+  }
   for (auto& e : ctx.engines) {
     engine::Engine* engine = e.get();
     drains.emplace_back([engine, deadline] { engine->Shutdown(deadline); });
@@ -285,6 +435,12 @@ void Shutdown(NodeContext& ctx) {
     ctx.server->Shutdown(std::chrono::milliseconds(2000));
     ctx.server->Wait();
   }
+  // 4. Settle what is certified (bounded: whatever is left stays journaled for the next start).
+  if (ctx.outbox) {
+    absl::Status flushed = ctx.outbox->Flush(absl::Now() + absl::Seconds(3));
+    if (!flushed.ok()) log->warn("settlement outbox: {}", flushed.ToString());
+  }
+  StopEpochTimer(ctx);
   if (!ctx.config.api.ports_file.empty()) {
     std::error_code ec;
     fs::remove(ctx.config.api.ports_file, ec);

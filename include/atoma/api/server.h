@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "atoma/engine/engine.h"
+#include "atoma/peer/consensus_node.h"
 
 namespace atoma::api {
 
@@ -35,6 +36,9 @@ struct ServerOptions {
   int max_concurrent_generations = 64;      // more → RESOURCE_EXHAUSTED (across all models)
   int max_prompt_bytes = 256 << 10;         // text prompt size bound before tokenizing
   bool allow_anonymous = true;              // unsigned requests with security none
+  // Verified requests (security sampling) and the atoma.v1.Peer service; null: the node has no
+  // ledger and answers verified requests with UNIMPLEMENTED. Must outlive the Server.
+  peer::ConsensusNode* consensus = nullptr;
 };
 
 // What the Admin service reports and controls; implemented by the node.

@@ -5,9 +5,15 @@
 // Start-up policy (STYLE "error policy"): a bad config, key or model stops the process with one
 // clear line on stderr and exit code 2; nothing is retried.
 //
-// Shutdown order: stop intake (the API refuses new generations) → drain every engine in parallel
-// until shutdown.drain_deadline_ms, then cancel what is left → stop the server (streams end with
-// their final message) → remove the ports file → exit 0.
+// With a ledger (ledger.backend: embedded) Init also opens the ledger, the journal
+// (data_dir/journal.db) and the settlement outbox, starts the consensus runtime, registers the
+// node (endpoint and the echelon of each model with a fingerprint) after the server is bound,
+// starts the epoch timer and resumes journaled rounds.
+//
+// Shutdown order: stop intake (the API refuses new generations) → let consensus rounds and every
+// engine drain in parallel until shutdown.drain_deadline_ms, then cancel what is left → stop the
+// server (streams end with their final message) → flush the settlement outbox (bounded) → stop
+// the epoch timer → remove the ports file → exit 0.
 //
 // Thread-safety: Init and Shutdown run on one thread (main). NodeContext::draining may be read
 // from any thread (the API's Admin service does).
@@ -15,11 +21,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +36,10 @@
 #include "atoma/config/config.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/engine/engine.h"
+#include "atoma/journal/journal.h"
+#include "atoma/journal/outbox.h"
+#include "atoma/ledger/ledger.h"
+#include "atoma/peer/consensus_node.h"
 
 namespace atoma::node {
 
@@ -56,6 +69,12 @@ struct NodeContext {
   config::NodeConfig config;
   std::optional<crypto::PrivateKey> key;
   std::vector<std::unique_ptr<engine::Engine>> engines;
+  // Consensus (ledger.backend != none): the ledger, this node's journal, the settlement outbox
+  // and the runtime, in dependency order.
+  std::unique_ptr<ledger::LedgerClient> ledger;
+  std::unique_ptr<journal::Journal> journal;
+  std::unique_ptr<journal::SettlementOutbox> outbox;
+  std::unique_ptr<peer::ConsensusNode> consensus;
   std::unique_ptr<api::Server> server;
   int port = 0;  // the bound gRPC port
   // Set when shutdown begins or an operator calls Admin.Drain; new generations are refused.
@@ -63,6 +82,12 @@ struct NodeContext {
   // "openblas=2 (openblas_set_num_threads), torch intra-op=2 (engine)" — what Init set and how.
   std::string thread_settings;
   bool running = false;  // Init succeeded and Shutdown has not run
+  // The epoch timer (ledger.advance_epochs): opens the next epoch when the current one is older
+  // than the ledger's epoch length.
+  std::thread epoch_timer;
+  std::mutex timer_mu;
+  std::condition_variable timer_cv;
+  bool timer_stop = false;
 };
 
 // Builds the node from a validated config: logging, thread counts, key (refusing a key file that
