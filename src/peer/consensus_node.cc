@@ -1144,25 +1144,14 @@ grpc::Status PeerService::Execute(grpc::ServerContext* context, const v1::Signed
   auto opened = node_->OpenFrom(*in, kExecute);
   if (!opened.ok()) return ToGrpc(opened.status());
   const v1::ExecuteCall& call = opened->message.execute();
-  consensus::Decoder d(
-      std::span(reinterpret_cast<const uint8_t*>(call.request().data()), call.request().size()));
-  auto request = consensus::DecodeRequest(d);
-  crypto::Signature client_signature{};
-  std::vector<Address> committee;
-  bool ok = request.ok() && d.ExpectEnd("request").ok() &&
-            CopyBytes(call.client_signature(), &client_signature) &&
-            call.committee_size() <= static_cast<int>(consensus::kMaxCommitteeSize);
-  for (int i = 0; ok && i < call.committee_size(); ++i) {
-    Address a{};
-    ok = CopyBytes(call.committee(i), &a);
-    committee.push_back(a);
-  }
-  if (!ok) {
+  auto decoded = DecodeExecuteCall(call);
+  if (!decoded.ok()) {
     node_->Reject("malformed");
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        request.ok() ? "Execute: malformed client signature or committee"
-                                     : std::string(request.status().message()));
+    return ToGrpc(decoded.status());
   }
+  const ConsensusRequest* request = &decoded->request;
+  const crypto::Signature& client_signature = decoded->client_signature;
+  const std::vector<Address>& committee = decoded->committee;
   std::string reason;
   auto assignment = node_->Assign(*request, client_signature, committee, call.referee(), &reason);
   if (!assignment.ok()) {

@@ -62,4 +62,31 @@ absl::StatusOr<Opened> Open(const v1::SignedMessage& signed_message,
   return out;
 }
 
+absl::StatusOr<DecodedExecute> DecodeExecuteCall(const v1::ExecuteCall& call) {
+  DecodedExecute out;
+  consensus::Decoder d(
+      std::span(reinterpret_cast<const uint8_t*>(call.request().data()), call.request().size()));
+  auto request = consensus::DecodeRequest(d);
+  if (!request.ok()) return request.status();
+  if (absl::Status end = d.ExpectEnd("Execute.request"); !end.ok()) return end;
+  out.request = *std::move(request);
+  if (call.client_signature().size() != out.client_signature.size()) {
+    return absl::InvalidArgumentError("Execute.client_signature: must be 65 bytes");
+  }
+  std::memcpy(out.client_signature.data(), call.client_signature().data(), 65);
+  if (call.committee_size() > static_cast<int>(consensus::kMaxCommitteeSize)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Execute.committee: more than ", consensus::kMaxCommitteeSize, " members"));
+  }
+  for (const std::string& member : call.committee()) {
+    crypto::Address a{};
+    if (member.size() != a.size()) {
+      return absl::InvalidArgumentError("Execute.committee: addresses must be 20 bytes");
+    }
+    std::memcpy(a.data(), member.data(), a.size());
+    out.committee.push_back(a);
+  }
+  return out;
+}
+
 }  // namespace atoma::peer

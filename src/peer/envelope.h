@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "atoma/consensus/attestation.h"
+#include "atoma/consensus/request.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/v1/peer.pb.h"
 
@@ -33,5 +35,15 @@ struct Opened {
 absl::StatusOr<Opened> Open(const v1::SignedMessage& signed_message,
                             const consensus::Domain& domain, std::string_view method,
                             int64_t now_unix_ms, int64_t replay_window_ms, std::string* reason);
+
+// The untrusted parts of an ExecuteCall, decoded strictly: the canonical request (no trailing
+// bytes), a 65-byte client signature, at most kMaxCommitteeSize 20-byte addresses.
+// INVALID_ARGUMENT naming the field otherwise.
+struct DecodedExecute {
+  consensus::ConsensusRequest request;
+  crypto::Signature client_signature{};
+  std::vector<crypto::Address> committee;
+};
+absl::StatusOr<DecodedExecute> DecodeExecuteCall(const v1::ExecuteCall& call);
 
 }  // namespace atoma::peer
