@@ -789,7 +789,8 @@ void EntryRound::Drive() {
       } else if (after.not_participant > before.not_participant) {
         node_->Reject("not_participant");
       } else if (after.duplicate > before.duplicate) {
-        node_->Reject("duplicate");
+        // Benign: a member's attestation arrives both as its Execute answer and as its
+        // broadcast.
       } else if (after.equivocating > before.equivocating) {
         node_->Reject("equivocating");
       } else if (after.late > before.late || after.ignored_update > before.ignored_update) {

@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "atoma/consensus/request.h"
 #include "atoma/engine/synth.h"
+#include "atoma/ledger/ledger.h"
 
 namespace atoma::node {
 namespace {
@@ -421,6 +423,35 @@ TEST_F(NodeTest, InitWithEmptyModelFolderFails) {
   absl::Status s = Init(config_, Components::Default(), &ctx);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message().rfind("models[0] (a): ", 0), 0u) << s;
+}
+
+// ledger.backend embedded: the node opens the ledger, registers its bound endpoint and the
+// echelon of its model, and on a restart updates the registration instead of failing.
+TEST_F(NodeTest, InitWithEmbeddedLedgerRegistersEndpointAndEchelon) {
+  engine::SynthOptions synth;
+  synth.preset = "tiny";
+  synth.seed = 5;
+  synth.out_dir = dir_ / "models" / "tiny";
+  ASSERT_TRUE(engine::SynthesizeModel(synth).ok());
+  config_.models = {{"tiny", synth.out_dir}};
+  config_.ledger.backend = "embedded";
+  config_.ledger.path = dir_ / "ledger.db";
+  for (int start = 0; start < 2; ++start) {
+    NodeContext ctx;
+    absl::Status s = Init(config_, Components::Default(), &ctx);
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_NE(ctx.consensus, nullptr);
+    auto ledger = ledger::OpenEmbeddedLedger(config_.ledger.path).value();
+    const ledger::NodeInfo info = ledger->GetNode(ctx.key->address()).value();
+    EXPECT_EQ(info.endpoint, "127.0.0.1:" + std::to_string(ctx.port));
+    ASSERT_EQ(info.echelons.size(), 1u);
+    const engine::ModelInfo& model = ctx.engines[0]->info();
+    EXPECT_EQ(info.echelons[0].model_digest, model.digest);
+    EXPECT_EQ(info.echelons[0].echelon_id,
+              consensus::EchelonId(model.digest, model.fingerprint.value()));
+    EXPECT_TRUE(fs::exists(config_.node.data_dir / "journal.db"));
+    Shutdown(ctx);
+  }
 }
 
 }  // namespace
