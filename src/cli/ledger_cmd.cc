@@ -244,22 +244,24 @@ void AddLedgerCommand(CLI::App& app) {
     if (arr.empty()) human = "no settlements\n";
     Print(*flags, arr, human);
   });
-  CLI::App* slashings = cmd->add_subcommand("slashings", "Slashed equivocations.");
+  CLI::App* slashings =
+      cmd->add_subcommand("slashings", "Slashings: equivocations and lost disputes (kind).");
   slashings->add_option("--limit", *limit, "only the last N (0 = all)")->capture_default_str();
   slashings->callback([flags, limit] {
     auto l = OpenExistingLedger(flags->db);
     json arr = json::array();
     std::string human;
     for (const ledger::SlashRecord& r : OrFail(l->ListSlashings(*limit))) {
-      arr.push_back({{"evidence_hash", HashHex(r.evidence_hash)},
+      arr.push_back({{"kind", r.kind},
+                     {"evidence_hash", HashHex(r.evidence_hash)},
                      {"offender", Addr(r.offender)},
                      {"request_id", HashHex(r.request_id)},
                      {"reporter", Addr(r.reporter)},
                      {"slashed", r.slashed.ToDecimal()},
                      {"reporter_reward", r.reporter_reward.ToDecimal()},
                      {"epoch", r.epoch}});
-      absl::StrAppend(&human, Addr(r.offender), " slashed ", r.slashed.ToDecimal(), " in epoch ",
-                      r.epoch, " for request ", HashHex(r.request_id), "; reporter ",
+      absl::StrAppend(&human, r.kind, ": ", Addr(r.offender), " slashed ", r.slashed.ToDecimal(),
+                      " in epoch ", r.epoch, " for request ", HashHex(r.request_id), "; reporter ",
                       Addr(r.reporter), " got ", r.reporter_reward.ToDecimal(), "\n");
     }
     if (arr.empty()) human = "no slashings\n";

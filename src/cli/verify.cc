@@ -1,8 +1,6 @@
 // The verification behind `atoma-cli verify` (see verify.h).
 #include "verify.h"
 
-#include <algorithm>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -34,16 +32,13 @@ std::string CheckWithoutOutput(const consensus::Certificate& cert,
   auto draws = consensus::SelectCommittee(ctx.epoch_seed, request_id, ctx.registry, n,
                                           consensus::BackupCount(n), 0);
   if (!draws.ok()) return absl::StrCat("wrong committee: ", draws.status().message());
-  std::set<consensus::Address> seen;
+  // The same rule as VerifyCertificate and the ledger's dispute settlement.
+  if (absl::Status view = consensus::CheckCommitteeView(*draws, cert.committee); !view.ok()) {
+    return absl::StrCat("wrong committee: ", view.message(),
+                        " (slot i must hold the i-th draw of the epoch seed or a backup)");
+  }
   for (size_t i = 0; i < n; ++i) {
     const consensus::Address& m = cert.committee[i];
-    const bool drawn =
-        m == draws->committee[i] ||
-        std::find(draws->backups.begin(), draws->backups.end(), m) != draws->backups.end();
-    if (!drawn || !seen.insert(m).second) {
-      return absl::StrCat("wrong committee: member ", i, " (", crypto::AddressToString(m),
-                          ") is not the draw of the epoch seed nor an unused backup");
-    }
     const consensus::Attestation& a = cert.attestations[i];
     if (a.member != m) return absl::StrCat("wrong committee: attestation ", i, " is not by ", i);
     if (absl::Status s = consensus::VerifyAttestation(a, ctx.domain, ctx.epoch); !s.ok()) {

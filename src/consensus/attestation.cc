@@ -58,6 +58,26 @@ CertificateVerdict Fail(CertificateCheck check, int member, std::string reason) 
   return CertificateVerdict{check, member, std::move(reason)};
 }
 
+// Fills and signs an attestation whose C and p the caller computed.
+Attestation SignAttestation(const Domain& domain, const Hash256& request_id,
+                            const Hash256& echelon_id, uint64_t epoch, const Hash256& commitment,
+                            const Hash256& proof, const ConsensusOutput& output,
+                            uint64_t prompt_tokens, const crypto::PrivateKey& key) {
+  Attestation a;
+  a.domain = domain;
+  a.request_id = request_id;
+  a.echelon_id = echelon_id;
+  a.commitment = commitment;
+  a.proof = proof;
+  a.prompt_tokens = prompt_tokens;
+  a.completion_tokens = output.token_ids.size();
+  a.merkle_root = OutputMerkleRoot(output.token_ids);
+  a.epoch = epoch;
+  a.member = key.address();
+  a.signature = key.Sign(AttestationDigest(a));
+  return a;
+}
+
 }  // namespace
 
 Hash256 ClientRequestDigest(const Domain& domain, const Hash256& request_id) {
@@ -103,19 +123,52 @@ absl::StatusOr<Attestation> MakeAttestation(const Domain& domain, const Hash256&
     return absl::InvalidArgumentError("the signing key's address is not in the committee");
   }
   const std::vector<Hash256> proofs = OutputProofs(request_id, output, committee);
-  Attestation a;
-  a.domain = domain;
-  a.request_id = request_id;
-  a.echelon_id = echelon_id;
-  a.commitment = Commitment(proofs);
-  a.proof = proofs[static_cast<size_t>(it - committee.begin())];
-  a.prompt_tokens = prompt_tokens;
-  a.completion_tokens = output.token_ids.size();
-  a.merkle_root = OutputMerkleRoot(output.token_ids);
-  a.epoch = epoch;
-  a.member = key.address();
-  a.signature = key.Sign(AttestationDigest(a));
-  return a;
+  return SignAttestation(domain, request_id, echelon_id, epoch, Commitment(proofs),
+                         proofs[static_cast<size_t>(it - committee.begin())], output, prompt_tokens,
+                         key);
+}
+
+absl::StatusOr<Attestation> MakeRefereeAttestation(const Domain& domain, const Hash256& request_id,
+                                                   const Hash256& echelon_id, uint64_t epoch,
+                                                   std::span<const Address> committee,
+                                                   const ConsensusOutput& output,
+                                                   uint64_t prompt_tokens,
+                                                   const crypto::PrivateKey& key) {
+  if (std::find(committee.begin(), committee.end(), key.address()) != committee.end()) {
+    return absl::InvalidArgumentError("a committee member cannot be a referee of its committee");
+  }
+  return SignAttestation(domain, request_id, echelon_id, epoch,
+                         Commitment(OutputProofs(request_id, output, committee)),
+                         OutputProof(request_id, output, key.address()), output, prompt_tokens,
+                         key);
+}
+
+absl::Status CheckCommitteeView(const CommitteeDraws& draws, std::span<const Address> committee,
+                                int* bad_slot) {
+  if (bad_slot != nullptr) *bad_slot = -1;
+  const size_t n = draws.committee.size();
+  if (committee.size() != n) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the committee has ", committee.size(), " members; the draw has ", n));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const Address& member = committee[i];
+    const auto earlier = committee.begin() + static_cast<ptrdiff_t>(i);
+    if (draws.committee[i] != member &&
+        std::find(draws.backups.begin(), draws.backups.end(), member) == draws.backups.end()) {
+      if (bad_slot != nullptr) *bad_slot = static_cast<int>(i);
+      return absl::PermissionDeniedError(absl::StrCat(
+          "member ", i, " is ", crypto::AddressToString(member), ": neither the draw (",
+          crypto::AddressToString(draws.committee[i]), ") nor a backup"));
+    }
+    if (std::find(committee.begin(), earlier, member) != earlier) {
+      if (bad_slot != nullptr) *bad_slot = static_cast<int>(i);
+      return absl::PermissionDeniedError(absl::StrCat("member ", i, " is ",
+                                                      crypto::AddressToString(member),
+                                                      ", who already holds an earlier slot"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 bool SameOutputClaim(const Attestation& a, const Attestation& b) {
@@ -226,26 +279,10 @@ CertificateVerdict VerifyCertificate(const Certificate& cert, const ConsensusOut
         CertificateCheck::kWrongCommittee, -1,
         absl::StrCat("cannot draw a committee from the registry: ", draws.status().message()));
   }
-  // A slot holds its own draw or a backup that replaced a timed-out member (the committee list
-  // itself records the replacements). Timeouts cannot be proved, so which backup took which slot
-  // is not checked; the draw bounds the choice to the BackupCount(n) backups.
-  for (size_t i = 0; i < n; ++i) {
-    const Address& member = cert.committee[i];
-    const bool own_draw = draws->committee[i] == member;
-    const bool backup =
-        std::find(draws->backups.begin(), draws->backups.end(), member) != draws->backups.end();
-    if (!own_draw && !backup) {
-      return Fail(CertificateCheck::kWrongCommittee, static_cast<int>(i),
-                  absl::StrCat("member ", i, " is ", crypto::AddressToString(member),
-                               ": neither the draw (", crypto::AddressToString(draws->committee[i]),
-                               ") nor a backup"));
-    }
-    if (std::find(cert.committee.begin(), cert.committee.begin() + static_cast<ptrdiff_t>(i),
-                  member) != cert.committee.begin() + static_cast<ptrdiff_t>(i)) {
-      return Fail(CertificateCheck::kWrongCommittee, static_cast<int>(i),
-                  absl::StrCat("member ", i, " is ", crypto::AddressToString(member),
-                               ", who already holds an earlier slot"));
-    }
+  // The committee list itself records which slots backups took (CheckCommitteeView).
+  int bad_slot = -1;
+  if (absl::Status view = CheckCommitteeView(*draws, cert.committee, &bad_slot); !view.ok()) {
+    return Fail(CertificateCheck::kWrongCommittee, bad_slot, std::string(view.message()));
   }
   for (size_t i = 0; i < n; ++i) {
     const Attestation& a = cert.attestations[i];

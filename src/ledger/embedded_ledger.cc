@@ -32,7 +32,7 @@ namespace {
 using storage::Db;
 using storage::Stmt;
 
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
 constexpr uint64_t kMaxUnbondingEpochs = 1'000'000;
 
 constexpr const char* kSchema = R"sql(
@@ -86,6 +86,43 @@ CREATE TABLE slashes(
   epoch INTEGER NOT NULL,
   UNIQUE(offender, request_id));
 )sql";
+
+// Added by schema version 3 (dispute slashing): slashes get a kind, and one node may be slashed
+// once per (kind, request) — an equivocation and a lost dispute on one request are two offences;
+// disputes records each settled dispute. A version-2 file is migrated on open (its slashes are
+// all equivocations).
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE slashes_v3(
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  evidence_hash BLOB NOT NULL,
+  offender BLOB NOT NULL,
+  request_id BLOB NOT NULL,
+  reporter BLOB NOT NULL,
+  slashed BLOB NOT NULL,
+  reporter_reward BLOB NOT NULL,
+  epoch INTEGER NOT NULL,
+  UNIQUE(kind, offender, request_id));
+INSERT INTO slashes_v3(kind, evidence_hash, offender, request_id, reporter, slashed,
+                       reporter_reward, epoch)
+  SELECT 'equivocation', evidence_hash, offender, request_id, reporter, slashed, reporter_reward,
+         epoch FROM slashes ORDER BY rowid;
+DROP TABLE slashes;
+ALTER TABLE slashes_v3 RENAME TO slashes;
+CREATE INDEX slashes_by_evidence ON slashes(evidence_hash);
+CREATE TABLE disputes(
+  request_id BLOB PRIMARY KEY,
+  request_epoch INTEGER NOT NULL,
+  client BLOB NOT NULL,
+  commitment BLOB NOT NULL,
+  submitter BLOB NOT NULL,
+  slashed_total BLOB NOT NULL,
+  fee BLOB NOT NULL,
+  settled_epoch INTEGER NOT NULL) WITHOUT ROWID;
+)sql";
+
+constexpr const char* kEquivocation = "equivocation";
+constexpr const char* kDispute = "dispute";
 
 std::string Hex(const Address& a) { return crypto::AddressToString(a); }
 
@@ -288,7 +325,7 @@ class EmbeddedLedger final : public LedgerClient {
     const absl::Status status = Read([&]() -> absl::Status {
       Stmt select(*db_,
                   "SELECT evidence_hash, offender, request_id, reporter, slashed, "
-                  "reporter_reward, epoch FROM slashes ORDER BY rowid DESC LIMIT ?");
+                  "reporter_reward, epoch, kind FROM slashes ORDER BY id DESC LIMIT ?");
       select.Bind(1, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
       while (true) {
         ASSIGN_OR_RETURN(bool more, select.Step());
@@ -301,6 +338,7 @@ class EmbeddedLedger final : public LedgerClient {
         ASSIGN_OR_RETURN(r.slashed, ColumnAmount(select, 4));
         ASSIGN_OR_RETURN(r.reporter_reward, ColumnAmount(select, 5));
         r.epoch = static_cast<uint64_t>(select.Int(6));
+        r.kind = select.Text(7);
       }
     });
     if (!status.ok()) return status;
@@ -593,9 +631,12 @@ class EmbeddedLedger final : public LedgerClient {
     const absl::Status status = Write([&]() -> absl::Status {
       RETURN_IF_ERROR(RequireNode(a.member));
       Stmt seen(*db_,
-                "SELECT 1 FROM slashes WHERE evidence_hash = ? OR "
-                "(offender = ? AND request_id = ?)");
-      seen.Bind(1, result.evidence_hash).Bind(2, a.member).Bind(3, a.request_id);
+                "SELECT 1 FROM slashes WHERE kind = ? AND (evidence_hash = ? OR "
+                "(offender = ? AND request_id = ?))");
+      seen.BindText(1, kEquivocation)
+          .Bind(2, result.evidence_hash)
+          .Bind(3, a.member)
+          .Bind(4, a.request_id);
       ASSIGN_OR_RETURN(bool slashed_before, seen.Step());
       if (slashed_before) {
         return absl::AlreadyExistsError(absl::StrCat(
@@ -612,23 +653,216 @@ class EmbeddedLedger final : public LedgerClient {
                          AddOrReject(balance, result.reporter_reward, "reward balance"));
         RETURN_IF_ERROR(StoreBalance("rewards", reporter, after));
       }
-      Stmt insert(*db_,
-                  "INSERT INTO slashes(evidence_hash, offender, request_id, reporter, slashed, "
-                  "reporter_reward, epoch) VALUES(?, ?, ?, ?, ?, ?, ?)");
-      insert.Bind(1, result.evidence_hash)
-          .Bind(2, a.member)
-          .Bind(3, a.request_id)
-          .Bind(4, reporter)
-          .Bind(5, result.slashed.ToBigEndian())
-          .Bind(6, result.reporter_reward.ToBigEndian())
-          .Bind(7, static_cast<int64_t>(current));
-      return insert.Run();
+      return InsertSlash(kEquivocation, result.evidence_hash, a.member, a.request_id, reporter,
+                         result.slashed, result.reporter_reward, current);
     });
     if (!status.ok()) return status;
     GetLogger("ledger")->warn("equivocation by {} on request {}: slashed {}, reporter {} gets {}",
                               Hex(result.offender), crypto::ToHex(a.request_id),
                               result.slashed.ToDecimal(), Hex(reporter),
                               result.reporter_reward.ToDecimal());
+    return result;
+  }
+
+  absl::StatusOr<DisputeResult> SettleDispute(const Address& submitter,
+                                              const DisputeEvidence& ev) override {
+    const consensus::ConsensusRequest& request = ev.request;
+    // Structure first: bounds every loop below before any signature is recovered.
+    if (ev.member_attestations.empty()) {
+      return absl::InvalidArgumentError("dispute evidence has no member attestations");
+    }
+    if (ev.committee.size() > consensus::kMaxCommitteeSize ||
+        ev.member_attestations.size() != ev.committee.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dispute evidence has ", ev.committee.size(), " members and ",
+          ev.member_attestations.size(), " member attestations (one per member, at most ",
+          consensus::kMaxCommitteeSize, ")"));
+    }
+    if (ev.referee_attestations.size() > consensus::RefereeCount(consensus::kMaxCommitteeSize)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dispute evidence has ", ev.referee_attestations.size(),
+                       " referee attestations; at most ",
+                       consensus::RefereeCount(consensus::kMaxCommitteeSize)));
+    }
+    DisputeResult result;
+    result.request_id = consensus::RequestId(request);
+    const Hash256& id = result.request_id;
+    const Hash256 echelon_id = ev.member_attestations[0].echelon_id;
+
+    // 1. The epoch's seed and the echelon's frozen snapshot (they never change once the epoch is
+    //    open, so verifying outside the write transaction is safe, as in SettleCertificates).
+    Hash256 seed{};
+    std::vector<consensus::Candidate> registry;
+    RETURN_IF_ERROR(Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Epoch epoch, LoadEpoch(request.epoch));
+      seed = epoch.seed;
+      ASSIGN_OR_RETURN(std::vector<Candidate> snapshot, LoadSnapshot(request.epoch, echelon_id));
+      for (const Candidate& c : snapshot) registry.push_back({c.address, c.stake});
+      return absl::OkStatus();
+    }));
+
+    // 2. The client authorized this request (else anyone could invent a dispute to charge it).
+    RETURN_IF_ERROR(consensus::VerifyClientSignature(params_.domain, request, ev.client_signature));
+
+    // 3. The committee is a view of the draws; the referees are the draws after the backups.
+    const uint64_t n = consensus::CommitteeSize(request.security);
+    absl::StatusOr<consensus::CommitteeDraws> draws = consensus::SelectCommittee(
+        seed, id, registry, n, consensus::BackupCount(n), consensus::RefereeCount(n));
+    if (!draws.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "cannot draw a committee of ", n, " from epoch ", request.epoch,
+          "'s snapshot of echelon ", crypto::ToHex(echelon_id), ": ", draws.status().message()));
+    }
+    if (absl::Status view = consensus::CheckCommitteeView(*draws, ev.committee); !view.ok()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("not the committee of this request: ", view.message()));
+    }
+
+    // 4. Every attestation: the right signer, request, echelon, domain and epoch.
+    auto check = [&](const consensus::Attestation& a, const std::string& who) -> absl::Status {
+      if (a.request_id != id) {
+        return absl::PermissionDeniedError(absl::StrCat(who, ": attests another request"));
+      }
+      if (a.echelon_id != echelon_id) {
+        return absl::PermissionDeniedError(absl::StrCat(who, ": names another echelon"));
+      }
+      if (absl::Status s = consensus::VerifyAttestation(a, params_.domain, request.epoch);
+          !s.ok()) {
+        return absl::PermissionDeniedError(absl::StrCat(who, ": ", s.message()));
+      }
+      return absl::OkStatus();
+    };
+    for (size_t i = 0; i < n; ++i) {
+      const consensus::Attestation& a = ev.member_attestations[i];
+      const std::string who = absl::StrCat("member ", i, " (", Hex(ev.committee[i]), ")");
+      if (a.member != ev.committee[i]) {
+        return absl::PermissionDeniedError(
+            absl::StrCat(who, ": the attestation is by ", Hex(a.member)));
+      }
+      RETURN_IF_ERROR(check(a, who));
+    }
+    const std::vector<Address>& referees = draws->referees;
+    std::vector<const consensus::Attestation*> by_referee(referees.size(), nullptr);
+    for (const consensus::Attestation& a : ev.referee_attestations) {
+      const std::string who = absl::StrCat("referee ", Hex(a.member));
+      const auto it = std::find(referees.begin(), referees.end(), a.member);
+      if (it == referees.end()) {
+        return absl::PermissionDeniedError(
+            absl::StrCat(who, ": not drawn as a referee of this request"));
+      }
+      const size_t k = static_cast<size_t>(it - referees.begin());
+      if (by_referee[k] != nullptr) {
+        return absl::PermissionDeniedError(absl::StrCat(who, ": attests twice"));
+      }
+      RETURN_IF_ERROR(check(a, who));
+      by_referee[k] = &a;
+    }
+
+    // 5. A strict majority of all drawn referees (a silent referee counts against every C).
+    const size_t m = referees.size();
+    std::map<Hash256, size_t> votes;
+    for (const consensus::Attestation* a : by_referee) {
+      if (a != nullptr) ++votes[a->commitment];
+    }
+    std::optional<Hash256> winner;
+    size_t best = 0;
+    for (const auto& [c, count] : votes) {
+      if (2 * count > m) winner = c;
+      best = std::max(best, count);
+    }
+    if (!winner.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("no strict majority: the best C has ", best, " of ", m, " referees"));
+    }
+    result.commitment = *winner;
+
+    // 6. Losers: another C, or (with the output) a p_i that is not the output's.
+    std::vector<Hash256> expected;
+    if (ev.output.has_value()) {
+      expected = consensus::OutputProofs(id, *ev.output, ev.committee);
+      if (consensus::Commitment(expected) != *winner) {
+        return absl::InvalidArgumentError(
+            "the output's commitment for this committee is not the referees' majority C");
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const consensus::Attestation& a = ev.member_attestations[i];
+      const bool lazy = !expected.empty() && a.proof != expected[i];
+      (a.commitment != *winner || lazy ? result.slashed : result.rewarded)
+          .push_back(ev.committee[i]);
+    }
+    if (result.slashed.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "nothing to slash: every member attested the majority's C",
+          ev.output.has_value() ? " with its own proof"
+                                : " (with the output, a member that copied C can be found)"));
+    }
+    const consensus::Attestation* first_majority = nullptr;
+    for (const consensus::Attestation* a : by_referee) {
+      if (a == nullptr || a->commitment != *winner) continue;
+      if (first_majority == nullptr) first_majority = a;
+      result.rewarded.push_back(a->member);
+    }
+    // The tokens the fee is for: the output's when given, else what the first majority referee
+    // (draw order, so the submitter's ordering cannot pick) attested.
+    std::optional<uint64_t> tokens;
+    if (ev.output.has_value()) {
+      tokens = request.prompt_token_ids.size() + ev.output->token_ids.size();
+    } else if (first_majority->prompt_tokens <= UINT64_MAX - first_majority->completion_tokens) {
+      tokens = first_majority->prompt_tokens + first_majority->completion_tokens;
+    }
+
+    // 7. Effects, in one write transaction.
+    consensus::Encoder evidence;
+    evidence.Hash(id).Hash(*winner);
+    const Hash256 evidence_hash = consensus::TaggedHash("atoma/dispute", evidence);
+    const absl::Status status = Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(bool disputed, DisputeSettled(id));
+      if (disputed) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("a dispute for request ", crypto::ToHex(id), " was already settled"));
+      }
+      ASSIGN_OR_RETURN(bool settled, CertificateSettled(id));
+      if (settled) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("request ", crypto::ToHex(id), " was already settled by a certificate"));
+      }
+      ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
+      result.slashed_total = Amount();
+      for (const Address& loser : result.slashed) {
+        ASSIGN_OR_RETURN(Amount slashed, SlashStake(loser, current));
+        // Each slash is at most the node's stake, and Stake() keeps each node's stake within a
+        // uint256, but the sum over nodes may not fit: reject rather than wrap.
+        ASSIGN_OR_RETURN(result.slashed_total,
+                         AddOrReject(result.slashed_total, slashed, "slashed total"));
+        RETURN_IF_ERROR(
+            InsertSlash(kDispute, evidence_hash, loser, id, submitter, slashed, Amount(), current));
+      }
+      result.fee = Amount();
+      ASSIGN_OR_RETURN(result.fee_note, ChargeDisputeFee(request, tokens, result.fee));
+      ASSIGN_OR_RETURN(Amount pool, AddOrReject(result.slashed_total, result.fee, "reward pool"));
+      RETURN_IF_ERROR(ShareRewards(pool, result.rewarded));
+      Stmt insert(*db_,
+                  "INSERT INTO disputes(request_id, request_epoch, client, commitment, submitter, "
+                  "slashed_total, fee, settled_epoch) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+      insert.Bind(1, id)
+          .Bind(2, static_cast<int64_t>(request.epoch))
+          .Bind(3, request.client)
+          .Bind(4, *winner)
+          .Bind(5, submitter)
+          .Bind(6, result.slashed_total.ToBigEndian())
+          .Bind(7, result.fee.ToBigEndian())
+          .Bind(8, static_cast<int64_t>(current));
+      return insert.Run();
+    });
+    if (!status.ok()) return status;
+    GetLogger("ledger")->warn(
+        "dispute on request {} settled by {}: {} member(s) slashed {} in total, fee {}{}, {} "
+        "rewarded",
+        crypto::ToHex(id), Hex(submitter), result.slashed.size(), result.slashed_total.ToDecimal(),
+        result.fee.ToDecimal(),
+        result.fee_note.empty() ? "" : absl::StrCat(" (", result.fee_note, ")"),
+        result.rewarded.size());
     return result;
   }
 
@@ -849,10 +1083,100 @@ class EmbeddedLedger final : public LedgerClient {
     return CheckedAdd(whole, Amount((parts.remainder.Low64() * bps) / kBasisPoints));
   }
 
-  absl::StatusOr<bool> Settled(const Hash256& request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Settled by a certificate.
+  absl::StatusOr<bool> CertificateSettled(const Hash256& request_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Stmt select(*db_, "SELECT 1 FROM settlements WHERE request_id = ?");
     select.Bind(1, request_id);
     return select.Step();
+  }
+
+  absl::StatusOr<bool> DisputeSettled(const Hash256& request_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_, "SELECT 1 FROM disputes WHERE request_id = ?");
+    select.Bind(1, request_id);
+    return select.Step();
+  }
+
+  // Settled either way: the client paid (or was refused) once, and the request is closed.
+  absl::StatusOr<bool> Settled(const Hash256& request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(bool certificate, CertificateSettled(request_id));
+    if (certificate) return true;
+    return DisputeSettled(request_id);
+  }
+
+  absl::Status InsertSlash(absl::string_view kind, const Hash256& evidence_hash,
+                           const Address& offender, const Hash256& request_id,
+                           const Address& reporter, const Amount& slashed,
+                           const Amount& reporter_reward, uint64_t current_epoch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt insert(*db_,
+                "INSERT INTO slashes(kind, evidence_hash, offender, request_id, reporter, slashed, "
+                "reporter_reward, epoch) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+    insert.BindText(1, kind)
+        .Bind(2, evidence_hash)
+        .Bind(3, offender)
+        .Bind(4, request_id)
+        .Bind(5, reporter)
+        .Bind(6, slashed.ToBigEndian())
+        .Bind(7, reporter_reward.ToBigEndian())
+        .Bind(8, static_cast<int64_t>(current_epoch));
+    return insert.Run();
+  }
+
+  // Adds `amount` to `who`'s reward balance (INVALID_ARGUMENT if it would overflow).
+  absl::Status CreditReward(const Address& who, const Amount& amount)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (amount.IsZero()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(Amount balance, LoadBalance("rewards", who));
+    ASSIGN_OR_RETURN(Amount after, AddOrReject(balance, amount, "reward balance"));
+    return StoreBalance("rewards", who, after);
+  }
+
+  // A dispute's fee: fee_per_token x `tokens`, debited from the client's escrow into `fee` when it
+  // is at most max_fee and the escrow covers it. Returns "" when charged (or zero), else why not
+  // (the dispute still slashes; the fee is then zero).
+  absl::StatusOr<std::string> ChargeDisputeFee(const consensus::ConsensusRequest& request,
+                                               const std::optional<uint64_t>& tokens, Amount& fee)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    fee = Amount();
+    if (!tokens.has_value()) return std::string("fee not charged: token count above 2^64-1");
+    absl::StatusOr<Amount> due = CheckedMul(params_.fee_per_token, *tokens);
+    if (!due.ok()) {
+      return absl::StrCat("fee not charged: ", *tokens, " tokens at ",
+                          params_.fee_per_token.ToDecimal(), " is above 2^256-1");
+    }
+    if (*due > request.max_fee) {
+      return absl::StrCat("fee not charged: fee ", due->ToDecimal(), " (", *tokens, " tokens at ",
+                          params_.fee_per_token.ToDecimal(), ") exceeds max_fee ",
+                          request.max_fee.ToDecimal());
+    }
+    ASSIGN_OR_RETURN(Amount escrow, LoadBalance("escrow", request.client));
+    if (escrow < *due) {
+      return absl::StrCat("fee not charged: escrow of ", Hex(request.client), " holds ",
+                          escrow.ToDecimal(), " < fee ", due->ToDecimal());
+    }
+    if (!due->IsZero()) {
+      ASSIGN_OR_RETURN(Amount escrow_after, CheckedSub(escrow, *due));
+      RETURN_IF_ERROR(StoreBalance("escrow", request.client, escrow_after));
+    }
+    fee = *due;
+    return std::string();
+  }
+
+  // Shares `pool` equally among `who` (integer division; the remainder to the first).
+  absl::Status ShareRewards(const Amount& pool, const std::vector<Address>& who)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pool.IsZero() || who.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(DivModResult shares, DivMod(pool, Amount(who.size())));
+    for (size_t i = 0; i < who.size(); ++i) {
+      Amount share = shares.quotient;
+      if (i == 0) {
+        ASSIGN_OR_RETURN(share, CheckedAdd(share, shares.remainder));
+      }
+      RETURN_IF_ERROR(CreditReward(who[i], share));
+    }
+    return absl::OkStatus();
   }
 
   // Candidates of `epoch`/`echelon_id`, address order, zero stakes dropped (the epoch exists).
@@ -884,7 +1208,12 @@ class EmbeddedLedger final : public LedgerClient {
                          uint64_t current_epoch, SettlementResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const consensus::ConsensusRequest& request = item.certificate.request;
-    ASSIGN_OR_RETURN(bool settled, Settled(result.request_id));
+    ASSIGN_OR_RETURN(bool disputed, DisputeSettled(result.request_id));
+    if (disputed) {
+      return absl::AlreadyExistsError(absl::StrCat("request ", crypto::ToHex(result.request_id),
+                                                   " was already settled by a dispute"));
+    }
+    ASSIGN_OR_RETURN(bool settled, CertificateSettled(result.request_id));
     if (settled) {
       return absl::AlreadyExistsError(
           absl::StrCat("request ", crypto::ToHex(result.request_id), " is already settled"));
@@ -909,18 +1238,7 @@ class EmbeddedLedger final : public LedgerClient {
     if (!fee->IsZero()) {
       ASSIGN_OR_RETURN(Amount escrow_after, CheckedSub(escrow, *fee));
       RETURN_IF_ERROR(StoreBalance("escrow", request.client, escrow_after));
-      const std::vector<Address>& members = item.certificate.committee;
-      ASSIGN_OR_RETURN(DivModResult shares, DivMod(*fee, Amount(members.size())));
-      for (size_t m = 0; m < members.size(); ++m) {
-        Amount share = shares.quotient;
-        if (m == 0) {
-          ASSIGN_OR_RETURN(share, CheckedAdd(share, shares.remainder));
-        }
-        if (share.IsZero()) continue;
-        ASSIGN_OR_RETURN(Amount balance, LoadBalance("rewards", members[m]));
-        ASSIGN_OR_RETURN(Amount after, AddOrReject(balance, share, "reward balance"));
-        RETURN_IF_ERROR(StoreBalance("rewards", members[m], after));
-      }
+      RETURN_IF_ERROR(ShareRewards(*fee, item.certificate.committee));
     }
     Stmt insert(*db_,
                 "INSERT INTO settlements(request_id, request_epoch, client, fee, submitter, "
@@ -1056,14 +1374,19 @@ absl::Status CreateV2(Db& db, const EmbeddedLedgerOptions& options) {
 }
 
 // Creates the schema and epoch 0 when the file is new, migrates a version-1 file (adds the
-// settlement tables with `options`' parameters), and checks the version otherwise. Returns the
+// settlement tables with `options`' parameters) and a version-2 file (slash kinds, disputes), and
+// checks the version otherwise. Returns the
 // ledger's parameters. Runs in one write transaction so two processes opening a new file at once
 // create (or migrate) it exactly once.
 absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) {
   RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
   auto body = [&]() -> absl::StatusOr<Params> {
-    Stmt exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
-    ASSIGN_OR_RETURN(bool has_meta, exists.Step());
+    bool has_meta = false;
+    {
+      // Finalized before the migration below: DROP TABLE fails while a statement is active.
+      Stmt exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+      ASSIGN_OR_RETURN(has_meta, exists.Step());
+    }
     if (!has_meta) {
       RETURN_IF_ERROR(db.Exec(kSchema));
       RETURN_IF_ERROR(PutMeta(db, "schema_version", absl::StrCat(kSchemaVersion)));
@@ -1076,16 +1399,24 @@ absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) 
       genesis.Bind(1, seed).Bind(2, options.unix_seconds());
       RETURN_IF_ERROR(genesis.Run());
       RETURN_IF_ERROR(CreateV2(db, options));
+      RETURN_IF_ERROR(db.Exec(kSchemaV3));
     }
     ASSIGN_OR_RETURN(uint64_t version, MetaNumber(db, "schema_version"));
+    const uint64_t found = version;
     if (version == 1) {
       RETURN_IF_ERROR(CreateV2(db, options));
+      version = 2;
+    }
+    if (version == 2) {
+      RETURN_IF_ERROR(db.Exec(kSchemaV3));
+      version = 3;
+    }
+    if (found != version) {
       Stmt bump(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'");
-      bump.BindText(1, absl::StrCat(kSchemaVersion));
+      bump.BindText(1, absl::StrCat(version));
       RETURN_IF_ERROR(bump.Run());
-      GetLogger("ledger")->info("ledger store migrated from schema version 1 to {}",
-                                kSchemaVersion);
-      version = kSchemaVersion;
+      GetLogger("ledger")->info("ledger store migrated from schema version {} to {}", found,
+                                version);
     }
     if (version != static_cast<uint64_t>(kSchemaVersion)) {
       return absl::FailedPreconditionError(absl::StrCat("ledger store has schema version ", version,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Functional tests of `atoma-cli ledger` and `atoma-cli verify` against a temporary embedded
 ledger file: the dev operations (init, register-node, stake, advance-epoch, deposit) and the
-read commands in --json and text form, plus verify's rejection of files that are not
-certificates.
+read commands in --json and text form (slashings with their kind), plus verify's rejection of
+files that are not certificates.
 
     /usr/bin/python3 tests/functional/cli_ledger_test.py --cli BUILD/src/atoma-cli
 """
@@ -10,6 +10,7 @@ certificates.
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,29 @@ class LedgerCliTest(unittest.TestCase):
         self.assertIn("chain id         4242", text)
         self.assertIn("current epoch    1", text)
         self.assertIn("bonded 1000", self.ledger("nodes").stdout)
+
+    def test_slashings_show_their_kind(self):
+        # No CLI command slashes (that takes signed evidence), so write the two kinds of record
+        # the ledger writes (schema 3: slashes.kind) straight into the file.
+        self.ledger("init")
+        db = sqlite3.connect(self.db)
+        with db:
+            for kind, fill in (("equivocation", 0x0e), ("dispute", 0x0d)):
+                db.execute("INSERT INTO slashes(kind, evidence_hash, offender, request_id, "
+                           "reporter, slashed, reporter_reward, epoch) VALUES(?,?,?,?,?,?,?,?)",
+                           (kind, bytes([fill]) * 32, bytes.fromhex("11" * 20),
+                            bytes([fill]) * 32, bytes.fromhex("22" * 20),
+                            (100).to_bytes(32, "big"), (0).to_bytes(32, "big"), 0))
+        db.close()
+        slashings = self.ledger_json("slashings")
+        self.assertEqual([s["kind"] for s in slashings], ["equivocation", "dispute"])
+        self.assertEqual(slashings[1]["slashed"], "100")
+        self.assertEqual(slashings[1]["offender"].lower(), NODE)
+        text = self.ledger("slashings").stdout.splitlines()
+        self.assertEqual(len(text), 2)
+        self.assertTrue(text[0].startswith("equivocation: "), text[0])
+        self.assertTrue(text[1].startswith("dispute: "), text[1])
+        self.assertEqual(len(self.ledger_json("slashings", "--limit", "1")), 1)
 
     def test_bad_input_is_rejected_clearly(self):
         self.ledger("init")

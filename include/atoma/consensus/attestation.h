@@ -79,6 +79,17 @@ absl::StatusOr<Attestation> MakeAttestation(const Domain& domain, const Hash256&
                                             const ConsensusOutput& output, uint64_t prompt_tokens,
                                             const crypto::PrivateKey& key);
 
+// A referee's attestation in a dispute (DESIGN §4.6): the referee executes the request itself and
+// attests C over the disputed `committee` (so its vote is comparable with the members' C) and
+// p = H(request_id, O, its own address), which is not one of the committee's p_j. INVALID_ARGUMENT
+// when `key`'s address is in `committee` (a member cannot referee its own dispute).
+absl::StatusOr<Attestation> MakeRefereeAttestation(const Domain& domain, const Hash256& request_id,
+                                                   const Hash256& echelon_id, uint64_t epoch,
+                                                   std::span<const Address> committee,
+                                                   const ConsensusOutput& output,
+                                                   uint64_t prompt_tokens,
+                                                   const crypto::PrivateKey& key);
+
 // True when `a` and `b` make the same claim about the output: every field is equal except the
 // commitment C and the signature. C = H(p_0..p_{n-1}) depends on the committee, so a member that
 // re-attests after a backup replaced a timed-out peer signs a new C with an unchanged p_i, token
@@ -153,6 +164,16 @@ struct CertificateVerdict {
 inline constexpr uint64_t BackupCount(uint64_t n) { return n; }
 // Referees drawn for a dispute (DESIGN §4.6 default m = 2n + 1); they follow the backups.
 inline constexpr uint64_t RefereeCount(uint64_t n) { return 2 * n + 1; }
+
+// The rule for which committees a round may end with (shared by VerifyCertificate and the ledger's
+// dispute settlement): `committee` has exactly draws.committee.size() slots, slot i holds the
+// i-th draw or one of draws.backups (a backup that replaced a member that timed out; which backup
+// took which slot is not checked, because timeouts cannot be proved), and no node holds two
+// slots. PERMISSION_DENIED naming the slot otherwise; `bad_slot` (when given) is set to that
+// slot, or -1 for a size mismatch. `draws` must come from SelectCommittee with BackupCount(n)
+// backups.
+absl::Status CheckCommitteeView(const CommitteeDraws& draws, std::span<const Address> committee,
+                                int* bad_slot = nullptr);
 
 // Checks the client signature first (kBadClientSignature), then recomputes the committee from
 // `context` (committee[i] must be the i-th draw, or one of the BackupCount(n) backups that

@@ -1,5 +1,6 @@
 // The ledger client: node registry, stake with unbonding, epochs and their seeds, stakes frozen
-// per epoch (the input of committee selection, DESIGN §4.4), client escrow and node rewards.
+// per epoch (the input of committee selection, DESIGN §4.4), client escrow and node rewards,
+// settlement of certificates, and slashing for equivocation and for disputes (DESIGN §4.6).
 //
 // One interface, several backends (DESIGN §5). This header declares the interface, its plain
 // types, and the factory of the embedded backend (a SQLite file that every node of a local
@@ -14,7 +15,8 @@
 //   INVALID_ARGUMENT    malformed input: zero amount, bad endpoint, duplicate echelons, an amount
 //                       that would overflow a uint256 balance.
 //   NOT_FOUND           unknown node, epoch or echelon snapshot that does not exist.
-//   ALREADY_EXISTS      registering an address that is already registered.
+//   ALREADY_EXISTS      registering an address that is already registered; evidence of an
+//                       offence or a dispute that was settled already.
 //   FAILED_PRECONDITION a rule of the ledger says no (insufficient stake, escrow or rewards,
 //                       staking while unregistered, nothing withdrawable yet); the message says
 //                       which rule and the amounts involved.
@@ -147,15 +149,45 @@ struct SettlementRecord {
   uint64_t settled_epoch = 0;  // the ledger's current epoch when it settled
 };
 
-// One equivocation slashed by ReportEquivocation.
+// Evidence of a resolved disagreement (DESIGN §4.6 "Disagreement"): the disputed committee's
+// attestations and the referees'. What consensus::DisputeResolved carries, plus the request's
+// client authorization.
+struct DisputeEvidence {
+  consensus::ConsensusRequest request;
+  crypto::Signature client_signature{};  // the client's authorization (as in certificates)
+  std::vector<Address> committee;        // the disputed committee, committee order
+  std::vector<consensus::Attestation> member_attestations;   // committee[i]'s, committee order
+  std::vector<consensus::Attestation> referee_attestations;  // from drawn referees, any order
+  // The majority's output, when the submitter has it: lets the ledger find lazy members (a p_i
+  // that is not H(request_id, O, address_i) although C is the majority's) and charge the fee on
+  // the output's token counts.
+  std::optional<consensus::ConsensusOutput> output;
+};
+
+// What SettleDispute did.
+struct DisputeResult {
+  Hash256 request_id{};
+  Hash256 commitment{};          // the referees' strict-majority C
+  std::vector<Address> slashed;  // members on the losing side (different C, or lazy)
+  Amount slashed_total;
+  std::vector<Address> rewarded;  // honest members + majority referees, who share the pool
+  Amount fee;                     // charged to the client's escrow (zero when not chargeable)
+  std::string fee_note;           // why no fee was charged, when it was not
+};
+
+// One slashing, by ReportEquivocation or SettleDispute.
 struct SlashRecord {
+  std::string kind;  // "equivocation" | "dispute"
+  // Equivocation: H("atoma/equivocation", the two digests). Dispute: H("atoma/dispute",
+  // request_id, the majority's C), the same for every member slashed by one dispute.
   Hash256 evidence_hash{};
   Address offender{};
   Hash256 request_id{};
-  Address reporter{};
+  Address reporter{};  // who submitted the evidence
   Amount slashed;
-  Amount reporter_reward;
-  uint64_t epoch = 0;  // the ledger's current epoch when it was slashed
+  Amount reporter_reward;  // equivocation: the reporter's share; dispute: zero (the pool is
+                           // shared by DisputeResult::rewarded)
+  uint64_t epoch = 0;      // the ledger's current epoch when it was slashed
 };
 
 class LedgerClient {
@@ -213,9 +245,10 @@ class LedgerClient {
   // --- Settlement (DESIGN §4.5, §5) ---
   // Settles a batch of certificates submitted by `submitter` (anyone: a certificate proves
   // itself). Each item is judged on its own, so one bad certificate does not sink the others:
-  //   * VerifyCertificate against this ledger's domain, the epoch seed of the request's epoch,
+  //   * VerifyCertificate (which checks the client's signature first) against this ledger's
+  //     domain, the epoch seed of the request's epoch,
   //     and the frozen snapshot of the attested echelon in that epoch;
-  //   * its request id was never settled (nor earlier in this batch);
+  //   * its request id was never settled (nor earlier in this batch, nor by a dispute);
   //   * fee = fee_per_token x (prompt + completion tokens) must not exceed the request's max_fee
   //     (rejected, never capped: the client authorized at most max_fee and the entry node knows
   //     the worst case, prompt + max_tokens, before it accepts the request);
@@ -227,6 +260,7 @@ class LedgerClient {
   // nothing. INVALID_ARGUMENT for more than kMaxSettlementBatch items.
   virtual absl::StatusOr<std::vector<SettlementResult>> SettleCertificates(
       const Address& submitter, std::span<const SettlementItem> items) = 0;
+  // True once a certificate (SettleCertificates) or a dispute (SettleDispute) settled the id.
   virtual absl::StatusOr<bool> IsSettled(const Hash256& request_id) = 0;
 
   // --- Slashing (DESIGN §4.6) ---
@@ -248,6 +282,40 @@ class LedgerClient {
                                                          const consensus::Attestation& a,
                                                          const consensus::Attestation& b) = 0;
 
+  // Disagreement (DESIGN §4.6): members attested different C's (or a member copied C), referees
+  // executed, and a strict majority of the referees decided the true C. Anyone may submit the
+  // evidence (`submitter`); it proves itself. Checks, in this order:
+  //   * the request's epoch has started (NOT_FOUND);
+  //   * the client signature authorizes the request (consensus::VerifyClientSignature;
+  //     PERMISSION_DENIED);
+  //   * draws = SelectCommittee(seed of the request's epoch, request id, frozen snapshot of the
+  //     echelon the member attestations name, n = CommitteeSize, BackupCount(n), RefereeCount(n));
+  //     `committee` is a valid view of them (consensus::CheckCommitteeView); PERMISSION_DENIED;
+  //   * every member attestation verifies (this domain, the request's epoch), names the request
+  //     and one echelon, and is signed by committee[i]; every referee attestation is by a drawn
+  //     referee (none twice), verifies, and names the same request and echelon;
+  //     PERMISSION_DENIED naming the member or referee;
+  //   * a C with a strict majority of ALL drawn referees (2·votes > m, m = draws.referees.size(),
+  //     silent referees count against); FAILED_PRECONDITION "no strict majority" otherwise;
+  //   * with `output`: the commitment of the output for `committee` must be that C
+  //     (INVALID_ARGUMENT otherwise); losers are the members with another C plus the members
+  //     whose p_i is not the output's (lazy). Without `output`: the members with another C;
+  //   * no loser: FAILED_PRECONDITION "nothing to slash"; a dispute already settled for the
+  //     request id, or a certificate already settled for it: ALREADY_EXISTS.
+  // Effects, in one transaction: each loser loses slash_bps of its locked stake (as for
+  // equivocation); fee = fee_per_token x (prompt + completion tokens), the counts from `output`
+  // (prompt: the request's) when given, else from the first majority referee's attestation in
+  // draw order; charged only when it is at most max_fee and the client's escrow covers it (else
+  // the fee is zero and fee_note says why); the pool (slashed total + fee) is shared equally by
+  // `rewarded` (the members with the majority's C that are not lazy, in committee order, then the
+  // majority referees in draw order; integer division, the remainder to the first); the request
+  // id counts as settled from then on (IsSettled; no certificate can settle it later); one
+  // SlashRecord of kind "dispute" per loser. INVALID_ARGUMENT for malformed evidence (no member
+  // attestations, a count that does not match the committee, more than kMaxCommitteeSize
+  // members or RefereeCount(kMaxCommitteeSize) referee attestations).
+  virtual absl::StatusOr<DisputeResult> SettleDispute(const Address& submitter,
+                                                      const DisputeEvidence& evidence) = 0;
+
   // --- Read-only listings (operator tools, explorers) ---
   // Not every backend can enumerate cheaply (a contract needs an indexer), so these are not pure:
   // the default is UNIMPLEMENTED. The embedded backend implements them.
@@ -267,7 +335,8 @@ class LedgerClient {
     (void)limit;
     return absl::UnimplementedError("this ledger backend cannot list settlements");
   }
-  // Slashed equivocations in the order they were slashed; the last `limit` of them (0 = all).
+  // Slashings (equivocations and disputes, SlashRecord::kind) in the order they were slashed;
+  // the last `limit` of them (0 = all).
   virtual absl::StatusOr<std::vector<SlashRecord>> ListSlashings(size_t limit) {
     (void)limit;
     return absl::UnimplementedError("this ledger backend cannot list slashings");

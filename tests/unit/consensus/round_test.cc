@@ -562,6 +562,48 @@ TEST_F(RoundTest, LateAttestationAfterCompletionIsIgnored) {
   EXPECT_EQ(r.state(), RoundState::kCertified);
 }
 
+TEST_F(RoundTest, CheckCommitteeViewAllowsBackupsInAnySlotAndNothingElse) {
+  const auto& m = draws_.committee;
+  const auto& b = draws_.backups;
+  int slot = 99;
+  EXPECT_TRUE(CheckCommitteeView(draws_, m, &slot).ok());
+  EXPECT_EQ(slot, -1);
+  EXPECT_TRUE(CheckCommitteeView(draws_, std::vector<Address>{b[2], m[1], b[0]}).ok());
+  auto check = [&](const std::vector<Address>& view, int expected_slot, const char* what) {
+    int bad = 99;
+    const absl::Status s = CheckCommitteeView(draws_, view, &bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << what;
+    EXPECT_EQ(bad, expected_slot) << what << ": " << s;
+  };
+  check({m[0], Outsider()->address(), m[2]}, 1, "outsider");
+  check({m[0], m[1], draws_.referees[0]}, 2, "a referee is not a backup");
+  check({b[0], m[1], b[0]}, 2, "one node in two slots");
+  check({m[1], m[0], m[2]}, 0, "members swapped");
+  check({m[0], m[1]}, -1, "too few");
+  check({m[0], m[1], m[2], b[0]}, -1, "too many");
+}
+
+TEST_F(RoundTest, RefereeAttestationVotesWithTheMembersC) {
+  const auto& m = draws_.committee;
+  const Address& referee = draws_.referees[2];
+  const Attestation a =
+      MakeRefereeAttestation(ctx_.domain, rid_, ctx_.echelon_id, ctx_.epoch, m, good_,
+                             request_.prompt_token_ids.size(), Key(referee))
+          .value();
+  EXPECT_EQ(a.member, referee);
+  EXPECT_EQ(a.commitment, Commitment(OutputProofs(rid_, good_, m)));
+  EXPECT_EQ(a.proof, OutputProof(rid_, good_, referee));
+  EXPECT_TRUE(VerifyAttestation(a, ctx_.domain, ctx_.epoch).ok());
+  // What the round's referees send (this file's hand-made Attest) is the same statement.
+  EXPECT_EQ(a, Attest(referee, m, good_));
+  // A member cannot referee its own committee.
+  EXPECT_EQ(
+      MakeRefereeAttestation(ctx_.domain, rid_, ctx_.echelon_id, ctx_.epoch, m, good_, 4, Key(m[1]))
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 // VerifyCertificate's rule for replacements, on certificates built by hand.
 TEST_F(RoundTest, CertificateCommitteeMayHoldBackupsButNothingElse) {
   auto build = [&](const std::vector<Address>& committee) {

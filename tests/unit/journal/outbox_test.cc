@@ -111,6 +111,10 @@ class FaultyLedger final : public ledger::LedgerClient {
                                                          const consensus::Attestation& b) override {
     return inner_.ReportEquivocation(r, a, b);
   }
+  absl::StatusOr<ledger::DisputeResult> SettleDispute(const ledger::Address& s,
+                                                      const ledger::DisputeEvidence& e) override {
+    return inner_.SettleDispute(s, e);
+  }
 
  private:
   ledger::LedgerClient& inner_;

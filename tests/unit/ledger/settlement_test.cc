@@ -84,14 +84,14 @@ TEST_F(SettlementTest, MigratesASchemaVersion1File) {
   ledger_.reset();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(
-      sqlite3_exec(db,
-                   "DROP TABLE settlements; DROP TABLE slashes; DELETE FROM meta WHERE key IN "
-                   "('chain_id', 'ledger_address', 'fee_per_token', 'slash_bps', "
-                   "'reporter_share_bps'); UPDATE meta SET value = '1' WHERE key = "
-                   "'schema_version'",
-                   nullptr, nullptr, nullptr),
-      SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE settlements; DROP TABLE slashes; DROP TABLE disputes; "
+                         "DELETE FROM meta WHERE key IN "
+                         "('chain_id', 'ledger_address', 'fee_per_token', 'slash_bps', "
+                         "'reporter_share_bps'); UPDATE meta SET value = '1' WHERE key = "
+                         "'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
   sqlite3_close(db);
   EmbeddedLedgerOptions options;
   options.fee_per_token = Amount(2);

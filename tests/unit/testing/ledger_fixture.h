@@ -24,7 +24,7 @@ using ledger::Address;
 // What Create sets up. The defaults are the journal tests'; the settlement tests change them.
 struct LedgerSetup {
   size_t nodes = 5;
-  char key_prefix = 'c';  // first hex digit of every node key (keys differ in the last digit)
+  char key_prefix = 'c';  // first hex digit of every node key (keys end in i + 1, in hex)
   ledger::EmbeddedLedgerOptions options;
   uint64_t escrow = 100'000;  // the client's deposit
 };
@@ -43,7 +43,10 @@ class LedgerFixture {
     for (size_t i = 0; i < setup.nodes; ++i) {
       std::string hex(64, '0');
       hex[0] = setup.key_prefix;
-      hex[63] = static_cast<char>('1' + i);
+      // The last two hex digits are i + 1 (keys differ in the last digit for up to 9 nodes).
+      constexpr char kDigits[] = "0123456789abcdef";
+      hex[62] = kDigits[((i + 1) / 16) % 16];
+      hex[63] = kDigits[(i + 1) % 16];
       keys_.push_back(crypto::PrivateKey::FromHex(hex).value());
       const Address& a = keys_.back().address();
       ASSERT_TRUE(
