@@ -149,6 +149,9 @@ enum class CertificateCheck {
   kLazyMember,              // C matches the output but a member's p_i does not (copied C)
   kWrongMetadata,           // token counts or Merkle root do not match the output
   kBadClientSignature,      // the client signature does not authorize this request here
+  // Cross-validation certificates (xv.h, VerifyXvCertificate):
+  kBadSalt,            // the revealed salt does not hash to the request's salt_hash
+  kMissingValidators,  // the coin drew a check and fewer than k validators attested
 };
 
 struct CertificateVerdict {
