@@ -30,6 +30,10 @@ const char* RoundStateName(RoundState state) {
       return "resolved";
     case RoundState::kFailed:
       return "failed";
+    case RoundState::kAwaitingSalt:
+      return "awaiting salt";
+    case RoundState::kValidating:
+      return "validating";
   }
   return "unknown";
 }
@@ -42,6 +46,8 @@ const char* FailReasonName(FailReason reason) {
       return "no referees";
     case FailReason::kNoMajority:
       return "no majority";
+    case FailReason::kValidatorsMissing:
+      return "validators missing";
   }
   return "unknown";
 }
@@ -67,8 +73,15 @@ absl::StatusOr<Round> Round::Make(RoundInputs inputs) {
     return absl::InvalidArgumentError("a node appears twice among members, backups and referees");
   }
   if (inputs.member_timeout_ms <= 0 || inputs.reattest_timeout_ms <= 0 ||
-      inputs.referee_timeout_ms <= 0) {
+      inputs.referee_timeout_ms <= 0 || inputs.salt_timeout_ms <= 0) {
     return absl::InvalidArgumentError("timeouts must be positive");
+  }
+  if (inputs.request.security.mode == SecurityMode::kCrossValidation &&
+      inputs.draws.referees.size() < inputs.request.security.k) {
+    // Such a round could never certify a drawn check: refuse the request instead.
+    return absl::InvalidArgumentError(absl::StrCat("the request wants ", inputs.request.security.k,
+                                                   " validators; the draws have ",
+                                                   inputs.draws.referees.size()));
   }
   return Round(std::move(inputs));
 }
@@ -76,6 +89,8 @@ absl::StatusOr<Round> Round::Make(RoundInputs inputs) {
 Round::Round(RoundInputs inputs) : in_(std::move(inputs)) {
   request_id_ = RequestId(in_.request);
   n_ = in_.draws.committee.size();
+  xv_ = in_.request.security.mode == SecurityMode::kCrossValidation;
+  if (xv_) xv_draws_ = SplitXvDraws(in_.draws, in_.request.security.k);
 }
 
 bool Round::IsTerminal() const {
@@ -143,8 +158,11 @@ std::vector<RoundAction> Round::OnAttestation(const Attestation& a, RoundTime no
                               [&](const Slot& s) { return s.member == a.member; });
   auto ref_it = std::find_if(referees_.begin(), referees_.end(),
                              [&](const RefereeVote& r) { return r.referee == a.member; });
+  auto val_it = std::find_if(validators_.begin(), validators_.end(),
+                             [&](const RefereeVote& v) { return v.referee == a.member; });
   const bool replaced = Contains(replaced_, a.member);
-  if (slot_it == slots_.end() && ref_it == referees_.end() && !replaced) {
+  if (slot_it == slots_.end() && ref_it == referees_.end() && val_it == validators_.end() &&
+      !replaced) {
     ++counters_.not_participant;
     return out;
   }
@@ -166,7 +184,12 @@ std::vector<RoundAction> Round::OnAttestation(const Attestation& a, RoundTime no
     } else if (state_ == RoundState::kDisputing && ref_it != referees_.end()) {
       ref_it->excluded = true;
       Tally(now, out);
+    } else if (state_ == RoundState::kValidating && val_it != validators_.end()) {
+      val_it->excluded = true;  // a proven cheat's check counts for nothing
+      DecideValidation(now, out);
     }
+    // An executor that equivocates after DeliverProvisional keeps its slot: the client already
+    // holds the attestation the coin is over; the report gets it slashed.
     return out;
   }
   if (replaced) {
@@ -181,6 +204,17 @@ std::vector<RoundAction> Round::OnAttestation(const Attestation& a, RoundTime no
     slot_it->attestation = a;
     ++counters_.accepted;
     Decide(now, out);
+    return out;
+  }
+  if (val_it != validators_.end()) {
+    // Validators vote once, and only while the check runs (frozen once a dispute starts).
+    if (state_ != RoundState::kValidating || val_it->attestation.has_value() || val_it->excluded) {
+      ++counters_.ignored_update;
+      return out;
+    }
+    val_it->attestation = a;
+    ++counters_.accepted;
+    DecideValidation(now, out);
     return out;
   }
   // A referee, during a dispute (referees_ is empty before).
@@ -221,6 +255,19 @@ void Round::Decide(RoundTime now, std::vector<RoundAction>& out) {
   proofs.reserve(n_);
   for (const Slot& s : slots_) proofs.push_back(s.attestation->proof);
   const Hash256 c = slots_[0].attestation->commitment;
+  if (xv_) {
+    // One executor: its p must hash to its C (else the attestation is self-inconsistent and only
+    // referees can say whether its C is right). The provisional result goes out at once; the
+    // coin is decided when the client reveals the salt, after this commitment.
+    if (Commitment(proofs) != c) {
+      StartDispute(now, out);
+      return;
+    }
+    state_ = RoundState::kAwaitingSalt;
+    salt_deadline_ = now + in_.salt_timeout_ms;
+    out.push_back(DeliverProvisional{*slots_[0].attestation});
+    return;
+  }
   bool agree = Commitment(proofs) == c;
   for (const Slot& s : slots_) agree = agree && s.attestation->commitment == c;
   if (agree) {
@@ -240,14 +287,16 @@ void Round::Decide(RoundTime now, std::vector<RoundAction>& out) {
 }
 
 void Round::StartDispute(RoundTime now, std::vector<RoundAction>& out) {
-  if (in_.draws.referees.empty()) {
+  // Cross-validation: the validators are the first k referee draws; the dispute referees follow.
+  const std::vector<Address>& referees = xv_ ? xv_draws_.referees : in_.draws.referees;
+  if (referees.empty()) {
     FailRound(FailReason::kNoReferees, "members disagree and the echelon has no referees", out);
     return;
   }
   state_ = RoundState::kDisputing;
   referee_deadline_ = now + in_.referee_timeout_ms;
-  for (const Address& r : in_.draws.referees) referees_.push_back(RefereeVote{r, std::nullopt});
-  out.push_back(StartReferees{in_.draws.referees, committee()});
+  for (const Address& r : referees) referees_.push_back(RefereeVote{r, std::nullopt});
+  out.push_back(StartReferees{referees, committee()});
 }
 
 void Round::Tally(RoundTime now, std::vector<RoundAction>& out) {
@@ -280,6 +329,13 @@ void Round::Tally(RoundTime now, std::vector<RoundAction>& out) {
       proofs.push_back(s.attestation->proof);
     }
     r.proofs_inconsistent = r.losers.empty() && Commitment(proofs) != *winner;
+    // Cross-validation: the validators that attested are judged like members (their C is over
+    // the same committee [executor]).
+    for (const RefereeVote& v : validators_) {
+      if (v.excluded || !v.attestation.has_value()) continue;
+      (v.attestation->commitment == *winner ? r.winners : r.losers).push_back(v.referee);
+      r.member_attestations.push_back(*v.attestation);
+    }
     for (const RefereeVote& v : referees_) {
       if (v.excluded || !v.attestation.has_value()) continue;
       (v.attestation->commitment == *winner ? r.majority_referees : r.dissenting_referees)
@@ -313,8 +369,81 @@ std::vector<RoundAction> Round::OnTick(RoundTime now) {
     Decide(now, out);
   } else if (state_ == RoundState::kDisputing) {
     Tally(now, out);
+  } else if (state_ == RoundState::kAwaitingSalt) {
+    if (now >= salt_deadline_) DeliverXv(out);  // unrevealed: salt_ is empty
+  } else if (state_ == RoundState::kValidating) {
+    DecideValidation(now, out);
   }
   return out;
+}
+
+std::vector<RoundAction> Round::OnSaltRevealed(const XvSalt& salt, RoundTime now) {
+  std::vector<RoundAction> out;
+  if (state_ != RoundState::kAwaitingSalt) {
+    ++counters_.salt_unexpected;
+    return out;
+  }
+  if (XvSaltHash(salt) != in_.request.security.salt_hash) {
+    ++counters_.salt_rejected;
+    return out;
+  }
+  salt_ = salt;
+  if (!XvCheckDrawn(salt, *slots_[0].attestation, in_.request.security.p_micro) ||
+      xv_draws_.validators.empty()) {
+    DeliverXv(out);  // no check drawn, or a check by k = 0 validators
+    return out;
+  }
+  state_ = RoundState::kValidating;
+  validator_deadline_ = now + in_.member_timeout_ms;
+  for (const Address& v : xv_draws_.validators) validators_.push_back(RefereeVote{v, std::nullopt});
+  out.push_back(StartValidators{xv_draws_.validators, committee()});
+  return out;
+}
+
+void Round::DecideValidation(RoundTime now, std::vector<RoundAction>& out) {
+  if (state_ != RoundState::kValidating) return;
+  const Hash256& c = slots_[0].attestation->commitment;
+  size_t answered = 0;
+  size_t pending = 0;
+  bool disagree = false;
+  for (const RefereeVote& v : validators_) {
+    if (v.excluded) continue;
+    if (v.attestation.has_value()) {
+      ++answered;
+      disagree = disagree || v.attestation->commitment != c;
+    } else if (now < validator_deadline_) {
+      ++pending;
+    }
+  }
+  // Wait for every validator (or its deadline): the dispute's evidence then holds all of them.
+  if (pending > 0) return;
+  if (disagree) {
+    StartDispute(now, out);
+    return;
+  }
+  if (answered < validators_.size()) {
+    FailRound(FailReason::kValidatorsMissing,
+              absl::StrCat(answered, " of ", validators_.size(),
+                           " validators attested (all agreeing); the check is incomplete"),
+              out);
+    return;
+  }
+  DeliverXv(out);
+}
+
+void Round::DeliverXv(std::vector<RoundAction>& out) {
+  state_ = RoundState::kCertified;
+  XvCertificate cert;
+  cert.base.request = in_.request;
+  cert.base.client_signature = in_.client_signature;
+  cert.base.committee = committee();
+  cert.base.commitment = slots_[0].attestation->commitment;
+  cert.base.attestations.push_back(*slots_[0].attestation);
+  cert.salt = salt_;
+  for (const RefereeVote& v : validators_) {
+    if (v.attestation.has_value() && !v.excluded) cert.validators.push_back(*v.attestation);
+  }
+  out.push_back(DeliverXvCertificate{std::move(cert)});
 }
 
 std::optional<RoundTime> Round::NextDeadline() const {
@@ -328,6 +457,8 @@ std::optional<RoundTime> Round::NextDeadline() const {
     return next;
   }
   if (state_ == RoundState::kDisputing) return referee_deadline_;
+  if (state_ == RoundState::kAwaitingSalt) return salt_deadline_;
+  if (state_ == RoundState::kValidating) return validator_deadline_;
   return std::nullopt;
 }
 

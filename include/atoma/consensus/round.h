@@ -8,6 +8,14 @@
 // States: kIdle → kCollecting → (kCertified | kDisputing → (kResolved | kFailed) | kFailed).
 // kCertified, kResolved and kFailed are terminal: later events only bump counters.
 //
+// Cross-validation requests (xv.h; committee of one, the executor) take two more states:
+// kCollecting → kAwaitingSalt (the executor attested: DeliverProvisional) → on the client's salt,
+// coin not drawn → kCertified (DeliverXvCertificate); drawn → kValidating (StartValidators) →
+// kCertified when all k validators attest the executor's C, kDisputing when one attests another
+// C, kFailed (kValidatorsMissing) when some stay silent and the rest agree. No salt before
+// salt_timeout_ms → kCertified with an unrevealed certificate. An executor whose own p does not
+// hash to its C goes straight to kDisputing.
+//
 // Views. C = H(p_0..p_{n-1}) depends on the committee's addresses, so when a member is replaced
 // every other member must recompute C for the new committee (its p_i and output are unchanged).
 // The machine therefore keeps, per slot, the occupant's latest attestation; a newer one with the
@@ -33,6 +41,7 @@
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/committee.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 
 namespace atoma::consensus {
 
@@ -48,21 +57,37 @@ struct RoundInputs {
   // certificate. The round does not check it: the entry node checks it when it accepts the
   // request, and a certificate without a valid one does not verify.
   crypto::Signature client_signature{};
-  // From SelectCommittee(seed, RequestId(request), registry, n, BackupCount(n), RefereeCount(n)).
+  // From SelectCommittee(seed, RequestId(request), registry, n, BackupCount(n), RefereeCount(n)),
+  // or for cross_validation SelectCommittee(..., 1, BackupCount(1), XvRefereeDraws(k)) (the first
+  // k referee draws are the validators and must all be there; the rest are the dispute referees).
   // At most BackupCount(n) backups (more would make certificates that verifiers reject); the
   // referee list may be shorter than RefereeCount(n) in a small echelon and may be empty (a
   // disagreement then fails the round).
   CommitteeDraws draws;
   // A member (or a replacement) that has not attested this long after its Execute is replaced.
+  // Cross-validation validators execute like members and get the same time (they are not
+  // replaced: a validator silent this long after StartValidators no longer counts).
   int64_t member_timeout_ms = 30'000;
   // After a replacement, how long members that already attested get to re-attest for the new
   // committee before differing C's count as a disagreement.
   int64_t reattest_timeout_ms = 5'000;
   // Referees that have not attested this long after StartReferees no longer count.
   int64_t referee_timeout_ms = 60'000;
+  // Cross-validation: how long after DeliverProvisional the client has to reveal its salt. After
+  // that the executor's result is final, unchecked ("unrevealed"): the client chose not to check.
+  int64_t salt_timeout_ms = 60'000;
 };
 
-enum class RoundState { kIdle, kCollecting, kDisputing, kCertified, kResolved, kFailed };
+enum class RoundState {
+  kIdle,
+  kCollecting,
+  kDisputing,
+  kCertified,
+  kResolved,
+  kFailed,
+  kAwaitingSalt,  // cross-validation: the executor's result is out; waiting for the client's salt
+  kValidating,    // cross-validation: the coin drew a check; waiting for the validators
+};
 const char* RoundStateName(RoundState state);
 
 // --- Actions (what the caller must do) ---
@@ -95,7 +120,24 @@ struct ReportEquivocation {
 struct DeliverCertificate {
   Certificate certificate;
 };
-// Referees decided the true C by strict majority.
+// Cross-validation: the executor attested; stream its result to the client marked provisional.
+// The client checks it and reveals its salt (Round::OnSaltRevealed), which decides the coin.
+struct DeliverProvisional {
+  Attestation attestation;
+};
+// Cross-validation: the coin drew a check. Every validator executes and attests like a referee
+// (C over `committee`, which is [executor]; p for its own address: MakeRefereeAttestation).
+struct StartValidators {
+  std::vector<Address> validators;
+  std::vector<Address> committee;
+};
+// Cross-validation: the final result (coin not drawn, drawn and all k validators agreed, or salt
+// never revealed). It passes VerifyXvCertificate with the output.
+struct DeliverXvCertificate {
+  XvCertificate certificate;
+};
+// Referees decided the true C by strict majority. In a cross-validation dispute the "members" are
+// the executor and the validators that attested (in that order, validators in draw order).
 struct DisputeResolved {
   Hash256 commitment{};                    // the majority's C
   std::vector<Address> winners;            // members that attested the majority's C
@@ -113,6 +155,10 @@ enum class FailReason {
   kNoBackups,   // a member timed out and no backup was left
   kNoReferees,  // a disagreement in an echelon with no referees left to draw
   kNoMajority,  // referees did not reach a strict majority: determinism fault of the echelon
+  // Cross-validation: the coin drew a check and fewer than k validators attested in time while
+  // those that did agreed with the executor. Nothing was proved either way, so the client is
+  // refunded rather than charged for an unchecked result it asked to have checked.
+  kValidatorsMissing,
 };
 const char* FailReasonName(FailReason reason);
 // The round is over without a result; the client's fee is refunded.
@@ -123,7 +169,8 @@ struct Fail {
 };
 
 using RoundAction = std::variant<SendExecute, UpdateCommittee, StartReferees, ReportEquivocation,
-                                 DeliverCertificate, DisputeResolved, Fail>;
+                                 DeliverCertificate, DisputeResolved, Fail, DeliverProvisional,
+                                 StartValidators, DeliverXvCertificate>;
 
 // Ignored input, by cause (each attestation bumps exactly one counter, or `accepted`).
 struct RoundCounters {
@@ -135,19 +182,29 @@ struct RoundCounters {
   uint64_t equivocating = 0;     // differs from the signer's first in its output claim
   uint64_t ignored_update = 0;   // a second C from a referee or from a member during a dispute
   uint64_t late = 0;             // after the round ended, or from a replaced member
+  // Salt reveals (OnSaltRevealed) that were not used, by cause.
+  uint64_t salt_rejected = 0;    // does not hash to the request's salt_hash
+  uint64_t salt_unexpected = 0;  // no salt awaited: not cross-validation, executor not yet
+                                 // attested (the coin must not exist before it commits), or
+                                 // the salt was already taken or the round is over
 };
 
 class Round {
  public:
   // INVALID_ARGUMENT when the inputs are inconsistent: committee size not CommitteeSize of the
-  // request (or 0), more than BackupCount(n) backups, request epoch != epoch, a node in two roles.
+  // request (or 0), more than BackupCount(n) backups, request epoch != epoch, a node in two roles,
+  // a non-positive timeout, or (cross_validation) fewer than k validator draws.
   static absl::StatusOr<Round> Make(RoundInputs inputs);
 
   // kIdle → kCollecting: SendExecute to every member. Later calls return nothing.
   std::vector<RoundAction> Start(RoundTime now);
   // A peer's attestation (any sender, any content).
   std::vector<RoundAction> OnAttestation(const Attestation& attestation, RoundTime now);
-  // Timer: replaces timed-out members, ends the re-attestation grace, expires referees.
+  // Cross-validation: the client's salt (any sender, any content). Used only in kAwaitingSalt and
+  // when it hashes to the request's salt_hash; otherwise counted and ignored.
+  std::vector<RoundAction> OnSaltRevealed(const XvSalt& salt, RoundTime now);
+  // Timer: replaces timed-out members, ends the re-attestation grace, expires referees, ends the
+  // wait for the salt, expires validators.
   std::vector<RoundAction> OnTick(RoundTime now);
 
   // When the caller should call OnTick next; nullopt in kIdle and terminal states.
@@ -184,6 +241,10 @@ class Round {
   void StartDispute(RoundTime now, std::vector<RoundAction>& out);
   // Disputing: resolution once a strict majority exists or can no longer exist.
   void Tally(RoundTime now, std::vector<RoundAction>& out);
+  // Cross-validation, validating: certificate, dispute or failure once no validator is pending.
+  void DecideValidation(RoundTime now, std::vector<RoundAction>& out);
+  // Cross-validation: DeliverXvCertificate with salt_ and the validators' attestations.
+  void DeliverXv(std::vector<RoundAction>& out);
 
   RoundInputs in_;
   Hash256 request_id_{};
@@ -195,6 +256,14 @@ class Round {
   std::optional<RoundTime> grace_until_;
   std::vector<RefereeVote> referees_;
   RoundTime referee_deadline_ = 0;
+  // Cross-validation (xv_): the roles of the referee draws, the salt once revealed, validators
+  // (a RefereeVote each; `excluded` when it equivocated) and the two deadlines.
+  bool xv_ = false;
+  XvDraws xv_draws_;
+  std::optional<XvSalt> salt_;
+  RoundTime salt_deadline_ = 0;
+  std::vector<RefereeVote> validators_;
+  RoundTime validator_deadline_ = 0;
   // First valid attestation per signer, for equivocation and duplicate checks.
   std::map<Address, Attestation> first_;
   std::map<Address, bool> reported_;  // equivocation reported

@@ -630,5 +630,453 @@ TEST_F(RoundTest, CertificateCommitteeMayHoldBackupsButNothingElse) {
   EXPECT_EQ(v.check, CertificateCheck::kWrongCommittee) << "members swapped";
 }
 
+// --- Cross-validation rounds (xv.h) ---
+
+constexpr int64_t kSaltTimeout = 60'000;
+
+// The same 16 nodes; a cross-validation request with k = 2: executor, 1 backup, 2 validators and
+// 3 dispute referees.
+class XvRoundTest : public RoundTest {
+ protected:
+  void SetUp() override {
+    RoundTest::SetUp();
+    UseSalt(SaltWith(0));
+  }
+
+  static XvSalt SaltWith(uint8_t first) {
+    XvSalt s;
+    s.fill(0x5a);
+    s[0] = first;
+    return s;
+  }
+
+  // Makes `salt` the request's salt (with `p_micro` and `k`) and recomputes what depends on it.
+  void UseSalt(const XvSalt& salt, uint64_t p_micro = 500'000, uint64_t k = 2) {
+    salt_ = salt;
+    request_.security = {SecurityMode::kCrossValidation, 0, p_micro, k, XvSaltHash(salt)};
+    rid_ = RequestId(request_);
+    client_signature_ = client_key_.Sign(ClientRequestDigest(ctx_.domain, rid_));
+    draws_ =
+        SelectCommittee(ctx_.epoch_seed, rid_, ctx_.registry, 1, BackupCount(1), XvRefereeDraws(k))
+            .value();
+    roles_ = SplitXvDraws(draws_, k);
+  }
+  // Tries salts until the coin over `executor`'s honest attestation is (not) drawn.
+  void UseSaltThat(bool drawn, size_t executor_draw = 0) {
+    for (int i = 0; i < 256; ++i) {
+      UseSalt(SaltWith(static_cast<uint8_t>(i)));
+      const Address e = executor_draw == 0 ? draws_.committee[0] : draws_.backups[0];
+      if (XvCheckDrawn(salt_, Attest(e, {e}, good_), 500'000) == drawn) return;
+    }
+    FAIL() << "no salt found";
+  }
+
+  RoundInputs XvInputs() const {
+    RoundInputs in = Inputs();
+    in.salt_timeout_ms = kSaltTimeout;
+    return in;
+  }
+  Round XvStarted(int64_t now = 0) {
+    Round r = Round::Make(XvInputs()).value();
+    r.Start(now);
+    return r;
+  }
+  // Start, and the executor attests `output` at `now`.
+  Round Provisional(int64_t now, const ConsensusOutput& output) {
+    Round r = XvStarted(0);
+    const auto actions = r.OnAttestation(Attest(Executor(), {Executor()}, output), now);
+    EXPECT_EQ(OfType<DeliverProvisional>(actions).size(), 1u);
+    return r;
+  }
+  const Address& Executor() const { return draws_.committee[0]; }
+  std::vector<Address> Exec() const { return {Executor()}; }
+
+  XvSalt salt_{};
+  XvDraws roles_;
+};
+
+TEST_F(XvRoundTest, MakeChecksTheValidatorDrawsAndTheSaltTimeout) {
+  EXPECT_TRUE(Round::Make(XvInputs()).ok());
+  RoundInputs in = XvInputs();
+  in.draws.referees.resize(1);  // only 1 of the k = 2 validators could be drawn
+  EXPECT_EQ(Round::Make(in).status().code(), absl::StatusCode::kInvalidArgument);
+  in = XvInputs();
+  in.draws.referees.resize(2);  // the validators, no dispute referees: allowed
+  EXPECT_TRUE(Round::Make(in).ok());
+  in = XvInputs();
+  in.salt_timeout_ms = 0;
+  EXPECT_FALSE(Round::Make(in).ok());
+  in = XvInputs();
+  in.draws.committee.push_back(draws_.backups[0]);
+  EXPECT_FALSE(Round::Make(in).ok()) << "a committee of one";
+}
+
+TEST_F(XvRoundTest, NotDrawnDeliversTheExecutorsResultWithTheSalt) {
+  UseSaltThat(false);
+  Round r = Round::Make(XvInputs()).value();
+  auto actions = r.Start(100);
+  auto sends = OfType<SendExecute>(actions);
+  ASSERT_EQ(actions.size(), 1u);
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].member, Executor());
+  EXPECT_EQ(sends[0].committee, Exec());
+  EXPECT_EQ(r.NextDeadline(), 100 + kTimeout);
+
+  const Attestation exec = Attest(Executor(), Exec(), good_);
+  actions = r.OnAttestation(exec, 500);
+  ASSERT_EQ(actions.size(), 1u);
+  auto prov = OfType<DeliverProvisional>(actions);
+  ASSERT_EQ(prov.size(), 1u);
+  EXPECT_EQ(prov[0].attestation, exec);
+  EXPECT_EQ(r.state(), RoundState::kAwaitingSalt);
+  EXPECT_STREQ(RoundStateName(r.state()), "awaiting salt");
+  EXPECT_EQ(r.NextDeadline(), 500 + kSaltTimeout);
+  EXPECT_TRUE(r.OnTick(500 + kSaltTimeout - 1).empty());
+
+  actions = r.OnSaltRevealed(salt_, 900);
+  ASSERT_EQ(actions.size(), 1u);
+  auto certs = OfType<DeliverXvCertificate>(actions);
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kCertified);
+  EXPECT_FALSE(r.NextDeadline().has_value());
+  const XvCertificate& c = certs[0].certificate;
+  EXPECT_EQ(c.salt, salt_);
+  EXPECT_TRUE(c.validators.empty());
+  EXPECT_EQ(c.base.committee, Exec());
+  EXPECT_EQ(c.base.attestations, std::vector<Attestation>{exec});
+  EXPECT_EQ(c.base.client_signature, client_signature_);
+  auto v = VerifyXvCertificate(c, good_, ctx_);
+  EXPECT_TRUE(v.ok()) << v.reason;
+  EXPECT_FALSE(VerifyXvCertificate(c, bad_, ctx_).ok());
+  EXPECT_EQ(r.counters().accepted, 1u);
+}
+
+TEST_F(XvRoundTest, DrawnAndAllValidatorsAgreeDeliversTheCheckedCertificate) {
+  UseSaltThat(true);
+  Round r = Provisional(10, good_);
+  auto actions = r.OnSaltRevealed(salt_, 20);
+  auto starts = OfType<StartValidators>(actions);
+  ASSERT_EQ(actions.size(), 1u);
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(starts[0].validators, roles_.validators);
+  EXPECT_EQ(starts[0].committee, Exec());
+  EXPECT_EQ(r.state(), RoundState::kValidating);
+  EXPECT_STREQ(RoundStateName(r.state()), "validating");
+  EXPECT_EQ(r.NextDeadline(), 20 + kTimeout);
+  // Validators answer out of draw order; the certificate lists them in draw order.
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.validators[1], Exec(), good_), 30).empty());
+  actions = r.OnAttestation(Attest(roles_.validators[0], Exec(), good_), 40);
+  auto certs = OfType<DeliverXvCertificate>(actions);
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kCertified);
+  const XvCertificate& c = certs[0].certificate;
+  ASSERT_EQ(c.validators.size(), 2u);
+  EXPECT_EQ(c.validators[0].member, roles_.validators[0]);
+  EXPECT_EQ(c.validators[1].member, roles_.validators[1]);
+  auto v = VerifyXvCertificate(c, good_, ctx_);
+  EXPECT_TRUE(v.ok()) << v.reason;
+  EXPECT_EQ(r.counters().accepted, 3u);
+  // The encoding round-trips what the round made.
+  EXPECT_EQ(DecodeXvCertificate(EncodeXvCertificate(c)).value(), c);
+}
+
+TEST_F(XvRoundTest, ValidatorDisagreementGoesToTheDisputeReferees) {
+  UseSaltThat(true);
+  Round r = Provisional(10, good_);
+  r.OnSaltRevealed(salt_, 20);
+  // Validator 0 computed another output. Nothing happens until validator 1 answered too.
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.validators[0], Exec(), bad_), 30).empty());
+  auto actions = r.OnAttestation(Attest(roles_.validators[1], Exec(), good_), 40);
+  auto starts = OfType<StartReferees>(actions);
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(starts[0].referees, roles_.referees) << "the draws after the validators";
+  EXPECT_EQ(starts[0].committee, Exec());
+  EXPECT_EQ(r.state(), RoundState::kDisputing);
+  EXPECT_EQ(r.NextDeadline(), 40 + kRefereeTimeout);
+  // Validators are frozen during the dispute (this one's claim unchanged, with another C).
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.validators[0], draws_.backups, bad_), 45).empty());
+  EXPECT_EQ(r.counters().ignored_update, 1u);
+  // 2 of 3 referees side with the executor.
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.referees[0], Exec(), good_), 50).empty());
+  actions = r.OnAttestation(Attest(roles_.referees[2], Exec(), good_), 60);
+  auto res = OfType<DisputeResolved>(actions);
+  ASSERT_EQ(res.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kResolved);
+  EXPECT_EQ(res[0].commitment, Commitment(OutputProofs(rid_, good_, Exec())));
+  EXPECT_EQ(res[0].winners, (std::vector<Address>{Executor(), roles_.validators[1]}));
+  EXPECT_EQ(res[0].losers, (std::vector<Address>{roles_.validators[0]}));
+  EXPECT_EQ(res[0].majority_referees,
+            (std::vector<Address>{roles_.referees[0], roles_.referees[2]}));
+  EXPECT_TRUE(res[0].dissenting_referees.empty());
+  EXPECT_FALSE(res[0].proofs_inconsistent);
+  ASSERT_EQ(res[0].member_attestations.size(), 3u) << "executor, then the validators";
+  EXPECT_EQ(res[0].member_attestations[0].member, Executor());
+  EXPECT_EQ(res[0].member_attestations[1].member, roles_.validators[0]);
+  EXPECT_EQ(res[0].referee_attestations.size(), 2u);
+}
+
+TEST_F(XvRoundTest, ACheatingExecutorCaughtByTheCheckLosesTheDispute) {
+  // The coin is over the executor's (false) attestation, so find a salt that draws for it.
+  for (int i = 0; i < 256; ++i) {
+    UseSalt(SaltWith(static_cast<uint8_t>(i)));
+    if (XvCheckDrawn(salt_, Attest(Executor(), Exec(), bad_), 500'000)) break;
+  }
+  Round r = Provisional(10, bad_);
+  ASSERT_EQ(OfType<StartValidators>(r.OnSaltRevealed(salt_, 20)).size(), 1u);
+  r.OnAttestation(Attest(roles_.validators[0], Exec(), good_), 30);
+  ASSERT_EQ(OfType<StartReferees>(r.OnAttestation(Attest(roles_.validators[1], Exec(), good_), 40))
+                .size(),
+            1u);
+  std::vector<RoundAction> actions;
+  for (size_t i = 0; i < 3; ++i) {
+    actions = r.OnAttestation(Attest(roles_.referees[i], Exec(), good_), 50);
+    if (!actions.empty()) break;
+  }
+  auto res = OfType<DisputeResolved>(actions);
+  ASSERT_EQ(res.size(), 1u);
+  EXPECT_EQ(res[0].losers, Exec());
+  EXPECT_EQ(res[0].winners, roles_.validators);
+  EXPECT_EQ(res[0].majority_referees.size(), 2u);
+}
+
+TEST_F(XvRoundTest, DisagreementWithoutDisputeRefereesFails) {
+  UseSaltThat(true);
+  RoundInputs in = XvInputs();
+  in.draws.referees.resize(2);  // the validators only
+  Round r = Round::Make(in).value();
+  r.Start(0);
+  r.OnAttestation(Attest(Executor(), Exec(), good_), 10);
+  r.OnSaltRevealed(salt_, 20);
+  r.OnAttestation(Attest(roles_.validators[0], Exec(), good_), 30);
+  auto fails = OfType<Fail>(r.OnAttestation(Attest(roles_.validators[1], Exec(), bad_), 40));
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kNoReferees);
+}
+
+TEST_F(XvRoundTest, SelfInconsistentExecutorIsDisputedAtOnce) {
+  // H(p_executor) != C: no provisional result, referees decide.
+  Round r = XvStarted(0);
+  Attestation lazy = Attest(Executor(), Exec(), good_);
+  lazy.proof[0] ^= 1;
+  auto actions = r.OnAttestation(Resign(lazy), 10);
+  EXPECT_TRUE(OfType<DeliverProvisional>(actions).empty());
+  auto starts = OfType<StartReferees>(actions);
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(starts[0].referees, roles_.referees);
+  EXPECT_EQ(r.state(), RoundState::kDisputing);
+  EXPECT_TRUE(r.OnSaltRevealed(salt_, 15).empty());
+  EXPECT_EQ(r.counters().salt_unexpected, 1u);
+  r.OnAttestation(Attest(roles_.referees[0], Exec(), good_), 20);
+  auto res =
+      OfType<DisputeResolved>(r.OnAttestation(Attest(roles_.referees[1], Exec(), good_), 30));
+  ASSERT_EQ(res.size(), 1u);
+  EXPECT_TRUE(res[0].losers.empty());
+  EXPECT_TRUE(res[0].proofs_inconsistent);
+}
+
+TEST_F(XvRoundTest, UnrevealedSaltFinalizesTheExecutorsResultAfterTheTimeout) {
+  Round r = Provisional(1'000, good_);
+  EXPECT_TRUE(r.OnTick(1'000 + kSaltTimeout - 1).empty());
+  auto certs = OfType<DeliverXvCertificate>(r.OnTick(1'000 + kSaltTimeout));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kCertified);
+  const XvCertificate& c = certs[0].certificate;
+  EXPECT_TRUE(c.unrevealed());
+  EXPECT_TRUE(c.validators.empty());
+  auto v = VerifyXvCertificate(c, good_, ctx_);
+  EXPECT_TRUE(v.ok()) << v.reason;
+  // The salt arriving after that changes nothing.
+  EXPECT_TRUE(r.OnSaltRevealed(salt_, 1'000 + kSaltTimeout + 1).empty());
+  EXPECT_EQ(r.counters().salt_unexpected, 1u);
+}
+
+TEST_F(XvRoundTest, WrongSaltIsIgnoredAndCounted) {
+  UseSaltThat(false);
+  Round r = Provisional(10, good_);
+  XvSalt wrong = salt_;
+  wrong[31] ^= 1;
+  EXPECT_TRUE(r.OnSaltRevealed(wrong, 20).empty());
+  EXPECT_TRUE(r.OnSaltRevealed(XvSalt{}, 21).empty());
+  EXPECT_EQ(r.counters().salt_rejected, 2u);
+  EXPECT_EQ(r.state(), RoundState::kAwaitingSalt);
+  EXPECT_EQ(r.NextDeadline(), 10 + kSaltTimeout) << "a wrong salt does not move the deadline";
+  auto certs = OfType<DeliverXvCertificate>(r.OnSaltRevealed(salt_, 30));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(certs[0].certificate.salt, salt_);
+  EXPECT_TRUE(VerifyXvCertificate(certs[0].certificate, good_, ctx_).ok());
+}
+
+TEST_F(XvRoundTest, SaltBeforeTheExecutorAttestedIsIgnored) {
+  UseSaltThat(false);
+  Round r = Round::Make(XvInputs()).value();
+  EXPECT_TRUE(r.OnSaltRevealed(salt_, 0).empty()) << "idle";
+  r.Start(0);
+  EXPECT_TRUE(r.OnSaltRevealed(salt_, 5).empty()) << "the executor has not committed yet";
+  EXPECT_EQ(r.counters().salt_unexpected, 2u);
+  EXPECT_EQ(r.state(), RoundState::kCollecting);
+  // It was not remembered: the provisional result waits for a reveal after it.
+  EXPECT_EQ(
+      OfType<DeliverProvisional>(r.OnAttestation(Attest(Executor(), Exec(), good_), 10)).size(),
+      1u);
+  EXPECT_EQ(r.state(), RoundState::kAwaitingSalt);
+  EXPECT_EQ(OfType<DeliverXvCertificate>(r.OnSaltRevealed(salt_, 20)).size(), 1u);
+}
+
+TEST_F(XvRoundTest, SaltInASamplingRoundIsIgnored) {
+  RoundInputs in = Inputs();
+  in.request.security = {SecurityMode::kSampling, 1, 0, 0, {}};
+  in.draws = SelectCommittee(ctx_.epoch_seed, RequestId(in.request), ctx_.registry, 1,
+                             BackupCount(1), RefereeCount(1))
+                 .value();
+  Round r = Round::Make(in).value();
+  r.Start(0);
+  r.OnAttestation(Attest(in.draws.committee[0], in.draws.committee, good_), 1);
+  EXPECT_TRUE(r.OnSaltRevealed(salt_, 2).empty());
+  EXPECT_EQ(r.counters().salt_unexpected, 1u);
+}
+
+TEST_F(XvRoundTest, ExecutorTimeoutHandsTheRequestToTheBackup) {
+  UseSaltThat(true, /*executor_draw=*/1);
+  Round r = XvStarted(0);
+  EXPECT_TRUE(r.OnTick(kTimeout - 1).empty());
+  auto actions = r.OnTick(kTimeout);
+  const std::vector<Address> view = draws_.backups;
+  auto sends = OfType<SendExecute>(actions);
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].member, draws_.backups[0]);
+  EXPECT_EQ(sends[0].slot, 0u);
+  EXPECT_EQ(sends[0].committee, view);
+  EXPECT_TRUE(OfType<UpdateCommittee>(actions).empty()) << "no one else to update";
+  EXPECT_EQ(r.committee(), view);
+  // The replaced executor's late answer is ignored.
+  EXPECT_TRUE(r.OnAttestation(Attest(Executor(), Exec(), good_), kTimeout + 1).empty());
+  EXPECT_EQ(r.counters().late, 1u);
+  EXPECT_EQ(OfType<DeliverProvisional>(r.OnAttestation(Attest(view[0], view, good_), kTimeout + 2))
+                .size(),
+            1u);
+  ASSERT_EQ(OfType<StartValidators>(r.OnSaltRevealed(salt_, kTimeout + 3)).size(), 1u);
+  r.OnAttestation(Attest(roles_.validators[0], view, good_), kTimeout + 4);
+  auto certs = OfType<DeliverXvCertificate>(
+      r.OnAttestation(Attest(roles_.validators[1], view, good_), kTimeout + 5));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(certs[0].certificate.base.committee, view);
+  auto v = VerifyXvCertificate(certs[0].certificate, good_, ctx_);
+  EXPECT_TRUE(v.ok()) << v.reason;
+}
+
+TEST_F(XvRoundTest, ExecutorAndBackupSilentFails) {
+  Round r = XvStarted(0);
+  r.OnTick(kTimeout);
+  auto fails = OfType<Fail>(r.OnTick(2 * kTimeout));
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kNoBackups);
+}
+
+TEST_F(XvRoundTest, SilentValidatorWithTheRestAgreeingFailsWithRefund) {
+  UseSaltThat(true);
+  Round r = Provisional(10, good_);
+  r.OnSaltRevealed(salt_, 100);
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.validators[0], Exec(), good_), 200).empty());
+  EXPECT_TRUE(r.OnTick(100 + kTimeout - 1).empty());
+  auto actions = r.OnTick(100 + kTimeout);
+  auto fails = OfType<Fail>(actions);
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kValidatorsMissing);
+  EXPECT_STREQ(FailReasonName(fails[0].reason), "validators missing");
+  EXPECT_TRUE(fails[0].refund);
+  EXPECT_EQ(r.state(), RoundState::kFailed);
+  EXPECT_TRUE(
+      r.OnAttestation(Attest(roles_.validators[1], Exec(), good_), 100 + kTimeout + 1).empty());
+  EXPECT_EQ(r.counters().late, 1u);
+}
+
+TEST_F(XvRoundTest, SilentValidatorWithTheOtherDisagreeingStartsTheDisputeAtTheDeadline) {
+  UseSaltThat(true);
+  Round r = Provisional(10, good_);
+  r.OnSaltRevealed(salt_, 100);
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.validators[1], Exec(), bad_), 200).empty());
+  EXPECT_EQ(r.state(), RoundState::kValidating);
+  auto starts = OfType<StartReferees>(r.OnTick(100 + kTimeout));
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kDisputing);
+}
+
+TEST_F(XvRoundTest, EquivocatingValidatorIsReportedAndDoesNotCount) {
+  UseSaltThat(true);
+  Round r = Provisional(10, good_);
+  r.OnSaltRevealed(salt_, 100);
+  const Attestation first = Attest(roles_.validators[0], Exec(), good_);
+  r.OnAttestation(first, 110);
+  auto actions = r.OnAttestation(Attest(roles_.validators[0], Exec(), bad_), 120);
+  auto reports = OfType<ReportEquivocation>(actions);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].first, first);
+  EXPECT_EQ(r.counters().equivocating, 1u);
+  // The other validator agrees, but only 1 of 2 checks counts: no certificate.
+  auto fails = OfType<Fail>(r.OnAttestation(Attest(roles_.validators[1], Exec(), good_), 130));
+  ASSERT_EQ(fails.size(), 1u);
+  EXPECT_EQ(fails[0].reason, FailReason::kValidatorsMissing);
+}
+
+TEST_F(XvRoundTest, EquivocatingExecutorAfterTheProvisionalResultIsReportedAndKept) {
+  UseSaltThat(false);
+  Round r = Provisional(10, good_);
+  const Attestation exec = Attest(Executor(), Exec(), good_);
+  auto reports = OfType<ReportEquivocation>(r.OnAttestation(Attest(Executor(), Exec(), bad_), 20));
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(r.state(), RoundState::kAwaitingSalt);
+  auto certs = OfType<DeliverXvCertificate>(r.OnSaltRevealed(salt_, 30));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_EQ(certs[0].certificate.base.attestations[0], exec) << "the attestation the coin is over";
+}
+
+TEST_F(XvRoundTest, ProbabilityOneAndZero) {
+  // p = 10^6: always checked; p = 0: never.
+  UseSalt(SaltWith(9), 1'000'000);
+  Round r = Provisional(10, good_);
+  EXPECT_EQ(OfType<StartValidators>(r.OnSaltRevealed(salt_, 20)).size(), 1u);
+  UseSalt(SaltWith(9), 0);
+  Round r0 = Provisional(10, good_);
+  auto certs = OfType<DeliverXvCertificate>(r0.OnSaltRevealed(salt_, 20));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_TRUE(VerifyXvCertificate(certs[0].certificate, good_, ctx_).ok());
+  // k = 0 with p = 10^6: a check by no one is complete at once.
+  UseSalt(SaltWith(9), 1'000'000, 0);
+  Round rk = Provisional(10, good_);
+  certs = OfType<DeliverXvCertificate>(rk.OnSaltRevealed(salt_, 20));
+  ASSERT_EQ(certs.size(), 1u);
+  EXPECT_TRUE(certs[0].certificate.validators.empty());
+  auto v = VerifyXvCertificate(certs[0].certificate, good_, ctx_);
+  EXPECT_TRUE(v.ok()) << v.reason;
+}
+
+TEST_F(XvRoundTest, UnaskedAndRepeatedAttestationsAreCounted) {
+  UseSaltThat(true);
+  Round r = XvStarted(0);
+  // Validators and dispute referees before they are asked; the idle backup.
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.validators[0], Exec(), good_), 1).empty());
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.referees[0], Exec(), good_), 1).empty());
+  EXPECT_TRUE(r.OnAttestation(Attest(draws_.backups[0], Exec(), good_), 1).empty());
+  EXPECT_EQ(r.counters().not_participant, 3u);
+  const Attestation exec = Attest(Executor(), Exec(), good_);
+  r.OnAttestation(exec, 2);
+  EXPECT_TRUE(r.OnAttestation(exec, 3).empty());
+  EXPECT_EQ(r.counters().duplicate, 1u);
+  // The same claim with another C after the provisional result: not used (the client holds the
+  // first one, and the coin is over it).
+  EXPECT_TRUE(r.OnAttestation(Attest(Executor(), draws_.backups, good_), 3).empty());
+  EXPECT_EQ(r.counters().ignored_update, 1u);
+  r.OnSaltRevealed(salt_, 4);
+  ASSERT_EQ(r.state(), RoundState::kValidating);
+  // Dispute referees during the check are still not participants.
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.referees[1], Exec(), good_), 5).empty());
+  EXPECT_EQ(r.counters().not_participant, 4u);
+  r.OnAttestation(Attest(roles_.validators[0], Exec(), good_), 6);
+  EXPECT_TRUE(r.OnAttestation(Attest(roles_.validators[0], Exec(), good_), 7).empty());
+  EXPECT_EQ(r.counters().duplicate, 2u);
+  EXPECT_EQ(r.counters().accepted, 2u);
+  EXPECT_EQ(r.counters().salt_rejected + r.counters().salt_unexpected, 0u);
+}
+
 }  // namespace
 }  // namespace atoma::consensus
