@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "vectors.h"
@@ -66,6 +69,24 @@ TEST(XvTest, CoinMatchesIndependentVector) {
   EXPECT_EQ(XvCoin(SaltOf(0xff, 0xff), a), 923531u);
   EXPECT_TRUE(XvCheckDrawn(salt, a, 989262));
   EXPECT_FALSE(XvCheckDrawn(salt, a, 989261));
+}
+
+// The fuzz target's seeds (tests/fuzz/corpus/xv) get past the decoder, so the fuzzer starts deep.
+TEST(XvTest, FuzzSeedsDecode) {
+  const char* root = std::getenv("ATOMA_SOURCE_DIR");
+  const std::string dir = std::string(root ? root : ".") + "/tests/fuzz/corpus/xv/";
+  size_t with_validators = 0;
+  for (const char* name : {"seed_unrevealed", "seed_not_drawn", "seed_drawn"}) {
+    std::ifstream in(dir + name, std::ios::binary);
+    ASSERT_TRUE(in.good()) << dir << name;
+    const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                     std::istreambuf_iterator<char>());
+    auto c = DecodeXvCertificate(bytes);
+    ASSERT_TRUE(c.ok()) << name << ": " << c.status();
+    EXPECT_EQ(EncodeXvCertificate(*c), bytes) << name;
+    with_validators += c->validators.size();
+  }
+  EXPECT_EQ(with_validators, 2u);
 }
 
 // A small network: 12 staked nodes and a cross-validation request with k = 2, so the draws are
