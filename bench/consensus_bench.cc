@@ -940,16 +940,25 @@ int Run(const Args& args) {
 
     // Quiet the machine for step 3: let the entry's outbox settle what it holds.
     const absl::Status flushed = net.entry().outbox->Flush(absl::Now() + absl::Seconds(30));
-    const journal::OutboxStats os = net.entry().outbox->stats();
     const peer::PeerStats ps = net.entry().consensus->stats();
+    // Flush returns once the journal has nothing unsettled; the outbox adds the batch to its
+    // counters just after, so give them a moment to catch up.
+    journal::OutboxStats os = net.entry().outbox->stats();
+    for (int i = 0; i < 100 && flushed.ok() && os.settled + os.rejected < ps.rounds_certified;
+         ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+      os = net.entry().outbox->stats();
+    }
     std::printf(
-        "  entry: %llu rounds certified, %llu failed, %llu peer call errors; settled on "
-        "the ledger %llu (%llu calls)%s\n",
+        "  entry: %llu rounds certified, %llu failed, %llu peer call errors; outbox: %llu "
+        "settled, %llu rejected by the ledger, %llu calls (%llu failed)%s\n",
         static_cast<unsigned long long>(ps.rounds_certified),
         static_cast<unsigned long long>(ps.rounds_failed),
         static_cast<unsigned long long>(ps.peer_call_errors),
-        static_cast<unsigned long long>(os.settled), static_cast<unsigned long long>(os.calls),
+        static_cast<unsigned long long>(os.settled), static_cast<unsigned long long>(os.rejected),
+        static_cast<unsigned long long>(os.calls), static_cast<unsigned long long>(os.failed_calls),
         flushed.ok() ? "" : absl::StrCat("; flush: ", flushed.ToString()).c_str());
+    if (os.rejected != 0 || !flushed.ok()) failed = true;
     // Every node's view, so that a failed round can be traced to who refused what.
     for (size_t i = 0; i < net.nodes().size(); ++i) {
       const peer::PeerStats st = net.nodes()[i]->consensus->stats();
