@@ -1,0 +1,538 @@
+#!/usr/bin/env python3
+"""Functional tests of Sampling Consensus with real atoma-node processes: N nodes on one embedded
+ledger (a temporary SQLite file), each registering itself at start; the test stakes them, funds a
+client and opens an epoch, then drives verified requests with `atoma-cli generate --security
+sampling:N` and checks certificates, settlement, fault handling and refusals.
+
+    /usr/bin/python3 tests/functional/consensus_test.py --node BUILD/src/atoma-node \\
+        --cli BUILD/src/atoma-cli
+
+Each test class starts its own network in its own temporary folder (kept, with every node's
+log, when a test fails and ATOMA_KEEP_TMP=1).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ARGS = None  # parsed command line, set in __main__
+START_TIMEOUT_S = 120
+SETTLE_TIMEOUT_S = 30
+STAKE = 1000
+DEPOSIT = 1_000_000
+
+
+def run(cmd, timeout=120, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def cli(*args, timeout=120):
+    return run([ARGS.cli, *[str(a) for a in args]], timeout=timeout)
+
+
+def cli_json(*args, timeout=120):
+    r = cli(*args, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"atoma-cli {' '.join(map(str, args))} failed ({r.returncode}):\n"
+                             f"{r.stdout}\n{r.stderr}")
+    return json.loads(r.stdout)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """One atoma-node with its own key, fixed port (so a restart keeps its endpoint), config and
+    log, on the network's ledger."""
+
+    def __init__(self, workdir, index, model_dir, ledger_path):
+        self.workdir = workdir
+        self.index = index
+        os.makedirs(workdir, exist_ok=True)
+        self.key = os.path.join(workdir, "node.key")
+        r = cli("keygen", "--out", self.key)
+        if r.returncode != 0:
+            raise RuntimeError(f"atoma-cli keygen failed: {r.stderr}")
+        self.address = r.stdout.strip()
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.config = os.path.join(workdir, "node.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"""node:
+  key_file: {self.key}
+  data_dir: {os.path.join(workdir, 'data')}
+api:
+  listen: {self.addr}
+log:
+  level: debug
+engine:
+  threads: 1
+models:
+  - id: tiny
+    path: {model_dir}
+shutdown:
+  drain_deadline_ms: 10000
+ledger:
+  backend: embedded
+  path: {ledger_path}
+consensus:
+  register: true
+  member_timeout_ms: 3000
+  reattest_timeout_ms: 1000
+  referee_timeout_ms: 5000
+  peer_call_timeout_ms: 2000
+  settlement_max_delay_ms: 200
+""")
+        self.ports_file = os.path.join(workdir, "ports.json")
+        self.log_path = os.path.join(workdir, "node.log")
+        self.proc = None
+        self.log = None
+
+    def start(self):
+        if os.path.exists(self.ports_file):
+            os.remove(self.ports_file)  # a SIGKILLed node leaves it behind
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [ARGS.node, "--config", self.config, "--ports-file", self.ports_file],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_started(self):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not os.path.exists(self.ports_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.index} exited with {self.proc.returncode} during "
+                                   f"start-up:\n{self.read_log()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {self.index} did not start in {START_TIMEOUT_S} s:\n"
+                                   f"{self.read_log()[-4000:]}")
+            time.sleep(0.05)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+    def freeze(self):
+        """SIGSTOP: the node keeps its sockets but answers nothing, like a hung machine."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def terminate(self, timeout=60):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            if self.log and not self.log.closed:
+                self.log.close()
+
+    def read_log(self):
+        if self.log and not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+class Network:
+    """A ledger, a funded client and N registered, staked nodes in a fresh epoch."""
+
+    def __init__(self, tmp, model_dir, n):
+        self.tmp = tmp
+        self.ledger = os.path.join(tmp, "ledger.db")
+        cli_json("ledger", "--db", self.ledger, "init", "--epoch-length-s", 3600, "--json")
+        self.client_key = os.path.join(tmp, "client.key")
+        r = cli("keygen", "--out", self.client_key)
+        assert r.returncode == 0, r.stderr
+        self.client = r.stdout.strip()
+        self.nodes = [Node(os.path.join(tmp, f"node{i}"), i, model_dir, self.ledger)
+                      for i in range(n)]
+        try:
+            for node in self.nodes:
+                node.start()
+            for node in self.nodes:
+                node.wait_started()
+            self.wait_registered()
+            for node in self.nodes:
+                cli_json("ledger", "--db", self.ledger, "stake", "--node", node.address,
+                         "--amount", STAKE, "--json")
+            cli_json("ledger", "--db", self.ledger, "deposit", "--client", self.client,
+                     "--amount", DEPOSIT, "--json")
+            cli_json("ledger", "--db", self.ledger, "advance-epoch", "--json")
+        except BaseException:
+            self.stop()  # tearDownClass does not run when setUpClass fails
+            raise
+
+    def wait_registered(self):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            listed = {n["address"].lower(): n for n in
+                      cli_json("ledger", "--db", self.ledger, "nodes", "--json")}
+            missing = [node.index for node in self.nodes
+                       if not listed.get(node.address.lower(), {}).get("echelons")]
+            if not missing:
+                return listed
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nodes {missing} did not register an echelon in "
+                                   f"{START_TIMEOUT_S} s; log of node {missing[0]}:\n"
+                                   f"{self.nodes[missing[0]].read_log()[-4000:]}")
+            time.sleep(0.2)
+
+    def by_address(self, address):
+        for node in self.nodes:
+            if node.address.lower() == address.lower():
+                return node
+        raise AssertionError(f"{address} is none of the network's nodes")
+
+    def stop(self):
+        codes = [node.terminate() for node in self.nodes]
+        return codes
+
+    def logs(self):
+        return "\n".join(f"===== node {n.index} ({n.address}) =====\n{n.read_log()[-6000:]}"
+                         for n in self.nodes)
+
+    # --- ledger views ---
+    def settlements(self):
+        return cli_json("ledger", "--db", self.ledger, "settlements", "--json")
+
+    def escrow(self):
+        return int(cli_json("ledger", "--db", self.ledger, "escrow", self.client,
+                            "--json")["escrow"])
+
+    def fee_per_token(self):
+        return int(cli_json("ledger", "--db", self.ledger, "info",
+                            "--json")["params"]["fee_per_token"])
+
+    def current_epoch(self):
+        return cli_json("ledger", "--db", self.ledger, "info",
+                        "--json")["current_epoch"]["number"]
+
+    def reward(self, address):
+        """A node's reward balance: `atoma-cli ledger rewards` where it exists, else the
+        embedded ledger's rewards table (32-byte big-endian balances), read-only."""
+        r = cli("ledger", "--db", self.ledger, "rewards", address, "--json")
+        if r.returncode == 0:
+            j = json.loads(r.stdout)
+            return int(j.get("rewards", j.get("balance", 0)))
+        db = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True, timeout=10)
+        try:
+            row = db.execute("SELECT balance FROM rewards WHERE address = ?",
+                             (bytes.fromhex(address[2:]),)).fetchone()
+        finally:
+            db.close()
+        return int.from_bytes(row[0], "big") if row else 0
+
+    def wait_settled(self, request_id, timeout=SETTLE_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [s for s in self.settlements() if s["request_id"] == request_id]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
+    # --- client ---
+    def generate_args(self, entry, *extra, security="sampling:3"):
+        return [ARGS.cli, "generate", "--addr", entry.addr, "--model", "tiny", "--security",
+                security, "--client-key", self.client_key, "--ledger-db", self.ledger,
+                "--timeout", "120", *[str(e) for e in extra]]
+
+    def dry_run(self, entry, nonce, *extra, security="sampling:3"):
+        r = run(self.generate_args(entry, "--dry-run", "--json", "--nonce", nonce, *extra,
+                                   security=security))
+        if r.returncode != 0:
+            raise AssertionError(f"--dry-run failed: {r.stderr}")
+        return json.loads(r.stdout)
+
+
+def stream_until_tokens(proc, min_bytes=1, timeout=120):
+    """Reads the CLI's streamed stdout until it printed at least `min_bytes` of text; returns
+    what it read (the process keeps running)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    while len(got) < min_bytes:
+        if time.monotonic() > deadline:
+            raise AssertionError("no tokens streamed")
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            chunk = None
+        if chunk == b"":
+            break  # the CLI ended before streaming anything
+        if chunk:
+            got += chunk
+        else:
+            time.sleep(0.005)
+    os.set_blocking(fd, True)
+    return got
+
+
+COMMITTEE_LINE = re.compile(r"^\s+(\d+) (0x[0-9a-fA-F]{40}) ")
+
+
+def committee_from_summary(text):
+    """Committee addresses from `atoma-cli generate`'s certificate summary."""
+    lines = text.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("committee ("))
+    members = []
+    for line in lines[start + 1:]:
+        m = COMMITTEE_LINE.match(line)
+        if not m:
+            break
+        members.append(m.group(2))
+    return members
+
+
+class ConsensusTestBase(unittest.TestCase):
+    NODES = 3
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix=f"atoma-consensus-{cls.NODES}-")
+        cls.model_dir = os.path.join(cls.tmp, "models", "tiny")
+        r = run([ARGS.cli, "model", "synth", "--preset", "tiny", "--seed", "1", "--out",
+                 cls.model_dir])
+        if r.returncode != 0:
+            raise RuntimeError(f"atoma-cli model synth failed: {r.stderr}")
+        cls.net = Network(cls.tmp, cls.model_dir, cls.NODES)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.net is not None:
+            cls.net.stop()
+        if os.environ.get("ATOMA_KEEP_TMP") != "1":
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+        else:
+            print(f"kept {cls.tmp}", file=sys.stderr)
+
+    def explain(self):
+        return self.net.logs()
+
+
+class ThreeNodes(ConsensusTestBase):
+    NODES = 3
+
+    def test_sampling_3_is_certified_verified_and_settled_once(self):
+        net = self.net
+        entry = net.nodes[0]
+        escrow_before = net.escrow()
+        rewards_before = {n.address: net.reward(n.address) for n in net.nodes}
+        cert = os.path.join(self.tmp, "three.cert")
+        r = run(net.generate_args(entry, "--json", "--save-cert", cert, "--max-tokens", 24,
+                                  "--temperature", 0.8, "--top-p", 0.95, "--seed", 7,
+                                  "Once upon a time"), timeout=180)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
+        out = json.loads(r.stdout)
+        self.assertTrue(out["verified"], out)
+        self.assertTrue(out["verdict"].startswith("verified: 3/3 members"), out["verdict"])
+        self.assertEqual(len(out["committee"]), 3)
+        self.assertEqual({m["address"].lower() for m in out["committee"]},
+                         {n.address.lower() for n in net.nodes})
+        self.assertEqual(len(out["request_id"]), 66)
+
+        # `atoma-cli verify` accepts what --save-cert wrote, and refuses it with another output.
+        v = cli("verify", "--db", net.ledger, cert, "--output", cert + ".output")
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("verified", v.stdout)
+        with open(cert + ".output") as f:
+            output = json.load(f)
+        output["token_ids"][0] = (output["token_ids"][0] + 1) % 100
+        bad = os.path.join(self.tmp, "three.cert.bad-output")
+        with open(bad, "w") as f:
+            json.dump(output, f)
+        v = cli("verify", "--db", net.ledger, cert, "--output", bad)
+        self.assertEqual(v.returncode, 1, v.stdout + v.stderr)
+
+        # Settled exactly once within a few seconds; the client paid the fee, members got it.
+        found = net.wait_settled(out["request_id"])
+        self.assertEqual(len(found), 1, f"settlements: {net.settlements()}\n{self.explain()}")
+        usage = out["result"]["usage"]
+        fee = net.fee_per_token() * (int(usage["prompt_tokens"]) +
+                                     int(usage["completion_tokens"]))
+        self.assertEqual(int(found[0]["fee"]), fee)
+        self.assertEqual(found[0]["client"].lower(), net.client.lower())
+        self.assertEqual(net.escrow(), escrow_before - fee)
+        gained = 0
+        for node in net.nodes:
+            after = net.reward(node.address)
+            self.assertGreater(after, rewards_before[node.address], node.address)
+            gained += after - rewards_before[node.address]
+        self.assertEqual(gained, fee)
+        # Still once after the outboxes had time to retry.
+        time.sleep(1)
+        self.assertEqual(
+            len([s for s in net.settlements() if s["request_id"] == out["request_id"]]), 1)
+
+    def test_dry_run_matches_the_certificate(self):
+        net = self.net
+        plan = net.dry_run(net.nodes[1], 4242, "--max-tokens", 8, "hello")
+        self.assertEqual(len(plan["committee"]), 3)
+        self.assertEqual(plan["epoch"], net.current_epoch())
+        self.assertEqual(plan["backups"], [])  # 3 nodes, all in the committee
+        r = run(net.generate_args(net.nodes[1], "--json", "--nonce", 4242, "--max-tokens", 8,
+                                  "hello"), timeout=180)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
+        out = json.loads(r.stdout)
+        self.assertEqual(out["request_id"], plan["request_id"])
+        self.assertEqual([m["address"] for m in out["committee"]],
+                         [m["address"] for m in plan["committee"]])
+        # Settled before the next test looks at balances.
+        self.assertEqual(len(net.wait_settled(plan["request_id"])), 1, self.explain())
+
+    def test_bad_client_signature_is_permission_denied(self):
+        r = run(self.net.generate_args(self.net.nodes[0], "--corrupt-signature-for-test",
+                                       "--max-tokens", 4, "hi"), timeout=120)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("PERMISSION_DENIED", r.stderr)
+
+    def test_stale_epoch_is_failed_precondition(self):
+        stale = self.net.current_epoch() - 1
+        r = run(self.net.generate_args(self.net.nodes[0], "--epoch-for-test", stale,
+                                       "--max-tokens", 4, "hi"), timeout=120)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("FAILED_PRECONDITION", r.stderr)
+
+    def test_client_side_refusals(self):
+        net = self.net
+        r = run(net.generate_args(net.nodes[0], "hi", security="cross_validation:0.5:2"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not supported yet", r.stderr)
+        r = cli("generate", "--addr", net.nodes[0].addr, "--model", "tiny", "--security",
+                "sampling:3", "--ledger-db", net.ledger, "hi")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--client-key", r.stderr)
+        r = run(net.generate_args(net.nodes[0], "hi", security="sampling:0"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("sampling:N", r.stderr)
+        # More members than staked nodes: the client cannot draw a committee.
+        r = run(net.generate_args(net.nodes[0], "--dry-run", "hi", security="sampling:4"))
+        self.assertEqual(r.returncode, 1, r.stdout)
+
+
+class FourNodes(ConsensusTestBase):
+    NODES = 4
+
+    def find_nonce(self, entry, want, *extra):
+        """A nonce whose committee satisfies `want(plan)`, with its dry-run plan."""
+        for nonce in range(1, 200):
+            plan = self.net.dry_run(entry, nonce, *extra)
+            if want(plan):
+                return nonce, plan
+        self.fail("no nonce gives the wanted committee")
+
+    def test_a_member_killed_mid_stream_is_replaced_by_the_backup(self):
+        net = self.net
+        entry = net.nodes[0]
+        prompt = "The backup"
+        extra = ["--max-tokens", 200, "--ignore-eos", "--temperature", 0.8, "--seed", 3]
+        # The entry node is a member (it streams its own tokens); another member dies.
+        nonce, plan = self.find_nonce(
+            entry, lambda p: entry.address.lower() in
+            [m["address"].lower() for m in p["committee"]], *extra, prompt)
+        self.assertEqual(len(plan["backups"]), 1)
+        victim_slot = next(i for i, m in enumerate(plan["committee"])
+                           if m["address"].lower() != entry.address.lower())
+        victim = net.by_address(plan["committee"][victim_slot]["address"])
+        backup = plan["backups"][0]["address"]
+
+        # The tiny model writes 200 tokens in milliseconds, so a member killed only when the
+        # client sees tokens would usually have attested already. Freezing it before the request
+        # makes it a member that never answers (as a machine that died mid-round does), whatever
+        # the speed; it is SIGKILLed once the entry's tokens stream.
+        victim.freeze()
+        cert = os.path.join(self.tmp, "backup.cert")
+        proc = subprocess.Popen(
+            net.generate_args(entry, "--nonce", nonce, "--save-cert", cert, *extra, prompt),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            first = stream_until_tokens(proc)
+        finally:
+            victim.kill()
+        rest, err = proc.communicate(timeout=180)
+        text = (first + rest).decode(errors="replace")
+        self.assertEqual(proc.returncode, 0,
+                         f"{text}\n{err.decode(errors='replace')}\n{self.explain()}")
+        self.assertIn("verified: 3/3 members", text)
+        committee = committee_from_summary(text)
+        self.assertEqual(len(committee), 3, text)
+        self.assertEqual(committee[victim_slot].lower(), backup.lower(), text)
+        for i, m in enumerate(plan["committee"]):
+            if i != victim_slot:
+                self.assertEqual(committee[i].lower(), m["address"].lower())
+        v = cli("verify", "--db", net.ledger, cert, "--output", cert + ".output")
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        found = net.wait_settled(plan["request_id"])
+        self.assertEqual(len(found), 1, self.explain())
+
+        # Bring the victim back for the other tests (same config, same port).
+        victim.start()
+        victim.wait_started()
+
+    def test_entry_killed_and_restarted_settles_the_request_once(self):
+        net = self.net
+        entry = net.nodes[1]
+        prompt = "The restart"
+        extra = ["--max-tokens", 200, "--ignore-eos", "--temperature", 0.8, "--seed", 5]
+        for node in net.nodes:
+            if not node.alive():
+                node.start()
+                node.wait_started()
+        nonce, plan = self.find_nonce(
+            entry, lambda p: entry.address.lower() in
+            [m["address"].lower() for m in p["committee"]], *extra, prompt)
+        # A frozen member holds the round open (its attestation cannot come before
+        # member_timeout_ms), so the entry dies with the request accepted but not certified and
+        # must finish it from its journal after the restart.
+        other = next(net.by_address(m["address"]) for m in plan["committee"]
+                     if m["address"].lower() != entry.address.lower())
+        other.freeze()
+        proc = subprocess.Popen(
+            net.generate_args(entry, "--nonce", nonce, *extra, prompt),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            stream_until_tokens(proc)
+        finally:
+            entry.kill()
+            other.thaw()
+        proc.communicate(timeout=120)
+        self.assertNotEqual(proc.returncode, 0, "the CLI saw the entry node die")
+        entry.start()
+        entry.wait_started()
+        found = net.wait_settled(plan["request_id"], timeout=SETTLE_TIMEOUT_S)
+        self.assertEqual(len(found), 1, f"{net.settlements()}\n{self.explain()}")
+        time.sleep(1)
+        self.assertEqual(
+            len([s for s in net.settlements() if s["request_id"] == plan["request_id"]]), 1)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--cli", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
