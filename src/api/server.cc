@@ -444,8 +444,14 @@ class ServerImpl final : public Server {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(state_->options.listen_address, grpc::InsecureServerCredentials(),
-                             &port_);
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (!state_->options.tls_cert_chain_pem.empty()) {
+      grpc::SslServerCredentialsOptions tls;
+      tls.pem_key_cert_pairs.push_back(
+          {state_->options.tls_private_key_pem, state_->options.tls_cert_chain_pem});
+      credentials = grpc::SslServerCredentials(tls);
+    }
+    builder.AddListeningPort(state_->options.listen_address, credentials, &port_);
     builder.SetMaxReceiveMessageSize(state_->options.max_receive_message_bytes);
     // One thread per open call in the sync API: bound them so a flood of calls is refused by gRPC
     // (RESOURCE_EXHAUSTED) instead of exhausting the process. Streams are limited to

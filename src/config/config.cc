@@ -250,15 +250,17 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(node.Path("data_dir", base, &c.node.data_dir));
 
   const MapReader api = top.Child("api");
-  RETURN_IF_ERROR(
-      api.CheckKeys({"listen", "ports_file", "max_concurrent_generations",
-                     "max_receive_message_bytes", "max_prompt_bytes", "allow_anonymous"}));
+  RETURN_IF_ERROR(api.CheckKeys({"listen", "ports_file", "max_concurrent_generations",
+                                 "max_receive_message_bytes", "max_prompt_bytes", "allow_anonymous",
+                                 "tls_cert_file", "tls_key_file"}));
   RETURN_IF_ERROR(api.String("listen", &c.api.listen));
   RETURN_IF_ERROR(api.Path("ports_file", base, &c.api.ports_file));
   RETURN_IF_ERROR(api.Int("max_concurrent_generations", &c.api.max_concurrent_generations));
   RETURN_IF_ERROR(api.Int("max_receive_message_bytes", &c.api.max_receive_message_bytes));
   RETURN_IF_ERROR(api.Int("max_prompt_bytes", &c.api.max_prompt_bytes));
   RETURN_IF_ERROR(api.Bool("allow_anonymous", &c.api.allow_anonymous));
+  RETURN_IF_ERROR(api.Path("tls_cert_file", base, &c.api.tls_cert_file));
+  RETURN_IF_ERROR(api.Path("tls_key_file", base, &c.api.tls_key_file));
 
   const MapReader log = top.Child("log");
   RETURN_IF_ERROR(log.CheckKeys({"level", "format"}));
@@ -319,7 +321,7 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(
       consensus.CheckKeys({"advertise", "register", "member_timeout_ms", "reattest_timeout_ms",
                            "referee_timeout_ms", "peer_call_timeout_ms", "max_committee_size",
-                           "settlement_batch_size", "settlement_max_delay_ms"}));
+                           "settlement_batch_size", "settlement_max_delay_ms", "peer_ca_file"}));
   ConsensusSection& k = c.consensus;
   RETURN_IF_ERROR(consensus.String("advertise", &k.advertise));
   RETURN_IF_ERROR(consensus.Bool("register", &k.register_node));
@@ -330,6 +332,7 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(consensus.Int("max_committee_size", &k.max_committee_size));
   RETURN_IF_ERROR(consensus.Int("settlement_batch_size", &k.settlement_batch_size));
   RETURN_IF_ERROR(consensus.Int("settlement_max_delay_ms", &k.settlement_max_delay_ms));
+  RETURN_IF_ERROR(consensus.Path("peer_ca_file", base, &k.peer_ca_file));
   return c;
 }
 
@@ -372,6 +375,10 @@ absl::Status Validate(const NodeConfig& c) {
       CheckRange("api.max_receive_message_bytes", c.api.max_receive_message_bytes, 1024, 1 << 30));
   RETURN_IF_ERROR(CheckRangeTo("api.max_prompt_bytes", c.api.max_prompt_bytes, 1,
                                "api.max_receive_message_bytes", c.api.max_receive_message_bytes));
+  if (c.api.tls_cert_file.empty() != c.api.tls_key_file.empty()) {
+    return KeyError(c.api.tls_cert_file.empty() ? "api.tls_cert_file" : "api.tls_key_file",
+                    "required when the other TLS file is set (give both or neither)");
+  }
 
   RETURN_IF_ERROR(
       CheckOneOf("log.level", c.log.level, {"trace", "debug", "info", "warn", "error", "off"}));

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -67,6 +69,20 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const config::NodeConfig
 
 absl::Status Annotate(const absl::Status& status, const std::string& context) {
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+// A PEM file the config names; errors name the key.
+absl::StatusOr<std::string> ReadTextFile(const fs::path& path, std::string_view key) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(std::string(key), ": cannot read ", path.string()));
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(key), ": ", path.string(), " is not PEM"));
+  }
+  return text;
 }
 
 void StopEpochTimer(NodeContext& ctx) {
@@ -132,6 +148,11 @@ absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
     deps.models.push_back({e.get(), consensus::EchelonId(info.digest, *info.fingerprint)});
   }
   peer::ConsensusOptions po;
+  if (!c.consensus.peer_ca_file.empty()) {
+    auto pem = ReadTextFile(c.consensus.peer_ca_file, "consensus.peer_ca_file");
+    if (!pem.ok()) return pem.status();
+    po.peer_root_certs_pem = *std::move(pem);
+  }
   po.member_timeout_ms = c.consensus.member_timeout_ms;
   po.reattest_timeout_ms = c.consensus.reattest_timeout_ms;
   po.referee_timeout_ms = c.consensus.referee_timeout_ms;
@@ -351,6 +372,16 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
 
   api::ServerOptions server_options;
   server_options.consensus = ctx->consensus.get();
+  if (!c.api.tls_cert_file.empty()) {
+    auto cert = ReadTextFile(c.api.tls_cert_file, "api.tls_cert_file");
+    auto tls_key = ReadTextFile(c.api.tls_key_file, "api.tls_key_file");
+    if (!cert.ok() || !tls_key.ok()) {
+      Unwind(*ctx);
+      return cert.ok() ? tls_key.status() : cert.status();
+    }
+    server_options.tls_cert_chain_pem = *std::move(cert);
+    server_options.tls_private_key_pem = *std::move(tls_key);
+  }
   server_options.listen_address = c.api.listen;
   server_options.max_receive_message_bytes = c.api.max_receive_message_bytes;
   server_options.max_concurrent_generations = c.api.max_concurrent_generations;

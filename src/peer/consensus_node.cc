@@ -216,7 +216,8 @@ class ConsensusNodeImpl : public ConsensusNode {
   journal::Journal& journal() { return *deps_.journal; }
   journal::SettlementOutbox* outbox() { return deps_.outbox; }
   const ledger::Params& params() const { return params_; }
-  void TrackThread(std::function<void()> body);
+  // Runs `body` on a thread Shutdown waits for; false (and nothing runs) after Shutdown.
+  bool TrackThread(std::function<void()> body);
 
  private:
   absl::StatusOr<std::shared_ptr<EntryRound>> StartRound(const ConsensusRequest& request,
@@ -242,6 +243,7 @@ class ConsensusNodeImpl : public ConsensusNode {
   std::map<Hash256, std::map<Address, Attestation>> attestations_;
   std::deque<Hash256> attestation_order_;
   int live_threads_ = 0;
+  bool threads_closed_ = false;  // Shutdown waited for every thread; TrackThread refuses
   std::condition_variable threads_done_;
 };
 
@@ -273,9 +275,12 @@ ConsensusNodeImpl::ConsensusNodeImpl(Dependencies deps, ConsensusOptions options
 
 grpc::Service* ConsensusNodeImpl::service() { return service_.get(); }
 
-void ConsensusNodeImpl::TrackThread(std::function<void()> body) {
+bool ConsensusNodeImpl::TrackThread(std::function<void()> body) {
   {
     std::lock_guard lock(mu_);
+    // After Shutdown has joined everything, nothing new may start: the thread would outlive the
+    // node (a handler still running on the gRPC server can get here late).
+    if (threads_closed_) return false;
     ++live_threads_;
   }
   std::thread([this, body = std::move(body)] {
@@ -283,6 +288,7 @@ void ConsensusNodeImpl::TrackThread(std::function<void()> body) {
     std::lock_guard lock(mu_);
     if (--live_threads_ == 0) threads_done_.notify_all();
   }).detach();
+  return true;
 }
 
 absl::StatusOr<CommitteeDraws> ConsensusNodeImpl::Draws(const ConsensusRequest& request,
@@ -427,8 +433,13 @@ absl::StatusOr<std::shared_ptr<v1::Peer::Stub>> ConsensusNodeImpl::StubFor(const
   if (!stub) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
-    stub = v1::Peer::NewStub(
-        grpc::CreateCustomChannel(info.endpoint, grpc::InsecureChannelCredentials(), args));
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (!options_.peer_root_certs_pem.empty()) {
+      grpc::SslCredentialsOptions tls;
+      tls.pem_root_certs = options_.peer_root_certs_pem;
+      credentials = grpc::SslCredentials(tls);
+    }
+    stub = v1::Peer::NewStub(grpc::CreateCustomChannel(info.endpoint, credentials, args));
   }
   return stub;
 }
@@ -627,7 +638,10 @@ absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
              absl::StrJoin(draws.committee, ", ",
                            [](std::string* out, const Address& m) { out->append(Short(m)); }),
              request.epoch);
-  TrackThread([round] { round->Drive(); });
+  if (!TrackThread([round] { round->Drive(); })) {
+    RoundEnded(request_id);
+    return absl::UnavailableError("the node is shutting down (the request stays journaled)");
+  }
   return round;
 }
 
@@ -684,6 +698,7 @@ void ConsensusNodeImpl::Shutdown(milliseconds deadline) {
   executions_.Shutdown();
   std::unique_lock lock(mu_);
   threads_done_.wait(lock, [&] { return live_threads_ == 0; });
+  threads_closed_ = true;
 }
 
 PeerStats ConsensusNodeImpl::stats() const {
@@ -957,33 +972,36 @@ void EntryRound::StartCall(const Address& target, std::vector<Address> committee
     self->cv_.notify_all();
   };
   if (target == self_) {
-    node_->TrackThread([self, committee = std::move(committee), referee, done] {
-      std::string reason;
-      absl::StatusOr<Attestation> a;
-      auto assignment =
-          self->node_->Assign(self->request_, self->client_signature_, committee, referee, &reason);
-      if (assignment.ok()) {
-        a = self->node_->AttestTo(*assignment, self->request_, committee, referee);
-      } else {
-        a = assignment.status();
-      }
-      if (a.ok()) {
-        self->Deliver(*a);
-        self->node_->Broadcast(*a, committee);
-      } else {
-        GetLogger("consensus")
-            ->warn("round {}: this node's own execution failed: {}", ShortHex(self->request_id_),
-                   a.status().ToString());
-      }
-      done();
-    });
+    const bool started =
+        node_->TrackThread([self, committee = std::move(committee), referee, done] {
+          std::string reason;
+          absl::StatusOr<Attestation> a;
+          auto assignment = self->node_->Assign(self->request_, self->client_signature_, committee,
+                                                referee, &reason);
+          if (assignment.ok()) {
+            a = self->node_->AttestTo(*assignment, self->request_, committee, referee);
+          } else {
+            a = assignment.status();
+          }
+          if (a.ok()) {
+            self->Deliver(*a);
+            self->node_->Broadcast(*a, committee);
+          } else {
+            GetLogger("consensus")
+                ->warn("round {}: this node's own execution failed: {}",
+                       ShortHex(self->request_id_), a.status().ToString());
+          }
+          done();
+        });
+    if (!started) done();
     return;
   }
-  node_->TrackThread(
+  const bool started = node_->TrackThread(
       [self, target, committee = std::move(committee), referee, stream_tokens, context, done] {
         self->CallRemote(target, committee, referee, stream_tokens, context);
         done();
       });
+  if (!started) done();
 }
 
 void EntryRound::CallRemote(const Address& target, const std::vector<Address>& committee,
@@ -1082,7 +1100,10 @@ absl::StatusOr<ConsensusOutput> EntryRound::OutputFor(const consensus::Certifica
     return consensus::Commitment(consensus::OutputProofs(request_id_, o, certificate.committee)) ==
            certificate.commitment;
   };
-  if (own_ && own_->WaitDone(milliseconds(0)) && own_->status().ok() && matches(own_->output())) {
+  // An entry in the draws computes its own output; with n = 1 the member's attestation can
+  // certify the round before that finishes, so wait for it (it is running on our engine).
+  if (own_ && own_->WaitDone(milliseconds(node_->options().member_timeout_ms)) &&
+      own_->status().ok() && matches(own_->output())) {
     return own_->output();
   }
   {

@@ -39,6 +39,9 @@ struct ServerOptions {
   // Verified requests (security sampling) and the atoma.v1.Peer service; null: the node has no
   // ledger and answers verified requests with UNIMPLEMENTED. Must outlive the Server.
   peer::ConsensusNode* consensus = nullptr;
+  // PEM certificate chain and private key: serve TLS instead of plaintext. Both or neither.
+  std::string tls_cert_chain_pem{};
+  std::string tls_private_key_pem{};
 };
 
 // What the Admin service reports and controls; implemented by the node.

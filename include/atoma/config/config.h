@@ -36,6 +36,10 @@ struct ApiSection {
   int max_receive_message_bytes = 4 << 20;
   int max_prompt_bytes = 256 << 10;
   bool allow_anonymous = true;
+  // TLS for the gRPC port (clients and peers): PEM certificate chain and private key. Both or
+  // neither; empty = plaintext (loopback and trusted networks only).
+  std::filesystem::path tls_cert_file;
+  std::filesystem::path tls_key_file;
 };
 
 struct LogSection {
@@ -101,6 +105,9 @@ struct ConsensusSection {
   int max_committee_size = 16;         // larger sampling n → INVALID_ARGUMENT; 1..64
   int settlement_batch_size = 64;      // certificates per settlement transaction; 1..1024
   int settlement_max_delay_ms = 2000;  // a certificate waits at most this for a batch; 1..3600000
+  // PEM root certificates that sign the network's node certificates. Set: peers are called over
+  // TLS and must present a certificate from these roots. Empty: plaintext peer calls.
+  std::filesystem::path peer_ca_file;
 };
 
 struct NodeConfig {

@@ -71,6 +71,9 @@ struct ConsensusOptions {
   int64_t replay_window_ms = 60'000;
   // Executed outputs kept for re-attestation and release (oldest finished ones are dropped).
   size_t output_cache_entries = 1024;
+  // PEM root certificates of the network: non-empty → peers are called over TLS and must present
+  // a certificate signed by these roots. Empty → plaintext.
+  std::string peer_root_certs_pem;
   // Test seam: wall clock in ms since the Unix epoch. Default: the system clock.
   std::function<int64_t()> unix_ms;
 };

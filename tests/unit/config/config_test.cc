@@ -283,6 +283,10 @@ TEST(Config, ValidationErrors) {
       {"api:\n  max_prompt_bytes: 5000000\n",
        "api.max_prompt_bytes: must be between 1 and api.max_receive_message_bytes (4194304), got "
        "5000000"},
+      {"api:\n  tls_cert_file: node.pem\n",
+       "api.tls_key_file: required when the other TLS file is set (give both or neither)"},
+      {"api:\n  tls_key_file: node.key\n",
+       "api.tls_cert_file: required when the other TLS file is set (give both or neither)"},
       {"log:\n  level: verbose\n",
        "log.level: must be one of trace|debug|info|warn|error|off, got \"verbose\""},
       {"log:\n  format: xml\n", "log.format: must be one of text|json, got \"xml\""},

@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,6 +67,8 @@ struct NetworkOptions {
   int64_t member_timeout_ms = 5'000;
   int64_t reattest_timeout_ms = 1'000;
   int64_t referee_timeout_ms = 5'000;
+  // TLS: every node serves with `tls_cert`/`tls_key` and calls peers trusting `tls_roots`.
+  std::string tls_cert, tls_key, tls_roots;
 };
 
 NetworkOptions Net(size_t nodes, int64_t member_timeout_ms = 5'000) {
@@ -145,9 +150,16 @@ class PeerTest : public ::testing::Test {
     co.reattest_timeout_ms = options_.reattest_timeout_ms;
     co.referee_timeout_ms = options_.referee_timeout_ms;
     co.peer_call_timeout_ms = 2'000;
+    co.peer_root_certs_pem = options_.tls_roots;
     n.consensus = ConsensusNode::Make(std::move(deps), co).value();
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &n.port);
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (!options_.tls_cert.empty()) {
+      grpc::SslServerCredentialsOptions tls;
+      tls.pem_key_cert_pairs.push_back({options_.tls_key, options_.tls_cert});
+      credentials = grpc::SslServerCredentials(tls);
+    }
+    builder.AddListeningPort("127.0.0.1:0", credentials, &n.port);
     builder.RegisterService(n.consensus->service());
     n.server = builder.BuildAndStart();
     ASSERT_NE(n.server, nullptr);
@@ -196,10 +208,11 @@ class PeerTest : public ::testing::Test {
     return nullptr;
   }
   // Finds a nonce whose committee satisfies `want`.
+  // (The committee depends on the whole request: ask with the max_tokens the test will use.)
   template <typename Pred>
-  uint64_t NonceWhere(uint64_t n, Pred want) const {
+  uint64_t NonceWhere(uint64_t n, Pred want, uint64_t max_tokens = 8) const {
     for (uint64_t nonce = 1; nonce < 10'000; ++nonce) {
-      if (want(Draws(Request(n, nonce)))) return nonce;
+      if (want(Draws(Request(n, nonce, max_tokens)))) return nonce;
     }
     ADD_FAILURE() << "no nonce gives the wanted committee";
     return 0;
@@ -311,6 +324,32 @@ TEST_F(PeerTest, EntryThatIsNotAMemberRelaysAMembersStream) {
                   .ok());
 }
 
+// Regression: an entry drawn as backup or referee computes its own output (it may not be shown
+// the member's); with n = 1 the member certifies the round before the entry's slower engine is
+// done, and the entry must wait for its own output rather than fail.
+TEST_F(PeerTest, DrawnEntryThatIsNotAMemberStreamsItsOwnSlowerOutput) {
+  Build(Net(3));
+  ASSERT_FALSE(HasFatalFailure());
+  TestNode& entry = *nodes_[0];
+  entry.Stop();
+  FakeEngineOptions slow;
+  slow.step = milliseconds(15);
+  entry.engine = std::make_unique<FakeEngine>(slow);
+  entry.journal.reset();
+  StartNode(entry, false);
+  ASSERT_FALSE(HasFatalFailure());
+  const uint64_t nonce = NonceWhere(
+      1, [&](const consensus::CommitteeDraws& d) { return d.committee[0] != entry.address(); });
+  const ConsensusRequest r = Request(1, nonce);
+  auto handle = entry.consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  const std::vector<int32_t> streamed = RunToEnd(**handle);
+  ASSERT_TRUE((*handle)->outcome().status.ok()) << (*handle)->outcome().status;
+  EXPECT_EQ(streamed.size(), 8u);
+  EXPECT_EQ((*handle)->outcome().output.token_ids.size(), 8u);
+  EXPECT_EQ((*handle)->outcome().certificate.committee[0], Draws(r).committee[0]);
+}
+
 TEST_F(PeerTest, RequestsTheEntryMustRefuse) {
   Build(Net(3));
   ASSERT_FALSE(HasFatalFailure());
@@ -393,9 +432,8 @@ TEST_F(PeerTest, SilentMemberIsReplacedByABackup) {
   Build(Net(4, 700));
   ASSERT_FALSE(HasFatalFailure());
   const Address entry = nodes_[0]->address();
-  const uint64_t nonce = NonceWhere(3, [&](const consensus::CommitteeDraws& d) {
-    return d.committee[0] == entry && !d.backups.empty();
-  });
+  const uint64_t nonce = NonceWhere(
+      3, [&](const consensus::CommitteeDraws& d) { return d.committee[0] == entry; }, 40);
   const ConsensusRequest r = Request(3, nonce, 40);
   const consensus::CommitteeDraws draws = Draws(r);
   TestNode* gone = NodeOf(draws.committee[1]);
@@ -445,6 +483,65 @@ TEST_F(PeerTest, EntryRestartResumesTheJournaledRoundAndSettlesOnce) {
   EXPECT_EQ(admin_->EscrowBalance(client_.address()).value(), Uint256(1'000'000 - 303));
   // A second restart finds nothing to resume.
   EXPECT_EQ(entry.consensus->ResumeJournaled().value(), 0);
+}
+
+// Makes a CA and a node certificate for 127.0.0.1 with the openssl command-line tool.
+struct TestCerts {
+  std::string ca, cert, key;
+};
+TestCerts MakeCerts(const fs::path& dir, const std::string& name) {
+  fs::create_directories(dir);
+  const std::string d = dir.string();
+  const std::string script = absl::StrCat(
+      "set -e; cd '", d, "'; printf 'subjectAltName=IP:127.0.0.1\n' > ext.cnf; ",
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ",
+      "-keyout ca.key -out ca.pem -days 1 -subj /CN=", name, " 2>/dev/null; ",
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node.key ",
+      "-out node.csr -subj /CN=node 2>/dev/null; ",
+      "openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem ",
+      "-days 1 -extfile ext.cnf 2>/dev/null");
+  EXPECT_EQ(std::system(absl::StrCat("bash -c \"", script, "\"").c_str()), 0);
+  auto read = [&](const char* file) {
+    std::ifstream in(dir / file);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  return {read("ca.pem"), read("node.pem"), read("node.key")};
+}
+
+TEST_F(PeerTest, PeersTalkOverTlsAndRefuseAnUntrustedCertificate) {
+  const TestCerts certs = MakeCerts(dir_ / "pki", "atoma-test-ca");
+  ASSERT_FALSE(certs.ca.empty());
+  NetworkOptions o = Net(3, 700);
+  o.tls_cert = certs.cert;
+  o.tls_key = certs.key;
+  o.tls_roots = certs.ca;
+  Build(o);
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = Request(3, 41);
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  RunToEnd(**handle);
+  ASSERT_TRUE((*handle)->outcome().status.ok()) << (*handle)->outcome().status;
+  EXPECT_TRUE(consensus::VerifyCertificate((*handle)->outcome().certificate,
+                                           (*handle)->outcome().output, Context(epoch_))
+                  .ok());
+
+  // An entry that trusts another CA cannot reach the members: no certificate.
+  TestNode& entry = *nodes_[0];
+  entry.Stop();
+  options_.tls_roots = MakeCerts(dir_ / "other-pki", "other-ca").ca;
+  FakeEngineOptions eo;
+  eo.step = milliseconds(1);
+  entry.engine = std::make_unique<FakeEngine>(eo);
+  entry.journal.reset();
+  StartNode(entry, false);
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r2 = Request(3, 42);
+  auto refused = entry.consensus->Submit(r2, Sign(r2));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  RunToEnd(**refused);
+  EXPECT_TRUE(absl::IsUnavailable((*refused)->outcome().status)) << (*refused)->outcome().status;
+  EXPECT_GT(entry.consensus->stats().peer_call_errors, 0u);
 }
 
 // A lazy member: it computes nothing. It waits for an honest member's broadcast attestation,
@@ -673,7 +770,9 @@ TEST_F(PeerServiceTest, PushedEquivocationIsReportedAndSlashed) {
   const ConsensusRequest r = Request(3, 31);
   const consensus::CommitteeDraws draws = Draws(r);
   const consensus::Domain domain = admin_->GetParams().value().domain;
-  TestNode* member = NodeOf(draws.committee[0]);
+  // A member other than the receiver (a node does not report itself).
+  TestNode* member =
+      NodeOf(draws.committee[0] != nodes_[1]->address() ? draws.committee[0] : draws.committee[1]);
   consensus::ConsensusOutput one{{1, 2, 3}, consensus::FinishReason::kLength};
   consensus::ConsensusOutput two{{1, 2, 4}, consensus::FinishReason::kLength};
   const Hash256 id = consensus::RequestId(r);
