@@ -11,7 +11,7 @@ APT_PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   libabsl-dev
   libtorch-dev libopenblas0-pthread
-  libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev libsecp256k1-dev libsqlite3-dev
+  libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev openssl libsecp256k1-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch python3-jinja2
