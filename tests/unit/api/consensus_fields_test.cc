@@ -176,6 +176,54 @@ TEST(ConsensusFields, RoundTripIsIdentity) {
   }
 }
 
+// Cross-validation: p travels as a double, k and H(salt) as they are; every millionth of p
+// survives the round trip (the header promises it), and the client's signature covers p, k and
+// the salt hash, so a node cannot swap the salt or weaken the check of a signed request.
+TEST(ConsensusFields, CrossValidationFieldsTravelAndAreSigned) {
+  const crypto::PrivateKey client = Key('7');
+  ConsensusRequest r = BaseRequest(client);
+  r.security = {SecurityMode::kCrossValidation, 0, 250'000, 2, Digest(0x5a)};
+  const crypto::Signature sig = Sign(r, client);
+  const v1::GenerateRequest p = ToGenerateRequest(r, "demo", sig);
+  ASSERT_EQ(p.security().level_case(), v1::Security::kCrossValidation);
+  const v1::Security::CrossValidation& xv = p.security().cross_validation();
+  EXPECT_DOUBLE_EQ(xv.probability(), 0.25);
+  EXPECT_EQ(xv.validators(), 2u);
+  EXPECT_EQ(xv.salt_hash(), std::string(r.security.salt_hash.begin(), r.security.salt_hash.end()));
+
+  // Every probability 0, 1e-6, ..., 1 comes back as the same millionths.
+  ConsensusRequest t = r;
+  for (uint64_t micro = 0; micro <= 1'000'000; ++micro) {
+    t.security.p_micro = micro;
+    const v1::GenerateRequest q = ToGenerateRequest(t, "demo", sig);
+    auto parsed = ConsensusRequestFromProto(q, t.model_digest);
+    ASSERT_TRUE(parsed.ok()) << micro << ": " << parsed.status();
+    ASSERT_EQ(parsed->request.security.p_micro, micro);
+  }
+
+  // A node that changes p, k or the salt hash rebuilds another request: the signature no longer
+  // authorizes it.
+  ASSERT_TRUE(CheckClientAuthorization(RoundTrip(r, sig), kDomain).ok());
+  const struct {
+    const char* what;
+    void (*mutate)(v1::Security::CrossValidation&);
+  } tampered[] = {
+      {"probability", [](v1::Security::CrossValidation& x) { x.set_probability(0.0); }},
+      {"validators", [](v1::Security::CrossValidation& x) { x.set_validators(1); }},
+      {"salt_hash", [](v1::Security::CrossValidation& x) { (*x.mutable_salt_hash())[0] ^= 1; }},
+  };
+  for (const auto& c : tampered) {
+    v1::GenerateRequest q = p;
+    c.mutate(*q.mutable_security()->mutable_cross_validation());
+    auto parsed = ConsensusRequestFromProto(q, r.model_digest);
+    ASSERT_TRUE(parsed.ok()) << c.what << ": " << parsed.status();
+    EXPECT_NE(parsed->request_id, consensus::RequestId(r)) << c.what;
+    EXPECT_EQ(CheckClientAuthorization(*parsed, kDomain).code(),
+              absl::StatusCode::kPermissionDenied)
+        << c.what;
+  }
+}
+
 TEST(ConsensusFields, ServerUsesItsOwnModelDigest) {
   const crypto::PrivateKey client = Key('3');
   const ConsensusRequest r = BaseRequest(client);
