@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
@@ -20,6 +21,7 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/consensus/attestation.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/v1/admin.grpc.pb.h"
 #include "atoma/v1/inference.pb.h"
 #include "consensus_fields.h"
@@ -123,6 +125,38 @@ class InferenceService final : public grpc::Service {
               return self->Tokenize(context, &request->message, response);
             },
             this)));
+    AddMethod(new RpcServiceMethod(
+        "/atoma.v1.Inference/RevealSalt", RpcMethod::NORMAL_RPC,
+        new grpc::internal::RpcMethodHandler<InferenceService, v1::RevealSaltRequest,
+                                             v1::RevealSaltResponse>(
+            [](InferenceService* self, grpc::ServerContext* context,
+               const v1::RevealSaltRequest* request, v1::RevealSaltResponse* response) {
+              return self->RevealSalt(context, request, response);
+            },
+            this)));
+  }
+
+  grpc::Status RevealSalt(grpc::ServerContext*, const v1::RevealSaltRequest* request,
+                          v1::RevealSaltResponse* response) {
+    peer::ConsensusNode* consensus = state_.options.consensus;
+    if (consensus == nullptr) {
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "RevealSalt: this node runs without a ledger and runs no rounds");
+    }
+    crypto::Hash256 id{};
+    consensus::XvSalt salt{};
+    if (request->request_id().size() != id.size()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request_id: must be 32 bytes");
+    }
+    if (request->salt().size() != salt.size()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "salt: must be 32 bytes");
+    }
+    std::memcpy(id.data(), request->request_id().data(), id.size());
+    std::memcpy(salt.data(), request->salt().data(), salt.size());
+    absl::StatusOr<bool> drawn = consensus->RevealSalt(id, salt);
+    if (!drawn.ok()) return ToGrpcStatus(drawn.status());
+    response->set_check_drawn(*drawn);
+    return grpc::Status::OK;
   }
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
@@ -256,6 +290,24 @@ class InferenceService final : public grpc::Service {
       }
       const peer::RoundHandle::Wait w = (*handle)->Next(&event, kPollInterval);
       if (w == peer::RoundHandle::Wait::kTimeout) continue;
+      if (w == peer::RoundHandle::Wait::kProvisional) {
+        const std::optional<peer::RoundHandle::Provisional> p = (*handle)->provisional();
+        if (!p.has_value()) continue;
+        message.Clear();
+        v1::ProvisionalResult* out = message.mutable_provisional();
+        const crypto::Hash256& id = (*handle)->request_id();
+        out->set_request_id(id.data(), id.size());
+        const std::vector<uint8_t> a = consensus::EncodeAttestation(p->attestation);
+        out->set_attestation(a.data(), a.size());
+        for (uint32_t t : p->output.token_ids) out->add_output_ids(static_cast<int32_t>(t));
+        out->set_finish_reason(p->output.finish_reason == consensus::FinishReason::kLength
+                                   ? v1::FINISH_REASON_LENGTH
+                                   : v1::FINISH_REASON_STOP);
+        if (!writer->Write(message)) {
+          return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+        }
+        continue;
+      }
       if (w == peer::RoundHandle::Wait::kToken) {
         const Clock::time_point now = Clock::now();
         if (!first_token) first_token = now;
@@ -287,7 +339,10 @@ class InferenceService final : public grpc::Service {
                                      (MillisBetween(*first_token, last_token) / 1000.0));
       }
       usage->set_total_time_ms(MillisBetween(accepted, done));
-      const std::vector<uint8_t> certificate = consensus::EncodeCertificate(outcome.certificate);
+      const std::vector<uint8_t> certificate =
+          outcome.xv_certificate.has_value()
+              ? consensus::EncodeXvCertificate(*outcome.xv_certificate)
+              : consensus::EncodeCertificate(outcome.certificate);
       result->set_certificate(certificate.data(), certificate.size());
       const crypto::Hash256& id = (*handle)->request_id();
       result->set_request_id(id.data(), id.size());

@@ -318,15 +318,16 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(ledger.Bool("advance_epochs", &c.ledger.advance_epochs));
 
   const MapReader consensus = top.Child("consensus");
-  RETURN_IF_ERROR(
-      consensus.CheckKeys({"advertise", "register", "member_timeout_ms", "reattest_timeout_ms",
-                           "referee_timeout_ms", "peer_call_timeout_ms", "max_committee_size",
-                           "settlement_batch_size", "settlement_max_delay_ms", "peer_ca_file"}));
+  RETURN_IF_ERROR(consensus.CheckKeys(
+      {"advertise", "register", "member_timeout_ms", "reattest_timeout_ms", "salt_timeout_ms",
+       "referee_timeout_ms", "peer_call_timeout_ms", "max_committee_size", "settlement_batch_size",
+       "settlement_max_delay_ms", "peer_ca_file"}));
   ConsensusSection& k = c.consensus;
   RETURN_IF_ERROR(consensus.String("advertise", &k.advertise));
   RETURN_IF_ERROR(consensus.Bool("register", &k.register_node));
   RETURN_IF_ERROR(consensus.Int("member_timeout_ms", &k.member_timeout_ms));
   RETURN_IF_ERROR(consensus.Int("reattest_timeout_ms", &k.reattest_timeout_ms));
+  RETURN_IF_ERROR(consensus.Int("salt_timeout_ms", &k.salt_timeout_ms));
   RETURN_IF_ERROR(consensus.Int("referee_timeout_ms", &k.referee_timeout_ms));
   RETURN_IF_ERROR(consensus.Int("peer_call_timeout_ms", &k.peer_call_timeout_ms));
   RETURN_IF_ERROR(consensus.Int("max_committee_size", &k.max_committee_size));
@@ -448,6 +449,7 @@ absl::Status Validate(const NodeConfig& c) {
   }
   RETURN_IF_ERROR(CheckRange("consensus.member_timeout_ms", k.member_timeout_ms, 100, 3600000));
   RETURN_IF_ERROR(CheckRange("consensus.reattest_timeout_ms", k.reattest_timeout_ms, 10, 600000));
+  RETURN_IF_ERROR(CheckRange("consensus.salt_timeout_ms", k.salt_timeout_ms, 100, 3600000));
   RETURN_IF_ERROR(CheckRange("consensus.referee_timeout_ms", k.referee_timeout_ms, 100, 3600000));
   RETURN_IF_ERROR(CheckRange("consensus.peer_call_timeout_ms", k.peer_call_timeout_ms, 10, 600000));
   RETURN_IF_ERROR(CheckRange("consensus.max_committee_size", k.max_committee_size, 1, 64));

@@ -156,6 +156,7 @@ absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
   po.member_timeout_ms = c.consensus.member_timeout_ms;
   po.reattest_timeout_ms = c.consensus.reattest_timeout_ms;
   po.referee_timeout_ms = c.consensus.referee_timeout_ms;
+  po.salt_timeout_ms = c.consensus.salt_timeout_ms;
   po.peer_call_timeout_ms = c.consensus.peer_call_timeout_ms;
   po.max_committee_size = static_cast<uint64_t>(c.consensus.max_committee_size);
   auto consensus = peer::ConsensusNode::Make(std::move(deps), po);

@@ -18,6 +18,7 @@
 #include "atoma/common/status.h"
 #include "atoma/consensus/committee.h"
 #include "atoma/consensus/round.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/v1/peer.grpc.pb.h"
 #include "envelope.h"
 #include "executions.h"
@@ -85,6 +86,12 @@ class EntryRound : public RoundHandle, public std::enable_shared_from_this<Entry
   const RoundOutcome& outcome() const override { return outcome_; }
   const Hash256& request_id() const override { return request_id_; }
   const std::vector<Address>& initial_committee() const override { return draws_.committee; }
+  std::optional<Provisional> provisional() const override {
+    std::lock_guard lock(mu_);
+    return provisional_;
+  }
+  // Cross-validation: the client's salt (checked here; the coin is decided by the Round).
+  absl::StatusOr<bool> RevealSalt(const consensus::XvSalt& salt);
 
   // Runs the round to its end on the calling thread.
   void Drive();
@@ -105,6 +112,10 @@ class EntryRound : public RoundHandle, public std::enable_shared_from_this<Entry
   void CallRemote(const Address& target, const std::vector<Address>& committee, bool referee,
                   bool stream_tokens, std::shared_ptr<grpc::ClientContext> context);
   absl::StatusOr<ConsensusOutput> OutputFor(const consensus::Certificate& certificate);
+  // The output that `commitment` commits to for `committee`: this node's own (waited for), a
+  // relayed stream, or (when `fetch`) a replay fetched from a member after the round decided.
+  absl::StatusOr<ConsensusOutput> OutputMatching(const std::vector<Address>& committee,
+                                                 const Hash256& commitment, bool fetch);
   void Finish(absl::Status status, std::string detail);
 
   ConsensusNodeImpl* node_;
@@ -126,6 +137,11 @@ class EntryRound : public RoundHandle, public std::enable_shared_from_this<Entry
   bool relay_chosen_ = false;
   std::optional<ConsensusOutput> relayed_output_;  // complete relayed stream with finish reason
   size_t read_index_ = 0;  // the client's next token (one reader: the API stream)
+  // Cross-validation.
+  std::optional<Provisional> provisional_;
+  bool provisional_read_ = false;
+  bool awaiting_salt_ = false;
+  std::optional<consensus::XvSalt> salt_inbox_;
   std::vector<std::shared_ptr<grpc::ClientContext>> calls_;
   int live_calls_ = 0;
   bool finished_ = false;
@@ -146,6 +162,8 @@ class ConsensusNodeImpl : public ConsensusNode {
   const consensus::Domain& domain() const override { return params_.domain; }
   absl::StatusOr<std::shared_ptr<RoundHandle>> Submit(
       const ConsensusRequest& request, const crypto::Signature& client_signature) override;
+  absl::StatusOr<bool> RevealSalt(const Hash256& request_id,
+                                  const consensus::XvSalt& salt) override;
   absl::StatusOr<int> ResumeJournaled() override;
   void Shutdown(milliseconds deadline) override;
   PeerStats stats() const override;
@@ -301,8 +319,12 @@ absl::StatusOr<CommitteeDraws> ConsensusNodeImpl::Draws(const ConsensusRequest& 
   candidates.reserve(snapshot.size());
   for (const ledger::Candidate& c : snapshot) candidates.push_back({c.address, c.stake});
   const uint64_t n = consensus::CommitteeSize(request.security);
+  // Cross-validation: the draws after the backup are the k validators, then the referees.
+  const uint64_t referees = request.security.mode == consensus::SecurityMode::kCrossValidation
+                                ? consensus::XvRefereeDraws(request.security.k)
+                                : consensus::RefereeCount(n);
   return consensus::SelectCommittee(epoch.seed, request_id, candidates, n,
-                                    consensus::BackupCount(n), consensus::RefereeCount(n));
+                                    consensus::BackupCount(n), referees);
 }
 
 absl::StatusOr<const ServedModel*> ConsensusNodeImpl::CheckRequest(
@@ -544,14 +566,19 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
     case consensus::SecurityMode::kNone:
       return absl::InvalidArgumentError("security: `none` needs no consensus round");
     case consensus::SecurityMode::kCrossValidation:
-      return absl::UnimplementedError("security: cross_validation is not served yet");
-    case consensus::SecurityMode::kSampling:
+      if (request.security.k > options_.max_committee_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("security.cross_validation.validators: at most ",
+                         options_.max_committee_size, " on this node, got ", request.security.k));
+      }
       break;
-  }
-  if (request.security.n == 0 || request.security.n > options_.max_committee_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("security.sampling.committee_size: must be between 1 and ",
-                     options_.max_committee_size, " on this node, got ", request.security.n));
+    case consensus::SecurityMode::kSampling:
+      if (request.security.n == 0 || request.security.n > options_.max_committee_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("security.sampling.committee_size: must be between 1 and ",
+                         options_.max_committee_size, " on this node, got ", request.security.n));
+      }
+      break;
   }
   std::string reason;
   ASSIGN_OR_RETURN(const ServedModel* model, CheckRequest(request, client_signature, &reason));
@@ -595,7 +622,12 @@ absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
   ASSIGN_OR_RETURN(CommitteeDraws draws, Draws(request, request_id, model.echelon_id));
   auto round =
       std::make_shared<EntryRound>(this, request, client_signature, request_id, model, draws);
-  RETURN_IF_ERROR(round->Init(params_.domain, request.epoch, options_, self()));
+  if (absl::Status init = round->Init(params_.domain, request.epoch, options_, self());
+      !init.ok()) {
+    // The draws were too few for the request (e.g. fewer validator draws than k).
+    return absl::FailedPreconditionError(
+        absl::StrCat("the echelon cannot serve this request: ", init.message()));
+  }
   {
     std::lock_guard lock(mu_);
     if (rounds_.count(request_id) != 0) {
@@ -643,6 +675,16 @@ absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
     return absl::UnavailableError("the node is shutting down (the request stays journaled)");
   }
   return round;
+}
+
+absl::StatusOr<bool> ConsensusNodeImpl::RevealSalt(const Hash256& request_id,
+                                                   const consensus::XvSalt& salt) {
+  std::shared_ptr<EntryRound> round = ActiveRound(request_id);
+  if (round == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("no running round for request ", crypto::ToHex(request_id), " on this node"));
+  }
+  return round->RevealSalt(salt);
 }
 
 absl::StatusOr<int> ConsensusNodeImpl::ResumeJournaled() {
@@ -722,6 +764,7 @@ absl::Status EntryRound::Init(const consensus::Domain& domain, uint64_t epoch,
   in.member_timeout_ms = o.member_timeout_ms;
   in.reattest_timeout_ms = o.reattest_timeout_ms;
   in.referee_timeout_ms = o.referee_timeout_ms;
+  in.salt_timeout_ms = o.salt_timeout_ms;
   ASSIGN_OR_RETURN(consensus::Round round, consensus::Round::Make(std::move(in)));
   round_.emplace(std::move(round));
   return absl::OkStatus();
@@ -743,9 +786,14 @@ RoundHandle::Wait EntryRound::Next(engine::StreamEvent* token, milliseconds time
       *token = relayed_[read_index_++];
       return Wait::kToken;
     }
+    if (provisional_.has_value() && !provisional_read_) {
+      provisional_read_ = true;
+      return Wait::kProvisional;
+    }
     if (finished_) return Wait::kDone;
     if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
       if (!own_ && read_index_ < relayed_.size()) continue;
+      if (provisional_.has_value() && !provisional_read_) continue;
       return finished_ ? Wait::kDone : Wait::kTimeout;
     }
   }
@@ -767,18 +815,38 @@ void EntryRound::StopBy(int64_t deadline_steady_ms) {
   cv_.notify_all();
 }
 
+absl::StatusOr<bool> EntryRound::RevealSalt(const consensus::XvSalt& salt) {
+  bool drawn = false;
+  {
+    std::lock_guard lock(mu_);
+    if (finished_ || !awaiting_salt_ || !provisional_.has_value()) {
+      return absl::FailedPreconditionError(
+          "the round is not waiting for a salt (not yet provisional, or already decided)");
+    }
+    if (consensus::XvSaltHash(salt) != request_.security.salt_hash) {
+      return absl::PermissionDeniedError("salt: does not hash to the request's salt_hash");
+    }
+    drawn = consensus::XvCheckDrawn(salt, provisional_->attestation, request_.security.p_micro);
+    salt_inbox_ = salt;
+    awaiting_salt_ = false;
+  }
+  cv_.notify_all();
+  return drawn;
+}
+
 void EntryRound::Drive() {
   Perform(round_->Start(SteadyMs()));
   while (!finished_) {
     std::vector<consensus::RoundAction> actions;
     std::deque<Attestation> inbox;
+    std::optional<consensus::XvSalt> salt;
     bool stop = false;
     {
       std::unique_lock lock(mu_);
       const std::optional<int64_t> next = round_->NextDeadline();
       auto ready = [&] {
         const int64_t now = SteadyMs();
-        return !inbox_.empty() || (next.has_value() && now >= *next) ||
+        return !inbox_.empty() || salt_inbox_.has_value() || (next.has_value() && now >= *next) ||
                (stop_at_.has_value() && now >= *stop_at_);
       };
       while (!ready()) {
@@ -788,9 +856,13 @@ void EntryRound::Drive() {
         cv_.wait_for(lock, milliseconds(std::max<int64_t>(1, wake - SteadyMs())));
       }
       inbox.swap(inbox_);
+      salt.swap(salt_inbox_);
       stop = stop_at_.has_value() && SteadyMs() >= *stop_at_;
     }
     const int64_t now = SteadyMs();
+    if (salt.has_value()) {
+      for (auto& act : round_->OnSaltRevealed(*salt, now)) actions.push_back(std::move(act));
+    }
     for (const Attestation& a : inbox) {
       const consensus::RoundCounters before = round_->counters();
       auto out = round_->OnAttestation(a, now);
@@ -901,6 +973,63 @@ void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
                               [](std::string* out, const Address& m) { out->append(Short(m)); }));
       Finish(journaled.ok() ? absl::OkStatus() : journaled,
              absl::StrCat("certified by ", d->certificate.committee.size(), " members"));
+    } else if (auto* p = std::get_if<consensus::DeliverProvisional>(&action)) {
+      // Cross-validation: the executor attested. The client gets its result now, checks it, and
+      // reveals the salt that decides the coin.
+      auto output = OutputMatching(round_->committee(), p->attestation.commitment, false);
+      if (!output.ok() && own_ && own_->WaitDone(milliseconds(0)) && own_->status().ok()) {
+        output = own_->output();  // the executor's C does not match what we computed: say so
+      }
+      {
+        std::lock_guard lock(mu_);
+        provisional_ = Provisional{p->attestation, output.ok() ? *output : ConsensusOutput{}};
+        awaiting_salt_ = true;
+      }
+      cv_.notify_all();
+      log->info("round {}: provisional result of {}; waiting for the client's salt", rid,
+                Short(p->attestation.member));
+    } else if (auto* v = std::get_if<consensus::StartValidators>(&action)) {
+      log->info("round {}: the coin drew a check; {} validator(s) execute", rid,
+                v->validators.size());
+      for (const Address& validator : v->validators) {
+        StartCall(validator, v->committee, true, false);
+      }
+    } else if (auto* x = std::get_if<consensus::DeliverXvCertificate>(&action)) {
+      auto output = OutputFor(x->certificate.base);
+      if (!output.ok()) {
+        (void)node_->journal().SetState(request_id_, journal::RequestState::kFailed,
+                                        output.status().ToString());
+        node_->Count([](PeerStats& s) { ++s.rounds_failed; });
+        Finish(absl::InternalError(absl::StrCat("certified, but the output could not be "
+                                                "obtained: ",
+                                                output.status().message())),
+               "no output");
+        continue;
+      }
+      ledger::SettlementItem item{x->certificate.base, *output};
+      item.xv = x->certificate;
+      absl::Status journaled = node_->journal().AddCertificate(item);
+      if (!journaled.ok()) {
+        log->error("round {}: journaling the certificate failed: {}", rid, journaled.ToString());
+      } else if (node_->outbox() != nullptr) {
+        node_->outbox()->Notify();
+      }
+      node_->Count([](PeerStats& s) { ++s.rounds_certified; });
+      const std::string how = x->certificate.unrevealed()
+                                  ? "executor only (the salt was never revealed)"
+                              : x->certificate.validators.empty()
+                                  ? "executor only (the coin drew no check)"
+                                  : absl::StrCat("executor and ", x->certificate.validators.size(),
+                                                 " validator(s) agree");
+      {
+        std::lock_guard lock(mu_);
+        outcome_.certificate = x->certificate.base;
+        outcome_.xv_certificate = x->certificate;
+        outcome_.output = *output;
+        outcome_.prompt_tokens = static_cast<int>(request_.prompt_token_ids.size());
+      }
+      log->info("round {}: cross-validation certified: {}", rid, how);
+      Finish(journaled.ok() ? absl::OkStatus() : journaled, how);
     } else if (auto* res = std::get_if<consensus::DisputeResolved>(&action)) {
       ledger::DisputeEvidence evidence;
       evidence.request = request_;
@@ -1096,9 +1225,13 @@ void EntryRound::CallRemote(const Address& target, const std::vector<Address>& c
 }
 
 absl::StatusOr<ConsensusOutput> EntryRound::OutputFor(const consensus::Certificate& certificate) {
+  return OutputMatching(certificate.committee, certificate.commitment, true);
+}
+
+absl::StatusOr<ConsensusOutput> EntryRound::OutputMatching(const std::vector<Address>& committee,
+                                                           const Hash256& commitment, bool fetch) {
   auto matches = [&](const ConsensusOutput& o) {
-    return consensus::Commitment(consensus::OutputProofs(request_id_, o, certificate.committee)) ==
-           certificate.commitment;
+    return consensus::Commitment(consensus::OutputProofs(request_id_, o, committee)) == commitment;
   };
   // An entry in the draws computes its own output; with n = 1 the member's attestation can
   // certify the round before that finishes, so wait for it (it is running on our engine).
@@ -1110,10 +1243,11 @@ absl::StatusOr<ConsensusOutput> EntryRound::OutputFor(const consensus::Certifica
     std::lock_guard lock(mu_);
     if (relayed_output_.has_value() && matches(*relayed_output_)) return *relayed_output_;
   }
-  // Not a member and no complete relay (the relayed member was replaced): ask the members for
-  // the output with GetAttestations, proving nothing — this node is not a member, so it asks
-  // for a replay of the tokens through Execute instead, which every member answers from cache.
-  for (const Address& member : certificate.committee) {
+  if (!fetch) return absl::UnavailableError("no output at hand matches C");
+  // Not drawn and no complete relay (the relayed member was replaced): ask a member to replay
+  // its tokens through Execute, which it answers from its cache (this node is outside the draws,
+  // so the member releases them).
+  for (const Address& member : committee) {
     auto stub = node_->StubFor(member);
     if (!stub.ok()) continue;
     v1::PeerMessage msg;
@@ -1122,7 +1256,7 @@ absl::StatusOr<ConsensusOutput> EntryRound::OutputFor(const consensus::Certifica
     consensus::EncodeRequest(request_, e);
     call->set_request(e.bytes().data(), e.bytes().size());
     call->set_client_signature(client_signature_.data(), client_signature_.size());
-    for (const Address& m : certificate.committee) call->add_committee(m.data(), m.size());
+    for (const Address& m : committee) call->add_committee(m.data(), m.size());
     call->set_stream_tokens(true);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +

@@ -100,6 +100,7 @@ struct ConsensusSection {
   bool register_node = true;
   int member_timeout_ms = 30000;       // a silent member is replaced by a backup; 100..3600000
   int reattest_timeout_ms = 5000;      // backup / referee attestation wait; 10..600000
+  int salt_timeout_ms = 60000;         // cross-validation: the client's salt reveal; 100..3600000
   int referee_timeout_ms = 60000;      // a dispute's referees must answer by then; 100..3600000
   int peer_call_timeout_ms = 5000;     // deadline of Attest / GetAttestations calls; 10..600000
   int max_committee_size = 16;         // larger sampling n → INVALID_ARGUMENT; 1..64

@@ -31,12 +31,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/engine/engine.h"
 #include "atoma/journal/journal.h"
@@ -63,6 +65,8 @@ struct ConsensusOptions {
   int64_t member_timeout_ms = 30'000;
   int64_t reattest_timeout_ms = 5'000;
   int64_t referee_timeout_ms = 60'000;
+  // Cross-validation: how long the client has to reveal its salt after the provisional result.
+  int64_t salt_timeout_ms = 60'000;
   // Deadline of the short peer calls (Attest, GetAttestations, an Execute that only re-attests).
   int64_t peer_call_timeout_ms = 5'000;
   // Largest sampling n this node runs a round for (1..consensus::kMaxCommitteeSize).
@@ -92,8 +96,10 @@ struct RoundOutcome {
   // slashed) or the referees found no majority. UNAVAILABLE: members timed out with no backups
   // left. INTERNAL: this node failed (journal, engine).
   absl::Status status;
-  consensus::Certificate certificate;  // when OK
-  consensus::ConsensusOutput output;   // when OK (and when known otherwise)
+  consensus::Certificate certificate;  // when OK (cross-validation: the executor's part)
+  // Cross-validation, when OK: the whole certificate (salt, validators).
+  std::optional<consensus::XvCertificate> xv_certificate;
+  consensus::ConsensusOutput output;  // when OK (and when known otherwise)
   int prompt_tokens = 0;
   std::string detail;  // one line for logs and the client: committee, dispute, failure
 };
@@ -102,10 +108,18 @@ struct RoundOutcome {
 class RoundHandle {
  public:
   virtual ~RoundHandle() = default;
-  enum class Wait { kToken, kDone, kTimeout };
-  // Next token event (engine::StreamEvent with final == false) in order; kDone once the round
-  // has ended and every token was read; kTimeout when neither happened within `timeout`.
+  enum class Wait { kToken, kProvisional, kDone, kTimeout };
+  // Next token event (engine::StreamEvent with final == false) in order; kProvisional once, for
+  // cross-validation, after the tokens, when the executor has attested (see provisional());
+  // kDone once the round has ended and every token was read; kTimeout when none of these
+  // happened within `timeout`.
   virtual Wait Next(engine::StreamEvent* token, std::chrono::milliseconds timeout) = 0;
+  // Cross-validation, after Next returned kProvisional: the executor's attestation and output.
+  struct Provisional {
+    consensus::Attestation attestation;
+    consensus::ConsensusOutput output;
+  };
+  virtual std::optional<Provisional> provisional() const = 0;
   // Valid after Next returned kDone.
   virtual const RoundOutcome& outcome() const = 0;
   virtual const Hash256& request_id() const = 0;
@@ -143,14 +157,21 @@ class ConsensusNode {
   // The signing domain of the ledger (what clients sign for).
   virtual const consensus::Domain& domain() const = 0;
 
-  // Entry side: runs a round for a verified request. Errors (before anything is journaled):
-  // INVALID_ARGUMENT (security none, n too large), UNIMPLEMENTED (cross_validation), NOT_FOUND
+  // Entry side: runs a round for a verified request (sampling or cross-validation). Errors
+  // (before anything is journaled): INVALID_ARGUMENT (security none, n or k too large), NOT_FOUND
   // (model digest not served), PERMISSION_DENIED (client signature), FAILED_PRECONDITION (epoch
   // not current, max_fee below the worst-case fee, escrow short, fewer staked nodes than n in
   // the echelon), ALREADY_EXISTS (this request id was accepted before), UNAVAILABLE (shutting
   // down, or the ledger is busy).
   virtual absl::StatusOr<std::shared_ptr<RoundHandle>> Submit(
       const consensus::ConsensusRequest& request, const crypto::Signature& client_signature) = 0;
+
+  // Cross-validation: the client reveals its salt for a round run by this node. Returns whether
+  // the coin drew a check. NOT_FOUND (no running round with this id), PERMISSION_DENIED (the salt
+  // does not hash to the request's salt_hash), FAILED_PRECONDITION (the round is not waiting for
+  // a salt).
+  virtual absl::StatusOr<bool> RevealSalt(const Hash256& request_id,
+                                          const consensus::XvSalt& salt) = 0;
 
   // After a restart: re-runs the rounds of journaled requests that are neither certified nor
   // failed (requests whose epoch is no longer current or previous are marked failed). Returns how

@@ -73,6 +73,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_TRUE(c.consensus.register_node);
   EXPECT_EQ(c.consensus.member_timeout_ms, 30000);
   EXPECT_EQ(c.consensus.reattest_timeout_ms, 5000);
+  EXPECT_EQ(c.consensus.salt_timeout_ms, 60000);
   EXPECT_EQ(c.consensus.referee_timeout_ms, 60000);
   EXPECT_EQ(c.consensus.peer_call_timeout_ms, 5000);
   EXPECT_EQ(c.consensus.max_committee_size, 16);
@@ -126,6 +127,7 @@ consensus:
   register: false
   member_timeout_ms: 3000
   reattest_timeout_ms: 1000
+  salt_timeout_ms: 2000
   referee_timeout_ms: 100
   peer_call_timeout_ms: 10
   max_committee_size: 64
@@ -169,6 +171,7 @@ consensus:
   EXPECT_FALSE(c.consensus.register_node);
   EXPECT_EQ(c.consensus.member_timeout_ms, 3000);
   EXPECT_EQ(c.consensus.reattest_timeout_ms, 1000);
+  EXPECT_EQ(c.consensus.salt_timeout_ms, 2000);
   EXPECT_EQ(c.consensus.referee_timeout_ms, 100);
   EXPECT_EQ(c.consensus.peer_call_timeout_ms, 10);
   EXPECT_EQ(c.consensus.max_committee_size, 64);

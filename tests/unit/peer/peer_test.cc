@@ -22,6 +22,7 @@
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/committee.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/journal/journal.h"
 #include "atoma/journal/outbox.h"
 #include "atoma/ledger/ledger.h"
@@ -150,6 +151,7 @@ class PeerTest : public ::testing::Test {
     co.reattest_timeout_ms = options_.reattest_timeout_ms;
     co.referee_timeout_ms = options_.referee_timeout_ms;
     co.peer_call_timeout_ms = 2'000;
+    co.salt_timeout_ms = 1'500;
     co.peer_root_certs_pem = options_.tls_roots;
     n.consensus = ConsensusNode::Make(std::move(deps), co).value();
     grpc::ServerBuilder builder;
@@ -350,6 +352,110 @@ TEST_F(PeerTest, DrawnEntryThatIsNotAMemberStreamsItsOwnSlowerOutput) {
   EXPECT_EQ((*handle)->outcome().certificate.committee[0], Draws(r).committee[0]);
 }
 
+// --- Cross-validation: provisional result, salt reveal, coin, validators ---
+
+class XvTest : public PeerTest {
+ protected:
+  ConsensusRequest XvRequest(uint64_t p_micro, uint64_t k, uint64_t nonce) {
+    ConsensusRequest r = Request(1, nonce);
+    r.security = consensus::Security{};
+    r.security.mode = consensus::SecurityMode::kCrossValidation;
+    r.security.p_micro = p_micro;
+    r.security.k = k;
+    salt_.fill(static_cast<uint8_t>(nonce));
+    r.security.salt_hash = consensus::XvSaltHash(salt_);
+    return r;
+  }
+  // Runs the round; reveals the salt (unless `reveal` is false) when the provisional result
+  // arrives. Returns whether the coin drew a check (nullopt when not revealed).
+  std::optional<bool> Run(RoundHandle& handle, bool reveal, ConsensusNode& entry) {
+    std::optional<bool> drawn;
+    engine::StreamEvent ev;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const RoundHandle::Wait w = handle.Next(&ev, milliseconds(100));
+      if (w == RoundHandle::Wait::kProvisional) {
+        const auto p = handle.provisional();
+        EXPECT_TRUE(p.has_value());
+        if (!p.has_value()) return drawn;
+        // What a client checks before revealing: the executor's C commits to the output.
+        const std::vector<Address> executor = {p->attestation.member};
+        EXPECT_EQ(consensus::Commitment(
+                      consensus::OutputProofs(handle.request_id(), p->output, executor)),
+                  p->attestation.commitment);
+        if (reveal) {
+          consensus::XvSalt wrong = salt_;
+          wrong[0] ^= 1;
+          EXPECT_TRUE(
+              absl::IsPermissionDenied(entry.RevealSalt(handle.request_id(), wrong).status()));
+          auto r = entry.RevealSalt(handle.request_id(), salt_);
+          EXPECT_TRUE(r.ok()) << r.status();
+          if (r.ok()) drawn = *r;
+          EXPECT_TRUE(
+              absl::IsFailedPrecondition(entry.RevealSalt(handle.request_id(), salt_).status()));
+        }
+      }
+      if (w == RoundHandle::Wait::kDone) return drawn;
+    }
+    ADD_FAILURE() << "round did not end";
+    return drawn;
+  }
+  consensus::XvSalt salt_{};
+};
+
+TEST_F(XvTest, AlwaysCheckedExecutorAndValidatorAgreeAndSettle) {
+  Build(Net(3));
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = XvRequest(1'000'000, 1, 51);
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_EQ(Run(**handle, true, *nodes_[0]->consensus), std::optional<bool>(true));
+  const RoundOutcome& outcome = (*handle)->outcome();
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status;
+  ASSERT_TRUE(outcome.xv_certificate.has_value());
+  EXPECT_EQ(outcome.xv_certificate->validators.size(), 1u);
+  EXPECT_TRUE(
+      consensus::VerifyXvCertificate(*outcome.xv_certificate, outcome.output, Context(epoch_))
+          .ok());
+  EXPECT_TRUE(WaitSettled(consensus::RequestId(r)));
+}
+
+TEST_F(XvTest, NeverCheckedIsTheExecutorAlone) {
+  Build(Net(3));
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = XvRequest(0, 1, 52);
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_EQ(Run(**handle, true, *nodes_[0]->consensus), std::optional<bool>(false));
+  const RoundOutcome& outcome = (*handle)->outcome();
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status;
+  ASSERT_TRUE(outcome.xv_certificate.has_value());
+  EXPECT_TRUE(outcome.xv_certificate->validators.empty());
+  EXPECT_TRUE(outcome.xv_certificate->salt.has_value());
+  EXPECT_TRUE(
+      consensus::VerifyXvCertificate(*outcome.xv_certificate, outcome.output, Context(epoch_))
+          .ok());
+  EXPECT_TRUE(WaitSettled(consensus::RequestId(r)));
+}
+
+TEST_F(XvTest, UnrevealedSaltEndsWithTheExecutorsResultAfterTheTimeout) {
+  Build(Net(3));
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = XvRequest(1'000'000, 1, 53);
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_EQ(Run(**handle, false, *nodes_[0]->consensus), std::nullopt);
+  const RoundOutcome& outcome = (*handle)->outcome();
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status;
+  ASSERT_TRUE(outcome.xv_certificate.has_value());
+  EXPECT_TRUE(outcome.xv_certificate->unrevealed());
+  EXPECT_TRUE(
+      consensus::VerifyXvCertificate(*outcome.xv_certificate, outcome.output, Context(epoch_))
+          .ok());
+  EXPECT_TRUE(
+      absl::IsNotFound(nodes_[0]->consensus->RevealSalt(consensus::RequestId(r), salt_).status()));
+}
+
 TEST_F(PeerTest, RequestsTheEntryMustRefuse) {
   Build(Net(3));
   ASSERT_FALSE(HasFatalFailure());
@@ -380,10 +486,14 @@ TEST_F(PeerTest, RequestsTheEntryMustRefuse) {
   ConsensusRequest unknown = Request(3, 8);
   unknown.model_digest.fill(0x11);
   EXPECT_TRUE(absl::IsNotFound(entry.Submit(unknown, Sign(unknown)).status()));
-  // Cross-validation is not served yet; none needs no round.
+  // Cross-validation with more validators than the echelon can draw.
   ConsensusRequest xv = Request(3, 9);
-  xv.security = consensus::Security{consensus::SecurityMode::kCrossValidation, 0, 500'000, 1, {}};
-  EXPECT_TRUE(absl::IsUnimplemented(entry.Submit(xv, Sign(xv)).status()));
+  xv.security = consensus::Security{consensus::SecurityMode::kCrossValidation, 0, 500'000, 5, {}};
+  EXPECT_TRUE(absl::IsFailedPrecondition(entry.Submit(xv, Sign(xv)).status()));
+  // Security none needs no round.
+  ConsensusRequest none = Request(3, 10);
+  none.security = consensus::Security{};
+  EXPECT_TRUE(absl::IsInvalidArgument(entry.Submit(none, Sign(none)).status()));
   EXPECT_EQ(entry.stats().rounds_started, 0u);
 }
 
