@@ -954,13 +954,6 @@ void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
                "no output");
         continue;
       }
-      absl::Status journaled =
-          node_->journal().AddCertificate(ledger::SettlementItem{d->certificate, *output});
-      if (!journaled.ok()) {
-        log->error("round {}: journaling the certificate failed: {}", rid, journaled.ToString());
-      } else if (node_->outbox() != nullptr) {
-        node_->outbox()->Notify();
-      }
       node_->Count([](PeerStats& s) { ++s.rounds_certified; });
       {
         std::lock_guard lock(mu_);
@@ -968,11 +961,23 @@ void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
         outcome_.output = *output;
         outcome_.prompt_tokens = static_cast<int>(request_.prompt_token_ids.size());
       }
+      // The client gets the certificate before it is journaled for settlement: that fsync is
+      // this node's business (its fee), not the client's latency. If the node dies in between,
+      // the request is still journaled as accepted, so the restart re-runs the round and
+      // settles it.
+      Finish(absl::OkStatus(),
+             absl::StrCat("certified by ", d->certificate.committee.size(), " members"));
       log->info("round {}: certified by [{}]", rid,
                 absl::StrJoin(d->certificate.committee, ", ",
                               [](std::string* out, const Address& m) { out->append(Short(m)); }));
-      Finish(journaled.ok() ? absl::OkStatus() : journaled,
-             absl::StrCat("certified by ", d->certificate.committee.size(), " members"));
+      absl::Status journaled =
+          node_->journal().AddCertificate(ledger::SettlementItem{d->certificate, *output});
+      if (!journaled.ok()) {
+        log->error("round {}: journaling the certificate failed (a restart settles it): {}", rid,
+                   journaled.ToString());
+      } else if (node_->outbox() != nullptr) {
+        node_->outbox()->Notify();
+      }
     } else if (auto* p = std::get_if<consensus::DeliverProvisional>(&action)) {
       // Cross-validation: the executor attested. The client gets its result now, checks it, and
       // reveals the salt that decides the coin.
@@ -1008,12 +1013,6 @@ void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
       }
       ledger::SettlementItem item{x->certificate.base, *output};
       item.xv = x->certificate;
-      absl::Status journaled = node_->journal().AddCertificate(item);
-      if (!journaled.ok()) {
-        log->error("round {}: journaling the certificate failed: {}", rid, journaled.ToString());
-      } else if (node_->outbox() != nullptr) {
-        node_->outbox()->Notify();
-      }
       node_->Count([](PeerStats& s) { ++s.rounds_certified; });
       const std::string how = x->certificate.unrevealed()
                                   ? "executor only (the salt was never revealed)"
@@ -1029,7 +1028,14 @@ void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
         outcome_.prompt_tokens = static_cast<int>(request_.prompt_token_ids.size());
       }
       log->info("round {}: cross-validation certified: {}", rid, how);
-      Finish(journaled.ok() ? absl::OkStatus() : journaled, how);
+      Finish(absl::OkStatus(), how);  // before journaling, as for sampling certificates
+      absl::Status journaled = node_->journal().AddCertificate(item);
+      if (!journaled.ok()) {
+        log->error("round {}: journaling the certificate failed (a restart settles it): {}", rid,
+                   journaled.ToString());
+      } else if (node_->outbox() != nullptr) {
+        node_->outbox()->Notify();
+      }
     } else if (auto* res = std::get_if<consensus::DisputeResolved>(&action)) {
       ledger::DisputeEvidence evidence;
       evidence.request = request_;
