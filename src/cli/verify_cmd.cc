@@ -1,5 +1,6 @@
-// atoma-cli verify: checks a certificate (the binary encoding of attestation.h) against the epoch
-// seed and frozen snapshot of an embedded ledger, as a client or auditor would.
+// atoma-cli verify: checks a certificate (the binary encoding of attestation.h, version 0x01, or a
+// cross-validation certificate of xv.h, version 0x02) against the epoch seed and frozen snapshot
+// of an embedded ledger, as a client or auditor would.
 //
 // With --output the full VerifyCertificate runs. Without it the checks that need the output
 // (C == commitment of the output, each member's p_i, token counts, Merkle root) cannot run; what
@@ -15,12 +16,14 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/committee.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/ledger/ledger.h"
@@ -72,26 +75,44 @@ void AddVerifyCommand(CLI::App& app) {
   auto output_path = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
       "verify",
-      "Verify a certificate file against an embedded ledger's epoch seed and frozen snapshot. "
+      "Verify a certificate file (sampling, or cross-validation: executor, salt and validators) "
+      "against an embedded ledger's epoch seed and frozen snapshot. "
       "Exit 0 when it verifies, 1 otherwise. The client's signature (its authorization of "
       "the request) is always checked. Without --output the output-dependent checks "
       "(commitment C, each member's proof, token counts, Merkle root) are skipped and the "
       "verdict says so.");
   cmd->add_option("--db", *db, "embedded ledger file")->required();
-  cmd->add_option("CERT_FILE", *cert_path, "certificate (binary encoding)")->required();
+  cmd->add_option("CERT_FILE", *cert_path,
+                  "certificate (binary encoding: 0x01 sampling, 0x02 cross-validation)")
+      ->required();
   cmd->add_option("--output", *output_path,
                   "the certified output as JSON: {\"token_ids\": [...], \"finish_reason\": "
                   "\"stop\"|\"length\"}");
   cmd->callback([db, cert_path, output_path] {
     const std::vector<uint8_t> bytes = ReadFileOrFail(*cert_path);
-    auto cert = consensus::DecodeCertificate(bytes);
-    if (!cert.ok()) {
-      Fail(absl::StrCat("not a certificate: ", *cert_path, ": ", cert.status().message()));
+    // The version byte tells the forms apart (0x01 sampling, 0x02 cross-validation); each
+    // decoder rejects the other's, so an unknown byte gets the sampling decoder's message.
+    const bool xv = !bytes.empty() && bytes[0] == consensus::kXvEncodingVersion;
+    std::optional<consensus::Certificate> cert;
+    std::optional<consensus::XvCertificate> xv_cert;
+    if (xv) {
+      auto decoded = consensus::DecodeXvCertificate(bytes);
+      if (!decoded.ok()) {
+        Fail(absl::StrCat("not a certificate: ", *cert_path, ": ", decoded.status().message()));
+      }
+      xv_cert = *std::move(decoded);
+    } else {
+      auto decoded = consensus::DecodeCertificate(bytes);
+      if (!decoded.ok()) {
+        Fail(absl::StrCat("not a certificate: ", *cert_path, ": ", decoded.status().message()));
+      }
+      cert = *std::move(decoded);
     }
     auto l = OpenExistingLedger(*db);
     std::optional<consensus::ConsensusOutput> output;
     if (!output_path->empty()) output = ReadOutputOrFail(*output_path);
-    auto verdict = VerifyWithLedger(*l, *cert, output ? &*output : nullptr);
+    const consensus::ConsensusOutput* out = output ? &*output : nullptr;
+    auto verdict = xv ? VerifyXvWithLedger(*l, *xv_cert, out) : VerifyWithLedger(*l, *cert, out);
     if (!verdict.ok()) Fail(verdict.status());
     std::printf("%s", verdict->c_str());
   });

@@ -21,8 +21,10 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/consensus/attestation.h"
+#include "atoma/consensus/committee.h"
 #include "atoma/consensus/encoding.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/ledger/ledger.h"
 #include "sqlite_db.h"
 
@@ -536,10 +538,11 @@ class EmbeddedLedger final : public LedgerClient {
     // 2. Verify (signature recovery is the expensive part; no lock held).
     std::vector<bool> verified(items.size(), false);
     for (size_t i = 0; i < items.size(); ++i) {
-      const consensus::Certificate& cert = items[i].certificate;
+      const SettlementItem& item = items[i];
+      const consensus::Certificate& cert = item.certificate;
       SettlementResult& r = results[i];
-      if (cert.attestations.empty()) {
-        r.status = absl::InvalidArgumentError("certificate has no attestations");
+      if (absl::Status form = CheckItemForm(item); !form.ok()) {
+        r.status = form;
         r.check = consensus::CertificateCheck::kMalformed;
         continue;
       }
@@ -549,7 +552,8 @@ class EmbeddedLedger final : public LedgerClient {
         continue;
       }
       const consensus::CertificateVerdict verdict =
-          consensus::VerifyCertificate(cert, items[i].output, ctx.context);
+          item.xv.has_value() ? consensus::VerifyXvCertificate(*item.xv, item.output, ctx.context)
+                              : consensus::VerifyCertificate(cert, item.output, ctx.context);
       r.check = verdict.check;
       r.member = verdict.member;
       if (!verdict.ok()) {
@@ -667,16 +671,31 @@ class EmbeddedLedger final : public LedgerClient {
   absl::StatusOr<DisputeResult> SettleDispute(const Address& submitter,
                                               const DisputeEvidence& ev) override {
     const consensus::ConsensusRequest& request = ev.request;
+    // Cross-validation (xv.h): a committee of one, the executor; validators that attested follow
+    // its attestation in member_attestations, and the dispute referees are the draws after them.
+    const bool xv = request.security.mode == consensus::SecurityMode::kCrossValidation;
+    const uint64_t k = xv ? request.security.k : 0;
     // Structure first: bounds every loop below before any signature is recovered.
     if (ev.member_attestations.empty()) {
       return absl::InvalidArgumentError("dispute evidence has no member attestations");
     }
+    if (xv && k > consensus::kMaxCommitteeSize) {
+      return absl::InvalidArgumentError(absl::StrCat("cross-validation request wants ", k,
+                                                     " validators; at most ",
+                                                     consensus::kMaxCommitteeSize));
+    }
     if (ev.committee.size() > consensus::kMaxCommitteeSize ||
-        ev.member_attestations.size() != ev.committee.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "dispute evidence has ", ev.committee.size(), " members and ",
-          ev.member_attestations.size(), " member attestations (one per member, at most ",
-          consensus::kMaxCommitteeSize, ")"));
+        ev.member_attestations.size() < ev.committee.size() ||
+        ev.member_attestations.size() > ev.committee.size() + k) {
+      return absl::InvalidArgumentError(
+          xv ? absl::StrCat("cross-validation dispute evidence has ", ev.committee.size(),
+                            " members and ", ev.member_attestations.size(),
+                            " member attestations (the executor's, then at most ", k,
+                            " validators')")
+             : absl::StrCat("dispute evidence has ", ev.committee.size(), " members and ",
+                            ev.member_attestations.size(),
+                            " member attestations (one per member, at most ",
+                            consensus::kMaxCommitteeSize, ")"));
     }
     if (ev.referee_attestations.size() > consensus::RefereeCount(consensus::kMaxCommitteeSize)) {
       return absl::InvalidArgumentError(
@@ -704,10 +723,12 @@ class EmbeddedLedger final : public LedgerClient {
     // 2. The client authorized this request (else anyone could invent a dispute to charge it).
     RETURN_IF_ERROR(consensus::VerifyClientSignature(params_.domain, request, ev.client_signature));
 
-    // 3. The committee is a view of the draws; the referees are the draws after the backups.
+    // 3. The committee is a view of the draws; the referees are the draws after the backups
+    //    (cross-validation: after the backups and the k validators).
     const uint64_t n = consensus::CommitteeSize(request.security);
-    absl::StatusOr<consensus::CommitteeDraws> draws = consensus::SelectCommittee(
-        seed, id, registry, n, consensus::BackupCount(n), consensus::RefereeCount(n));
+    absl::StatusOr<consensus::CommitteeDraws> draws =
+        consensus::SelectCommittee(seed, id, registry, n, consensus::BackupCount(n),
+                                   xv ? consensus::XvRefereeDraws(k) : consensus::RefereeCount(n));
     if (!draws.ok()) {
       return absl::PermissionDeniedError(absl::StrCat(
           "cannot draw a committee of ", n, " from epoch ", request.epoch,
@@ -716,6 +737,12 @@ class EmbeddedLedger final : public LedgerClient {
     if (absl::Status view = consensus::CheckCommitteeView(*draws, ev.committee); !view.ok()) {
       return absl::PermissionDeniedError(
           absl::StrCat("not the committee of this request: ", view.message()));
+    }
+    consensus::XvDraws roles;
+    if (xv) {
+      roles = consensus::SplitXvDraws(*draws, k);
+    } else {
+      roles.referees = draws->referees;
     }
 
     // 4. Every attestation: the right signer, request, echelon, domain and epoch.
@@ -732,16 +759,41 @@ class EmbeddedLedger final : public LedgerClient {
       }
       return absl::OkStatus();
     };
+    // The judged attestations: the committee's in committee order, then (cross-validation) the
+    // validators' in draw order, whatever order the submitter listed them in, so that the reward
+    // order (and who gets the remainder) is the protocol's.
+    std::vector<const consensus::Attestation*> judged;
     for (size_t i = 0; i < n; ++i) {
       const consensus::Attestation& a = ev.member_attestations[i];
-      const std::string who = absl::StrCat("member ", i, " (", Hex(ev.committee[i]), ")");
+      const std::string who = absl::StrCat(xv ? "executor" : "member ", xv ? "" : absl::StrCat(i),
+                                           " (", Hex(ev.committee[i]), ")");
       if (a.member != ev.committee[i]) {
         return absl::PermissionDeniedError(
             absl::StrCat(who, ": the attestation is by ", Hex(a.member)));
       }
       RETURN_IF_ERROR(check(a, who));
+      judged.push_back(&a);
     }
-    const std::vector<Address>& referees = draws->referees;
+    std::vector<const consensus::Attestation*> by_validator(roles.validators.size(), nullptr);
+    for (size_t i = n; i < ev.member_attestations.size(); ++i) {
+      const consensus::Attestation& a = ev.member_attestations[i];
+      const std::string who = absl::StrCat("validator ", Hex(a.member));
+      const auto it = std::find(roles.validators.begin(), roles.validators.end(), a.member);
+      if (it == roles.validators.end()) {
+        return absl::PermissionDeniedError(
+            absl::StrCat(who, ": not drawn as a validator of this request"));
+      }
+      const size_t v = static_cast<size_t>(it - roles.validators.begin());
+      if (by_validator[v] != nullptr) {
+        return absl::PermissionDeniedError(absl::StrCat(who, ": attests twice"));
+      }
+      RETURN_IF_ERROR(check(a, who));
+      by_validator[v] = &a;
+    }
+    for (const consensus::Attestation* a : by_validator) {
+      if (a != nullptr) judged.push_back(a);
+    }
+    const std::vector<Address>& referees = roles.referees;
     std::vector<const consensus::Attestation*> by_referee(referees.size(), nullptr);
     for (const consensus::Attestation& a : ev.referee_attestations) {
       const std::string who = absl::StrCat("referee ", Hex(a.member));
@@ -750,12 +802,12 @@ class EmbeddedLedger final : public LedgerClient {
         return absl::PermissionDeniedError(
             absl::StrCat(who, ": not drawn as a referee of this request"));
       }
-      const size_t k = static_cast<size_t>(it - referees.begin());
-      if (by_referee[k] != nullptr) {
+      const size_t r = static_cast<size_t>(it - referees.begin());
+      if (by_referee[r] != nullptr) {
         return absl::PermissionDeniedError(absl::StrCat(who, ": attests twice"));
       }
       RETURN_IF_ERROR(check(a, who));
-      by_referee[k] = &a;
+      by_referee[r] = &a;
     }
 
     // 5. A strict majority of all drawn referees (a silent referee counts against every C).
@@ -776,20 +828,17 @@ class EmbeddedLedger final : public LedgerClient {
     }
     result.commitment = *winner;
 
-    // 6. Losers: another C, or (with the output) a p_i that is not the output's.
-    std::vector<Hash256> expected;
-    if (ev.output.has_value()) {
-      expected = consensus::OutputProofs(id, *ev.output, ev.committee);
-      if (consensus::Commitment(expected) != *winner) {
-        return absl::InvalidArgumentError(
-            "the output's commitment for this committee is not the referees' majority C");
-      }
+    // 6. Losers: another C, or (with the output) a p that is not the output's for the signer's
+    //    own address (a member's p_i; a validator's p for itself, like a referee's).
+    if (ev.output.has_value() &&
+        consensus::Commitment(consensus::OutputProofs(id, *ev.output, ev.committee)) != *winner) {
+      return absl::InvalidArgumentError(
+          "the output's commitment for this committee is not the referees' majority C");
     }
-    for (size_t i = 0; i < n; ++i) {
-      const consensus::Attestation& a = ev.member_attestations[i];
-      const bool lazy = !expected.empty() && a.proof != expected[i];
-      (a.commitment != *winner || lazy ? result.slashed : result.rewarded)
-          .push_back(ev.committee[i]);
+    for (const consensus::Attestation* a : judged) {
+      const bool lazy =
+          ev.output.has_value() && a->proof != consensus::OutputProof(id, *ev.output, a->member);
+      (a->commitment != *winner || lazy ? result.slashed : result.rewarded).push_back(a->member);
     }
     if (result.slashed.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -1201,6 +1250,29 @@ class EmbeddedLedger final : public LedgerClient {
     return candidates;
   }
 
+  // The structural rules of one item, before anything is verified (INVALID_ARGUMENT).
+  static absl::Status CheckItemForm(const SettlementItem& item) {
+    const consensus::Certificate& cert = item.certificate;
+    if (item.xv.has_value() && item.xv->base != cert) {
+      // Two copies of one certificate that disagree: settling either would leave the other
+      // unexplained (the journal and the node read `certificate`, the verifier `xv`).
+      return absl::InvalidArgumentError(
+          "cross-validation item: `certificate` is not the cross-validation certificate's base");
+    }
+    if (!item.xv.has_value() &&
+        cert.request.security.mode == consensus::SecurityMode::kCrossValidation) {
+      // The base alone passes VerifyCertificate but proves only the executor's claim: it would
+      // settle a request whose coin drew a check without the validators (and close it to their
+      // dispute).
+      return absl::InvalidArgumentError(
+          "a cross_validation request settles only as a cross-validation certificate (0x02)");
+    }
+    if (cert.attestations.empty()) {
+      return absl::InvalidArgumentError("certificate has no attestations");
+    }
+    return absl::OkStatus();
+  }
+
   // The ledger rules of one verified certificate, then its effects. Rule violations return
   // before anything is written; a credit that would overflow returns after some writes (the
   // caller rolls the item's savepoint back).
@@ -1238,7 +1310,13 @@ class EmbeddedLedger final : public LedgerClient {
     if (!fee->IsZero()) {
       ASSIGN_OR_RETURN(Amount escrow_after, CheckedSub(escrow, *fee));
       RETURN_IF_ERROR(StoreBalance("escrow", request.client, escrow_after));
-      RETURN_IF_ERROR(ShareRewards(*fee, item.certificate.committee));
+      // Cross-validation: the executor (the committee of one) first, then every validator that
+      // re-executed; a validator did the same work as the executor, so it gets the same share.
+      std::vector<Address> payees = item.certificate.committee;
+      if (item.xv.has_value()) {
+        for (const consensus::Attestation& v : item.xv->validators) payees.push_back(v.member);
+      }
+      RETURN_IF_ERROR(ShareRewards(*fee, payees));
     }
     Stmt insert(*db_,
                 "INSERT INTO settlements(request_id, request_epoch, client, fee, submitter, "

@@ -45,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "atoma/common/uint256.h"
 #include "atoma/consensus/attestation.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
 
@@ -115,14 +116,23 @@ struct Params {
 struct SettlementItem {
   consensus::Certificate certificate;
   consensus::ConsensusOutput output;
+  // Set for a cross-validation certificate (consensus/xv.h; the 0x02 form): then `certificate`
+  // must equal `xv->base` and the item is verified with consensus::VerifyXvCertificate. A request
+  // whose security is cross_validation settles only this way. The default member initializer
+  // keeps `SettlementItem{certificate, output}` free of missing-initializer warnings.
+  std::optional<consensus::XvCertificate> xv = std::nullopt;
 };
 
 // The outcome of one SettlementItem. `status` is OK when it settled, else:
-//   PERMISSION_DENIED   the certificate does not verify (`check`, `member` say why);
+//   PERMISSION_DENIED   the certificate does not verify (`check`, `member` say why; for a
+//                       cross-validation certificate `member` is 0 for the executor and 1 + i
+//                       for validator i);
 //   ALREADY_EXISTS      its request id was settled before (or earlier in the same batch);
 //   FAILED_PRECONDITION fee above the request's max_fee, or the client's escrow is short;
 //   NOT_FOUND           the request's epoch has not started;
-//   INVALID_ARGUMENT    structurally unusable (no attestation to take the echelon from).
+//   INVALID_ARGUMENT    structurally unusable: no attestation to take the echelon from, `xv` set
+//                       with a `certificate` other than `xv->base`, or a cross_validation request
+//                       without `xv` (check kMalformed).
 struct SettlementResult {
   Hash256 request_id{};
   absl::Status status;
@@ -152,27 +162,37 @@ struct SettlementRecord {
 // Evidence of a resolved disagreement (DESIGN §4.6 "Disagreement"): the disputed committee's
 // attestations and the referees'. What consensus::DisputeResolved carries, plus the request's
 // client authorization.
+//
+// Cross-validation requests (consensus/xv.h): `committee` is [executor]; `member_attestations`
+// is the executor's attestation, then those of the validators that attested (validator draws, no
+// one twice; C over [executor], p for their own address); `referee_attestations` are from the
+// dispute referees, the draws after the k validators (consensus::SplitXvDraws).
 struct DisputeEvidence {
   consensus::ConsensusRequest request;
   crypto::Signature client_signature{};  // the client's authorization (as in certificates)
   std::vector<Address> committee;        // the disputed committee, committee order
-  std::vector<consensus::Attestation> member_attestations;   // committee[i]'s, committee order
+  // committee[i]'s, committee order (cross-validation: then the validators', see above)
+  std::vector<consensus::Attestation> member_attestations;
   std::vector<consensus::Attestation> referee_attestations;  // from drawn referees, any order
   // The majority's output, when the submitter has it: lets the ledger find lazy members (a p_i
-  // that is not H(request_id, O, address_i) although C is the majority's) and charge the fee on
-  // the output's token counts.
+  // that is not H(request_id, O, address_i) although C is the majority's; for a validator, p for
+  // its own address) and charge the fee on the output's token counts.
   std::optional<consensus::ConsensusOutput> output;
 };
 
 // What SettleDispute did.
 struct DisputeResult {
   Hash256 request_id{};
-  Hash256 commitment{};          // the referees' strict-majority C
-  std::vector<Address> slashed;  // members on the losing side (different C, or lazy)
+  Hash256 commitment{};  // the referees' strict-majority C
+  // Members on the losing side (different C, or lazy); cross-validation: the executor, then
+  // validators in draw order.
+  std::vector<Address> slashed;
   Amount slashed_total;
-  std::vector<Address> rewarded;  // honest members + majority referees, who share the pool
-  Amount fee;                     // charged to the client's escrow (zero when not chargeable)
-  std::string fee_note;           // why no fee was charged, when it was not
+  // Honest members (cross-validation: executor, then validators in draw order), then majority
+  // referees in draw order: they share the pool.
+  std::vector<Address> rewarded;
+  Amount fee;            // charged to the client's escrow (zero when not chargeable)
+  std::string fee_note;  // why no fee was charged, when it was not
 };
 
 // One slashing, by ReportEquivocation or SettleDispute.
@@ -247,14 +267,20 @@ class LedgerClient {
   // itself). Each item is judged on its own, so one bad certificate does not sink the others:
   //   * VerifyCertificate (which checks the client's signature first) against this ledger's
   //     domain, the epoch seed of the request's epoch,
-  //     and the frozen snapshot of the attested echelon in that epoch;
+  //     and the frozen snapshot of the attested echelon in that epoch; for an item with `xv`
+  //     (which must carry `certificate` == `xv->base`) VerifyXvCertificate in the same context.
+  //     A cross_validation request without `xv` is INVALID_ARGUMENT: its base alone proves only
+  //     the executor's claim and says nothing of the coin or the validators;
   //   * its request id was never settled (nor earlier in this batch, nor by a dispute);
   //   * fee = fee_per_token x (prompt + completion tokens) must not exceed the request's max_fee
   //     (rejected, never capped: the client authorized at most max_fee and the entry node knows
   //     the worst case, prompt + max_tokens, before it accepts the request);
   //   * the client's escrow covers the fee.
   // A settled item debits the client's escrow once and credits the committee's reward balances
-  // in equal shares (integer division; the remainder goes to the first member).
+  // in equal shares (integer division; the remainder goes to the first member). A
+  // cross-validation certificate pays the executor and each validator whose attestation it
+  // carries (none when the coin was not drawn or the salt never revealed) in equal shares, the
+  // remainder to the executor.
   // Returns one result per item, in order. The whole batch is one write transaction (each item
   // in its own savepoint); a storage error (UNAVAILABLE, ABORTED) fails the call and applies
   // nothing. INVALID_ARGUMENT for more than kMaxSettlementBatch items.
@@ -313,6 +339,19 @@ class LedgerClient {
   // SlashRecord of kind "dispute" per loser. INVALID_ARGUMENT for malformed evidence (no member
   // attestations, a count that does not match the committee, more than kMaxCommitteeSize
   // members or RefereeCount(kMaxCommitteeSize) referee attestations).
+  //
+  // Cross-validation requests (security cross_validation, DESIGN §4.6): the draws are
+  // SelectCommittee(seed, id, snapshot, 1, BackupCount(1), XvRefereeDraws(k)); `committee` is
+  // [executor], a view of them; member attestations after the executor's are validators' (each by
+  // one of the first k referee draws, SplitXvDraws(...).validators, none twice, verified as
+  // above); the strict majority is over the remaining referee draws (SplitXvDraws(...).referees).
+  // Losers: the executor or validators with another C, plus, with the output, an executor whose p
+  // is not H(request_id, O, executor) or a validator whose p is not H(request_id, O, itself).
+  // Fee, pool and records as for sampling; `rewarded` lists the winning executor and validators
+  // (validators in draw order), then the majority referees. INVALID_ARGUMENT also for k above
+  // kMaxCommitteeSize or more than 1 + k member attestations. Whether the coin was drawn is not
+  // checked (the evidence has no salt): an executor whose C a strict majority of referees refutes
+  // is slashed however the validators came to execute.
   virtual absl::StatusOr<DisputeResult> SettleDispute(const Address& submitter,
                                                       const DisputeEvidence& evidence) = 0;
 

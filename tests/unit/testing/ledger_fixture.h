@@ -1,11 +1,13 @@
 // Test-only, shared by the ledger and journal tests: an embedded ledger with registered, staked
 // nodes serving one echelon, a funded client with its own key, and honest certificates made with
 // the nodes' real keys against the ledger's own epoch seed and frozen snapshot, authorized by the
-// client's signature.
+// client's signature. Sampling certificates (Honest) and cross-validation ones (XvHonest).
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/committee.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/ledger/ledger.h"
 #include "gtest/gtest.h"
@@ -123,6 +126,91 @@ class LedgerFixture {
       item.certificate.attestations.push_back(Attest(m, r, output));
     }
     item.certificate.commitment = item.certificate.attestations[0].commitment;
+    return item;
+  }
+
+  // --- Cross-validation (consensus/xv.h) ---
+
+  // A cross_validation request and the salt its salt_hash commits to.
+  struct XvCase {
+    consensus::ConsensusRequest request;
+    consensus::XvSalt salt{};
+  };
+
+  // SelectCommittee(seed, id, snapshot, 1, BackupCount(1), XvRefereeDraws(k)): draw 0 the
+  // executor, then its backup, then (SplitXvDraws) the k validators and the dispute referees.
+  consensus::CommitteeDraws XvDrawsOf(const consensus::ConsensusRequest& r) const {
+    std::vector<consensus::Candidate> registry;
+    const std::vector<ledger::Candidate> snapshot =
+        ledger_->EchelonSnapshot(epoch_.number, echelon_).value();
+    for (const ledger::Candidate& c : snapshot) registry.push_back({c.address, c.stake});
+    return consensus::SelectCommittee(epoch_.seed, consensus::RequestId(r), registry, 1,
+                                      consensus::BackupCount(1),
+                                      consensus::XvRefereeDraws(r.security.k))
+        .value();
+  }
+  consensus::XvDraws XvRolesOf(const consensus::ConsensusRequest& r) const {
+    return consensus::SplitXvDraws(XvDrawsOf(r), r.security.k);
+  }
+
+  // `signer`'s attestation of `output` with C over `committee`: a member's (MakeAttestation) when
+  // it is in `committee`, else a validator's or referee's (p for its own address).
+  consensus::Attestation XvAttest(const Address& signer, const consensus::ConsensusRequest& r,
+                                  const std::vector<Address>& committee,
+                                  const consensus::ConsensusOutput& output) const {
+    const bool member = std::find(committee.begin(), committee.end(), signer) != committee.end();
+    const consensus::Hash256 id = consensus::RequestId(r);
+    return (member
+                ? consensus::MakeAttestation(params_.domain, id, echelon_, epoch_.number, committee,
+                                             output, r.prompt_token_ids.size(), KeyOf(signer))
+                : consensus::MakeRefereeAttestation(params_.domain, id, echelon_, epoch_.number,
+                                                    committee, output, r.prompt_token_ids.size(),
+                                                    KeyOf(signer)))
+        .value();
+  }
+
+  // A cross_validation{p_micro, k} request whose coin, over the honest executor's attestation of
+  // `output`, is `drawn` (salts are tried until it is; p_micro must allow it).
+  XvCase XvRequest(uint64_t nonce, bool drawn, uint64_t k = 2, uint64_t p_micro = 500'000,
+                   uint64_t max_fee = 1'000,
+                   const consensus::ConsensusOutput& output = Output()) const {
+    for (int i = 0; i < 256; ++i) {
+      XvCase c;
+      c.salt.fill(static_cast<uint8_t>(nonce));
+      c.salt[0] = static_cast<uint8_t>(i);
+      c.request = Request(nonce, max_fee);
+      c.request.security = {consensus::SecurityMode::kCrossValidation, 0, p_micro, k,
+                            consensus::XvSaltHash(c.salt)};
+      const std::vector<Address> executor = {XvDrawsOf(c.request).committee[0]};
+      const consensus::Attestation a = XvAttest(executor[0], c.request, executor, output);
+      if (consensus::XvCheckDrawn(c.salt, a, p_micro) == drawn) return c;
+    }
+    ADD_FAILURE() << "no salt gives a coin that is " << (drawn ? "drawn" : "not drawn");
+    return {};
+  }
+
+  // The honest cross-validation item: the executor (draw 0) attests `output`; the salt when
+  // `reveal`; then, when the coin is drawn, every validator's attestation in draw order.
+  ledger::SettlementItem XvHonest(const XvCase& c, bool reveal,
+                                  const consensus::ConsensusOutput& output = Output()) const {
+    consensus::XvCertificate x;
+    x.base.request = c.request;
+    x.base.client_signature = ClientSign(c.request);
+    x.base.committee = {XvDrawsOf(c.request).committee[0]};
+    x.base.attestations = {XvAttest(x.base.committee[0], c.request, x.base.committee, output)};
+    x.base.commitment = x.base.attestations[0].commitment;
+    if (reveal) {
+      x.salt = c.salt;
+      if (consensus::XvCheckDrawn(c.salt, x.base.attestations[0], c.request.security.p_micro)) {
+        for (const Address& v : XvRolesOf(c.request).validators) {
+          x.validators.push_back(XvAttest(v, c.request, x.base.committee, output));
+        }
+      }
+    }
+    ledger::SettlementItem item;
+    item.certificate = x.base;
+    item.output = output;
+    item.xv = std::move(x);
     return item;
   }
 
