@@ -11,6 +11,7 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/consensus/encoding.h"
+#include "atoma/consensus/xv.h"
 #include "sqlite_db.h"
 
 namespace atoma::journal {
@@ -216,8 +217,15 @@ class SqliteJournal final : public Journal {
   }
 
   absl::Status AddCertificate(const ledger::SettlementItem& item) override {
+    if (item.xv.has_value() && item.xv->base != item.certificate) {
+      // Only the 0x02 bytes are stored, so the two copies must be one certificate.
+      return absl::InvalidArgumentError(
+          "journal: cross-validation item whose certificate is not its base");
+    }
     const Hash256 id = consensus::RequestId(item.certificate.request);
-    const std::vector<uint8_t> cert = consensus::EncodeCertificate(item.certificate);
+    const std::vector<uint8_t> cert = item.xv.has_value()
+                                          ? consensus::EncodeXvCertificate(*item.xv)
+                                          : consensus::EncodeCertificate(item.certificate);
     const std::vector<uint8_t> output = EncodeOutputBytes(item.output);
     return Write([&]() -> absl::Status {
       const int64_t now = Now();
@@ -380,12 +388,27 @@ class SqliteJournal final : public Journal {
     return r;
   }
 
+  // The stored certificate by its version byte: 0x01 a sampling certificate, 0x02 a
+  // cross-validation one (whose base is also `certificate`).
+  static absl::Status DecodeStoredCertificate(std::span<const uint8_t> bytes,
+                                              ledger::SettlementItem& item) {
+    if (!bytes.empty() && bytes[0] == consensus::kXvEncodingVersion) {
+      auto xv = consensus::DecodeXvCertificate(bytes);
+      RETURN_IF_ERROR(AsDataLoss(xv.status(), "cross-validation certificate"));
+      item.certificate = xv->base;
+      item.xv = *std::move(xv);
+      return absl::OkStatus();
+    }
+    auto cert = consensus::DecodeCertificate(bytes);
+    RETURN_IF_ERROR(AsDataLoss(cert.status(), "certificate"));
+    item.certificate = *std::move(cert);
+    return absl::OkStatus();
+  }
+
   static absl::StatusOr<SettlementRecord> ReadSettlement(const Stmt& s) {
     SettlementRecord r;
     ASSIGN_OR_RETURN(r.request_id, IdFrom(s.Blob(0)));
-    auto cert = consensus::DecodeCertificate(s.Blob(1));
-    RETURN_IF_ERROR(AsDataLoss(cert.status(), "certificate"));
-    r.item.certificate = *std::move(cert);
+    RETURN_IF_ERROR(DecodeStoredCertificate(s.Blob(1), r.item));
     auto output = DecodeOutputBytes(s.Blob(2));
     RETURN_IF_ERROR(AsDataLoss(output.status(), "output"));
     r.item.output = *std::move(output);

@@ -3,7 +3,8 @@
 //   * accepted requests and their progress (accepted → executing → attested → certified | failed),
 //   * this node's own attestations, so that it never signs two different attestations for one
 //     request, even across a crash and restart (equivocation is slashable, DESIGN §4.6),
-//   * certificates awaiting settlement on the ledger (the SettlementOutbox drains them).
+//   * certificates awaiting settlement on the ledger (the SettlementOutbox drains them), sampling
+//     (0x01) and cross-validation (0x02) alike.
 // After a restart the node asks for UnfinishedRequests and the outbox for UnsettledCertificates.
 //
 // Durability: WAL mode with synchronous=FULL, so a call that returned OK survives power loss.
@@ -107,8 +108,13 @@ class Journal {
   // Queues a certificate (with the output it certifies) for settlement and marks its request
   // kCertified when the request is journaled. Idempotent per request id: a second certificate for
   // the same request is ignored (OK), so nothing is ever paid twice from this node.
+  // A cross-validation item (`item.xv` set) is stored as its 0x02 encoding
+  // (consensus::EncodeXvCertificate); INVALID_ARGUMENT when `item.certificate` is not
+  // `item.xv->base` (nothing stored).
   virtual absl::Status AddCertificate(const ledger::SettlementItem& item) = 0;
-  // Up to `limit` pending certificates, oldest first.
+  // Up to `limit` pending certificates, oldest first. Each stored certificate is read back by its
+  // version byte: 0x01 a sampling certificate (`xv` empty), 0x02 a cross-validation one (`xv`
+  // set, `certificate` its base). DATA_LOSS for stored bytes that do not decode.
   virtual absl::StatusOr<std::vector<SettlementRecord>> UnsettledCertificates(size_t limit) = 0;
   virtual absl::StatusOr<size_t> CountUnsettled() = 0;
   virtual absl::StatusOr<SettlementRecord> GetSettlement(const Hash256& request_id) = 0;

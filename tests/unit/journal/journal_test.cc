@@ -8,9 +8,12 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "atoma/consensus/encoding.h"
+#include "atoma/consensus/xv.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
 
@@ -226,6 +229,68 @@ TEST_F(JournalLedgerTest, CertificatesQueueOnceAndFinalOutcomesPersist) {
   SettlementRecord s2 = journal_->GetSettlement(id2).value();
   EXPECT_EQ(s2.state, SettlementState::kRejected);
   EXPECT_EQ(s2.reason, "PERMISSION_DENIED: bad signature");
+}
+
+TEST_F(JournalLedgerTest, CrossValidationCertificatesRoundTripByVersionByte) {
+  ASSERT_FALSE(HasFatalFailure());
+  // Every outcome of a cross-validation round, and a sampling certificate between them.
+  const ledger::SettlementItem drawn = fixture_.XvHonest(fixture_.XvRequest(1, true), true);
+  const ledger::SettlementItem not_drawn = fixture_.XvHonest(fixture_.XvRequest(2, false), true);
+  const ledger::SettlementItem sampling = fixture_.Honest(fixture_.Request(3), fixture_.Output());
+  const ledger::SettlementItem unrevealed = fixture_.XvHonest(fixture_.XvRequest(4, true), false);
+  ASSERT_EQ(drawn.xv->validators.size(), 2u);
+  ASSERT_TRUE(not_drawn.xv->validators.empty() && not_drawn.xv->salt.has_value());
+  ASSERT_TRUE(unrevealed.xv->unrevealed());
+  const std::vector<ledger::SettlementItem> items = {drawn, not_drawn, sampling, unrevealed};
+  for (const ledger::SettlementItem& item : items) {
+    ASSERT_TRUE(journal_->AddCertificate(item).ok());
+  }
+  // The two copies of one certificate must agree, else nothing is stored.
+  ledger::SettlementItem split = fixture_.XvHonest(fixture_.XvRequest(5, true), true);
+  split.certificate.commitment[0] ^= 1;
+  EXPECT_EQ(journal_->AddCertificate(split).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(journal_->CountUnsettled().value(), items.size());
+  Reopen();
+
+  const std::vector<SettlementRecord> pending = journal_->UnsettledCertificates(10).value();
+  ASSERT_EQ(pending.size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    EXPECT_EQ(pending[i].request_id, consensus::RequestId(items[i].certificate.request)) << i;
+    EXPECT_EQ(pending[i].item.certificate, items[i].certificate) << i;
+    EXPECT_EQ(pending[i].item.xv, items[i].xv) << i;
+    EXPECT_EQ(pending[i].item.output.token_ids, items[i].output.token_ids) << i;
+  }
+  EXPECT_FALSE(pending[2].item.xv.has_value()) << "a sampling certificate stays one";
+  EXPECT_EQ(journal_->GetSettlement(pending[0].request_id).value().item.xv, drawn.xv);
+
+  // On disk: the version byte of each encoding, and nothing else.
+  journal_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "data" / std::string(kJournalFileName)).c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT certificate FROM settlements ORDER BY seq", -1, &stmt,
+                               nullptr),
+            SQLITE_OK);
+  std::vector<std::vector<uint8_t>> stored;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    const auto* blob = static_cast<const uint8_t*>(sqlite3_column_blob(stmt, 0));
+    stored.emplace_back(blob, blob + sqlite3_column_bytes(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  ASSERT_EQ(stored.size(), items.size());
+  EXPECT_EQ(stored[0], consensus::EncodeXvCertificate(*drawn.xv));
+  EXPECT_EQ(stored[1][0], consensus::kXvEncodingVersion);
+  EXPECT_EQ(stored[2], consensus::EncodeCertificate(sampling.certificate));
+  EXPECT_EQ(stored[3][0], consensus::kXvEncodingVersion);
+  // A 0x02 row cut short no longer decodes: DATA_LOSS, not a sampling certificate.
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE settlements SET certificate = substr(certificate, 1, "
+                         "length(certificate) - 1) WHERE seq = (SELECT MIN(seq) FROM settlements)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Reopen();
+  EXPECT_EQ(journal_->UnsettledCertificates(10).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(JournalTest, RefusesAnotherSchemaVersion) {

@@ -8,6 +8,9 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -355,6 +358,43 @@ TEST_F(OutboxTest, WorkerThreadFlushesOnShutdown) {
   EXPECT_THAT(s.message(), HasSubstr("2 certificates"));
   outbox_.reset();
   EXPECT_EQ(journal_->CountUnsettled().value(), 2u);
+}
+
+TEST_F(OutboxTest, CrossValidationCertificatesSettleThroughTheOutbox) {
+  ASSERT_FALSE(HasFatalFailure());
+  StartOutbox();
+  // Read back from the journal by their version byte and settled as 0x02 certificates: the
+  // executor and the validators are paid, and a drawn check without its validators is refused.
+  const test::LedgerFixture::XvCase drawn = fixture_.XvRequest(1, true);
+  const ledger::SettlementItem good = fixture_.XvHonest(drawn, true);
+  const ledger::SettlementItem not_drawn = fixture_.XvHonest(fixture_.XvRequest(2, false), true);
+  ledger::SettlementItem missing = fixture_.XvHonest(fixture_.XvRequest(3, true), true);
+  missing.xv->validators.clear();
+  for (const ledger::SettlementItem* item : {&good, &not_drawn, &std::as_const(missing)}) {
+    ASSERT_TRUE(journal_->AddCertificate(*item).ok());
+  }
+  ASSERT_TRUE(outbox_->Step(/*flushing=*/true).value());
+  ExpectSettledOnce({consensus::RequestId(good.certificate.request),
+                     consensus::RequestId(not_drawn.certificate.request)},
+                    2);
+  const SettlementRecord refused =
+      journal_->GetSettlement(consensus::RequestId(missing.certificate.request)).value();
+  EXPECT_EQ(refused.state, SettlementState::kRejected);
+  EXPECT_NE(refused.reason.find("PERMISSION_DENIED"), std::string::npos) << refused.reason;
+  // 20 in 3 shares for the drawn one: 6 each, the remainder 2 to the executor; the whole 20 to
+  // the other executor (the draws of two requests may overlap, so expectations add up).
+  const consensus::XvDraws roles = fixture_.XvRolesOf(drawn.request);
+  std::map<ledger::Address, uint64_t> expected;
+  expected[good.certificate.committee[0]] += 8;
+  expected[roles.validators[0]] += 6;
+  expected[roles.validators[1]] += 6;
+  expected[not_drawn.certificate.committee[0]] += 20;
+  for (const auto& [who, amount] : expected) {
+    EXPECT_EQ(fixture_.ledger_->RewardBalance(who).value(), ledger::Amount(amount))
+        << crypto::AddressToString(who);
+  }
+  EXPECT_EQ(outbox_->stats().settled, 2u);
+  EXPECT_EQ(outbox_->stats().rejected, 1u);
 }
 
 TEST_F(OutboxTest, RejectsBadOptions) {
