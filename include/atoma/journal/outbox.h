@@ -1,6 +1,8 @@
 // The settlement outbox (DESIGN §2 "the ledger client has its own worker with a durable
 // outbox"): a worker that drains the journal's unsettled certificates into
-// LedgerClient::SettleCertificates in batches.
+// LedgerClient::SettleCertificates in batches. Sampling and cross-validation certificates travel
+// alike: the journal reads a 0x02 certificate back with `SettlementItem::xv` set, and the ledger
+// verifies and pays it as one.
 //
 // Guarantees:
 //   * Nothing lost: a certificate leaves the pending set only when the ledger decided it. A
