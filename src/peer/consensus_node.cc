@@ -112,6 +112,10 @@ class EntryRound : public RoundHandle, public std::enable_shared_from_this<Entry
   void CallRemote(const Address& target, const std::vector<Address>& committee, bool referee,
                   bool stream_tokens, std::shared_ptr<grpc::ClientContext> context);
   absl::StatusOr<ConsensusOutput> OutputFor(const consensus::Certificate& certificate);
+  // The round certified `certificate` (and, for cross-validation, `xv`): the output, the
+  // client's outcome, then the journal and the settlement outbox.
+  void Certify(const consensus::Certificate& certificate,
+               const std::optional<consensus::XvCertificate>& xv);
   // The output that `commitment` commits to for `committee`: this node's own (waited for), a
   // relayed stream, or (when `fetch`) a replay fetched from a member after the round decided.
   absl::StatusOr<ConsensusOutput> OutputMatching(const std::vector<Address>& committee,
@@ -916,6 +920,55 @@ void EntryRound::Finish(absl::Status status, std::string detail) {
   cv_.notify_all();
 }
 
+void EntryRound::Certify(const consensus::Certificate& certificate,
+                         const std::optional<consensus::XvCertificate>& xv) {
+  auto log = GetLogger("consensus");
+  const std::string rid = ShortHex(request_id_);
+  auto output = OutputFor(certificate);
+  if (!output.ok()) {
+    (void)node_->journal().SetState(request_id_, journal::RequestState::kFailed,
+                                    output.status().ToString());
+    node_->Count([](PeerStats& s) { ++s.rounds_failed; });
+    Finish(absl::InternalError(absl::StrCat("certified, but the output could not be obtained: ",
+                                            output.status().message())),
+           "no output");
+    return;
+  }
+  node_->Count([](PeerStats& s) { ++s.rounds_certified; });
+  std::string how =
+      absl::StrCat("certified by [",
+                   absl::StrJoin(certificate.committee, ", ",
+                                 [](std::string* out, const Address& m) { out->append(Short(m)); }),
+                   "]");
+  if (xv.has_value()) {
+    how = xv->unrevealed() ? "executor only (the salt was never revealed)"
+          : xv->validators.empty()
+              ? "executor only (the coin drew no check)"
+              : absl::StrCat("executor and ", xv->validators.size(), " validator(s) agree");
+  }
+  {
+    std::lock_guard lock(mu_);
+    outcome_.certificate = certificate;
+    outcome_.xv_certificate = xv;
+    outcome_.output = *output;
+    outcome_.prompt_tokens = static_cast<int>(request_.prompt_token_ids.size());
+  }
+  // The client gets the certificate before it is journaled for settlement: that fsync is this
+  // node's business (its fee), not the client's latency. If the node dies in between, the request
+  // is still journaled as accepted, so the restart re-runs the round and settles it.
+  Finish(absl::OkStatus(), how);
+  log->info("round {}: {}", rid, how);
+  ledger::SettlementItem item{certificate, *output};
+  item.xv = xv;
+  absl::Status journaled = node_->journal().AddCertificate(item);
+  if (!journaled.ok()) {
+    log->error("round {}: journaling the certificate failed (a restart settles it): {}", rid,
+               journaled.ToString());
+  } else if (node_->outbox() != nullptr) {
+    node_->outbox()->Notify();
+  }
+}
+
 void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
   auto log = GetLogger("consensus");
   const std::string rid = ShortHex(request_id_);
@@ -943,41 +996,7 @@ void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
         log->warn("round {}: reporting equivocation failed: {}", rid, slashed.status().ToString());
       }
     } else if (auto* d = std::get_if<consensus::DeliverCertificate>(&action)) {
-      auto output = OutputFor(d->certificate);
-      if (!output.ok()) {
-        (void)node_->journal().SetState(request_id_, journal::RequestState::kFailed,
-                                        output.status().ToString());
-        node_->Count([](PeerStats& s) { ++s.rounds_failed; });
-        Finish(absl::InternalError(absl::StrCat("certified, but the output could not be "
-                                                "obtained: ",
-                                                output.status().message())),
-               "no output");
-        continue;
-      }
-      node_->Count([](PeerStats& s) { ++s.rounds_certified; });
-      {
-        std::lock_guard lock(mu_);
-        outcome_.certificate = d->certificate;
-        outcome_.output = *output;
-        outcome_.prompt_tokens = static_cast<int>(request_.prompt_token_ids.size());
-      }
-      // The client gets the certificate before it is journaled for settlement: that fsync is
-      // this node's business (its fee), not the client's latency. If the node dies in between,
-      // the request is still journaled as accepted, so the restart re-runs the round and
-      // settles it.
-      Finish(absl::OkStatus(),
-             absl::StrCat("certified by ", d->certificate.committee.size(), " members"));
-      log->info("round {}: certified by [{}]", rid,
-                absl::StrJoin(d->certificate.committee, ", ",
-                              [](std::string* out, const Address& m) { out->append(Short(m)); }));
-      absl::Status journaled =
-          node_->journal().AddCertificate(ledger::SettlementItem{d->certificate, *output});
-      if (!journaled.ok()) {
-        log->error("round {}: journaling the certificate failed (a restart settles it): {}", rid,
-                   journaled.ToString());
-      } else if (node_->outbox() != nullptr) {
-        node_->outbox()->Notify();
-      }
+      Certify(d->certificate, std::nullopt);
     } else if (auto* p = std::get_if<consensus::DeliverProvisional>(&action)) {
       // Cross-validation: the executor attested. The client gets its result now, checks it, and
       // reveals the salt that decides the coin.
@@ -1000,42 +1019,7 @@ void EntryRound::Perform(std::vector<consensus::RoundAction> actions) {
         StartCall(validator, v->committee, true, false);
       }
     } else if (auto* x = std::get_if<consensus::DeliverXvCertificate>(&action)) {
-      auto output = OutputFor(x->certificate.base);
-      if (!output.ok()) {
-        (void)node_->journal().SetState(request_id_, journal::RequestState::kFailed,
-                                        output.status().ToString());
-        node_->Count([](PeerStats& s) { ++s.rounds_failed; });
-        Finish(absl::InternalError(absl::StrCat("certified, but the output could not be "
-                                                "obtained: ",
-                                                output.status().message())),
-               "no output");
-        continue;
-      }
-      ledger::SettlementItem item{x->certificate.base, *output};
-      item.xv = x->certificate;
-      node_->Count([](PeerStats& s) { ++s.rounds_certified; });
-      const std::string how = x->certificate.unrevealed()
-                                  ? "executor only (the salt was never revealed)"
-                              : x->certificate.validators.empty()
-                                  ? "executor only (the coin drew no check)"
-                                  : absl::StrCat("executor and ", x->certificate.validators.size(),
-                                                 " validator(s) agree");
-      {
-        std::lock_guard lock(mu_);
-        outcome_.certificate = x->certificate.base;
-        outcome_.xv_certificate = x->certificate;
-        outcome_.output = *output;
-        outcome_.prompt_tokens = static_cast<int>(request_.prompt_token_ids.size());
-      }
-      log->info("round {}: cross-validation certified: {}", rid, how);
-      Finish(absl::OkStatus(), how);  // before journaling, as for sampling certificates
-      absl::Status journaled = node_->journal().AddCertificate(item);
-      if (!journaled.ok()) {
-        log->error("round {}: journaling the certificate failed (a restart settles it): {}", rid,
-                   journaled.ToString());
-      } else if (node_->outbox() != nullptr) {
-        node_->outbox()->Notify();
-      }
+      Certify(x->certificate.base, x->certificate);
     } else if (auto* res = std::get_if<consensus::DisputeResolved>(&action)) {
       ledger::DisputeEvidence evidence;
       evidence.request = request_;

@@ -173,6 +173,18 @@ class PeerTest : public ::testing::Test {
     }
   }
 
+  // Stops `n` (as a crash would) and starts it again with a new engine of `step` per token and
+  // `token_offset` (a dishonest engine), the same key and journal file, on a new port.
+  void Restart(TestNode& n, milliseconds step = milliseconds(1), int token_offset = 0) {
+    n.Stop();
+    FakeEngineOptions eo;
+    eo.step = step;
+    eo.token_offset = token_offset;
+    n.engine = std::make_unique<FakeEngine>(eo);
+    n.journal.reset();
+    StartNode(n, false);
+  }
+
   ConsensusRequest Request(uint64_t n, uint64_t nonce, uint64_t max_tokens = 8) const {
     ConsensusRequest r;
     r.model_digest = Digest();
@@ -333,12 +345,7 @@ TEST_F(PeerTest, DrawnEntryThatIsNotAMemberStreamsItsOwnSlowerOutput) {
   Build(Net(3));
   ASSERT_FALSE(HasFatalFailure());
   TestNode& entry = *nodes_[0];
-  entry.Stop();
-  FakeEngineOptions slow;
-  slow.step = milliseconds(15);
-  entry.engine = std::make_unique<FakeEngine>(slow);
-  entry.journal.reset();
-  StartNode(entry, false);
+  Restart(entry, milliseconds(15));
   ASSERT_FALSE(HasFatalFailure());
   const uint64_t nonce = NonceWhere(
       1, [&](const consensus::CommitteeDraws& d) { return d.committee[0] != entry.address(); });
@@ -513,12 +520,7 @@ TEST_F(PeerTest, DishonestMemberIsOutvotedByRefereesAndSlashed) {
   TestNode* liar = NodeOf(draws.committee[2]);
   ASSERT_NE(liar, nullptr);
   // Restart the liar with an engine that computes other tokens.
-  liar->Stop();
-  FakeEngineOptions eo;
-  eo.step = milliseconds(1);
-  eo.token_offset = 7;
-  liar->engine = std::make_unique<FakeEngine>(eo);
-  StartNode(*liar, false);
+  Restart(*liar, milliseconds(1), 7);
   ASSERT_FALSE(HasFatalFailure());
   const ledger::StakeInfo liar_stake_before = admin_->GetStake(liar->address()).value();
 
@@ -583,11 +585,7 @@ TEST_F(PeerTest, EntryRestartResumesTheJournaledRoundAndSettlesOnce) {
   EXPECT_FALSE(admin_->IsSettled(consensus::RequestId(r)).value());
 
   // Restart (same journal and key, new port).
-  FakeEngineOptions eo;
-  eo.step = milliseconds(1);
-  entry.engine = std::make_unique<FakeEngine>(eo);
-  entry.journal.reset();
-  StartNode(entry, false);
+  Restart(entry);
   ASSERT_FALSE(HasFatalFailure());
   EXPECT_EQ(entry.consensus->ResumeJournaled().value(), 1);
   ASSERT_TRUE(WaitSettled(consensus::RequestId(r)));
@@ -640,13 +638,8 @@ TEST_F(PeerTest, PeersTalkOverTlsAndRefuseAnUntrustedCertificate) {
 
   // An entry that trusts another CA cannot reach the members: no certificate.
   TestNode& entry = *nodes_[0];
-  entry.Stop();
   options_.tls_roots = MakeCerts(dir_ / "other-pki", "other-ca").ca;
-  FakeEngineOptions eo;
-  eo.step = milliseconds(1);
-  entry.engine = std::make_unique<FakeEngine>(eo);
-  entry.journal.reset();
-  StartNode(entry, false);
+  Restart(entry);
   ASSERT_FALSE(HasFatalFailure());
   const ConsensusRequest r2 = Request(3, 42);
   auto refused = entry.consensus->Submit(r2, Sign(r2));
