@@ -14,7 +14,7 @@
 // then reveals the salt (Inference.RevealSalt on the same node, while the stream stays open): the
 // coin is over the executor's signed claim, so the salt must not leave the client before that
 // claim is fixed, and never for a claim it could not check. The final 0x02 certificate is checked
-// with VerifyXvCertificate against the ledger.
+// against the ledger with VerifyXvWithLedger (VerifyXvCertificate, as `atoma-cli verify` does).
 #include <grpcpp/grpcpp.h>
 #include <sys/random.h>
 
@@ -29,7 +29,6 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -530,46 +529,6 @@ std::string CheckProvisional(const v1::ProvisionalResult& p, const consensus::Co
   return "";
 }
 
-// The final verdict on a cross-validation certificate against the ledger: VerifyXvCertificate
-// with the context VerifyWithLedger would build. Returns the verdict line and whether it verified.
-std::pair<std::string, bool> VerifyXvWithLedgerContext(ledger::LedgerClient& ledger,
-                                                       const consensus::Domain& domain,
-                                                       const consensus::XvCertificate& cert,
-                                                       const consensus::ConsensusOutput& output) {
-  if (cert.base.attestations.empty()) {
-    return {"not verified: the certificate has no executor attestation", false};
-  }
-  auto ctx =
-      LedgerContext(ledger, domain, cert.base.request.epoch, cert.base.attestations[0].echelon_id);
-  if (!ctx.ok()) return {absl::StrCat("not verified: ", ctx.status().message()), false};
-  const consensus::CertificateVerdict v = consensus::VerifyXvCertificate(cert, output, *ctx);
-  if (!v.ok()) {
-    std::string where;
-    if (v.check == consensus::CertificateCheck::kBadClientSignature) {
-      where = "client: ";
-    } else if (v.member == 0) {
-      where = "executor: ";
-    } else if (v.member > 0) {
-      where = absl::StrCat("validator ", v.member - 1, ": ");
-    }
-    return {absl::StrCat("not verified: ", where, v.reason), false};
-  }
-  std::string what;
-  if (cert.unrevealed()) {
-    what = "executor only (salt never revealed)";
-  } else if (cert.validators.empty()) {
-    what = "executor only (coin not drawn)";
-  } else {
-    what = absl::StrCat("executor + ", cert.validators.size(), " validators (coin drawn)");
-  }
-  return {absl::StrCat("verified: ", what, "; draws match epoch ", ctx->epoch, " seed 0x",
-                       crypto::ToHex(ctx->epoch_seed).substr(0, 16),
-                       "... and the frozen snapshot (", ctx->registry.size(),
-                       " candidates) of echelon 0x", crypto::ToHex(ctx->echelon_id).substr(0, 16),
-                       "...; output matches commitment C (", output.token_ids.size(), " tokens)"),
-          true};
-}
-
 // --dry-run: the request id and the draws the node will make for it, from the ledger alone.
 void PrintPlan(const GenerateArgs& args, ledger::LedgerClient& ledger, const v1::ModelInfo& model,
                const crypto::Hash256& digest, const consensus::ConsensusRequest& r,
@@ -866,11 +825,9 @@ void RunVerifiedGenerate(const GenerateArgs& args, consensus::Security security)
     // The coin was drawn over the provisional attestation; a certificate over another claim is
     // not the one the client checked.
     verdict = "not verified: the certificate's executor attestation is not the provisional one";
-  } else if (xv) {
-    std::tie(verdict, verified) =
-        VerifyXvWithLedgerContext(*ledger, params.domain, *xv_cert, output);
   } else {
-    auto v = VerifyWithLedger(*ledger, base, &output);
+    auto v = xv ? VerifyXvWithLedger(*ledger, *xv_cert, &output)
+                : VerifyWithLedger(*ledger, base, &output);
     if (v.ok()) {
       verdict = *v;
       verified = true;

@@ -2,7 +2,8 @@
 """Functional tests of Sampling Consensus with real atoma-node processes: N nodes on one embedded
 ledger (a temporary SQLite file), each registering itself at start; the test stakes them, funds a
 client and opens an epoch, then drives verified requests with `atoma-cli generate --security
-sampling:N` and checks certificates, settlement, fault handling and refusals.
+sampling:N` and `--security cross_validation:P:K` and checks certificates, settlement, fault
+handling and refusals.
 
     /usr/bin/python3 tests/functional/consensus_test.py --node BUILD/src/atoma-node \\
         --cli BUILD/src/atoma-cli
@@ -93,6 +94,7 @@ consensus:
   member_timeout_ms: 3000
   reattest_timeout_ms: 1000
   referee_timeout_ms: 5000
+  salt_timeout_ms: 3000
   peer_call_timeout_ms: 2000
   settlement_max_delay_ms: 200
 """)
@@ -417,11 +419,132 @@ class ThreeNodes(ConsensusTestBase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("FAILED_PRECONDITION", r.stderr)
 
+    # --- cross-validation (DESIGN §4.6): one executor, k validators when the coin says so ---
+
+    def run_cross_validation(self, security, salt, nonce, *extra):
+        """Plans (--dry-run with the same salt and nonce), runs and checks a cross-validation
+        request; returns (plan, out, rewards before, escrow before)."""
+        net = self.net
+        entry = net.nodes[2]
+        args = ["--salt-for-test", salt, "--max-tokens", 12, "--temperature", 0.7, "--seed", 11,
+                *extra, "A cross-checked story"]
+        plan = net.dry_run(entry, nonce, *args, security=security)
+        self.assertEqual(len(plan["committee"]), 1, plan)
+        self.assertEqual(plan["executor"], plan["committee"][0])
+        self.assertEqual(len(plan["backups"]), 1, plan)  # 3 nodes: executor, backup, one more
+        escrow_before = net.escrow()
+        rewards_before = {n.address.lower(): net.reward(n.address) for n in net.nodes}
+        cert = os.path.join(self.tmp, f"xv-{nonce}.cert")
+        r = run(net.generate_args(entry, "--json", "--nonce", nonce, "--save-cert", cert, *args,
+                                  security=security), timeout=180)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
+        out = json.loads(r.stdout)
+        self.assertEqual(out["request_id"], plan["request_id"])
+        self.assertTrue(out["verified"], out)
+        self.assertEqual([m["address"] for m in out["committee"]], [plan["executor"]["address"]])
+        self.assertEqual(out["provisional"]["executor"].lower(),
+                         plan["executor"]["address"].lower())
+        self.assertEqual(out["provisional"]["commitment"], out["commitment"])
+        self.assertEqual(out["provisional"]["output_tokens"],
+                         int(out["result"]["usage"]["completion_tokens"]))
+        self.assertTrue(out["salt_revealed"])
+        self.assertFalse(out["unrevealed"])
+        # `atoma-cli verify` accepts the saved 0x02 certificate with its output, not another one.
+        v = cli("verify", "--db", net.ledger, cert, "--output", cert + ".output")
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("verified", v.stdout)
+        with open(cert + ".output") as f:
+            output = json.load(f)
+        output["token_ids"][0] = (output["token_ids"][0] + 1) % 100
+        bad = cert + ".bad-output"
+        with open(bad, "w") as f:
+            json.dump(output, f)
+        v = cli("verify", "--db", net.ledger, cert, "--output", bad)
+        self.assertEqual(v.returncode, 1, v.stdout + v.stderr)
+        return plan, out, rewards_before, escrow_before
+
+    def assert_settled_once_and_paid(self, out, paid, rewards_before, escrow_before):
+        """One settlement of the request; the client paid fee_per_token x tokens and exactly the
+        nodes in `paid` (addresses) shared it."""
+        net = self.net
+        found = net.wait_settled(out["request_id"])
+        self.assertEqual(len(found), 1, f"settlements: {net.settlements()}\n{self.explain()}")
+        usage = out["result"]["usage"]
+        fee = net.fee_per_token() * (int(usage["prompt_tokens"]) +
+                                     int(usage["completion_tokens"]))
+        self.assertEqual(int(found[0]["fee"]), fee)
+        self.assertEqual(net.escrow(), escrow_before - fee)
+        paid = {a.lower() for a in paid}
+        gained = 0
+        for node in net.nodes:
+            delta = net.reward(node.address) - rewards_before[node.address.lower()]
+            if node.address.lower() in paid:
+                self.assertGreater(delta, 0, node.address)
+            else:
+                self.assertEqual(delta, 0, node.address)
+            gained += delta
+        self.assertEqual(gained, fee)
+        time.sleep(1)  # still once after the outboxes had time to retry
+        self.assertEqual(
+            len([s for s in net.settlements() if s["request_id"] == out["request_id"]]), 1)
+
+    def test_cross_validation_always_checked(self):
+        # p = 1: the coin always draws, the one validator re-executes and agrees.
+        plan, out, rewards_before, escrow_before = self.run_cross_validation(
+            "cross_validation:1:1", "11" * 32, 501)
+        self.assertEqual(len(plan["validators"]), 1, plan)
+        self.assertTrue(out["check_drawn"], out)
+        self.assertTrue(out["verdict"].startswith("verified: executor + 1 validators (coin drawn)"),
+                        out["verdict"])
+        self.assertEqual([m["address"] for m in out["validators"]],
+                         [m["address"] for m in plan["validators"]])
+        self.assertLess(out["coin"], 1_000_000)
+        self.assert_settled_once_and_paid(
+            out, [plan["executor"]["address"], plan["validators"][0]["address"]], rewards_before,
+            escrow_before)
+
+    def test_cross_validation_never_checked(self):
+        # p = 0: the coin never draws; the executor alone is certified and paid.
+        plan, out, rewards_before, escrow_before = self.run_cross_validation(
+            "cross_validation:0:1", "22" * 32, 502)
+        self.assertFalse(out["check_drawn"], out)
+        self.assertTrue(out["verdict"].startswith("verified: executor only (coin not drawn)"),
+                        out["verdict"])
+        self.assertEqual(out["validators"], [])
+        self.assert_settled_once_and_paid(out, [plan["executor"]["address"]], rewards_before,
+                                          escrow_before)
+
+    def test_cross_validation_unrevealed_after_the_salt_timeout(self):
+        # The client never reveals: after consensus.salt_timeout_ms (3 s here) the executor's
+        # result is final and unchecked; the executor is paid.
+        net = self.net
+        escrow_before = net.escrow()
+        rewards_before = {n.address.lower(): net.reward(n.address) for n in net.nodes}
+        r = run(net.generate_args(net.nodes[0], "--json", "--no-reveal-for-test", "--max-tokens",
+                                  6, "unrevealed", security="cross_validation:1:1"), timeout=180)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
+        out = json.loads(r.stdout)
+        self.assertTrue(out["verified"], out)
+        self.assertIsNotNone(out["provisional"])
+        self.assertFalse(out["salt_revealed"])
+        self.assertTrue(out["unrevealed"])
+        self.assertIsNone(out["check_drawn"])
+        self.assertTrue(
+            out["verdict"].startswith("verified: executor only (salt never revealed)"),
+            out["verdict"])
+        self.assert_settled_once_and_paid(out, [out["committee"][0]["address"]], rewards_before,
+                                          escrow_before)
+
     def test_client_side_refusals(self):
         net = self.net
-        r = run(net.generate_args(net.nodes[0], "hi", security="cross_validation:0.5:2"))
+        for bad in ["cross_validation:1.5:1", "cross_validation:0.5", "cross_validation:x:1",
+                    "cross_validation:0.5:65"]:
+            r = run(net.generate_args(net.nodes[0], "hi", security=bad))
+            self.assertEqual(r.returncode, 1, bad)
+            self.assertIn("cross_validation:P:K", r.stderr, bad)
+        r = run(net.generate_args(net.nodes[0], "--no-reveal-for-test", "hi"))
         self.assertEqual(r.returncode, 1)
-        self.assertIn("not supported yet", r.stderr)
+        self.assertIn("cross_validation", r.stderr)
         r = cli("generate", "--addr", net.nodes[0].addr, "--model", "tiny", "--security",
                 "sampling:3", "--ledger-db", net.ledger, "hi")
         self.assertEqual(r.returncode, 1)
