@@ -22,6 +22,7 @@
 #include "atoma/common/status.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/xv.h"
+#include "atoma/metrics/metrics.h"
 #include "atoma/v1/admin.grpc.pb.h"
 #include "atoma/v1/inference.pb.h"
 #include "consensus_fields.h"
@@ -85,6 +86,74 @@ class StreamSlot {
   State& state_;
   bool acquired_ = false;
 };
+
+// Prometheus observations of one generation (no-op without metrics): time to first token,
+// inter-token latency, and, when it ends, its duration, token counts and outcome.
+class RequestMeter {
+ public:
+  RequestMeter(metrics::NodeMetrics* metrics, std::string model, std::string security,
+               Clock::time_point accepted)
+      : metrics_(metrics),
+        model_(std::move(model)),
+        security_(std::move(security)),
+        accepted_(accepted) {}
+
+  void Token(Clock::time_point now) {
+    ++tokens_;
+    if (metrics_ == nullptr) return;
+    const double seconds = std::chrono::duration<double>(now - last_.value_or(accepted_)).count();
+    if (last_.has_value()) {
+      metrics_->ObserveInterTokenLatency(model_, seconds);
+    } else {
+      metrics_->ObserveTimeToFirstToken(model_, seconds);
+    }
+    last_ = now;
+  }
+
+  // Returns `status` (so a handler can `return meter.Done(...)`).
+  grpc::Status Done(grpc::Status status, int prompt_tokens) {
+    if (metrics_ == nullptr) return status;
+    const char* outcome = status.ok()                                          ? "ok"
+                          : status.error_code() == grpc::StatusCode::CANCELLED ? "cancelled"
+                          : status.error_code() == grpc::StatusCode::ABORTED   ? "disputed"
+                          : status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+                                  status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                                  status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+                                  status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED
+                              ? "refused"
+                              : "error";
+    metrics_->CountRequest(model_, security_, outcome);
+    if (status.ok()) {
+      metrics_->ObserveRequestLatency(
+          model_, security_, std::chrono::duration<double>(Clock::now() - accepted_).count());
+    }
+    if (prompt_tokens > 0 && (status.ok() || tokens_ > 0)) {
+      metrics_->AddPromptTokens(model_, static_cast<uint64_t>(prompt_tokens));
+    }
+    if (tokens_ > 0) metrics_->AddGenerationTokens(model_, static_cast<uint64_t>(tokens_));
+    return status;
+  }
+
+ private:
+  metrics::NodeMetrics* metrics_;
+  std::string model_;
+  std::string security_;
+  Clock::time_point accepted_;
+  std::optional<Clock::time_point> last_;
+  int tokens_ = 0;
+};
+
+const char* SecurityLabel(const v1::GenerateRequest& request) {
+  if (!request.has_security()) return "none";
+  switch (request.security().level_case()) {
+    case v1::Security::kSampling:
+      return "sampling";
+    case v1::Security::kCrossValidation:
+      return "cross_validation";
+    default:
+      return "none";
+  }
+}
 
 // atoma.v1.Inference. Registered by hand rather than through the generated Inference::Service so
 // that Generate and Tokenize receive Parsed<T> requests: a string field that is not UTF-8 then
@@ -175,7 +244,12 @@ class InferenceService final : public grpc::Service {
     if (request->has_security() &&
         request->security().level_case() != v1::Security::LEVEL_NOT_SET &&
         request->security().level_case() != v1::Security::kNone) {
-      return GenerateVerified(context, *request, *engine, accepted, writer);
+      RequestMeter meter(state_.options.metrics, engine->info().id, SecurityLabel(*request),
+                         accepted);
+      int prompt_tokens = 0;
+      grpc::Status status =
+          GenerateVerified(context, *request, *engine, accepted, writer, &meter, &prompt_tokens);
+      return meter.Done(std::move(status), prompt_tokens);
     }
     if (!state_.options.allow_anonymous) {
       // Client signatures arrive with consensus (reserved fields of GenerateRequest); until then
@@ -200,13 +274,15 @@ class InferenceService final : public grpc::Service {
           absl::StrCat("node is at its limit of ", state_.options.max_concurrent_generations,
                        " concurrent generations; retry later"));
     }
+    RequestMeter meter(state_.options.metrics, engine->info().id, "none", accepted);
     absl::StatusOr<std::shared_ptr<engine::RequestHandle>> handle =
         engine->Submit(std::move(*native));
     if (!handle.ok()) {
       log_->debug("Generate: engine refused the request: {}", handle.status().ToString());
-      return ToGrpcStatus(handle.status());
+      return meter.Done(ToGrpcStatus(handle.status()), 0);
     }
-    return Stream(context, **handle, *engine, prompt_tokens, accepted, writer);
+    return meter.Done(Stream(context, **handle, *engine, prompt_tokens, accepted, writer, &meter),
+                      prompt_tokens);
   }
 
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
@@ -251,7 +327,8 @@ class InferenceService final : public grpc::Service {
   // does not stop the round (the request was accepted and is finished and settled anyway).
   grpc::Status GenerateVerified(grpc::ServerContext* context, const v1::GenerateRequest& request,
                                 const engine::Engine& engine, Clock::time_point accepted,
-                                grpc::ServerWriter<v1::GenerateResponse>* writer) {
+                                grpc::ServerWriter<v1::GenerateResponse>* writer,
+                                RequestMeter* meter, int* prompt_tokens) {
     peer::ConsensusNode* consensus = state_.options.consensus;
     if (consensus == nullptr) {
       const char* level = request.security().level_case() == v1::Security::kSampling
@@ -265,6 +342,7 @@ class InferenceService final : public grpc::Service {
     absl::StatusOr<ParsedConsensusRequest> parsed =
         ConsensusRequestFromProto(request, engine.info().digest);
     if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    *prompt_tokens = static_cast<int>(parsed->request.prompt_token_ids.size());
     StreamSlot slot(state_);
     if (!slot.acquired()) {
       return grpc::Status(
@@ -313,6 +391,7 @@ class InferenceService final : public grpc::Service {
         if (!first_token) first_token = now;
         last_token = now;
         ++tokens;
+        meter->Token(now);
         message.Clear();
         FillChunk(event, message.mutable_chunk());
         if (!writer->Write(message)) {
@@ -370,7 +449,7 @@ class InferenceService final : public grpc::Service {
   // server shuts down.
   grpc::Status Stream(grpc::ServerContext* context, engine::RequestHandle& handle,
                       const engine::Engine& engine, int prompt_tokens, Clock::time_point accepted,
-                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
+                      grpc::ServerWriter<v1::GenerateResponse>* writer, RequestMeter* meter) {
     std::optional<Clock::time_point> first_token;
     Clock::time_point last_token = accepted;
     int tokens = 0;
@@ -388,6 +467,7 @@ class InferenceService final : public grpc::Service {
         if (!first_token) first_token = now;
         last_token = now;
         ++tokens;
+        meter->Token(now);
         message.Clear();
         FillChunk(event, message.mutable_chunk());
         if (!writer->Write(message)) {

@@ -241,8 +241,8 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
 
   const MapReader top(root.IsDefined() && !root.IsNull() ? root : YAML::Node(YAML::NodeType::Map),
                       "");
-  RETURN_IF_ERROR(
-      top.CheckKeys({"node", "api", "log", "engine", "models", "shutdown", "ledger", "consensus"}));
+  RETURN_IF_ERROR(top.CheckKeys(
+      {"node", "api", "log", "engine", "models", "shutdown", "ledger", "consensus", "metrics"}));
 
   const MapReader node = top.Child("node");
   RETURN_IF_ERROR(node.CheckKeys({"key_file", "data_dir"}));
@@ -334,6 +334,10 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(consensus.Int("settlement_batch_size", &k.settlement_batch_size));
   RETURN_IF_ERROR(consensus.Int("settlement_max_delay_ms", &k.settlement_max_delay_ms));
   RETURN_IF_ERROR(consensus.Path("peer_ca_file", base, &k.peer_ca_file));
+
+  const MapReader metrics = top.Child("metrics");
+  RETURN_IF_ERROR(metrics.CheckKeys({"listen"}));
+  RETURN_IF_ERROR(metrics.String("listen", &c.metrics.listen));
   return c;
 }
 
@@ -376,6 +380,9 @@ absl::Status Validate(const NodeConfig& c) {
       CheckRange("api.max_receive_message_bytes", c.api.max_receive_message_bytes, 1024, 1 << 30));
   RETURN_IF_ERROR(CheckRangeTo("api.max_prompt_bytes", c.api.max_prompt_bytes, 1,
                                "api.max_receive_message_bytes", c.api.max_receive_message_bytes));
+  if (!c.metrics.listen.empty()) {
+    RETURN_IF_ERROR(CheckListenAddress(c.metrics.listen, "metrics.listen"));
+  }
   if (c.api.tls_cert_file.empty() != c.api.tls_key_file.empty()) {
     return KeyError(c.api.tls_cert_file.empty() ? "api.tls_cert_file" : "api.tls_key_file",
                     "required when the other TLS file is set (give both or neither)");

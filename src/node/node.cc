@@ -97,6 +97,7 @@ void StopEpochTimer(NodeContext& ctx) {
 // Tears down a partly built context after a failed Init, in the same order as Shutdown.
 void Unwind(NodeContext& ctx) {
   ctx.draining = true;
+  ctx.metrics_server.reset();
   StopEpochTimer(ctx);
   if (ctx.consensus) ctx.consensus->Shutdown(std::chrono::milliseconds(0));
   if (ctx.server) {
@@ -169,6 +170,49 @@ absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
               params->domain.chain_id, crypto::AddressToString(params->domain.ledger),
               epoch->number);
   }
+  return absl::OkStatus();
+}
+
+// metrics.listen: samplers over the engines and the consensus runtime, then the /metrics server.
+absl::Status StartMetrics(const config::NodeConfig& c, NodeContext& ctx) {
+  std::vector<engine::Engine*> engines;
+  for (auto& e : ctx.engines) engines.push_back(e.get());
+  ctx.metrics->SetEngineSampler([engines] {
+    std::vector<metrics::NodeMetrics::EngineSample> out;
+    for (engine::Engine* e : engines) {
+      const engine::EngineStats st = e->stats();
+      out.push_back({e->info().id, st.running, st.waiting, st.kv_bytes_used, st.kv_bytes_capacity});
+    }
+    return out;
+  });
+  if (ctx.consensus) {
+    peer::ConsensusNode* consensus = ctx.consensus.get();
+    journal::SettlementOutbox* outbox = ctx.outbox.get();
+    ctx.metrics->SetConsensusSampler([consensus, outbox] {
+      const peer::PeerStats p = consensus->stats();
+      metrics::NodeMetrics::ConsensusSample out;
+      out.rounds_certified = p.rounds_certified;
+      out.rounds_disputed = p.rounds_disputed;
+      out.rounds_failed = p.rounds_failed;
+      out.attestations_accepted = p.attestations_accepted;
+      out.equivocations_reported = p.equivocations_reported;
+      out.slashings_submitted = p.slashings_submitted;
+      out.peer_call_errors = p.peer_call_errors;
+      out.rejected = p.rejected;
+      if (outbox != nullptr) {
+        const journal::OutboxStats o = outbox->stats();
+        out.settled = o.settled;
+        out.settlement_rejected = o.rejected;
+        out.settlement_calls_failed = o.failed_calls;
+      }
+      return out;
+    });
+  }
+  auto server = metrics::MetricsServer::Start(c.metrics.listen, *ctx.metrics);
+  if (!server.ok()) return Annotate(server.status(), "metrics.listen");
+  ctx.metrics_server = std::move(*server);
+  Log()->info("serving Prometheus metrics on {} (port {})", c.metrics.listen,
+              ctx.metrics_server->bound_port());
   return absl::OkStatus();
 }
 
@@ -279,8 +323,10 @@ std::string ApplyThreadSettings(int threads) {
   return absl::StrCat(openblas, ", torch intra-op=", n, " (set by the engine)", wait_policy);
 }
 
-absl::Status WritePortsFile(const fs::path& path, int grpc_port) {
-  const std::string text = absl::StrCat("{\"grpc\": ", grpc_port, "}\n");
+absl::Status WritePortsFile(const fs::path& path, int grpc_port, int metrics_port) {
+  const std::string text = metrics_port > 0 ? absl::StrCat("{\"grpc\": ", grpc_port,
+                                                           ", \"metrics\": ", metrics_port, "}\n")
+                                            : absl::StrCat("{\"grpc\": ", grpc_port, "}\n");
   fs::path tmp = path;
   tmp += absl::StrCat(".tmp.", ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -371,8 +417,11 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
     }
   }
 
+  if (!c.metrics.listen.empty()) ctx->metrics = std::make_unique<metrics::NodeMetrics>();
+
   api::ServerOptions server_options;
   server_options.consensus = ctx->consensus.get();
+  server_options.metrics = ctx->metrics.get();
   if (!c.api.tls_cert_file.empty()) {
     auto cert = ReadTextFile(c.api.tls_cert_file, "api.tls_cert_file");
     auto tls_key = ReadTextFile(c.api.tls_key_file, "api.tls_key_file");
@@ -408,8 +457,16 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
   const std::string host = c.api.listen.substr(0, c.api.listen.rfind(':'));
   log->info("serving gRPC on {}:{}", host, ctx->port);
 
+  if (ctx->metrics) {
+    absl::Status started = StartMetrics(c, *ctx);
+    if (!started.ok()) {
+      Unwind(*ctx);
+      return started;
+    }
+  }
   if (!c.api.ports_file.empty()) {
-    absl::Status written = WritePortsFile(c.api.ports_file, ctx->port);
+    absl::Status written = WritePortsFile(
+        c.api.ports_file, ctx->port, ctx->metrics_server ? ctx->metrics_server->bound_port() : 0);
     if (!written.ok()) {
       Unwind(*ctx);
       return written;
@@ -439,8 +496,10 @@ void Shutdown(NodeContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = std::chrono::milliseconds(ctx.config.shutdown.drain_deadline_ms);
 
-  // 1. Stop intake: the API refuses new generations from here on.
+  // 1. Stop intake: the API refuses new generations from here on. The metrics endpoint goes first
+  // (it samples what the next steps take down).
   ctx.draining = true;
+  ctx.metrics_server.reset();
   log->info("shutting down: draining {} engine(s), deadline {} ms", ctx.engines.size(),
             deadline.count());
 

@@ -56,6 +56,8 @@ models:
     path: {model_dir}
 shutdown:
   drain_deadline_ms: {drain_deadline_ms}
+metrics:
+  listen: 127.0.0.1:0
 """)
         self.ports_file = os.path.join(workdir, "ports.json")
         self.log_path = os.path.join(workdir, "node.log")
@@ -74,7 +76,9 @@ shutdown:
                                    f"{START_TIMEOUT_S} s:\n{self.read_log()}")
             time.sleep(0.05)
         with open(self.ports_file) as f:
-            self.port = json.load(f)["grpc"]
+            ports = json.load(f)
+        self.port = ports["grpc"]
+        self.metrics_port = ports.get("metrics")
         self.addr = f"127.0.0.1:{self.port}"
 
     def read_log(self):
@@ -239,6 +243,39 @@ class NodeTest(unittest.TestCase):
         else:
             self.assertEqual(chat.returncode, 1)
             self.assertIn("FAILED_PRECONDITION", chat.stderr)
+
+    def scrape(self):
+        """The node's /metrics as {(name, frozenset(labels)): value}."""
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.node.metrics_port}/metrics",
+                                    timeout=10) as r:
+            self.assertEqual(r.status, 200)
+            text = r.read().decode()
+        series = {}
+        for line in text.splitlines():
+            m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([-+0-9.eEinfNa]+)$', line)
+            if not m:
+                continue
+            labels = frozenset(re.findall(r'([a-zA-Z_]+)="([^"]*)"', m.group(2) or ""))
+            series[(m.group(1), labels)] = float(m.group(3))
+        return series
+
+    def test_metrics_count_what_was_served(self):
+        self.assertIsNotNone(self.node.metrics_port, "ports file has no metrics port")
+        ok = ("atoma_requests_total",
+              frozenset({("model", "tiny"), ("outcome", "ok"), ("security", "none")}))
+        gen = ("atoma_generation_tokens_total", frozenset({("model", "tiny")}))
+        ttft = ("atoma_time_to_first_token_seconds_count", frozenset({("model", "tiny")}))
+        before = self.scrape()
+        for prompt in ("one", "two"):
+            r = self.generate_cli("--max-tokens", "5", "--ignore-eos", prompt)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        after = self.scrape()
+        self.assertEqual(after.get(ok, 0) - before.get(ok, 0), 2)
+        self.assertEqual(after.get(gen, 0) - before.get(gen, 0), 10)
+        self.assertEqual(after.get(ttft, 0) - before.get(ttft, 0), 2)
+        running = ("atoma_requests_running", frozenset({("model", "tiny")}))
+        self.assertEqual(after.get(running), 0)
 
     def test_errors_have_codes_and_field_names(self):
         r = self.cli("generate", "--addr", self.node.addr, "--model", "nope", "x")

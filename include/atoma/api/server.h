@@ -27,6 +27,10 @@
 #include "atoma/engine/engine.h"
 #include "atoma/peer/consensus_node.h"
 
+namespace atoma::metrics {
+class NodeMetrics;
+}  // namespace atoma::metrics
+
 namespace atoma::api {
 
 struct ServerOptions {
@@ -39,6 +43,8 @@ struct ServerOptions {
   // Verified requests (security sampling) and the atoma.v1.Peer service; null: the node has no
   // ledger and answers verified requests with UNIMPLEMENTED. Must outlive the Server.
   peer::ConsensusNode* consensus = nullptr;
+  // Prometheus observations of every generation; null: none. Must outlive the Server.
+  metrics::NodeMetrics* metrics = nullptr;
   // PEM certificate chain and private key: serve TLS instead of plaintext. Both or neither.
   std::string tls_cert_chain_pem{};
   std::string tls_private_key_pem{};

@@ -111,6 +111,13 @@ struct ConsensusSection {
   std::filesystem::path peer_ca_file;
 };
 
+// Prometheus scrape endpoint (GET /metrics): time to first token, inter-token latency and request
+// duration histograms, token and request counters, running/waiting requests, KV cache use,
+// consensus rounds, attestations, rejections by reason, settlements and slashings.
+struct MetricsSection {
+  std::string listen;  // host:port; empty (default) = no metrics endpoint; port 0 = a free port
+};
+
 struct NodeConfig {
   NodeSection node;
   ApiSection api;
@@ -120,6 +127,7 @@ struct NodeConfig {
   ShutdownSection shutdown;
   LedgerSection ledger;
   ConsensusSection consensus;
+  MetricsSection metrics;
 };
 
 // Command-line flags that replace the file's values. A relative ports_file here is relative to

@@ -118,13 +118,13 @@ class NodeMetrics {
   std::unique_ptr<internal::EventFamilies> events_;  // point into collector_'s registry
 };
 
-// Serves GET /metrics (prometheus-cpp's Exposer on civetweb, 2 threads). The body is
-// NodeMetrics::Render()'s text preceded by prometheus-cpp's own exposer_* families (scrapes,
-// bytes sent, scrape latency). Other paths get 404. The destructor stops serving and joins the
-// server's threads (a scrape in progress finishes first).
+// Serves GET /metrics on a socket of its own (one thread, one connection at a time; request heads
+// bounded to 8 KiB and 2 s). The body is NodeMetrics::Render()'s text. Other paths get 404. The
+// destructor stops serving and joins the thread (a scrape in progress finishes first).
+// (prometheus-cpp's civetweb Exposer could not start its threads inside atoma-node.)
 class MetricsServer {
  public:
-  // `listen` is "host:port" with an IPv4 address or host name (civetweb here has no IPv6); port 0
+  // `listen` is "host:port" with an IPv4 address or host name (no IPv6 yet); port 0
   // picks a free port, read it back with bound_port(). Whatever the samplers of `metrics` capture
   // must outlive the returned server.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,

@@ -39,6 +39,7 @@
 #include "atoma/journal/journal.h"
 #include "atoma/journal/outbox.h"
 #include "atoma/ledger/ledger.h"
+#include "atoma/metrics/metrics.h"
 #include "atoma/peer/consensus_node.h"
 
 namespace atoma::node {
@@ -75,8 +76,11 @@ struct NodeContext {
   std::unique_ptr<journal::Journal> journal;
   std::unique_ptr<journal::SettlementOutbox> outbox;
   std::unique_ptr<peer::ConsensusNode> consensus;
+  // metrics.listen: observations of the API, sampled engine and consensus counters, /metrics.
+  std::unique_ptr<metrics::NodeMetrics> metrics;
   std::unique_ptr<api::Server> server;
-  int port = 0;  // the bound gRPC port
+  std::unique_ptr<metrics::MetricsServer> metrics_server;  // stops before anything it samples
+  int port = 0;                                            // the bound gRPC port
   // Set when shutdown begins or an operator calls Admin.Drain; new generations are refused.
   std::atomic<bool> draining{false};
   // "openblas=2 (openblas_set_num_threads), torch intra-op=2 (engine)" — what Init set and how.
@@ -146,8 +150,9 @@ class ShutdownSignal {
 // failed (then ApplyThreadSettings still fixes OpenBLAS's count at run time).
 void ReexecWithThreadEnvironment(int threads, char** argv);
 
-// Writes {"grpc": PORT} to `path` atomically (temporary file in the same folder, then rename).
-absl::Status WritePortsFile(const std::filesystem::path& path, int grpc_port);
+// Writes {"grpc": PORT} (plus "metrics": PORT when metrics_port > 0) to `path` atomically
+// (temporary file in the same folder, then rename).
+absl::Status WritePortsFile(const std::filesystem::path& path, int grpc_port, int metrics_port = 0);
 
 // The atoma-node program: flags (--config, --listen, --log-level, --ports-file, --version),
 // Init, wait for a signal, Shutdown. Returns the process exit code: 0 after a clean shutdown,

@@ -286,6 +286,8 @@ TEST(Config, ValidationErrors) {
       {"api:\n  max_prompt_bytes: 5000000\n",
        "api.max_prompt_bytes: must be between 1 and api.max_receive_message_bytes (4194304), got "
        "5000000"},
+      {"metrics:\n  listen: nowhere\n",
+       "metrics.listen: expected host:port, got \"nowhere\" (no port)"},
       {"api:\n  tls_cert_file: node.pem\n",
        "api.tls_key_file: required when the other TLS file is set (give both or neither)"},
       {"api:\n  tls_key_file: node.key\n",
@@ -466,7 +468,12 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
                           "peer_call_timeout_ms:",
                           "max_committee_size:",
                           "settlement_batch_size:",
-                          "settlement_max_delay_ms:"}) {
+                          "settlement_max_delay_ms:",
+                          "salt_timeout_ms:",
+                          "peer_ca_file:",
+                          "tls_cert_file:",
+                          "tls_key_file:",
+                          "metrics:"}) {
     EXPECT_NE(text.find(key), std::string::npos) << "config/node.yaml does not show " << key;
   }
   // Every key's documented default matches the code: the file spells out the defaults, so the
