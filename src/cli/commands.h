@@ -30,6 +30,11 @@ void AddLedgerCommand(CLI::App& app);
 // `atoma-cli verify --db FILE CERT_FILE [--output FILE]` (src/cli/verify_cmd.cc).
 void AddVerifyCommand(CLI::App& app);
 
+// `atoma-cli status|peers|drain` (a running node's Admin service, peers' health) and
+// `stake|unstake|withdraw|claim` (the node's own stake and rewards on an embedded ledger)
+// (src/cli/operator.cc).
+void AddOperatorCommands(CLI::App& app);
+
 // Prints "atoma-cli: <message>" to stderr and throws CLI::RuntimeError(exit_code).
 [[noreturn]] void Fail(std::string_view message, int exit_code = 1);
 [[noreturn]] void Fail(const absl::Status& status, int exit_code = 1);

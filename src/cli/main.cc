@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   atoma::cli::AddGenerateCommand(app);
   atoma::cli::AddLedgerCommand(app);
   atoma::cli::AddVerifyCommand(app);
+  atoma::cli::AddOperatorCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {
