@@ -241,8 +241,8 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
 
   const MapReader top(root.IsDefined() && !root.IsNull() ? root : YAML::Node(YAML::NodeType::Map),
                       "");
-  RETURN_IF_ERROR(top.CheckKeys(
-      {"node", "api", "log", "engine", "models", "shutdown", "ledger", "consensus", "metrics"}));
+  RETURN_IF_ERROR(top.CheckKeys({"node", "api", "log", "engine", "models", "shutdown", "ledger",
+                                 "consensus", "metrics", "http"}));
 
   const MapReader node = top.Child("node");
   RETURN_IF_ERROR(node.CheckKeys({"key_file", "data_dir"}));
@@ -338,6 +338,10 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   const MapReader metrics = top.Child("metrics");
   RETURN_IF_ERROR(metrics.CheckKeys({"listen"}));
   RETURN_IF_ERROR(metrics.String("listen", &c.metrics.listen));
+
+  const MapReader http = top.Child("http");
+  RETURN_IF_ERROR(http.CheckKeys({"listen"}));
+  RETURN_IF_ERROR(http.String("listen", &c.http.listen));
   return c;
 }
 
@@ -382,6 +386,9 @@ absl::Status Validate(const NodeConfig& c) {
                                "api.max_receive_message_bytes", c.api.max_receive_message_bytes));
   if (!c.metrics.listen.empty()) {
     RETURN_IF_ERROR(CheckListenAddress(c.metrics.listen, "metrics.listen"));
+  }
+  if (!c.http.listen.empty()) {
+    RETURN_IF_ERROR(CheckListenAddress(c.http.listen, "http.listen"));
   }
   if (c.api.tls_cert_file.empty() != c.api.tls_key_file.empty()) {
     return KeyError(c.api.tls_cert_file.empty() ? "api.tls_cert_file" : "api.tls_key_file",

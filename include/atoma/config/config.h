@@ -118,6 +118,12 @@ struct MetricsSection {
   std::string listen;  // host:port; empty (default) = no metrics endpoint; port 0 = a free port
 };
 
+// OpenAI-compatible HTTP API (POST /v1/completions, /v1/chat/completions, GET /v1/models,
+// /health) over the same engines and queue as gRPC; security level "none" only.
+struct HttpSection {
+  std::string listen;  // host:port; empty (default) = no HTTP API; port 0 = a free port
+};
+
 struct NodeConfig {
   NodeSection node;
   ApiSection api;
@@ -128,6 +134,7 @@ struct NodeConfig {
   LedgerSection ledger;
   ConsensusSection consensus;
   MetricsSection metrics;
+  HttpSection http;
 };
 
 // Command-line flags that replace the file's values. A relative ports_file here is relative to

@@ -185,6 +185,14 @@ TEST(Config, NullValueMeansDefault) {
   EXPECT_TRUE(c.api.ports_file.empty());
 }
 
+TEST(Config, HttpSection) {
+  EXPECT_TRUE(ParseOk(kMinimal).http.listen.empty());
+  const NodeConfig c = ParseOk(std::string(kMinimal) + "http:\n  listen: 127.0.0.1:0\n");
+  EXPECT_EQ(c.http.listen, "127.0.0.1:0");
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "http:\n  port: 1\n").find("http.port: unknown key"),
+            std::string::npos);
+}
+
 TEST(Config, UnknownKeysAreErrors) {
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "engine:\n  max_batc: 4\n"),
             "node.yaml: engine.max_batc: unknown key (line 7); did you mean max_batch?");
@@ -288,6 +296,7 @@ TEST(Config, ValidationErrors) {
        "5000000"},
       {"metrics:\n  listen: nowhere\n",
        "metrics.listen: expected host:port, got \"nowhere\" (no port)"},
+      {"http:\n  listen: nowhere\n", "http.listen: expected host:port, got \"nowhere\" (no port)"},
       {"api:\n  tls_cert_file: node.pem\n",
        "api.tls_key_file: required when the other TLS file is set (give both or neither)"},
       {"api:\n  tls_key_file: node.key\n",
@@ -473,7 +482,8 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
                           "peer_ca_file:",
                           "tls_cert_file:",
                           "tls_key_file:",
-                          "metrics:"}) {
+                          "metrics:",
+                          "http:"}) {
     EXPECT_NE(text.find(key), std::string::npos) << "config/node.yaml does not show " << key;
   }
   // Every key's documented default matches the code: the file spells out the defaults, so the
