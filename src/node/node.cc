@@ -98,6 +98,7 @@ void StopEpochTimer(NodeContext& ctx) {
 void Unwind(NodeContext& ctx) {
   ctx.draining = true;
   ctx.metrics_server.reset();
+  ctx.http_server.reset();
   StopEpochTimer(ctx);
   if (ctx.consensus) ctx.consensus->Shutdown(std::chrono::milliseconds(0));
   if (ctx.server) {
@@ -216,6 +217,23 @@ absl::Status StartMetrics(const config::NodeConfig& c, NodeContext& ctx) {
   return absl::OkStatus();
 }
 
+// http.listen: the OpenAI-compatible API over the engines; refuses generations while draining.
+absl::Status StartHttp(const config::NodeConfig& c, NodeContext& ctx) {
+  std::vector<engine::Engine*> engines;
+  for (auto& e : ctx.engines) engines.push_back(e.get());
+  http::OpenAiOptions options;
+  options.max_prompt_bytes = c.api.max_prompt_bytes;
+  options.max_connections = c.api.max_concurrent_generations;
+  std::atomic<bool>* draining = &ctx.draining;
+  options.draining = [draining] { return draining->load(); };
+  auto server = http::OpenAiServer::Start(c.http.listen, std::move(engines), std::move(options));
+  if (!server.ok()) return Annotate(server.status(), "http.listen");
+  ctx.http_server = std::move(*server);
+  Log()->info("serving the OpenAI-compatible API on {} (port {})", c.http.listen,
+              ctx.http_server->bound_port());
+  return absl::OkStatus();
+}
+
 // The endpoint peers reach this node at: consensus.advertise, else api.listen with the bound
 // port (a wildcard host becomes 127.0.0.1).
 std::string AdvertisedEndpoint(const config::NodeConfig& c, int port) {
@@ -323,10 +341,11 @@ std::string ApplyThreadSettings(int threads) {
   return absl::StrCat(openblas, ", torch intra-op=", n, " (set by the engine)", wait_policy);
 }
 
-absl::Status WritePortsFile(const fs::path& path, int grpc_port, int metrics_port) {
-  const std::string text = metrics_port > 0 ? absl::StrCat("{\"grpc\": ", grpc_port,
-                                                           ", \"metrics\": ", metrics_port, "}\n")
-                                            : absl::StrCat("{\"grpc\": ", grpc_port, "}\n");
+absl::Status WritePortsFile(const fs::path& path, int grpc_port, int metrics_port, int http_port) {
+  std::string text = absl::StrCat("{\"grpc\": ", grpc_port);
+  if (metrics_port > 0) absl::StrAppend(&text, ", \"metrics\": ", metrics_port);
+  if (http_port > 0) absl::StrAppend(&text, ", \"http\": ", http_port);
+  text += "}\n";
   fs::path tmp = path;
   tmp += absl::StrCat(".tmp.", ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -464,9 +483,17 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
       return started;
     }
   }
+  if (!c.http.listen.empty()) {
+    absl::Status started = StartHttp(c, *ctx);
+    if (!started.ok()) {
+      Unwind(*ctx);
+      return started;
+    }
+  }
   if (!c.api.ports_file.empty()) {
     absl::Status written = WritePortsFile(
-        c.api.ports_file, ctx->port, ctx->metrics_server ? ctx->metrics_server->bound_port() : 0);
+        c.api.ports_file, ctx->port, ctx->metrics_server ? ctx->metrics_server->bound_port() : 0,
+        ctx->http_server ? ctx->http_server->bound_port() : 0);
     if (!written.ok()) {
       Unwind(*ctx);
       return written;
@@ -519,6 +546,8 @@ void Shutdown(NodeContext& ctx) {
                               std::chrono::steady_clock::now() - start)
                               .count();
   log->info("engines stopped after {} ms", drained_ms);
+  // The HTTP streams have had their final events: close the endpoint.
+  ctx.http_server.reset();
 
   // 3. Stop the server. Every stream has had its final event by now; give the completion queues a
   // moment to send them.

@@ -36,6 +36,7 @@
 #include "atoma/config/config.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/engine/engine.h"
+#include "atoma/http/openai_server.h"
 #include "atoma/journal/journal.h"
 #include "atoma/journal/outbox.h"
 #include "atoma/ledger/ledger.h"
@@ -80,7 +81,10 @@ struct NodeContext {
   std::unique_ptr<metrics::NodeMetrics> metrics;
   std::unique_ptr<api::Server> server;
   std::unique_ptr<metrics::MetricsServer> metrics_server;  // stops before anything it samples
-  int port = 0;                                            // the bound gRPC port
+  // http.listen: the OpenAI-compatible API; refuses new work once draining is set, stops after
+  // the engines drained (its streams have had their final events by then).
+  std::unique_ptr<http::OpenAiServer> http_server;
+  int port = 0;  // the bound gRPC port
   // Set when shutdown begins or an operator calls Admin.Drain; new generations are refused.
   std::atomic<bool> draining{false};
   // "openblas=2 (openblas_set_num_threads), torch intra-op=2 (engine)" — what Init set and how.
@@ -150,9 +154,10 @@ class ShutdownSignal {
 // failed (then ApplyThreadSettings still fixes OpenBLAS's count at run time).
 void ReexecWithThreadEnvironment(int threads, char** argv);
 
-// Writes {"grpc": PORT} (plus "metrics": PORT when metrics_port > 0) to `path` atomically
-// (temporary file in the same folder, then rename).
-absl::Status WritePortsFile(const std::filesystem::path& path, int grpc_port, int metrics_port = 0);
+// Writes {"grpc": PORT} (plus "metrics": PORT when metrics_port > 0 and "http": PORT when
+// http_port > 0) to `path` atomically (temporary file in the same folder, then rename).
+absl::Status WritePortsFile(const std::filesystem::path& path, int grpc_port, int metrics_port = 0,
+                            int http_port = 0);
 
 // The atoma-node program: flags (--config, --listen, --log-level, --ports-file, --version),
 // Init, wait for a signal, Shutdown. Returns the process exit code: 0 after a clean shutdown,
