@@ -525,6 +525,7 @@ class SocketServer final : public OpenAiServer {
 
     int64_t content_length = 0;
     bool chunked = false;
+    bool expect_continue = false;
     size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
     while (pos < head.size()) {
       size_t end = head.find("\r\n", pos);
@@ -542,6 +543,9 @@ class SocketServer final : public OpenAiServer {
       } else if (absl::EqualsIgnoreCase(name, "transfer-encoding") &&
                  !absl::EqualsIgnoreCase(value, "identity")) {
         chunked = true;
+      } else if (absl::EqualsIgnoreCase(name, "expect") &&
+                 absl::EqualsIgnoreCase(value, "100-continue")) {
+        expect_continue = true;
       }
     }
 
@@ -575,6 +579,11 @@ class SocketServer final : public OpenAiServer {
                           absl::StrCat("request body of ", content_length,
                                        " bytes is over the limit of ", options_.max_body_bytes),
                           "", "request_too_large", "invalid_request_error"});
+    }
+    // curl asks before sending larger bodies and otherwise waits a second for the go-ahead.
+    if (expect_continue && data.empty() && content_length > 0 &&
+        !SendAll(conn, "HTTP/1.1 100 Continue\r\n\r\n")) {
+      return;
     }
     while (static_cast<int64_t>(data.size()) < content_length) {
       const ssize_t n = ::recv(conn, buf, sizeof(buf), 0);

@@ -327,6 +327,32 @@ TEST_F(OpenAiServerTest, BodyTooLarge) {
   EXPECT_EQ(Post(port_, "/v1/completions", huge).status, 413);
 }
 
+TEST_F(OpenAiServerTest, ExpectContinueGetsTheGoAhead) {
+  // The client sends the body only after "100 Continue" (as curl does for large bodies).
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string body = R"({"model":"fake","prompt":"x","max_tokens":2})";
+  const std::string head = absl::StrCat(
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+      "Content-Length: ",
+      body.size(), "\r\n\r\n");
+  ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  char buf[256];
+  const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_EQ(::send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()));
+  std::string rest;
+  ssize_t m;
+  while ((m = ::recv(fd, buf, sizeof(buf), 0)) > 0) rest.append(buf, static_cast<size_t>(m));
+  ::close(fd);
+  EXPECT_EQ(rest.rfind("HTTP/1.1 200 OK", 0), 0u) << rest;
+}
+
 TEST_F(OpenAiServerTest, QueueFullIs429) {
   FakeEngineOptions options;
   options.submit_status = absl::ResourceExhaustedError("engine queue is full");
