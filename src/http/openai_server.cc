@@ -417,12 +417,13 @@ class SocketServer final : public OpenAiServer {
   void Serve() {
     while (!stop_) {
       pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      if (::poll(fds, wake_[0] >= 0 ? 2 : 1, 1000) <= 0) continue;
+      const int ready = ::poll(fds, wake_[0] >= 0 ? 2 : 1, 1000);
+      Reap();
+      if (ready <= 0) continue;
       if (stop_) return;
       if ((fds[0].revents & POLLIN) == 0) continue;
       const int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (conn < 0) continue;
-      Reap();
       std::unique_lock lock(mu_);
       if (static_cast<int>(connections_.size()) >= options_.max_connections) {
         lock.unlock();

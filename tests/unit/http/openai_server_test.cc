@@ -353,6 +353,46 @@ TEST_F(OpenAiServerTest, ExpectContinueGetsTheGoAhead) {
   EXPECT_EQ(rest.rfind("HTTP/1.1 200 OK", 0), 0u) << rest;
 }
 
+TEST_F(OpenAiServerTest, ConnectionCapIs503) {
+  FakeEngineOptions engine_options;
+  engine_options.step = std::chrono::milliseconds(10);
+  OpenAiOptions options;
+  options.max_connections = 1;
+  StartWith(engine_options, options);
+  Response first;
+  std::thread client([&, port = port_] {
+    first = Post(port, "/v1/completions",
+                 R"({"model":"fake","prompt":"x","max_tokens":300,"stream":true})");
+  });
+  while (engine_->submitted() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ExpectError(Get(port_, "/health"), 503, "", "service_unavailable");
+  client.join();
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(SseData(first.body).back(), "[DONE]");
+}
+
+TEST_F(OpenAiServerTest, ClientGoneCancelsTheGeneration) {
+  FakeEngineOptions engine_options;
+  engine_options.step = std::chrono::milliseconds(5);
+  StartWith(engine_options);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string body = R"({"model":"fake","prompt":"x","max_tokens":400,"stream":true})";
+  const std::string raw = absl::StrCat(
+      "POST /v1/completions HTTP/1.1\r\nContent-Length: ", body.size(), "\r\n\r\n", body);
+  ASSERT_EQ(::send(fd, raw.data(), raw.size(), MSG_NOSIGNAL), static_cast<ssize_t>(raw.size()));
+  char buf[512];
+  ASSERT_GT(::recv(fd, buf, sizeof(buf), 0), 0);  // the stream started
+  ::close(fd);
+  // The server notices at its next write and cancels; the engine sees the cancel.
+  while (engine_->cancels_seen() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GE(engine_->cancels_seen(), 1);
+}
+
 TEST_F(OpenAiServerTest, QueueFullIs429) {
   FakeEngineOptions options;
   options.submit_status = absl::ResourceExhaustedError("engine queue is full");
