@@ -2,10 +2,7 @@
 // with a thread per connection.
 #include "atoma/http/openai_server.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
+#include "atoma/common/tcp_listener.h"
 #include "atoma/v1/inference.pb.h"
 #include "convert.h"
 #include "nlohmann/json.hpp"
@@ -44,30 +42,6 @@ namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-// Plain host:port only (IPv4 address or host name), as metrics.listen.
-absl::Status ValidateListen(const std::string& listen) {
-  const auto invalid = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("http listen address \"", listen, "\": ", why));
-  };
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return invalid("expected host:port");
-  const absl::string_view host = absl::string_view(listen).substr(0, colon);
-  const absl::string_view port = absl::string_view(listen).substr(colon + 1);
-  if (host.empty()) return invalid("no host (0.0.0.0 listens on every interface)");
-  for (char c : host) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') {
-      return invalid("host must be an IPv4 address or a host name");
-    }
-  }
-  int port_number = -1;
-  bool digits = !port.empty() && port.size() <= 5;
-  for (char c : port) digits = digits && absl::ascii_isdigit(static_cast<unsigned char>(c));
-  if (!digits || !absl::SimpleAtoi(port, &port_number) || port_number > 65535) {
-    return invalid("port must be a number from 0 to 65535");
-  }
-  return absl::OkStatus();
-}
 
 // An OpenAI-shaped error: HTTP status plus {"error": {message, type, param, code}}.
 struct HttpError {
@@ -822,47 +796,10 @@ class SocketServer final : public OpenAiServer {
 
 absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(
     const std::string& listen, std::vector<engine::Engine*> engines, OpenAiOptions options) {
-  RETURN_IF_ERROR(ValidateListen(listen));
-  const size_t colon = listen.rfind(':');
-  const std::string host = listen.substr(0, colon);
-  const int port = std::stoi(listen.substr(colon + 1));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    addrinfo hints{};
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve HTTP on ", listen, ": host does not resolve"));
-    }
-    addr.sin_addr = reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr;
-    ::freeaddrinfo(found);
-  }
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve HTTP on ", listen, ": socket: ", std::strerror(errno)));
-  }
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(fd, 64) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", listen, ": ",
-                                               std::strerror(err),
-                                               " (address in use or not local?)"));
-  }
-  sockaddr_in bound{};
-  socklen_t len = sizeof(bound);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  const int bound_port = ntohs(bound.sin_port);
-  GetLogger("http")->info("OpenAI-compatible API on http://{}:{}/v1", host, bound_port);
+  ASSIGN_OR_RETURN(TcpListener listener, ListenTcp(listen, 64, "http"));
+  GetLogger("http")->info("OpenAI-compatible API on http://{}:{}/v1", listener.host, listener.port);
   return std::unique_ptr<OpenAiServer>(
-      new SocketServer(std::move(engines), std::move(options), fd, bound_port));
+      new SocketServer(std::move(engines), std::move(options), listener.fd, listener.port));
 }
 
 }  // namespace atoma::http
