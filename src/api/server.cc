@@ -268,12 +268,7 @@ class InferenceService final : public grpc::Service {
     const int prompt_tokens = static_cast<int>(native->prompt_ids.size());
 
     StreamSlot slot(state_);
-    if (!slot.acquired()) {
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("node is at its limit of ", state_.options.max_concurrent_generations,
-                       " concurrent generations; retry later"));
-    }
+    if (!slot.acquired()) return AtStreamLimit();
     RequestMeter meter(state_.options.metrics, engine->info().id, "none", accepted);
     absl::StatusOr<std::shared_ptr<engine::RequestHandle>> handle =
         engine->Submit(std::move(*native));
@@ -312,6 +307,13 @@ class InferenceService final : public grpc::Service {
   }
 
  private:
+  grpc::Status AtStreamLimit() const {
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("node is at its limit of ", state_.options.max_concurrent_generations,
+                     " concurrent generations; retry later"));
+  }
+
   grpc::Status UnknownModel(const std::string& id) {
     std::string served;
     for (const auto& [name, engine] : state_.engines) {
@@ -344,12 +346,7 @@ class InferenceService final : public grpc::Service {
     if (!parsed.ok()) return ToGrpcStatus(parsed.status());
     *prompt_tokens = static_cast<int>(parsed->request.prompt_token_ids.size());
     StreamSlot slot(state_);
-    if (!slot.acquired()) {
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("node is at its limit of ", state_.options.max_concurrent_generations,
-                       " concurrent generations; retry later"));
-    }
+    if (!slot.acquired()) return AtStreamLimit();
     absl::StatusOr<std::shared_ptr<peer::RoundHandle>> handle =
         consensus->Submit(parsed->request, parsed->client_signature);
     if (!handle.ok()) {

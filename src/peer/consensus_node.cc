@@ -63,6 +63,30 @@ int64_t SteadyMs() {
       .count();
 }
 
+// A streamed TokenChunk as engine token events (the chunk's text goes with its last token).
+void AppendChunk(const v1::TokenChunk& chunk, std::vector<engine::StreamEvent>* events) {
+  for (int i = 0; i < chunk.token_ids_size(); ++i) {
+    engine::StreamEvent ev;
+    ev.token_id = chunk.token_ids(i);
+    if (i < chunk.tokens_size()) ev.logprob = chunk.tokens(i).logprob();
+    if (i == chunk.token_ids_size() - 1) ev.text = chunk.text();
+    events->push_back(std::move(ev));
+  }
+}
+
+// The output a streamed Execute carried: its tokens and the finish reason sent with the
+// attestation (consensus::FinishReason on the wire).
+ConsensusOutput OutputOf(const std::vector<engine::StreamEvent>& events, uint64_t finish_reason) {
+  ConsensusOutput out;
+  for (const engine::StreamEvent& ev : events) {
+    out.token_ids.push_back(static_cast<uint32_t>(ev.token_id));
+  }
+  out.finish_reason = finish_reason == static_cast<uint64_t>(consensus::FinishReason::kLength)
+                          ? consensus::FinishReason::kLength
+                          : consensus::FinishReason::kStop;
+  return out;
+}
+
 }  // namespace
 
 class ConsensusNodeImpl;
@@ -111,6 +135,9 @@ class EntryRound : public RoundHandle, public std::enable_shared_from_this<Entry
                  bool stream_tokens);
   void CallRemote(const Address& target, const std::vector<Address>& committee, bool referee,
                   bool stream_tokens, std::shared_ptr<grpc::ClientContext> context);
+  // The Execute payload of this round's request for `committee` (unsigned).
+  v1::PeerMessage ExecuteMessage(const std::vector<Address>& committee, bool referee,
+                                 bool stream_tokens) const;
   absl::StatusOr<ConsensusOutput> OutputFor(const consensus::Certificate& certificate);
   // The round certified `certificate` (and, for cross-validation, `xv`): the output, the
   // client's outcome, then the journal and the settlement outbox.
@@ -196,11 +223,15 @@ class ConsensusNodeImpl : public ConsensusNode {
   // The draws of `request` in its epoch (seed and frozen snapshot from the ledger).
   absl::StatusOr<CommitteeDraws> Draws(const ConsensusRequest& request, const Hash256& request_id,
                                        const Hash256& echelon_id);
-  // Checks a request this node is asked to execute (entry or member side). `reason` gets the
-  // PeerStats key on error.
-  absl::StatusOr<const ServedModel*> CheckRequest(const ConsensusRequest& request,
-                                                  const crypto::Signature& client_signature,
-                                                  std::string* reason);
+  // Checks a request this node is asked to execute (entry or member side): model served, client
+  // signature, epoch current or previous. `reason` gets the PeerStats key on error.
+  struct CheckedRequest {
+    const ServedModel* model = nullptr;
+    uint64_t current_epoch = 0;  // the ledger's, as read for the check
+  };
+  absl::StatusOr<CheckedRequest> CheckRequest(const ConsensusRequest& request,
+                                              const crypto::Signature& client_signature,
+                                              std::string* reason);
   // Member/referee side without the envelope. Assign checks the assignment (request, epoch,
   // the committee is a valid draw, this node holds the role) and starts the execution, or finds
   // the one that ran before; AttestTo waits for the output, signs, journals and keeps the
@@ -331,7 +362,7 @@ absl::StatusOr<CommitteeDraws> ConsensusNodeImpl::Draws(const ConsensusRequest& 
                                     consensus::BackupCount(n), referees);
 }
 
-absl::StatusOr<const ServedModel*> ConsensusNodeImpl::CheckRequest(
+absl::StatusOr<ConsensusNodeImpl::CheckedRequest> ConsensusNodeImpl::CheckRequest(
     const ConsensusRequest& request, const crypto::Signature& client_signature,
     std::string* reason) {
   const ServedModel* model = ModelByDigest(request.model_digest);
@@ -352,14 +383,15 @@ absl::StatusOr<const ServedModel*> ConsensusNodeImpl::CheckRequest(
         absl::StrCat("epoch: the request is for epoch ", request.epoch, ", the ledger is at ",
                      current.number, " (only the current and the previous epoch are served)"));
   }
-  return model;
+  return CheckedRequest{model, current.number};
 }
 
 absl::StatusOr<ConsensusNodeImpl::Assignment> ConsensusNodeImpl::Assign(
     const ConsensusRequest& request, const crypto::Signature& client_signature,
     const std::vector<Address>& committee, bool referee, std::string* reason) {
   if (shutting_down()) return absl::UnavailableError("the node is shutting down");
-  ASSIGN_OR_RETURN(const ServedModel* model, CheckRequest(request, client_signature, reason));
+  ASSIGN_OR_RETURN(CheckedRequest checked, CheckRequest(request, client_signature, reason));
+  const ServedModel* model = checked.model;
   const Hash256 request_id = consensus::RequestId(request);
   ASSIGN_OR_RETURN(CommitteeDraws draws, Draws(request, request_id, model->echelon_id));
   if (absl::Status s = consensus::CheckCommitteeView(draws, committee); !s.ok()) {
@@ -482,7 +514,7 @@ bool ConsensusNodeImpl::StoreAttestation(const Attestation& a, std::string* reas
         attestation_order_.pop_front();
       }
     }
-    auto& by_signer = attestations_[a.request_id];
+    auto& by_signer = it->second;
     auto prev = by_signer.find(a.member);
     if (prev == by_signer.end()) {
       by_signer.emplace(a.member, a);
@@ -585,12 +617,12 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
       break;
   }
   std::string reason;
-  ASSIGN_OR_RETURN(const ServedModel* model, CheckRequest(request, client_signature, &reason));
-  ASSIGN_OR_RETURN(ledger::Epoch current, deps_.ledger->CurrentEpoch());
-  if (request.epoch != current.number) {
+  ASSIGN_OR_RETURN(CheckedRequest checked, CheckRequest(request, client_signature, &reason));
+  const ServedModel* model = checked.model;
+  if (request.epoch != checked.current_epoch) {
     return absl::FailedPreconditionError(absl::StrCat(
         "epoch: the request is for epoch ", request.epoch, " but the ledger's current epoch is ",
-        current.number, "; sign the request again for the current epoch"));
+        checked.current_epoch, "; sign the request again for the current epoch"));
   }
   // The worst case is known now (prompt + max_tokens): refuse rather than work and not be paid.
   ASSIGN_OR_RETURN(Uint256 worst, CheckedMul(params_.fee_per_token,
@@ -712,14 +744,14 @@ absl::StatusOr<int> ConsensusNodeImpl::ResumeJournaled() {
       continue;
     }
     std::string reason;
-    auto model = CheckRequest(*request, sig, &reason);
-    if (!model.ok()) {
-      log_->warn("round {}: not resumed: {}", ShortHex(r.request_id), model.status().ToString());
+    auto checked = CheckRequest(*request, sig, &reason);
+    if (!checked.ok()) {
+      log_->warn("round {}: not resumed: {}", ShortHex(r.request_id), checked.status().ToString());
       (void)deps_.journal->SetState(r.request_id, journal::RequestState::kFailed,
-                                    model.status().ToString());
+                                    checked.status().ToString());
       continue;
     }
-    auto round = StartRound(*request, sig, r.request_id, **model, false);
+    auto round = StartRound(*request, sig, r.request_id, *checked->model, false);
     if (!round.ok()) {
       log_->warn("round {}: not resumed: {}", ShortHex(r.request_id), round.status().ToString());
       (void)deps_.journal->SetState(r.request_id, journal::RequestState::kFailed,
@@ -1123,11 +1155,8 @@ void EntryRound::StartCall(const Address& target, std::vector<Address> committee
   if (!started) done();
 }
 
-void EntryRound::CallRemote(const Address& target, const std::vector<Address>& committee,
-                            bool referee, bool stream_tokens,
-                            std::shared_ptr<grpc::ClientContext> first_context) {
-  auto log = GetLogger("consensus");
-  const ConsensusOptions& o = node_->options();
+v1::PeerMessage EntryRound::ExecuteMessage(const std::vector<Address>& committee, bool referee,
+                                           bool stream_tokens) const {
   v1::PeerMessage msg;
   v1::ExecuteCall* call = msg.mutable_execute();
   consensus::Encoder e;
@@ -1137,6 +1166,15 @@ void EntryRound::CallRemote(const Address& target, const std::vector<Address>& c
   for (const Address& m : committee) call->add_committee(m.data(), m.size());
   call->set_referee(referee);
   call->set_stream_tokens(stream_tokens);
+  return msg;
+}
+
+void EntryRound::CallRemote(const Address& target, const std::vector<Address>& committee,
+                            bool referee, bool stream_tokens,
+                            std::shared_ptr<grpc::ClientContext> first_context) {
+  auto log = GetLogger("consensus");
+  const ConsensusOptions& o = node_->options();
+  const v1::PeerMessage msg = ExecuteMessage(committee, referee, stream_tokens);
   // A member that fails fast (not yet listening, restarting) is retried a few times; one that is
   // gone for good is replaced by the round's timeout.
   std::shared_ptr<grpc::ClientContext> context = first_context;
@@ -1165,14 +1203,7 @@ void EntryRound::CallRemote(const Address& target, const std::vector<Address>& c
     while (reader->Read(&response)) {
       if (response.has_tokens() && stream_tokens) {
         std::lock_guard lock(mu_);
-        const v1::TokenChunk& chunk = response.tokens();
-        for (int i = 0; i < chunk.token_ids_size(); ++i) {
-          engine::StreamEvent ev;
-          ev.token_id = chunk.token_ids(i);
-          if (i < chunk.tokens_size()) ev.logprob = chunk.tokens(i).logprob();
-          if (i == chunk.token_ids_size() - 1) ev.text = chunk.text();
-          relayed_.push_back(std::move(ev));
-        }
+        AppendChunk(response.tokens(), &relayed_);
         cv_.notify_all();
       } else if (!response.attestation().empty()) {
         const std::string& b = response.attestation();
@@ -1190,11 +1221,7 @@ void EntryRound::CallRemote(const Address& target, const std::vector<Address>& c
     if (attestation.has_value()) {
       if (stream_tokens) {
         std::lock_guard lock(mu_);
-        ConsensusOutput out;
-        for (const auto& ev : relayed_) out.token_ids.push_back(static_cast<uint32_t>(ev.token_id));
-        out.finish_reason =
-            finish_reason == 1 ? consensus::FinishReason::kLength : consensus::FinishReason::kStop;
-        relayed_output_ = out;
+        relayed_output_ = OutputOf(relayed_, finish_reason);
       }
       Deliver(*attestation);
       return;
@@ -1240,40 +1267,25 @@ absl::StatusOr<ConsensusOutput> EntryRound::OutputMatching(const std::vector<Add
   for (const Address& member : committee) {
     auto stub = node_->StubFor(member);
     if (!stub.ok()) continue;
-    v1::PeerMessage msg;
-    v1::ExecuteCall* call = msg.mutable_execute();
-    consensus::Encoder e;
-    consensus::EncodeRequest(request_, e);
-    call->set_request(e.bytes().data(), e.bytes().size());
-    call->set_client_signature(client_signature_.data(), client_signature_.size());
-    for (const Address& m : committee) call->add_committee(m.data(), m.size());
-    call->set_stream_tokens(true);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          milliseconds(node_->options().member_timeout_ms));
-    auto reader = (*stub)->Execute(&context, node_->Sign(msg, kExecute));
+    auto reader =
+        (*stub)->Execute(&context, node_->Sign(ExecuteMessage(committee, false, true), kExecute));
     v1::ExecuteResponse response;
-    ConsensusOutput out;
     std::vector<engine::StreamEvent> events;
-    bool got = false;
+    std::optional<uint64_t> finish_reason;
     while (reader->Read(&response)) {
       if (response.has_tokens()) {
-        const v1::TokenChunk& chunk = response.tokens();
-        for (int i = 0; i < chunk.token_ids_size(); ++i) {
-          out.token_ids.push_back(static_cast<uint32_t>(chunk.token_ids(i)));
-          engine::StreamEvent ev;
-          ev.token_id = chunk.token_ids(i);
-          if (i == chunk.token_ids_size() - 1) ev.text = chunk.text();
-          events.push_back(std::move(ev));
-        }
+        AppendChunk(response.tokens(), &events);
       } else if (!response.attestation().empty()) {
-        out.finish_reason = response.finish_reason() == 1 ? consensus::FinishReason::kLength
-                                                          : consensus::FinishReason::kStop;
-        got = true;
+        finish_reason = response.finish_reason();
       }
     }
     (void)reader->Finish();
-    if (got && matches(out)) {
+    if (!finish_reason.has_value()) continue;
+    const ConsensusOutput out = OutputOf(events, *finish_reason);
+    if (matches(out)) {
       std::lock_guard lock(mu_);
       relayed_ = std::move(events);
       return out;
