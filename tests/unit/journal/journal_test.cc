@@ -16,6 +16,7 @@
 #include "atoma/consensus/xv.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
+#include "testing/temp_dir.h"
 
 namespace atoma::journal {
 namespace {
@@ -23,10 +24,7 @@ namespace {
 class JournalTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("atoma_journal_", getpid(), "_", info->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = test::FreshTestDir("atoma_journal_");
     options_.unix_ms = [this] { return now_ms_; };
     Reopen();
   }

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
+#include "testing/temp_dir.h"
 
 namespace atoma::journal {
 namespace {
@@ -130,11 +131,7 @@ const ledger::Amount kFunded(100'000);
 class OutboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("atoma_outbox_", getpid(), "_", info->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test::FreshTestDir("atoma_outbox_");
     fixture_.Create(dir_ / "ledger.db");
     if (HasFatalFailure()) return;
     faulty_ = std::make_unique<FaultyLedger>(*fixture_.ledger_);

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
+#include "testing/temp_dir.h"
 
 namespace atoma::ledger {
 namespace {
@@ -33,11 +34,7 @@ constexpr size_t kNodes = 13;
 class DisputeTest : public ::testing::Test, public test::LedgerFixture {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("atoma_dispute_", getpid(), "_", info->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test::FreshTestDir("atoma_dispute_");
     test::LedgerSetup setup;
     setup.nodes = kNodes;
     setup.key_prefix = 'e';

@@ -14,6 +14,7 @@
 #include "atoma/crypto/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/temp_dir.h"
 
 namespace atoma::ledger {
 
@@ -44,11 +45,7 @@ EchelonRef Ech(const std::string& model, const std::string& fingerprint) {
 class LedgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("atoma_ledger_", getpid(), "_", info->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test::FreshTestDir("atoma_ledger_");
     path_ = dir_ / "ledger.db";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

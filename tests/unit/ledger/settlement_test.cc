@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
+#include "testing/temp_dir.h"
 #include "verify.h"
 
 namespace atoma::ledger {
@@ -36,11 +37,7 @@ constexpr size_t kNodes = 6;
 class SettlementTest : public ::testing::Test, public test::LedgerFixture {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("atoma_settle_", getpid(), "_", info->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test::FreshTestDir("atoma_settle_");
     test::LedgerSetup setup;
     setup.nodes = kNodes;
     setup.key_prefix = 'b';

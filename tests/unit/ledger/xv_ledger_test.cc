@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
+#include "testing/temp_dir.h"
 #include "verify.h"
 
 namespace atoma::ledger {
@@ -42,11 +43,7 @@ constexpr uint64_t kK = 2;
 class XvLedgerTest : public ::testing::Test, public test::LedgerFixture {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("atoma_xv_ledger_", getpid(), "_", info->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test::FreshTestDir("atoma_xv_ledger_");
     test::LedgerSetup setup;
     setup.nodes = kNodes;
     setup.key_prefix = 'd';

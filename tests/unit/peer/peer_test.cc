@@ -30,6 +30,7 @@
 #include "atoma/v1/peer.grpc.pb.h"
 #include "fake_engine.h"
 #include "gtest/gtest.h"
+#include "testing/temp_dir.h"
 
 namespace atoma::peer {
 namespace {
@@ -81,13 +82,7 @@ NetworkOptions Net(size_t nodes, int64_t member_timeout_ms = 5'000) {
 
 class PeerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           absl::StrCat("atoma_peer_test_", ::getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = test::FreshTestDir("atoma_peer_test_"); }
   void TearDown() override {
     for (auto& n : nodes_) n->Stop();
     nodes_.clear();
