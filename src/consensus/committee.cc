@@ -67,4 +67,11 @@ absl::StatusOr<CommitteeDraws> SelectCommittee(const Hash256& epoch_seed, const 
   return draws;
 }
 
+bool IsDrawn(const CommitteeDraws& draws, const Address& node) {
+  for (const std::vector<Address>* list : {&draws.committee, &draws.backups, &draws.referees}) {
+    if (std::find(list->begin(), list->end(), node) != list->end()) return true;
+  }
+  return false;
+}
+
 }  // namespace atoma::consensus

@@ -680,11 +680,7 @@ absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
   // An entry node in the draws (member, backup or referee) computes the output itself: it may not
   // be shown another member's before the round is decided. Only an entry outside the draws
   // relays a member's stream.
-  bool drawn = false;
-  for (const auto* list : {&draws.committee, &draws.backups, &draws.referees}) {
-    drawn = drawn || std::find(list->begin(), list->end(), self()) != list->end();
-  }
-  if (drawn) {
+  if (consensus::IsDrawn(draws, self())) {
     // Start at once so that the client's first token does not wait for the round's set-up.
     bool started = false;
     auto own = executions_.GetOrStart(request_id, request, *model.engine, &started);
@@ -1321,13 +1317,10 @@ grpc::Status PeerService::Execute(grpc::ServerContext* context, const v1::Signed
     // Only a node outside the draws may see the output before the round is decided: a member,
     // backup or referee that saw it could attest it without computing (DESIGN §4.5). An entry
     // node in the draws computes its own output instead.
-    const CommitteeDraws& drawn = assignment->draws;
-    for (const auto* list : {&drawn.committee, &drawn.backups, &drawn.referees}) {
-      if (std::find(list->begin(), list->end(), opened->sender) != list->end()) {
-        node_->Reject("output_not_released");
-        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                            "Execute: tokens are not streamed to a node drawn for this request");
-      }
+    if (consensus::IsDrawn(assignment->draws, opened->sender)) {
+      node_->Reject("output_not_released");
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "Execute: tokens are not streamed to a node drawn for this request");
     }
     // The tokens as they are produced (the attestation can only follow the whole output).
     engine::StreamEvent ev;

@@ -42,6 +42,9 @@ absl::StatusOr<CommitteeDraws> SelectCommittee(const Hash256& epoch_seed, const 
                                                std::span<const Candidate> candidates, size_t n,
                                                size_t backups, size_t referees);
 
+// Whether `node` is among any of the draws (committee, backups or referees).
+bool IsDrawn(const CommitteeDraws& draws, const Address& node);
+
 // The k-th draw's hash H("atoma/committee", S_e, request_id, k) (exposed for tests and tools).
 Hash256 CommitteeDrawHash(const Hash256& epoch_seed, const Hash256& request_id, uint64_t k);
 

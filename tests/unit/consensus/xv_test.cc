@@ -149,11 +149,7 @@ class XvCertificateTest : public ::testing::Test {
   }
   const crypto::PrivateKey* Outsider() const {
     for (const auto& k : keys_) {
-      const Address& a = k.address();
-      auto in = [&](const std::vector<Address>& v) {
-        return std::find(v.begin(), v.end(), a) != v.end();
-      };
-      if (!in(draws_.committee) && !in(draws_.backups) && !in(draws_.referees)) return &k;
+      if (!IsDrawn(draws_, k.address())) return &k;
     }
     return nullptr;
   }

@@ -314,12 +314,8 @@ TEST_F(PeerTest, EntryThatIsNotAMemberRelaysAMembersStream) {
   Build(Net(6));
   ASSERT_FALSE(HasFatalFailure());
   const Address entry = nodes_[0]->address();
-  const uint64_t nonce = NonceWhere(1, [&](const consensus::CommitteeDraws& d) {
-    for (const auto* list : {&d.committee, &d.backups, &d.referees}) {
-      if (std::find(list->begin(), list->end(), entry) != list->end()) return false;
-    }
-    return true;
-  });
+  const uint64_t nonce = NonceWhere(
+      1, [&](const consensus::CommitteeDraws& d) { return !consensus::IsDrawn(d, entry); });
   const ConsensusRequest r = Request(1, nonce);
   auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
   ASSERT_TRUE(handle.ok()) << handle.status();
