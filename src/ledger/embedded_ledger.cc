@@ -34,7 +34,7 @@ namespace {
 using storage::Db;
 using storage::Stmt;
 
-constexpr int64_t kSchemaVersion = 3;
+constexpr int64_t kSchemaVersion = 4;
 constexpr uint64_t kMaxUnbondingEpochs = 1'000'000;
 
 constexpr const char* kSchema = R"sql(
@@ -121,6 +121,18 @@ CREATE TABLE disputes(
   slashed_total BLOB NOT NULL,
   fee BLOB NOT NULL,
   settled_epoch INTEGER NOT NULL) WITHOUT ROWID;
+)sql";
+
+// Added by schema version 4: a (client, nonce) pair settles once, whatever request carries it, as
+// on the EVM ledger (whose contract keeps one bit per pair instead of a row per request;
+// docs/ledger_evm.md "Double settlement"). A version-3 file is migrated on open: its settled
+// requests stay closed by their ids, and their nonces (which version 3 did not record) stay open.
+constexpr const char* kSchemaV4 = R"sql(
+CREATE TABLE closed_nonces(
+  client BLOB NOT NULL,
+  nonce INTEGER NOT NULL,
+  request_id BLOB NOT NULL,
+  PRIMARY KEY(client, nonce)) WITHOUT ROWID;
 )sql";
 
 constexpr const char* kEquivocation = "equivocation";
@@ -876,6 +888,7 @@ class EmbeddedLedger final : public LedgerClient {
         return absl::AlreadyExistsError(
             absl::StrCat("request ", crypto::ToHex(id), " was already settled by a certificate"));
       }
+      RETURN_IF_ERROR(CheckNonceOpen(request, id));
       ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
       result.slashed_total = Amount();
       for (const Address& loser : result.slashed) {
@@ -902,7 +915,8 @@ class EmbeddedLedger final : public LedgerClient {
           .Bind(6, result.slashed_total.ToBigEndian())
           .Bind(7, result.fee.ToBigEndian())
           .Bind(8, static_cast<int64_t>(current));
-      return insert.Run();
+      RETURN_IF_ERROR(insert.Run());
+      return CloseNonce(request, id);
     });
     if (!status.ok()) return status;
     GetLogger("ledger")->warn(
@@ -1154,6 +1168,39 @@ class EmbeddedLedger final : public LedgerClient {
     return DisputeSettled(request_id);
   }
 
+  // The request id that closed (client, nonce), if any (schema version 4).
+  absl::StatusOr<std::optional<Hash256>> NonceClosedBy(const Address& client, uint64_t nonce)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt select(*db_, "SELECT request_id FROM closed_nonces WHERE client = ? AND nonce = ?");
+    select.Bind(1, client).Bind(2, static_cast<int64_t>(nonce));
+    ASSIGN_OR_RETURN(bool found, select.Step());
+    if (!found) return std::optional<Hash256>();
+    Hash256 id{};
+    RETURN_IF_ERROR(select.Blob(0, &id));
+    return std::optional<Hash256>(id);
+  }
+
+  // ALREADY_EXISTS when another request of the same client and nonce was settled.
+  absl::Status CheckNonceOpen(const consensus::ConsensusRequest& request, const Hash256& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(std::optional<Hash256> closed_by,
+                     NonceClosedBy(request.client, request.client_nonce));
+    if (closed_by.has_value() && *closed_by != id) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("nonce ", request.client_nonce, " of client ", Hex(request.client),
+                       " was already settled by request ", crypto::ToHex(*closed_by),
+                       " (a client nonce settles once)"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CloseNonce(const consensus::ConsensusRequest& request, const Hash256& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt insert(*db_, "INSERT INTO closed_nonces(client, nonce, request_id) VALUES(?, ?, ?)");
+    insert.Bind(1, request.client).Bind(2, static_cast<int64_t>(request.client_nonce)).Bind(3, id);
+    return insert.Run();
+  }
+
   absl::Status InsertSlash(absl::string_view kind, const Hash256& evidence_hash,
                            const Address& offender, const Hash256& request_id,
                            const Address& reporter, const Amount& slashed,
@@ -1290,6 +1337,7 @@ class EmbeddedLedger final : public LedgerClient {
       return absl::AlreadyExistsError(
           absl::StrCat("request ", crypto::ToHex(result.request_id), " is already settled"));
     }
+    RETURN_IF_ERROR(CheckNonceOpen(request, result.request_id));
     // Token counts from the request and the output themselves (the verifier checked that the
     // attestations agree with them).
     const uint64_t tokens = request.prompt_token_ids.size() + item.output.token_ids.size();
@@ -1327,7 +1375,8 @@ class EmbeddedLedger final : public LedgerClient {
         .Bind(4, fee->ToBigEndian())
         .Bind(5, submitter)
         .Bind(6, static_cast<int64_t>(current_epoch));
-    return insert.Run();
+    RETURN_IF_ERROR(insert.Run());
+    return CloseNonce(request, result.request_id);
   }
 
   // Takes slash_bps of the node's stake that is still locked (bonded plus unbonding entries not
@@ -1478,6 +1527,7 @@ absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) 
       RETURN_IF_ERROR(genesis.Run());
       RETURN_IF_ERROR(CreateV2(db, options));
       RETURN_IF_ERROR(db.Exec(kSchemaV3));
+      RETURN_IF_ERROR(db.Exec(kSchemaV4));
     }
     ASSIGN_OR_RETURN(uint64_t version, MetaNumber(db, "schema_version"));
     const uint64_t found = version;
@@ -1488,6 +1538,10 @@ absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) 
     if (version == 2) {
       RETURN_IF_ERROR(db.Exec(kSchemaV3));
       version = 3;
+    }
+    if (version == 3) {
+      RETURN_IF_ERROR(db.Exec(kSchemaV4));
+      version = 4;
     }
     if (found != version) {
       Stmt bump(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'");

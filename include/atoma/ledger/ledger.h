@@ -271,7 +271,10 @@ class LedgerClient {
   //     (which must carry `certificate` == `xv->base`) VerifyXvCertificate in the same context.
   //     A cross_validation request without `xv` is INVALID_ARGUMENT: its base alone proves only
   //     the executor's claim and says nothing of the coin or the validators;
-  //   * its request id was never settled (nor earlier in this batch, nor by a dispute);
+  //   * its request id was never settled (nor earlier in this batch, nor by a dispute), and no
+  //     other request of the same client and client nonce was: a (client, nonce) settles once
+  //     (the EVM contract keeps one bit per pair, docs/ledger_evm.md), so clients never reuse a
+  //     nonce;
   //   * fee = fee_per_token x (prompt + completion tokens) must not exceed the request's max_fee
   //     (rejected, never capped: the client authorized at most max_fee and the entry node knows
   //     the worst case, prompt + max_tokens, before it accepts the request);
@@ -327,7 +330,8 @@ class LedgerClient {
   //     (INVALID_ARGUMENT otherwise); losers are the members with another C plus the members
   //     whose p_i is not the output's (lazy). Without `output`: the members with another C;
   //   * no loser: FAILED_PRECONDITION "nothing to slash"; a dispute already settled for the
-  //     request id, or a certificate already settled for it: ALREADY_EXISTS.
+  //     request id, a certificate already settled for it, or another request of the same client
+  //     and nonce settled: ALREADY_EXISTS.
   // Effects, in one transaction: each loser loses slash_bps of its locked stake (as for
   // equivocation); fee = fee_per_token x (prompt + completion tokens), the counts from `output`
   // (prompt: the request's) when given, else from the first majority referee's attestation in

@@ -373,6 +373,17 @@ TEST_F(DisputeTest, DisputeAfterSettlementIsRejected) {
   EXPECT_EQ(Escrow(), Amount(960));
 }
 
+TEST_F(DisputeTest, DisputeOfANonceAnotherRequestSettledIsRejected) {
+  // Another request of the same client and nonce (another max_fee) settled by its certificate.
+  const SettlementItem other = Honest(Request(request_.client_nonce, 2'000), good_);
+  ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&other, 1}).value()[0].status.ok());
+  const DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
+  auto status = ledger_->SettleDispute(submitter_, ev).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_THAT(status.message(), HasSubstr("a client nonce settles once"));
+  EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
+}
+
 TEST_F(DisputeTest, SettlementAfterDisputeIsRejected) {
   ASSERT_TRUE(
       ledger_
@@ -437,7 +448,8 @@ TEST_F(DisputeTest, MigratesASchemaVersion2File) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE disputes; DROP INDEX slashes_by_evidence; "
+                         "DROP TABLE disputes; DROP TABLE closed_nonces; "
+                         "DROP INDEX slashes_by_evidence; "
                          "CREATE TABLE slashes_v2(evidence_hash BLOB PRIMARY KEY, offender BLOB "
                          "NOT NULL, request_id BLOB NOT NULL, reporter BLOB NOT NULL, slashed "
                          "BLOB NOT NULL, reporter_reward BLOB NOT NULL, epoch INTEGER NOT NULL, "
@@ -463,7 +475,7 @@ TEST_F(DisputeTest, MigratesASchemaVersion2File) {
   // A file of a future version is refused.
   ledger_.reset();
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '4' WHERE key = 'schema_version'", nullptr,
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '5' WHERE key = 'schema_version'", nullptr,
                          nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);

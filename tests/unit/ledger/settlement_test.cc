@@ -83,6 +83,7 @@ TEST_F(SettlementTest, MigratesASchemaVersion1File) {
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP TABLE settlements; DROP TABLE slashes; DROP TABLE disputes; "
+                         "DROP TABLE closed_nonces; "
                          "DELETE FROM meta WHERE key IN "
                          "('chain_id', 'ledger_address', 'fee_per_token', 'slash_bps', "
                          "'reporter_share_bps'); UPDATE meta SET value = '1' WHERE key = "
@@ -140,6 +141,52 @@ TEST_F(SettlementTest, SettlementSurvivesReopen) {
   EXPECT_EQ(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(Escrow(), Amount(960));
+}
+
+TEST_F(SettlementTest, AClientNonceSettlesOnce) {
+  // The EVM ledger keeps one bit per (client, nonce), so both backends close the nonce, not only
+  // the request id: another request with the same nonce (here another max_fee) cannot settle.
+  const SettlementItem first = Honest(Request(7), Output());
+  const SettlementItem second = Honest(Request(7, 2'000), Output());
+  ASSERT_NE(consensus::RequestId(first.certificate.request),
+            consensus::RequestId(second.certificate.request));
+  auto results = ledger_->SettleCertificates(submitter_, {&first, 1}).value();
+  ASSERT_TRUE(results[0].status.ok()) << results[0].status;
+  results = ledger_->SettleCertificates(submitter_, {&second, 1}).value();
+  EXPECT_EQ(results[0].status.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(results[0].status.message()), HasSubstr("nonce 7"));
+  EXPECT_FALSE(ledger_->IsSettled(consensus::RequestId(second.certificate.request)).value());
+  EXPECT_EQ(Escrow(), Amount(960));
+  // In one batch as well: the first of two requests with one nonce settles.
+  const std::vector<SettlementItem> batch = {Honest(Request(8), Output()),
+                                             Honest(Request(8, 3'000), Output())};
+  results = ledger_->SettleCertificates(submitter_, batch).value();
+  EXPECT_TRUE(results[0].status.ok()) << results[0].status;
+  EXPECT_EQ(results[1].status.code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(SettlementTest, MigratesASchemaVersion3File) {
+  const SettlementItem item = Honest(Request(1), Output());
+  ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.ok());
+  ledger_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE closed_nonces; UPDATE meta SET value = '3' WHERE key = "
+                         "'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  ledger_ = OpenEmbeddedLedger(dir_ / "ledger.db").value();
+  // Settled before the migration: closed by its id.
+  EXPECT_EQ(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.code(),
+            absl::StatusCode::kAlreadyExists);
+  // Settled after it: closed by its nonce too.
+  const SettlementItem later = Honest(Request(2), Output());
+  const SettlementItem same_nonce = Honest(Request(2, 2'000), Output());
+  ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&later, 1}).value()[0].status.ok());
+  EXPECT_EQ(ledger_->SettleCertificates(submitter_, {&same_nonce, 1}).value()[0].status.code(),
+            absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(SettlementTest, FeeAboveMaxFeeIsRejected) {
