@@ -29,6 +29,7 @@ if(NOT ATOMA_ENGINE_ONLY)
   find_package(CLI11 CONFIG REQUIRED)
   pkg_check_modules(SECP256K1 REQUIRED IMPORTED_TARGET libsecp256k1)
   find_package(SQLite3 REQUIRED)
+  find_package(CURL REQUIRED)  # the EVM ledger's JSON-RPC client (src/evm)
 endif()
 
 if(ATOMA_BUILD_TESTS)
