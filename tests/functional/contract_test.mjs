@@ -1,0 +1,1080 @@
+// Tests of contracts/AtomaLedger.sol on a real local chain (Anvil, started on a free loopback port
+// and stopped at the end), driven through ethers v6 and the independent protocol implementation
+// of tests/functional/evm/protocol.mjs, against the interface of docs/ledger_evm.md: parameters,
+// registry, stake and unbonding, epochs and seeds, frozen snapshots, escrow and rewards,
+// committee selection against tests/vectors/committee.json, settlement of sampling and
+// cross-validation certificates with every rejection code, equivocation, disputes, and the
+// status-code prefix of every revert reason.
+//
+// Run: node --test tests/functional/contract_test.mjs   (ctest -R contract_test)
+// Needs `npm ci` (ethers, solc, the Anvil package). The artifact contracts/build/AtomaLedger.json
+// is (re)built with scripts/compile_contracts.mjs when it is missing or older than the source.
+import { after, before, beforeEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import * as P from "./evm/protocol.mjs";
+import { ARTIFACT, ROOT, revertReason, startAnvil } from "./evm/anvil.mjs";
+import { DEFAULT_OUTPUT, DEFAULT_PARAMS, ECHELON_1, ECHELON_2, MODEL_1, MODEL_2,
+         World } from "./evm/world.mjs";
+
+const { ethers } = P;
+const SOURCE = path.join(ROOT, "contracts", "AtomaLedger.sol");
+
+function ensureArtifact() {
+  if (!fs.existsSync(SOURCE)) throw new Error(`${SOURCE} missing`);
+  const stale = !fs.existsSync(ARTIFACT) ||
+      fs.statSync(ARTIFACT).mtimeMs < fs.statSync(SOURCE).mtimeMs;
+  if (!stale) return;
+  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
+                      { cwd: ROOT, encoding: "utf8", timeout: 300000 });
+  if (r.status !== 0) throw new Error(`compile_contracts.mjs failed:\n${r.stdout}\n${r.stderr}`);
+}
+
+// Awaits `fn()` and requires a revert whose reason is "CODE: <reason>" (docs/ledger_evm.md
+// "Errors"); returns the reason.
+async function expectRevert(fn, code, match) {
+  let reason;
+  try {
+    await fn();
+  } catch (e) {
+    reason = revertReason(e);
+    assert.ok(reason, `expected a ${code} revert reason, got: ${e.shortMessage ?? e.message}`);
+    assert.match(reason, new RegExp(`^${code}: \\S`), `reason ${JSON.stringify(reason)}`);
+    if (match) assert.match(reason, match);
+    return reason;
+  }
+  assert.fail(`expected a revert with ${code}`);
+}
+
+const big = (v) => BigInt(v);
+const lower = (xs) => xs.map((x) => x.toLowerCase());
+const sortAddrs = (xs) => [...xs].map((x) => x.toLowerCase()).sort(P.compareAddresses);
+// Equal shares of `pool` among `count`, the remainder to the first.
+function shares(pool, count) {
+  const c = BigInt(count);
+  return Array.from({ length: count }, (_, i) => pool / c + (i === 0 ? pool % c : 0n));
+}
+const randomHash = (label) => P.hex(P.sha256(new TextEncoder().encode(label)));
+
+// A certificate for the epoch after the current one (not started: no seed, no snapshot), signed
+// by the members the current epoch's seed and snapshot would draw.
+async function futureCertificate(w, client) {
+  const cur = await w.currentEpoch();
+  const next = cur.number + 1n;
+  w.frozen.set(next, w.frozen.get(cur.number));
+  try {
+    return await w.certificate({ client, n: 3, epoch: next, seed: cur.seed });
+  } finally {
+    w.frozen.delete(next);
+  }
+}
+
+let chain;
+before(async () => {
+  ensureArtifact();
+  chain = await startAnvil();
+});
+after(async () => {
+  await chain?.stop();
+});
+
+// ---- parameters ---------------------------------------------------------------------------------
+describe("params and constructor", () => {
+  it("getParams returns the constructor's values and the chain id", async () => {
+    const w = await World.deploy(chain, [3n, 120n, 7n, 5n, 1500n, 3000n]);
+    const p = await w.ledger.getParams();
+    assert.deepEqual([...p].slice(0, 6).map(big), [3n, 120n, 7n, 5n, 1500n, 3000n]);
+    assert.equal(big(p[6]), 31337n);
+  });
+
+  it("rejects parameters out of range with INVALID_ARGUMENT and accepts the edges", async () => {
+    const ok = [1n, 1n, 0n, 0n, 0n, 0n];
+    const bad = [
+      [0n, 1n, 0n, 0n, 0n, 0n],              // unbondingEpochs 0
+      [1000001n, 1n, 0n, 0n, 0n, 0n],        // unbondingEpochs above 1e6
+      [1n, 0n, 0n, 0n, 0n, 0n],              // epochLengthS 0
+      [1n, 1n, 0n, 0n, 10001n, 0n],          // slashBps above 10000
+      [1n, 1n, 0n, 0n, 0n, 10001n],          // reporterShareBps above 10000
+    ];
+    for (const params of bad) {
+      await expectRevert(() => chain.deploy(params), "INVALID_ARGUMENT");
+    }
+    await chain.deploy(ok);
+    const { contract } = await chain.deploy([1000000n, 2n ** 64n - 1n, 0n, 10n ** 30n, 10000n,
+                                             10000n]);
+    const p = await contract.getParams();
+    assert.equal(big(p[0]), 1000000n);
+    assert.equal(big(p[4]), 10000n);
+  });
+});
+
+// ---- registry -----------------------------------------------------------------------------------
+describe("registry", () => {
+  let w;
+  beforeEach(async () => { w = await World.deploy(chain); });
+  const ech = (pairs) => pairs.map(([m, e]) => ({ modelDigest: m, echelonId: e }));
+
+  it("registers nodes with endpoint, echelons and epoch, emits NodeRegistered, lists sorted",
+     async () => {
+       const wallets = [];
+       for (let i = 0; i < 5; ++i) wallets.push(await w.walletFor(`reg-${i}`));
+       const r = await w.send(wallets[0], "registerNode",
+                              ["node0.example.com:50051", ech([[MODEL_1, ECHELON_1],
+                                                               [MODEL_2, ECHELON_2]])]);
+       const ev = w.events(r, "NodeRegistered");
+       assert.equal(ev.length, 1);
+       assert.equal(ev[0].args[0].toLowerCase(), wallets[0].address.toLowerCase());
+       assert.equal(ev[0].args[1], "node0.example.com:50051");
+       const [endpoint, echelons, registered] = await w.ledger.getNode(wallets[0].address);
+       assert.equal(endpoint, "node0.example.com:50051");
+       assert.deepEqual(echelons.map((e) => lower([e[0], e[1]])),
+                        [[MODEL_1, ECHELON_1], [MODEL_2, ECHELON_2]]);
+       assert.equal(big(registered), 0n);
+       await w.send(chain.deployer, "advanceEpoch");
+       for (let i = 1; i < 5; ++i) {
+         await w.send(wallets[i], "registerNode", [`10.0.0.${i}:7000`, ech([[MODEL_1, ECHELON_1]])]);
+       }
+       assert.equal(big((await w.ledger.getNode(wallets[3].address))[2]), 1n);
+       const listed = lower(await w.ledger.listNodes());
+       assert.deepEqual(listed, sortAddrs(wallets.map((x) => x.address)));
+     });
+
+  it("refuses a second registration with ALREADY_EXISTS", async () => {
+    const a = await w.walletFor("reg-dup");
+    await w.send(a, "registerNode", ["127.0.0.1:1", ech([[MODEL_1, ECHELON_1]])]);
+    await expectRevert(() => w.send(a, "registerNode", ["127.0.0.1:2", ech([[MODEL_1, ECHELON_1]])]),
+                       "ALREADY_EXISTS");
+    assert.equal((await w.ledger.getNode(a.address))[0], "127.0.0.1:1");
+  });
+
+  it("updates endpoint and echelons (NodeUpdated); NOT_FOUND for unknown nodes", async () => {
+    const a = await w.walletFor("reg-upd");
+    const stranger = await w.walletFor("reg-stranger");
+    await w.send(a, "registerNode", ["127.0.0.1:1", ech([[MODEL_1, ECHELON_1]])]);
+    const r = await w.send(a, "updateNode", ["[::1]:9000", ech([[MODEL_2, ECHELON_2]])]);
+    const ev = w.events(r, "NodeUpdated");
+    assert.equal(ev.length, 1);
+    assert.equal(ev[0].args[1], "[::1]:9000");
+    const [endpoint, echelons] = await w.ledger.getNode(a.address);
+    assert.equal(endpoint, "[::1]:9000");
+    assert.deepEqual(echelons.map((e) => lower([e[0], e[1]])), [[MODEL_2, ECHELON_2]]);
+    await expectRevert(() => w.send(stranger, "updateNode", ["127.0.0.1:1", []]), "NOT_FOUND");
+    await expectRevert(() => w.ledger.getNode(stranger.address), "NOT_FOUND");
+  });
+
+  it("refuses an empty or over-long endpoint with INVALID_ARGUMENT (255 bytes is fine)",
+     async () => {
+       const a = await w.walletFor("reg-ep");
+       const one = ech([[MODEL_1, ECHELON_1]]);
+       await expectRevert(() => w.send(a, "registerNode", ["", one]), "INVALID_ARGUMENT");
+       await expectRevert(() => w.send(a, "registerNode", ["a".repeat(250) + ".x:123", one]),
+                          "INVALID_ARGUMENT");
+       const longest = "h".repeat(250) + ":1234";
+       assert.equal(longest.length, 255);
+       await w.send(a, "registerNode", [longest, one]);
+       await expectRevert(() => w.send(a, "updateNode", ["", one]), "INVALID_ARGUMENT");
+       await expectRevert(() => w.send(a, "updateNode", [longest + "5", one]), "INVALID_ARGUMENT");
+       assert.equal((await w.ledger.getNode(a.address))[0], longest);
+     });
+
+  it("refuses more than 64 echelons and two echelons of one model with INVALID_ARGUMENT",
+     async () => {
+       const a = await w.walletFor("reg-ech");
+       const many = (count) => Array.from({ length: count }, (_, i) =>
+         ({ modelDigest: randomHash(`m${i}`), echelonId: randomHash(`e${i}`) }));
+       await expectRevert(() => w.send(a, "registerNode", ["127.0.0.1:1", many(65)]),
+                          "INVALID_ARGUMENT");
+       await expectRevert(() => w.send(a, "registerNode", ["127.0.0.1:1",
+         ech([[MODEL_1, ECHELON_1], [MODEL_1, ECHELON_2]])]), "INVALID_ARGUMENT");
+       await w.send(a, "registerNode", ["127.0.0.1:1", many(64)]);
+       assert.equal((await w.ledger.getNode(a.address))[1].length, 64);
+       await expectRevert(() => w.send(a, "updateNode", ["127.0.0.1:1", many(65)]),
+                          "INVALID_ARGUMENT");
+     });
+});
+
+// ---- stake --------------------------------------------------------------------------------------
+describe("stake, unstake, unbonding, withdraw", () => {
+  it("needs a registered node and a positive amount", async () => {
+    const w = await World.deploy(chain);
+    const a = await w.walletFor("st-a");
+    await expectRevert(() => w.send(a, "stake", [], { value: 10n }), "FAILED_PRECONDITION");
+    await w.send(a, "registerNode", ["127.0.0.1:1", [{ modelDigest: MODEL_1,
+                                                       echelonId: ECHELON_1 }]]);
+    await expectRevert(() => w.send(a, "stake", [], { value: 0n }), "INVALID_ARGUMENT");
+  });
+
+  it("bonds, unbonds for unbondingEpochs, releases and pays out", async () => {
+    const w = await World.deploy(chain);  // unbondingEpochs = 2
+    const [node] = await w.addNodes(1, { prefix: "st-node-", stake: () => 0n });
+    const wallet = w.walletOf(node);
+    const balance = async () => chain.provider.getBalance(w.address);
+    const before = await balance();
+    const r = await w.send(wallet, "stake", [], { value: 100n });
+    assert.deepEqual(w.events(r, "Staked").map((e) => [e.args[0].toLowerCase(), big(e.args[1])]),
+                     [[node, 100n]]);
+    assert.equal(await balance(), before + 100n);
+    const stakeOf = async () => {
+      const [bonded, unbonding, withdrawable] = await w.ledger.getStake(node);
+      return { bonded: big(bonded), unbonding: unbonding.map((u) => [big(u[0]), big(u[1])]),
+               withdrawable: big(withdrawable) };
+    };
+    assert.deepEqual(await stakeOf(), { bonded: 100n, unbonding: [], withdrawable: 0n });
+
+    await expectRevert(() => w.send(wallet, "unstake", [101n]), "FAILED_PRECONDITION");
+    const u = await w.send(wallet, "unstake", [30n]);  // epoch 0 -> released at 2
+    assert.deepEqual(w.events(u, "Unstaked").map((e) => [big(e.args[1]), big(e.args[2])]),
+                     [[30n, 2n]]);
+    assert.deepEqual(await stakeOf(), { bonded: 70n, unbonding: [[30n, 2n]], withdrawable: 0n });
+    await expectRevert(() => w.send(wallet, "withdrawStake", [1n]), "FAILED_PRECONDITION");
+
+    await w.advanceEpoch();  // 1
+    await w.send(wallet, "unstake", [20n]);  // released at 3
+    assert.deepEqual(await stakeOf(),
+                     { bonded: 50n, unbonding: [[30n, 2n], [20n, 3n]], withdrawable: 0n });
+    await w.advanceEpoch();  // 2: the first entry is released
+    const s2 = await stakeOf();
+    assert.equal(s2.withdrawable, 30n);
+    assert.deepEqual(s2.unbonding.filter(([, e]) => e > 2n), [[20n, 3n]]);
+    await expectRevert(() => w.send(wallet, "withdrawStake", [31n]), "FAILED_PRECONDITION");
+    const nodeBefore = await chain.provider.getBalance(node);
+    const wr = await w.send(wallet, "withdrawStake", [25n]);
+    assert.equal(await chain.provider.getBalance(node), nodeBefore + 25n - wr.fee);
+    assert.deepEqual(w.events(wr, "StakeWithdrawn").map((e) => big(e.args[1])), [25n]);
+    assert.equal((await stakeOf()).withdrawable, 5n);
+    await w.advanceEpoch();  // 3: the second entry too
+    const s3 = await stakeOf();
+    assert.equal(s3.withdrawable, 25n);
+    assert.equal(s3.bonded, 50n);
+    assert.deepEqual(s3.unbonding.filter(([, e]) => e > 3n), []);
+    await w.send(wallet, "withdrawStake", [25n]);
+    assert.equal((await stakeOf()).withdrawable, 0n);
+    assert.equal(await balance(), before + 50n);
+  });
+});
+
+// ---- epochs -------------------------------------------------------------------------------------
+describe("epochs", () => {
+  it("opens epoch 0 in the constructor and chains seeds from prevrandao", async () => {
+    const w = await World.deploy(chain);
+    const deployBlock = await chain.provider.getBlock(w.deployReceipt.blockNumber);
+    const e0 = await w.currentEpoch();
+    assert.equal(e0.number, 0n);
+    assert.equal(e0.seed, P.epochSeed(deployBlock.parentHash, deployBlock.prevRandao));
+    assert.equal(e0.started, big(deployBlock.timestamp));
+    let previous = e0.seed;
+    for (let e = 1n; e <= 3n; ++e) {
+      const r = await w.advanceEpoch();
+      const block = await chain.provider.getBlock(r.blockNumber);
+      const cur = await w.currentEpoch();
+      assert.equal(cur.number, e);
+      assert.equal(cur.seed, P.epochSeed(previous, block.prevRandao));
+      assert.equal(cur.started, big(block.timestamp));
+      const ev = w.events(r, "EpochAdvanced");
+      assert.deepEqual(ev.map((x) => [big(x.args[0]), x.args[1].toLowerCase()]), [[e, cur.seed]]);
+      const [n, seed, started] = await w.ledger.getEpoch(e);
+      assert.deepEqual([big(n), seed.toLowerCase(), big(started)], [e, cur.seed, cur.started]);
+      previous = cur.seed;
+    }
+    assert.notEqual(await w.seedOf(1n), await w.seedOf(2n));
+    await expectRevert(() => w.ledger.getEpoch(4n), "NOT_FOUND");
+  });
+
+  it("advanceEpochFrom advances only from the current epoch", async () => {
+    const w = await World.deploy(chain);
+    await w.send(chain.deployer, "advanceEpochFrom", [0n]);
+    assert.equal((await w.currentEpoch()).number, 1n);
+    await expectRevert(() => w.send(chain.deployer, "advanceEpochFrom", [0n]),
+                       "FAILED_PRECONDITION");
+    await expectRevert(() => w.send(chain.deployer, "advanceEpochFrom", [2n]),
+                       "FAILED_PRECONDITION");
+    await w.send(chain.deployer, "advanceEpochFrom", [1n]);
+    assert.equal((await w.currentEpoch()).number, 2n);
+  });
+
+  it("enforces minEpochSpacingS between advances", async () => {
+    const w = await World.deploy(chain, [2n, 600n, 600n, 1n, 1000n, 1000n]);
+    await expectRevert(() => w.send(chain.deployer, "advanceEpoch"), "FAILED_PRECONDITION");
+    await chain.increaseTime(600);
+    await w.send(chain.deployer, "advanceEpoch");
+    await expectRevert(() => w.send(chain.deployer, "advanceEpoch"), "FAILED_PRECONDITION");
+    await expectRevert(() => w.send(chain.deployer, "advanceEpochFrom", [1n]),
+                       "FAILED_PRECONDITION");
+    await chain.increaseTime(600);
+    await w.send(chain.deployer, "advanceEpochFrom", [1n]);
+    assert.equal((await w.currentEpoch()).number, 2n);
+  });
+});
+
+// ---- snapshots ----------------------------------------------------------------------------------
+describe("snapshots", () => {
+  const snapshotOf = async (w, epoch, echelon) => {
+    const [nodes, stakes] = await w.ledger.echelonSnapshot(epoch, echelon);
+    return nodes.map((a, i) => ({ address: a.toLowerCase(), stake: big(stakes[i]) }));
+  };
+
+  it("freezes bonded stakes per echelon, sorted, zero stakes excluded", async () => {
+    const w = await World.deploy(chain);
+    await w.addNodes(8, {
+      prefix: "snap-",
+      echelons: (i) => (i % 3 === 0 ? [[MODEL_1, ECHELON_1], [MODEL_2, ECHELON_2]]
+                                    : [[MODEL_1, ECHELON_1]]),
+      stake: (i) => (i === 4 ? 0n : BigInt(i + 1) * 1000n),
+    });
+    assert.deepEqual(await snapshotOf(w, 0n, ECHELON_1), []);  // epoch 0: empty
+    await w.advanceEpoch();
+    const expected = w.expectedSnapshot();
+    const s1 = await snapshotOf(w, 1n, ECHELON_1);
+    assert.equal(s1.length, 7);
+    assert.deepEqual(s1, expected.get(ECHELON_1));
+    assert.deepEqual(await snapshotOf(w, 1n, ECHELON_2), expected.get(ECHELON_2));
+    assert.deepEqual(lower(await w.ledger.snapshotEchelons(1n)), sortAddrs([ECHELON_1, ECHELON_2]));
+    assert.deepEqual(await snapshotOf(w, 1n, randomHash("no such echelon")), []);
+    await expectRevert(() => w.ledger.echelonSnapshot(2n, ECHELON_1), "NOT_FOUND");
+    await expectRevert(() => w.ledger.snapshotEchelons(2n), "NOT_FOUND");
+  });
+
+  it("shows stake and registry changes only in the next epoch", async () => {
+    const w = await World.deploy(chain);
+    const nodes = await w.addNodes(4, { prefix: "frz-", stake: () => 1000n });
+    await w.advanceEpoch();  // 1
+    const frozen1 = await snapshotOf(w, 1n, ECHELON_1);
+    assert.equal(frozen1.length, 4);
+    await w.send(w.walletOf(nodes[0]), "stake", [], { value: 500n });
+    w.bonded.set(nodes[0], 1500n);
+    await w.send(w.walletOf(nodes[1]), "unstake", [1000n]);
+    w.bonded.set(nodes[1], 0n);
+    await w.send(w.walletOf(nodes[2]), "updateNode", ["127.0.0.1:3", [{ modelDigest: MODEL_2,
+                                                                         echelonId: ECHELON_2 }]]);
+    w.echelonsOf.set(nodes[2], [ECHELON_2]);
+    await w.addNodes(1, { prefix: "frz-late-", stake: () => 700n });
+    assert.deepEqual(await snapshotOf(w, 1n, ECHELON_1), frozen1);
+    assert.deepEqual(await snapshotOf(w, 1n, ECHELON_2), []);
+    await w.advanceEpoch();  // 2
+    const s2 = await snapshotOf(w, 2n, ECHELON_1);
+    assert.deepEqual(s2, w.expectedSnapshot().get(ECHELON_1));
+    assert.equal(s2.length, 3);  // node 1 unstaked all, node 2 moved, one new node
+    assert.deepEqual(await snapshotOf(w, 2n, ECHELON_2), [{ address: nodes[2], stake: 1000n }]);
+    assert.deepEqual(await snapshotOf(w, 1n, ECHELON_1), frozen1);  // old snapshots are kept
+  });
+});
+
+// ---- escrow and rewards -------------------------------------------------------------------------
+describe("escrow and rewards", () => {
+  it("deposits, withdraws and refuses overdrafts", async () => {
+    const w = await World.deploy(chain);
+    const c = await w.walletFor("esc-client");
+    await expectRevert(() => w.send(c, "depositEscrow", [], { value: 0n }), "INVALID_ARGUMENT");
+    const r = await w.send(c, "depositEscrow", [], { value: 1000n });
+    assert.deepEqual(w.events(r, "EscrowDeposited").map((e) => [e.args[0].toLowerCase(),
+                                                                big(e.args[1])]),
+                     [[c.address.toLowerCase(), 1000n]]);
+    await w.send(c, "depositEscrow", [], { value: 1001n });
+    assert.equal(big(await w.ledger.escrowBalance(c.address)), 2001n);
+    const reason = await expectRevert(() => w.send(c, "withdrawEscrow", [2002n]),
+                                      "FAILED_PRECONDITION");
+    assert.match(reason, /2001/);
+    assert.match(reason, /2002/);
+    const before = await chain.provider.getBalance(c.address);
+    const wr = await w.send(c, "withdrawEscrow", [500n]);
+    assert.equal(await chain.provider.getBalance(c.address), before + 500n - wr.fee);
+    assert.deepEqual(w.events(wr, "EscrowWithdrawn").map((e) => big(e.args[1])), [500n]);
+    assert.equal(big(await w.ledger.escrowBalance(c.address)), 1501n);
+    assert.equal(big(await w.ledger.rewardBalance(c.address)), 0n);
+    await expectRevert(() => w.send(c, "withdrawRewards", [1n]), "FAILED_PRECONDITION");
+  });
+});
+
+// ---- committee selection ------------------------------------------------------------------------
+describe("selectCommittee", () => {
+  it("matches every vector of tests/vectors/committee.json", async () => {
+    const w = await World.deploy(chain);
+    const vectors = P.parseJsonBig(fs.readFileSync(
+      path.join(ROOT, "tests", "vectors", "committee.json"), "utf8")).vectors;
+    assert.ok(vectors.length >= 20);
+    const h = (x) => "0x" + x;
+    for (const v of vectors) {
+      // The caller sorts (docs/ledger_evm.md); zero stakes and duplicates are passed as given.
+      const cands = [...v.candidates].sort((a, b) => P.compareAddresses(a.address, b.address));
+      const args = [h(v.epoch_seed), h(v.request_id), cands.map((c) => h(c.address)),
+                    cands.map((c) => BigInt(c.stake)), v.n, v.backups, v.referees];
+      if (v.error) {
+        await expectRevert(() => w.ledger.selectCommittee(...args), v.error);
+        continue;
+      }
+      const [committee, backups, referees] = await w.ledger.selectCommittee(...args);
+      assert.deepEqual(lower(committee), v.committee.map(h), v.name);
+      assert.deepEqual(lower(backups), v.backup_draws.map(h), v.name);
+      assert.deepEqual(lower(referees), v.referee_draws.map(h), v.name);
+    }
+  });
+});
+
+// ---- the network used by settlement, equivocation and dispute tests ----------------------------
+// 16 nodes: 15 staked in ECHELON_1 (enough for a committee of 3, its 3 backups and all 7
+// referees), the first 4 also in ECHELON_2, node 15 registered without stake; epoch 1; one client
+// with 1 ETH of escrow. Each test starts from this state (chain snapshot).
+async function network() {
+  const w = await World.deploy(chain);
+  await w.addNodes(16, {
+    echelons: (i) => (i < 4 ? [[MODEL_1, ECHELON_1], [MODEL_2, ECHELON_2]]
+                            : [[MODEL_1, ECHELON_1]]),
+    stake: (i) => (i === 15 ? 0n : BigInt(1000 + 37 * i) * 10n ** 15n),
+  });
+  await w.advanceEpoch();
+  const client = await w.client("client-0", 10n ** 18n);
+  const other = await w.client("client-1", 10n ** 18n);
+  return { w, client, other, cp: await w.checkpoint() };
+}
+
+describe("settlement", () => {
+  let net;
+  before(async () => { net = await network(); });
+  beforeEach(async () => { await net.w.rollback(net.cp); });
+
+  async function settleOne(cert, code) {
+    const { w } = net;
+    const res = await w.settle([cert.item]);
+    if (code === undefined) {
+      assert.deepEqual(res.rejected, []);
+      assert.equal(res.settled.length, 1);
+    } else {
+      assert.deepEqual(res.settled, []);
+      assert.deepEqual(res.rejected.map((r) => r.code), [code]);
+    }
+    return res;
+  }
+
+  for (const [n, promptLen] of [[1, 20], [3, 20], [5, 21]]) {
+    it(`settles an honest certificate at n = ${n}: fee split, escrow, events, isSettled`,
+       async () => {
+         const { w, client } = net;
+         const cert = await w.certificate({ client, n, promptLen });
+         assert.equal(cert.committee.length, n);
+         const fee = w.feePerToken * BigInt(promptLen + DEFAULT_OUTPUT.token_ids.length);
+         const escrow0 = big(await w.ledger.escrowBalance(client.address));
+         const rewards0 = await w.rewards(cert.committee);
+         const contractBalance0 = await chain.provider.getBalance(w.address);
+         assert.equal(await w.ledger.isSettled(client.address, cert.request.client_nonce), false);
+         const res = await settleOne(cert);
+         assert.deepEqual(res.settled, [{ index: 0, requestId: cert.requestId,
+                                          client: client.address.toLowerCase(),
+                                          nonce: big(cert.request.client_nonce), fee }]);
+         assert.equal(big(await w.ledger.escrowBalance(client.address)), escrow0 - fee);
+         const rewards1 = await w.rewards(cert.committee);
+         assert.deepEqual(rewards1.map((r, i) => r - rewards0[i]), shares(fee, n));
+         assert.equal(await w.ledger.isSettled(client.address, cert.request.client_nonce), true);
+         assert.equal(await w.ledger.isSettled(client.address, cert.request.client_nonce + 1n),
+                      false);
+         assert.equal(await chain.provider.getBalance(w.address), contractBalance0);
+       });
+  }
+
+  it("pays rewards out with withdrawRewards (RewardsWithdrawn), refusing overdrafts", async () => {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    await settleOne(cert);
+    const m = cert.committee[0];
+    const wallet = w.walletOf(m);
+    const reward = big(await w.ledger.rewardBalance(m));
+    assert.equal(reward, 14n);
+    await expectRevert(() => w.send(wallet, "withdrawRewards", [15n]), "FAILED_PRECONDITION");
+    const before = await chain.provider.getBalance(m);
+    const r = await w.send(wallet, "withdrawRewards", [14n]);
+    assert.equal(await chain.provider.getBalance(m), before + 14n - r.fee);
+    assert.deepEqual(w.events(r, "RewardsWithdrawn").map((e) => big(e.args[1])), [14n]);
+    assert.equal(big(await w.ledger.rewardBalance(m)), 0n);
+  });
+
+  it("rejects a bad client signature (code 3) and pays nothing", async () => {
+    const { w, client, other } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    const escrow0 = big(await w.ledger.escrowBalance(client.address));
+    const forged = { ...cert.item, clientSignature: w.signRequest(other.address, cert.request) };
+    let res = await w.settle([forged]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.requestId, r.code]),
+                     [[0, cert.requestId, P.REJECT.BAD_CLIENT_SIGNATURE]]);
+    // Signed by the client, but for another ledger (domain).
+    const otherDomain = P.sign(w.keyOf(client.address),
+                               P.clientRequestDigest(31337n, "0x" + "11".repeat(20), cert.requestId));
+    res = await w.settle([{ ...cert.item, clientSignature: otherDomain }]);
+    assert.deepEqual(res.rejected.map((r) => r.code), [P.REJECT.BAD_CLIENT_SIGNATURE]);
+    assert.equal(big(await w.ledger.escrowBalance(client.address)), escrow0);
+    assert.deepEqual(await w.rewards(cert.committee), [0n, 0n, 0n]);
+    assert.equal(await w.ledger.isSettled(client.address, cert.request.client_nonce), false);
+  });
+
+  it("rejects a committee that is not a view of the draws (code 4)", async () => {
+    const { w, client } = net;
+    // Referee draws in the member slots.
+    const referees = await w.certificate({ client, n: 3, committee: (d) => d.referees.slice(0, 3) });
+    // A member in two slots.
+    const twice = await w.certificate({ client, n: 3,
+                                        committee: (d) => [d.committee[0], d.committee[0],
+                                                           d.committee[2]] });
+    // Members in another order (slot i must hold draw i or a backup).
+    const swapped = await w.certificate({ client, n: 3,
+                                          committee: (d) => [d.committee[1], d.committee[0],
+                                                             d.committee[2]] });
+    // The staked-nothing node 15 and an unregistered key cannot be members either.
+    const outsider = await w.walletFor("outsider");
+    const foreign = await w.certificate({ client, n: 3,
+                                          committee: (d) => [d.committee[0], d.committee[1],
+                                                             outsider.address.toLowerCase()] });
+    // An attestation for another domain recovers to some other address.
+    const good = await w.certificate({ client, n: 3 });
+    const att1 = P.makeAttestation({ domain: { chainId: 1n, ledger: w.address },
+                                     requestId: good.requestId, echelonId: ECHELON_1,
+                                     epoch: good.epoch, committee: good.committee,
+                                     output: DEFAULT_OUTPUT, promptTokens: 20,
+                                     key: w.keyOf(good.committee[1]) });
+    const otherDomain = P.settleItemFromAttestations({
+      request: good.request, clientSignature: good.clientSignature,
+      attestations: [good.attestations[0], att1, good.attestations[2]] });
+    const res = await w.settle([referees.item, twice.item, swapped.item, foreign.item,
+                                otherDomain]);
+    assert.deepEqual(res.settled, []);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]),
+                     [0, 1, 2, 3, 4].map((i) => [i, P.REJECT.WRONG_COMMITTEE]));
+  });
+
+  it("accepts backups in member slots and pays the members that attested", async () => {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3,
+                                       committee: (d) => [d.backups[2], d.committee[1],
+                                                          d.backups[0]] });
+    await settleOne(cert);
+    assert.deepEqual(await w.rewards(cert.committee), [14n, 13n, 13n]);
+    assert.deepEqual(await w.rewards([cert.draws.committee[0], cert.draws.committee[2]]),
+                     [0n, 0n]);
+  });
+
+  it("rejects a copied C (lazy member, code 5)", async () => {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    const lazy = w.attest(cert.committee[1], { request: cert.request, committee: cert.committee,
+                                              proofOverride: randomHash("made up p"),
+                                              commitmentOverride: cert.attestations[0].commitment });
+    const item = P.settleItemFromAttestations({
+      request: cert.request, clientSignature: cert.clientSignature,
+      attestations: [cert.attestations[0], lazy, cert.attestations[2]] });
+    const res = await w.settle([item]);
+    assert.deepEqual(res.rejected.map((r) => r.code), [P.REJECT.CONFLICTING_COMMITMENTS]);
+  });
+
+  it("rejects double settlement in one batch and across batches (code 6)", async () => {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    const escrow0 = big(await w.ledger.escrowBalance(client.address));
+    let res = await w.settle([cert.item, cert.item]);
+    assert.deepEqual(res.settled.map((s) => s.index), [0]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.requestId, r.code]),
+                     [[1, cert.requestId, P.REJECT.ALREADY_SETTLED]]);
+    res = await w.settle([cert.item]);
+    assert.deepEqual(res.rejected.map((r) => r.code), [P.REJECT.ALREADY_SETTLED]);
+    assert.equal(big(await w.ledger.escrowBalance(client.address)), escrow0 - 40n);
+    assert.deepEqual(await w.rewards(cert.committee), [14n, 13n, 13n]);
+  });
+
+  it("rejects another request with a settled (client, nonce) (code 6)", async () => {
+    const { w, client, other } = net;
+    const first = await w.certificate({ client, n: 3, nonce: 777n });
+    const second = await w.certificate({ client, n: 3, nonce: 777n, promptLen: 7 });
+    const otherClient = await w.certificate({ client: other, n: 3, nonce: 777n });
+    assert.notEqual(first.requestId, second.requestId);
+    const res = await w.settle([first.item, second.item, otherClient.item]);
+    assert.deepEqual(res.settled.map((s) => s.index), [0, 2]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]), [[1, P.REJECT.ALREADY_SETTLED]]);
+    // Nonces far apart use other bitmap words.
+    const far = await w.certificate({ client, n: 1, nonce: 2n ** 64n - 1n });
+    const near = await w.certificate({ client, n: 1, nonce: 776n });
+    const res2 = await w.settle([far.item, near.item]);
+    assert.equal(res2.settled.length, 2);
+    assert.equal(await w.ledger.isSettled(client.address, 2n ** 64n - 1n), true);
+    assert.equal(await w.ledger.isSettled(client.address, 2n ** 64n - 2n), false);
+  });
+
+  it("rejects a fee above max_fee (code 7) and accepts exactly max_fee", async () => {
+    const { w, client } = net;
+    const above = await w.certificate({ client, n: 3, maxFee: 39n });
+    const exact = await w.certificate({ client, n: 3, maxFee: 40n });
+    const res = await w.settle([above.item, exact.item]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]), [[0, P.REJECT.FEE_ABOVE_MAX]]);
+    assert.deepEqual(res.settled.map((s) => [s.index, s.fee]), [[1, 40n]]);
+    assert.equal(await w.ledger.isSettled(client.address, above.request.client_nonce), false);
+  });
+
+  it("rejects items the escrow no longer covers, counting earlier items (code 8)", async () => {
+    const { w } = net;
+    const poor = await w.client("client-poor", 90n);
+    const a = await w.certificate({ client: poor, n: 3 });
+    const b = await w.certificate({ client: poor, n: 3 });
+    const c = await w.certificate({ client: poor, n: 1, promptLen: 0 });  // fee 20 > 10 left
+    const res = await w.settle([a.item, b.item, c.item]);
+    assert.deepEqual(res.settled.map((s) => s.index), [0, 1]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]), [[2, P.REJECT.ESCROW_SHORT]]);
+    assert.equal(big(await w.ledger.escrowBalance(poor.address)), 10n);
+    assert.equal(await w.ledger.isSettled(poor.address, c.request.client_nonce), false);
+    // After a top-up the rejected one settles.
+    await w.send(poor, "depositEscrow", [], { value: 10n });
+    const again = await w.settle([c.item]);
+    assert.deepEqual(again.settled.map((s) => s.fee), [20n]);
+    assert.equal(big(await w.ledger.escrowBalance(poor.address)), 0n);
+  });
+
+  it("rejects a request whose epoch has not started (code 2)", async () => {
+    const { w, client } = net;
+    const cert = await futureCertificate(w, client);
+    const res = await w.settle([cert.item]);
+    assert.deepEqual(res.rejected.map((r) => r.code), [P.REJECT.EPOCH_NOT_STARTED]);
+  });
+
+  it("rejects a malformed item and settles the good ones around it (code 1)", async () => {
+    const { w, client } = net;
+    const good1 = await w.certificate({ client, n: 3 });
+    const good2 = await w.certificate({ client, n: 1 });
+    // A sampling certificate sent as kind 2 (kind does not match the request's security).
+    const wrongKind = await w.certificate({ client, n: 1 });
+    const asKind2 = { ...wrongKind.item, kind: 2, salt: null, validators: [] };
+    const res = await w.settle([good1.item, asKind2, good2.item]);
+    assert.deepEqual(res.settled.map((s) => s.index), [0, 2]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]), [[1, P.REJECT.MALFORMED]]);
+    assert.equal(await w.ledger.isSettled(client.address, wrongKind.request.client_nonce), false);
+  });
+
+  it("reverts a batch with broken framing or more than 1024 items (INVALID_ARGUMENT)",
+     async () => {
+       const { w, client } = net;
+       const cert = await w.certificate({ client, n: 1 });
+       const good = P.encodeSettleBatch([cert.item]);
+       const send = (batch) => w.send(chain.deployer, "settle", [batch]);
+       await expectRevert(() => send(good.slice(0, good.length - 2)), "INVALID_ARGUMENT");  // cut
+       await expectRevert(() => send(good + "00"), "INVALID_ARGUMENT");  // trailing byte
+       await expectRevert(() => send("0x0002" + good.slice(6)), "INVALID_ARGUMENT");  // count 2
+       await expectRevert(() => send("0x00"), "INVALID_ARGUMENT");
+       await expectRevert(() => send("0x0401"), "INVALID_ARGUMENT");  // 1025 items
+       assert.equal(await w.ledger.isSettled(client.address, cert.request.client_nonce), false);
+     });
+
+  it("settles a mixed batch: every rejection leaves no trace, rewards sum to the debit",
+     async () => {
+       const { w, client, other } = net;
+       const good = [];
+       for (let i = 0; i < 4; ++i) good.push(await w.certificate({ client: i % 2 ? other : client,
+                                                                   n: 1 + 2 * (i % 3) }));
+       const bad = await w.certificate({ client, n: 3, maxFee: 1n });
+       const items = [good[0].item, bad.item, good[1].item, good[2].item, good[0].item,
+                      good[3].item];
+       const escrows0 = [big(await w.ledger.escrowBalance(client.address)),
+                         big(await w.ledger.escrowBalance(other.address))];
+       const members = [...new Set(good.flatMap((g) => g.committee))];
+       const rewards0 = await w.rewards(members);
+       const res = await w.settle(items);
+       assert.deepEqual(res.settled.map((s) => s.index), [0, 2, 3, 5]);
+       assert.deepEqual(res.rejected.map((r) => [r.index, r.code]),
+                        [[1, P.REJECT.FEE_ABOVE_MAX], [4, P.REJECT.ALREADY_SETTLED]]);
+       const escrows1 = [big(await w.ledger.escrowBalance(client.address)),
+                         big(await w.ledger.escrowBalance(other.address))];
+       const debit = escrows0[0] - escrows1[0] + escrows0[1] - escrows1[1];
+       assert.equal(debit, res.settled.reduce((s, x) => s + x.fee, 0n));
+       const rewards1 = await w.rewards(members);
+       assert.equal(rewards1.reduce((s, r) => s + r, 0n) - rewards0.reduce((s, r) => s + r, 0n),
+                    debit);
+     });
+});
+
+// ---- cross-validation certificates --------------------------------------------------------------
+describe("cross-validation settlement", () => {
+  let net;
+  before(async () => { net = await network(); });
+  beforeEach(async () => { await net.w.rollback(net.cp); });
+
+  // Searches salts until the coin over the honest executor's attestation is (not) drawn.
+  async function xvCertificate({ drawn, p = 500000, k = 2, label = "x" }) {
+    const { w, client } = net;
+    const cur = await w.currentEpoch();
+    for (let i = 0; i < 200; ++i) {
+      const salt = randomHash(`salt-${label}-${i}`);
+      const security = { mode: "cross_validation", p_micro: p, k, salt_hash: P.xvSaltHash(salt) };
+      const request = w.request({ client: client.address, epoch: cur.number, security,
+                                  nonce: w.nextNonce });
+      const draws = w.draws(cur.number, cur.seed, request);
+      const executor = draws.committee[0];
+      const execAtt = w.attest(executor, { request, committee: [executor] });
+      const coin = P.xvCoin(salt, execAtt);
+      if ((coin < BigInt(p)) !== drawn) continue;
+      w.nextNonce++;
+      const validators = draws.referees.slice(0, k);
+      const validatorAtts = validators.map((v) => w.attest(v, { request, committee: [executor] }));
+      const clientSignature = w.signRequest(client.address, request);
+      const item = (over = {}) => P.settleItemFromAttestations({
+        request, clientSignature, attestations: [execAtt], kind: 2, salt, ...over });
+      return { request, requestId: P.requestId(request), salt, draws, executor, execAtt,
+               validators, validatorAtts, item, coin };
+    }
+    throw new Error("no salt found");
+  }
+
+  it("settles an unrevealed certificate and pays the executor", async () => {
+    const { w } = net;
+    const x = await xvCertificate({ drawn: true, label: "unrevealed" });
+    const res = await w.settle([x.item({ salt: null })]);
+    assert.deepEqual(res.rejected, []);
+    assert.deepEqual(res.settled.map((s) => s.fee), [40n]);
+    assert.deepEqual(await w.rewards([x.executor, ...x.validators]), [40n, 0n, 0n]);
+  });
+
+  it("settles a revealed certificate whose coin was not drawn", async () => {
+    const { w } = net;
+    const x = await xvCertificate({ drawn: false, label: "not-drawn" });
+    assert.ok(x.coin >= 500000n);
+    const res = await w.settle([x.item()]);
+    assert.deepEqual(res.rejected, []);
+    assert.deepEqual(await w.rewards([x.executor]), [40n]);
+  });
+
+  it("settles a drawn certificate with its validators and splits the fee", async () => {
+    const { w } = net;
+    const x = await xvCertificate({ drawn: true, label: "drawn" });
+    assert.ok(x.coin < 500000n);
+    const res = await w.settle([x.item({ validators: x.validatorAtts })]);
+    assert.deepEqual(res.rejected, []);
+    assert.deepEqual(await w.rewards([x.executor, ...x.validators]), [14n, 13n, 13n]);
+    assert.equal(await w.ledger.isSettled(x.request.client, x.request.client_nonce), true);
+  });
+
+  it("rejects missing or misplaced validators (code 10) and a bad salt (code 9)", async () => {
+    const { w } = net;
+    const x = await xvCertificate({ drawn: true, label: "missing" });
+    const y = await xvCertificate({ drawn: true, label: "swapped" });
+    const z = await xvCertificate({ drawn: false, label: "badsalt" });
+    // A validator draw that is not a validator: the first dispute referee.
+    const notValidator = w.attest(y.draws.referees[2], { request: y.request,
+                                                         committee: [y.executor] });
+    const res = await w.settle([
+      x.item({ validators: x.validatorAtts.slice(0, 1) }),
+      x.item({ validators: [] }),
+      y.item({ validators: [y.validatorAtts[1], y.validatorAtts[0]] }),
+      y.item({ validators: [y.validatorAtts[0], notValidator] }),
+      z.item({ salt: randomHash("not the salt") }),
+    ]);
+    assert.deepEqual(res.settled, []);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]),
+                     [[0, P.REJECT.MISSING_VALIDATORS], [1, P.REJECT.MISSING_VALIDATORS],
+                      [2, P.REJECT.MISSING_VALIDATORS], [3, P.REJECT.MISSING_VALIDATORS],
+                      [4, P.REJECT.BAD_SALT]]);
+    // The same requests still settle correctly afterwards.
+    const ok = await w.settle([x.item({ validators: x.validatorAtts }),
+                               y.item({ validators: y.validatorAtts }), z.item()]);
+    assert.equal(ok.settled.length, 3);
+  });
+
+  it("rejects a cross-validation request sent as kind 1 (code 1)", async () => {
+    const { w } = net;
+    const x = await xvCertificate({ drawn: false, label: "kind1" });
+    const asKind1 = { ...x.item(), kind: 1 };
+    delete asKind1.salt;
+    delete asKind1.validators;
+    const good = await w.certificate({ client: net.client, n: 1 });
+    const res = await w.settle([asKind1, good.item]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]), [[0, P.REJECT.MALFORMED]]);
+    assert.deepEqual(res.settled.map((s) => s.index), [1]);
+  });
+});
+
+// ---- equivocation -------------------------------------------------------------------------------
+describe("equivocation", () => {
+  let net;
+  before(async () => { net = await network(); });
+  beforeEach(async () => { await net.w.rollback(net.cp); });
+  const body = (a) => P.hex(P.encodeAttestationBody(a));
+  const otherOutput = { token_ids: [5, 6, 7], finish_reason: 1 };
+
+  async function pair() {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    const m = cert.committee[1];
+    const a = cert.attestations[1];
+    const b = w.attest(m, { request: cert.request, committee: cert.committee,
+                            output: otherOutput });
+    return { cert, m, a, b };
+  }
+
+  it("slashes slashBps of the locked stake, pays the reporter its share, burns the rest",
+     async () => {
+       const { w } = net;
+       const { cert, m, a, b } = await pair();
+       // Part of the offender's stake is unbonding: it is still locked and still slashable.
+       await w.send(w.walletOf(m), "unstake", [10n ** 17n]);
+       const [bonded0, unbonding0] = await w.ledger.getStake(m);
+       const locked = big(bonded0) + unbonding0.reduce((s, u) => s + big(u[0]), 0n);
+       const slashed = locked * 1000n / 10000n;
+       const reward = slashed * 2500n / 10000n;
+       const reporter = w.walletOf(cert.committee[0]);
+       const burned0 = big(await w.ledger.burned());
+       const r = await w.send(reporter, "reportEquivocation", [body(a), body(b)]);
+       const ev = w.events(r, "Slashed");
+       assert.equal(ev.length, 1);
+       const da = P.attestationDigest(a);
+       const db = P.attestationDigest(b);
+       const [lo, hi] = da < db ? [da, db] : [db, da];
+       const evidence = P.hex(P.taggedHash("atoma/equivocation", P.cat([P.hash32(lo),
+                                                                         P.hash32(hi)])));
+       assert.deepEqual([ev[0].args[0].toLowerCase(), ev[0].args[1].toLowerCase(),
+                         ev[0].args[2].toLowerCase(), Number(ev[0].args[3]),
+                         ev[0].args[4].toLowerCase(), big(ev[0].args[5]), big(ev[0].args[6])],
+                        [m, cert.requestId, evidence, 1, reporter.address.toLowerCase(), slashed,
+                         reward]);
+       const [bonded1] = await w.ledger.getStake(m);
+       assert.equal(big(bonded1), big(bonded0) - slashed);  // taken from bonded first
+       assert.equal(big(await w.ledger.rewardBalance(reporter.address)), reward);
+       assert.equal(big(await w.ledger.burned()), burned0 + slashed - reward);
+     });
+
+  it("slashes one offence once: a second report is ALREADY_EXISTS", async () => {
+    const { w, client } = net;
+    const { cert, m, a, b } = await pair();
+    const reporter = w.walletOf(cert.committee[0]);
+    await w.send(reporter, "reportEquivocation", [body(a), body(b)]);
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(b), body(a)]),
+                       "ALREADY_EXISTS");
+    const c = w.attest(m, { request: cert.request, committee: cert.committee,
+                            output: { token_ids: [9], finish_reason: 0 } });
+    await expectRevert(() => w.send(client, "reportEquivocation", [body(a), body(c)]),
+                       "ALREADY_EXISTS");
+  });
+
+  it("refuses a view update (same output, another C) and other non-evidence", async () => {
+    const { w, client } = net;
+    const { cert, m, a, b } = await pair();
+    const reporter = w.walletOf(cert.committee[0]);
+    // View update: a backup replaced member 2, member 1 re-attests the same output.
+    const view = [cert.committee[0], m, cert.draws.backups[0]];
+    const update = w.attest(m, { request: cert.request, committee: view });
+    assert.notEqual(update.commitment, a.commitment);
+    assert.equal(update.proof, a.proof);
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(a), body(update)]),
+                       "INVALID_ARGUMENT");
+    // The same attestation twice, and two signatures of one digest.
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(a), body(a)]),
+                       "INVALID_ARGUMENT");
+    // Two different members.
+    await expectRevert(() => w.send(reporter, "reportEquivocation",
+                                    [body(a), body(cert.attestations[2])]), "INVALID_ARGUMENT");
+    // Two requests.
+    const other = await w.certificate({ client, n: 3 });
+    const m2 = other.committee[0];
+    const x = other.attestations[0];
+    const y = w.attest(m2, { request: cert.request, committee: cert.committee,
+                             output: otherOutput });
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(x), body(y)]),
+                       "INVALID_ARGUMENT");
+    // Wrong sizes.
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(a).slice(0, -2),
+                                                                     body(b)]),
+                       "INVALID_ARGUMENT");
+    const [bonded] = await w.ledger.getStake(m);
+    assert.equal(big(bonded), w.bonded.get(m));
+  });
+
+  it("refuses bad signatures and other domains (PERMISSION_DENIED), unregistered signers "
+     + "(NOT_FOUND)", async () => {
+    const { w } = net;
+    const { cert, m, a, b } = await pair();
+    const reporter = w.walletOf(cert.committee[0]);
+    // b's signature over a's content does not recover to m.
+    const forged = { ...a, proof: randomHash("forged p"), signature: b.signature };
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(a), body(forged)]),
+                       "PERMISSION_DENIED");
+    const otherDomain = P.resign({ ...b, chainId: 1n }, w.keyOf(m), {});
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(a), body(otherDomain)]),
+                       "PERMISSION_DENIED");
+    const strangerKey = P.testKey("never registered");
+    const s1 = P.resign(a, strangerKey, {});
+    const s2 = P.resign(b, strangerKey, {});
+    await expectRevert(() => w.send(reporter, "reportEquivocation", [body(s1), body(s2)]),
+                       "NOT_FOUND");
+  });
+});
+
+// ---- disputes -----------------------------------------------------------------------------------
+describe("disputes", () => {
+  let net;
+  before(async () => { net = await network(); });
+  beforeEach(async () => { await net.w.rollback(net.cp); });
+  const wrongOutput = { token_ids: [1, 2, 3, 4], finish_reason: 1 };
+
+  // A dispute on an n = 3 request: member `liar` computed `wrongOutput` (or, with `lazy`, copied C
+  // without computing); `votes[i]` is referee draw i's vote ("honest", "wrong" or null = silent).
+  async function dispute({ liar = 2, lazy = false, votes }) {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    const { request, committee } = cert;
+    const members = committee.map((m, i) => {
+      if (i !== liar) return cert.attestations[i];
+      if (lazy) {
+        return w.attest(m, { request, committee, proofOverride: randomHash("lazy p"),
+                             commitmentOverride: cert.attestations[0].commitment });
+      }
+      return w.attest(m, { request, committee, output: wrongOutput });
+    });
+    const referees = cert.draws.referees;
+    assert.equal(referees.length, 7);
+    const refAtts = [];
+    votes.forEach((v, i) => {
+      if (v === null) return;
+      refAtts.push(w.attest(referees[i], { request, committee,
+                                            output: v === "honest" ? DEFAULT_OUTPUT
+                                                                   : wrongOutput }));
+    });
+    const evidence = (over = {}) => P.encodeDisputeEvidence({
+      request, clientSignature: cert.clientSignature, committee,
+      memberAttestations: members, refereeAttestations: [...refAtts].reverse(),
+      output: DEFAULT_OUTPUT, ...over });
+    return { cert, members, referees, refAtts, evidence };
+  }
+
+  async function locked(w, a) {
+    const [bonded, unbonding] = await w.ledger.getStake(a);
+    return big(bonded) + unbonding.reduce((s, u) => s + big(u[0]), 0n);
+  }
+
+  it("slashes a dishonest member and rewards honest members and majority referees", async () => {
+    const { w, client } = net;
+    const votes = ["honest", "wrong", "honest", null, "honest", "honest", null];
+    const d = await dispute({ liar: 2, votes });
+    const liar = d.cert.committee[2];
+    const slashed = (await locked(w, liar)) * 1000n / 10000n;
+    const fee = 40n;
+    const majority = d.referees.filter((_, i) => votes[i] === "honest");  // draw order
+    const rewarded = [d.cert.committee[0], d.cert.committee[1], ...majority];
+    const everyone = [...d.cert.committee, ...d.referees];
+    const rewards0 = await w.rewards(everyone);
+    const escrow0 = big(await w.ledger.escrowBalance(client.address));
+    const burned0 = big(await w.ledger.burned());
+    const r = await w.send(chain.deployer, "settleDispute", [d.evidence()]);
+    const commitment = d.cert.attestations[0].commitment;
+    const slashedEv = w.events(r, "Slashed");
+    assert.deepEqual(slashedEv.map((e) => [e.args[0].toLowerCase(), e.args[1].toLowerCase(),
+                                           e.args[2].toLowerCase(), Number(e.args[3]),
+                                           big(e.args[5]), big(e.args[6])]),
+                     [[liar, d.cert.requestId,
+                       P.hex(P.taggedHash("atoma/dispute", P.cat([P.hash32(d.cert.requestId),
+                                                                  P.hash32(commitment)]))),
+                       2, slashed, 0n]]);
+    const ds = w.events(r, "DisputeSettled");
+    assert.equal(ds.length, 1);
+    assert.equal(ds[0].args[0].toLowerCase(), d.cert.requestId);
+    assert.equal(ds[0].args[1].toLowerCase(), commitment);
+    assert.equal(big(ds[0].args[2]), slashed);
+    assert.equal(big(ds[0].args[3]), fee);
+    assert.deepEqual(lower(ds[0].args[5]), [liar]);
+    assert.deepEqual(lower(ds[0].args[6]), rewarded);
+    const rewards1 = await w.rewards(everyone);
+    const expected = new Map(shares(slashed + fee, rewarded.length).map((s, i) => [rewarded[i], s]));
+    everyone.forEach((a, i) => assert.equal(rewards1[i] - rewards0[i], expected.get(a) ?? 0n, a));
+    assert.equal(big(await w.ledger.escrowBalance(client.address)), escrow0 - fee);
+    assert.equal(big(await w.ledger.burned()), burned0);
+    const [bondedAfter] = await w.ledger.getStake(liar);
+    assert.equal(big(bondedAfter), w.bonded.get(liar) - slashed);
+    assert.equal(await w.ledger.isSettled(client.address, d.cert.request.client_nonce), true);
+    // Closed for good: a second dispute and the certificate are refused.
+    await expectRevert(() => w.send(chain.deployer, "settleDispute", [d.evidence()]),
+                       "ALREADY_EXISTS");
+    const again = await w.settle([d.cert.item]);
+    assert.deepEqual(again.rejected.map((x) => x.code), [P.REJECT.ALREADY_SETTLED]);
+  });
+
+  it("finds a lazy member only with the output", async () => {
+    const { w } = net;
+    const votes = ["honest", "honest", "honest", "honest", "honest", "honest", "honest"];
+    const d = await dispute({ liar: 1, lazy: true, votes });
+    await expectRevert(() => w.send(chain.deployer, "settleDispute",
+                                    [d.evidence({ output: null })]), "FAILED_PRECONDITION");
+    const lazy = d.cert.committee[1];
+    const slashed = (await locked(w, lazy)) * 1000n / 10000n;
+    const r = await w.send(chain.deployer, "settleDispute", [d.evidence()]);
+    const ds = w.events(r, "DisputeSettled")[0];
+    assert.deepEqual(lower(ds.args[5]), [lazy]);
+    assert.deepEqual(lower(ds.args[6]), [d.cert.committee[0], d.cert.committee[2], ...d.referees]);
+    const pool = slashed + 40n;
+    assert.deepEqual(await w.rewards([d.cert.committee[0], d.cert.committee[2], lazy]),
+                     [...shares(pool, 9).slice(0, 2), 0n]);
+  });
+
+  it("refuses evidence without a strict majority of all referees (FAILED_PRECONDITION)",
+     async () => {
+       const { w, client } = net;
+       const d = await dispute({ votes: ["honest", "wrong", "honest", "wrong", "honest", "wrong",
+                                         null] });
+       const escrow0 = big(await w.ledger.escrowBalance(client.address));
+       await expectRevert(() => w.send(chain.deployer, "settleDispute", [d.evidence()]),
+                          "FAILED_PRECONDITION");
+       // 3 of 7 alone is no majority either.
+       const e = await dispute({ votes: ["honest", null, "honest", null, "honest", null, null] });
+       await expectRevert(() => w.send(chain.deployer, "settleDispute", [e.evidence()]),
+                          "FAILED_PRECONDITION");
+       assert.equal(big(await w.ledger.escrowBalance(client.address)), escrow0);
+       assert.equal(await w.ledger.isSettled(client.address, d.cert.request.client_nonce), false);
+     });
+
+  it("refuses a dispute for a request already settled by certificate (ALREADY_EXISTS)",
+     async () => {
+       const { w } = net;
+       const d = await dispute({ votes: ["honest", "honest", "honest", "honest", null, null,
+                                         null] });
+       const res = await w.settle([d.cert.item]);
+       assert.equal(res.settled.length, 1);
+       await expectRevert(() => w.send(chain.deployer, "settleDispute", [d.evidence()]),
+                          "ALREADY_EXISTS");
+     });
+
+  it("checks the client signature, the committee and the epoch", async () => {
+    const { w, other } = net;
+    const d = await dispute({ votes: ["honest", "honest", "honest", "honest", null, null, null] });
+    const forged = w.signRequest(other.address, d.cert.request);
+    await expectRevert(() => w.send(chain.deployer, "settleDispute",
+                                    [d.evidence({ clientSignature: forged })]),
+                       "PERMISSION_DENIED");
+    const swapped = [d.cert.committee[1], d.cert.committee[0], d.cert.committee[2]];
+    await expectRevert(() => w.send(chain.deployer, "settleDispute",
+                                    [d.evidence({ committee: swapped })]), "PERMISSION_DENIED");
+    // A member's vote counted as a referee's.
+    await expectRevert(() => w.send(chain.deployer, "settleDispute", [d.evidence({
+      refereeAttestations: [...d.refAtts.slice(0, 3), d.members[0]] })]), "PERMISSION_DENIED");
+    const future = await futureCertificate(w, net.client);
+    await expectRevert(() => w.send(chain.deployer, "settleDispute", [P.encodeDisputeEvidence({
+      request: future.request, clientSignature: future.clientSignature,
+      committee: future.committee, memberAttestations: future.attestations,
+      refereeAttestations: [], output: null })]), "NOT_FOUND");
+  });
+});
+
+// ---- revert reasons -----------------------------------------------------------------------------
+describe("revert reasons", () => {
+  it("start with the status code and name the amounts involved", async () => {
+    const w = await World.deploy(chain);
+    const [node] = await w.addNodes(1, { prefix: "rr-", stake: () => 5n });
+    const reason = await expectRevert(() => w.send(w.walletOf(node), "unstake", [10n]),
+                                      "FAILED_PRECONDITION");
+    assert.match(reason, /\b5\b/);
+    assert.match(reason, /\b10\b/);
+    const r2 = await expectRevert(() => w.send(w.walletOf(node), "withdrawRewards", [3n]),
+                                  "FAILED_PRECONDITION");
+    assert.match(r2, /\b3\b/);
+  });
+});
+
+// ---- registry size limit (last: 257 registrations) ----------------------------------------------
+describe("registry limit", () => {
+  it("refuses a 257th node with FAILED_PRECONDITION", async () => {
+    const w = await World.deploy(chain);
+    await w.addNodes(256, { prefix: "many-", stake: () => 0n });
+    assert.equal((await w.ledger.listNodes()).length, 256);
+    const extra = await w.walletFor("many-extra");
+    await expectRevert(() => w.send(extra, "registerNode", ["127.0.0.1:1", [
+      { modelDigest: MODEL_1, echelonId: ECHELON_1 }]]), "FAILED_PRECONDITION");
+  });
+});
