@@ -561,8 +561,12 @@ class FourNodes(ConsensusTestBase):
     NODES = 4
 
     def find_nonce(self, entry, want, *extra):
-        """A nonce whose committee satisfies `want(plan)`, with its dry-run plan."""
-        for nonce in range(1, 200):
+        """A nonce whose committee satisfies `want(plan)`, with its dry-run plan. Every call
+        searches a fresh range: one client's nonce settles once on the ledger, so two tests of
+        one network must never pick the same one."""
+        start = getattr(self.net, "next_nonce", 1)
+        self.net.next_nonce = start + 200
+        for nonce in range(start, start + 200):
             plan = self.net.dry_run(entry, nonce, *extra)
             if want(plan):
                 return nonce, plan
