@@ -71,17 +71,127 @@ async function futureCertificate(w, client) {
   }
 }
 
+// One Anvil for the whole file, started by the first group that needs it (the protocol vector
+// tests run without it) and stopped at the end.
 let chain;
-before(async () => {
-  ensureArtifact();
-  chain = await startAnvil();
-});
+let starting;
+function ensureChain() {
+  starting ??= (async () => {
+    ensureArtifact();
+    chain = await startAnvil();
+  })();
+  return starting;
+}
 after(async () => {
   await chain?.stop();
 });
 
+// ---- protocol.mjs against the Python reference ---------------------------------------------------
+describe("protocol.mjs against tests/vectors", () => {
+  const load = (name) => P.parseJsonBig(fs.readFileSync(path.join(ROOT, "tests", "vectors",
+                                                                  `${name}.json`), "utf8")).vectors;
+  const h = (x) => "0x" + x;
+
+  it("encodes and hashes every encoding vector", () => {
+    const vectors = load("encoding");
+    assert.ok(vectors.length >= 8);
+    for (const v of vectors) {
+      const payload = P.cat(v.fields.map((f) => P.ENCODERS[f.type](f.value)));
+      assert.equal(P.hex(payload), h(v.encoded), v.name);
+      assert.equal(P.hex(P.taggedHash(v.tag, payload)), h(v.hash), v.name);
+    }
+  });
+
+  it("computes request encodings and ids, proofs, C, Merkle roots, attestation digests", () => {
+    const v = load("request");
+    assert.equal(v.requests.length, 4);
+    for (const r of v.requests) {
+      assert.equal(P.hex(P.encodeRequest(r.request)), h(r.request_encoding), r.name);
+      assert.equal(P.requestId(r.request), h(r.request_id), r.name);
+      const proofs = r.committee.map((a) => P.proof(r.request_id, r.output, a));
+      assert.deepEqual(proofs, r.proofs.map(h), r.name);
+      assert.equal(P.commitment(proofs), h(r.commitment), r.name);
+      assert.equal(P.merkleRoot(r.output.token_ids), h(r.merkle_root), r.name);
+    }
+    for (const m of v.merkle) assert.equal(P.merkleRoot(m.token_ids), h(m.root), m.name);
+    for (const a of v.attestation_digests) {
+      assert.equal(P.attestationDigest({
+        chainId: a.chain_id, ledger: a.ledger, requestId: a.request_id, echelonId: a.echelon_id,
+        commitment: a.commitment, proof: a.proof, promptTokens: a.prompt_tokens,
+        completionTokens: a.completion_tokens, merkleRoot: a.merkle_root, epoch: a.epoch,
+      }), h(a.digest));
+    }
+  });
+
+  it("selects committees as every committee vector says", () => {
+    for (const v of load("committee")) {
+      if (v.error) {
+        assert.throws(() => P.selectCommittee(v.epoch_seed, v.request_id, v.candidates, v.n,
+                                              v.backups, v.referees),
+                      (e) => e.code === v.error, v.name);
+        continue;
+      }
+      const d = P.selectCommittee(v.epoch_seed, v.request_id, v.candidates, v.n, v.backups,
+                                  v.referees);
+      assert.deepEqual([d.committee, d.backups, d.referees],
+                       [v.committee.map(h), v.backup_draws.map(h), v.referee_draws.map(h)],
+                       v.name);
+    }
+  });
+
+  it("signs 65-byte r||s||v with v in {27, 28} and low s, recoverable to the key's address",
+     () => {
+       const vs = new Set();
+       for (let i = 0; i < 16; ++i) {
+         const key = P.testKey(`sig-${i}`);
+         const digest = randomHash(`digest-${i}`);
+         const sig = P.bytesOf(P.sign(key, digest), 65);
+         vs.add(sig[64]);
+         assert.ok(sig[64] === 27 || sig[64] === 28);
+         assert.ok(P.readUint(sig.slice(32, 64)) <= P.SECP256K1_N / 2n);
+         assert.equal(P.recover(digest, sig), P.addressOf(key));
+       }
+       assert.deepEqual([...vs].sort(), [27, 28]);
+     });
+
+  it("packs settle items, attestation bodies and dispute evidence as docs/ledger_evm.md says",
+     () => {
+       const v = load("request").requests[0];
+       const req = P.encodeRequest(v.request);
+       const att = { chainId: 31337n, ledger: "0x" + "22".repeat(20), requestId: h(v.request_id),
+                     echelonId: randomHash("e"), commitment: h(v.commitment),
+                     proof: h(v.proofs[0]), promptTokens: 19n, completionTokens: 0n,
+                     merkleRoot: h(v.merkle_root), epoch: 12n, member: h(v.committee[0]),
+                     signature: "0x" + "ab".repeat(64) + "1b" };
+       const body = P.encodeAttestationBody(att);
+       assert.equal(body.length, 297);
+       assert.equal(P.hex(body.slice(0, 8)), "0x0000000000007a69");
+       assert.equal(P.hex(body.slice(212, 232)), h(v.committee[0]));
+       const slot = { proof: att.proof, signature: att.signature };
+       const item = { kind: 1, request: v.request, clientSignature: att.signature,
+                      echelonId: att.echelonId, commitment: att.commitment, completionTokens: 0n,
+                      merkleRoot: att.merkleRoot, slots: [slot, slot, slot] };
+       const one = P.encodeSettleItem(item);
+       assert.equal(one.length, 1 + 4 + req.length + 65 + 32 + 32 + 8 + 32 + 3 * 97);
+       assert.equal(P.readUint(one.slice(1, 5)), BigInt(req.length));
+       const batch = P.bytesOf(P.encodeSettleBatch([item, item]));
+       assert.equal(batch.length, 2 + 2 * one.length);
+       assert.equal(P.hex(batch.slice(0, 2)), "0x0002");
+       const xv = P.encodeSettleItem({ ...item, kind: 2, slots: [slot], salt: randomHash("s"),
+                                       validators: [slot, slot] });
+       assert.equal(xv.length, one.length - 2 * 97 + 1 + 32 + 1 + 2 * 97);
+       const ev = P.bytesOf(P.encodeDisputeEvidence({
+         request: v.request, clientSignature: att.signature, committee: v.committee.map(h),
+         memberAttestations: [att, att, att], refereeAttestations: [att],
+         output: { token_ids: [1, 2], finish_reason: 1 } }));
+       assert.equal(ev.length, 4 + req.length + 65 + 1 + 60 + 1 + 3 * 297 + 1 + 297 + 1 +
+                               (4 + 16 + 8));
+     });
+});
+
 // ---- parameters ---------------------------------------------------------------------------------
 describe("params and constructor", () => {
+  before(ensureChain);
   it("getParams returns the constructor's values and the chain id", async () => {
     const w = await World.deploy(chain, [3n, 120n, 7n, 5n, 1500n, 3000n]);
     const p = await w.ledger.getParams();
@@ -112,6 +222,7 @@ describe("params and constructor", () => {
 
 // ---- registry -----------------------------------------------------------------------------------
 describe("registry", () => {
+  before(ensureChain);
   let w;
   beforeEach(async () => { w = await World.deploy(chain); });
   const ech = (pairs) => pairs.map(([m, e]) => ({ modelDigest: m, echelonId: e }));
@@ -197,6 +308,7 @@ describe("registry", () => {
 
 // ---- stake --------------------------------------------------------------------------------------
 describe("stake, unstake, unbonding, withdraw", () => {
+  before(ensureChain);
   it("needs a registered node and a positive amount", async () => {
     const w = await World.deploy(chain);
     const a = await w.walletFor("st-a");
@@ -257,6 +369,7 @@ describe("stake, unstake, unbonding, withdraw", () => {
 
 // ---- epochs -------------------------------------------------------------------------------------
 describe("epochs", () => {
+  before(ensureChain);
   it("opens epoch 0 in the constructor and chains seeds from prevrandao", async () => {
     const w = await World.deploy(chain);
     const deployBlock = await chain.provider.getBlock(w.deployReceipt.blockNumber);
@@ -310,6 +423,7 @@ describe("epochs", () => {
 
 // ---- snapshots ----------------------------------------------------------------------------------
 describe("snapshots", () => {
+  before(ensureChain);
   const snapshotOf = async (w, epoch, echelon) => {
     const [nodes, stakes] = await w.ledger.echelonSnapshot(epoch, echelon);
     return nodes.map((a, i) => ({ address: a.toLowerCase(), stake: big(stakes[i]) }));
@@ -363,6 +477,7 @@ describe("snapshots", () => {
 
 // ---- escrow and rewards -------------------------------------------------------------------------
 describe("escrow and rewards", () => {
+  before(ensureChain);
   it("deposits, withdraws and refuses overdrafts", async () => {
     const w = await World.deploy(chain);
     const c = await w.walletFor("esc-client");
@@ -389,6 +504,7 @@ describe("escrow and rewards", () => {
 
 // ---- committee selection ------------------------------------------------------------------------
 describe("selectCommittee", () => {
+  before(ensureChain);
   it("matches every vector of tests/vectors/committee.json", async () => {
     const w = await World.deploy(chain);
     const vectors = P.parseJsonBig(fs.readFileSync(
@@ -430,6 +546,7 @@ async function network() {
 }
 
 describe("settlement", () => {
+  before(ensureChain);
   let net;
   before(async () => { net = await network(); });
   beforeEach(async () => { await net.w.rollback(net.cp); });
@@ -687,6 +804,7 @@ describe("settlement", () => {
 
 // ---- cross-validation certificates --------------------------------------------------------------
 describe("cross-validation settlement", () => {
+  before(ensureChain);
   let net;
   before(async () => { net = await network(); });
   beforeEach(async () => { await net.w.rollback(net.cp); });
@@ -786,6 +904,7 @@ describe("cross-validation settlement", () => {
 
 // ---- equivocation -------------------------------------------------------------------------------
 describe("equivocation", () => {
+  before(ensureChain);
   let net;
   before(async () => { net = await network(); });
   beforeEach(async () => { await net.w.rollback(net.cp); });
@@ -901,6 +1020,7 @@ describe("equivocation", () => {
 
 // ---- disputes -----------------------------------------------------------------------------------
 describe("disputes", () => {
+  before(ensureChain);
   let net;
   before(async () => { net = await network(); });
   beforeEach(async () => { await net.w.rollback(net.cp); });
@@ -1054,6 +1174,7 @@ describe("disputes", () => {
 
 // ---- revert reasons -----------------------------------------------------------------------------
 describe("revert reasons", () => {
+  before(ensureChain);
   it("start with the status code and name the amounts involved", async () => {
     const w = await World.deploy(chain);
     const [node] = await w.addNodes(1, { prefix: "rr-", stake: () => 5n });
@@ -1069,6 +1190,7 @@ describe("revert reasons", () => {
 
 // ---- registry size limit (last: 257 registrations) ----------------------------------------------
 describe("registry limit", () => {
+  before(ensureChain);
   it("refuses a 257th node with FAILED_PRECONDITION", async () => {
     const w = await World.deploy(chain);
     await w.addNodes(256, { prefix: "many-", stake: () => 0n });
