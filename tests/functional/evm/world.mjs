@@ -166,11 +166,12 @@ export class World {
   }
 
   // A request in the vector format of protocol.mjs.
-  request({ client, epoch, n = 3, security, nonce, promptLen = 20, maxFee = 10n ** 18n,
+  // `prompt` (token ids) overrides `promptLen` (ids 1..promptLen).
+  request({ client, epoch, n = 3, security, nonce, promptLen = 20, prompt, maxFee = 10n ** 18n,
             model = MODEL_1, maxTokens = 64, seed = 7 }) {
     return {
       model_digest: model,
-      prompt_token_ids: Array.from({ length: promptLen }, (_, i) => i + 1),
+      prompt_token_ids: prompt ?? Array.from({ length: promptLen }, (_, i) => i + 1),
       temperature_micro: 0, top_p_micro: 1000000, top_k: 0, ignore_eos: false,
       max_tokens: maxTokens, stop_strings: [], stop_token_ids: [], seed,
       security: security ?? { mode: "sampling", n },

@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+// Gas and settlement throughput of contracts/AtomaLedger.sol, measured on a local Anvil started by
+// this run (docs/ledger_evm_gas.md holds the last table): deploy, registerNode, stake,
+// advanceEpoch with 5 and 50 nodes, settle one certificate at n = 1, 3, 5, batches of 10 and 100
+// certificates at n = 3 (gas per certificate), the marginal gas of a prompt token,
+// reportEquivocation, settleDispute at n = 3, and certificates per second end to end (encode,
+// send, mined receipt) in batches of 100.
+//
+// Usage: node bench/contract_gas.mjs [--batches N] [--prompt-tokens N] [--markdown]
+//   --batches        batches of 100 for the throughput figure (default 10)
+//   --prompt-tokens  prompt length of the settled requests (default 20)
+//   --markdown       print the table as Markdown (for docs/ledger_evm_gas.md)
+// Needs `npm ci`; compiles the contract (scripts/compile_contracts.mjs) when the artifact is
+// missing or older than the source. A program, not a test: it asserts only that what it
+// measures settled.
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import * as P from "../tests/functional/evm/protocol.mjs";
+import { ARTIFACT, ROOT, startAnvil } from "../tests/functional/evm/anvil.mjs";
+import { DEFAULT_PARAMS, ECHELON_1, World } from "../tests/functional/evm/world.mjs";
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? Number(process.argv[i + 1]) : fallback;
+}
+const BATCHES = option("--batches", 10);
+const PROMPT = option("--prompt-tokens", 20);
+const MARKDOWN = process.argv.includes("--markdown");
+const EXTRA_PROMPT = 1000;  // for the marginal gas of a prompt token
+const CLIENTS = 10;         // settled requests come from this many clients, round robin
+// Realistic token ids (a 50k vocabulary: 2 or 3 non-zero bytes of 8), so calldata costs what a
+// real prompt costs.
+const promptIds = (count, salt) =>
+  Array.from({ length: count }, (_, i) => (1000 + 7919 * (i + 31 * salt)) % 50000);
+const OUTPUT = { token_ids: promptIds(20, 999), finish_reason: 0 };
+
+function ensureArtifact() {
+  const source = path.join(ROOT, "contracts", "AtomaLedger.sol");
+  if (fs.existsSync(ARTIFACT) && fs.statSync(ARTIFACT).mtimeMs >= fs.statSync(source).mtimeMs) {
+    return;
+  }
+  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
+                      { cwd: ROOT, encoding: "utf8", stdio: "inherit" });
+  if (r.status !== 0) throw new Error("scripts/compile_contracts.mjs failed");
+}
+
+const rows = [];
+function row(what, gas, note = "") {
+  rows.push({ what, gas: typeof gas === "bigint" ? gas.toString() : String(gas), note });
+}
+const fmt = (x) => Number(x).toLocaleString("en-US");
+
+// Certificates at n from `clients` round robin, with prompts of `promptLen` tokens.
+async function certificates(w, clients, count, n, promptLen, nonceBase) {
+  const out = [];
+  for (let i = 0; i < count; ++i) {
+    out.push(await w.certificate({ client: clients[i % clients.length], n,
+                                   prompt: promptIds(promptLen, i), output: OUTPUT,
+                                   nonce: nonceBase + BigInt(i) }));
+  }
+  return out;
+}
+
+async function settleAll(w, certs, label) {
+  const res = await w.settle(certs.map((c) => c.item));
+  if (res.settled.length !== certs.length) {
+    throw new Error(`${label}: ${res.settled.length} of ${certs.length} settled; rejected ` +
+                    JSON.stringify(res.rejected));
+  }
+  return res.receipt.gasUsed;
+}
+
+async function main() {
+  ensureArtifact();
+  const chain = await startAnvil();
+  try {
+    // --- deploy, register, stake, advanceEpoch with 5 nodes ---
+    const small = await World.deploy(chain);
+    const runtime = P.bytesOf(await chain.provider.getCode(small.address)).length;
+    row("deploy", small.deployReceipt.gasUsed, `runtime code ${fmt(runtime)} bytes (limit 24,576)`);
+    const receipts = [];
+    await small.addNodes(5, { prefix: "bench-small-", receipts });
+    row("registerNode (1 echelon)", receipts[1].register.gasUsed, "second node, fresh account");
+    row("stake (first stake of a node)", receipts[1].stake.gasUsed);
+    const more = await small.send(small.walletOf(small.nodes[1]), "stake", [], { value: 1000n });
+    row("stake (top-up)", more.gasUsed);
+    row("advanceEpoch, 5 nodes", (await small.advanceEpoch()).gasUsed, "epoch 0 -> 1");
+    row("advanceEpoch, 5 nodes (again)", (await small.advanceEpoch()).gasUsed, "epoch 1 -> 2");
+
+    // --- 50 nodes: epochs, settlement, slashing ---
+    const w = await World.deploy(chain);
+    await w.addNodes(50, { prefix: "bench-node-" });
+    row("advanceEpoch, 50 nodes", (await w.advanceEpoch()).gasUsed, "epoch 0 -> 1");
+    row("advanceEpoch, 50 nodes (again)", (await w.advanceEpoch()).gasUsed, "epoch 1 -> 2");
+    const clients = [];
+    for (let i = 0; i < CLIENTS; ++i) clients.push(await w.client(`bench-client-${i}`, 10n ** 20n));
+    let nonce = 1n;
+    const take = (k) => { const b = nonce; nonce += BigInt(k); return b; };
+
+    // Warm-up: the first batch pays for fresh storage (reward balances of members never paid,
+    // settlement bitmap words); reported apart, the rest is steady state.
+    const warm = await certificates(w, clients, 100, 3, PROMPT, take(100));
+    const coldGas = await settleAll(w, warm, "warm-up");
+
+    for (const n of [1, 3, 5]) {
+      const [c] = await certificates(w, clients, 1, n, PROMPT, take(1));
+      row(`settle 1 certificate, n = ${n}`, await settleAll(w, [c], `n=${n}`),
+          `batch of 1, prompt ${PROMPT} + completion ${OUTPUT.token_ids.length} tokens`);
+    }
+    const [longPrompt] = await certificates(w, clients, 1, 3, PROMPT + EXTRA_PROMPT, take(1));
+    const [shortPrompt] = await certificates(w, clients, 1, 3, PROMPT, take(1));
+    const gasLong = await settleAll(w, [longPrompt], "long prompt");
+    const gasShort = await settleAll(w, [shortPrompt], "short prompt");
+    const perToken = Number(gasLong - gasShort) / EXTRA_PROMPT;
+
+    const b10 = await certificates(w, clients, 10, 3, PROMPT, take(10));
+    const gas10 = await settleAll(w, b10, "batch 10");
+    row("settle batch of 10, n = 3", gas10, `${fmt(Number(gas10) / 10)} gas/cert`);
+    const b100 = await certificates(w, clients, 100, 3, PROMPT, take(100));
+    const gas100 = await settleAll(w, b100, "batch 100");
+    const perCert100 = Number(gas100) / 100;
+    row("settle batch of 100, n = 3", gas100, `${fmt(perCert100)} gas/cert`);
+    row("settle batch of 100, n = 3, first batch", coldGas,
+        `${fmt(Number(coldGas) / 100)} gas/cert (fresh reward and bitmap slots)`);
+    row("marginal gas per prompt token", perToken.toFixed(1),
+        `settle n = 3, prompt ${PROMPT} vs ${PROMPT + EXTRA_PROMPT} tokens`);
+
+    // Equivocation: a member of a settled-looking request signs two outputs.
+    const eq = await w.certificate({ client: clients[0], n: 3, nonce: take(1), output: OUTPUT });
+    const m = eq.committee[0];
+    const other = w.attest(m, { request: eq.request, committee: eq.committee,
+                                output: { token_ids: [1, 2, 3], finish_reason: 1 } });
+    const eqr = await w.send(w.walletOf(eq.committee[1]), "reportEquivocation",
+                             [P.hex(P.encodeAttestationBody(eq.attestations[0])),
+                              P.hex(P.encodeAttestationBody(other))]);
+    row("reportEquivocation", eqr.gasUsed);
+
+    // Dispute at n = 3: member 2 lies, 4 of 7 referees confirm C, 1 dissents, 2 silent.
+    const d = await w.certificate({ client: clients[1], n: 3, nonce: take(1), output: OUTPUT });
+    const wrong = { token_ids: [4, 5, 6], finish_reason: 1 };
+    const members = [d.attestations[0], d.attestations[1],
+                     w.attest(d.committee[2], { request: d.request, committee: d.committee,
+                                                output: wrong })];
+    const refs = d.draws.referees.slice(0, 5).map((r, i) =>
+      w.attest(r, { request: d.request, committee: d.committee,
+                    output: i === 4 ? wrong : OUTPUT }));
+    const dr = await w.send(chain.deployer, "settleDispute", [P.encodeDisputeEvidence({
+      request: d.request, clientSignature: d.clientSignature, committee: d.committee,
+      memberAttestations: members, refereeAttestations: refs, output: OUTPUT })]);
+    row("settleDispute, n = 3", dr.gasUsed,
+        "3 member + 5 referee attestations, output of 20 tokens, 1 slashed");
+
+    // Throughput: BATCHES batches of 100 (certificates signed beforehand, as nodes deliver them;
+    // timed: encoding, eth_estimateGas, eth_sendRawTransaction, the mined receipt).
+    const batches = [];
+    for (let b = 0; b < BATCHES; ++b) {
+      batches.push(await certificates(w, clients, 100, 3, PROMPT, take(100)));
+    }
+    const t0 = process.hrtime.bigint();
+    let gasTotal = 0n;
+    for (const batch of batches) gasTotal += await settleAll(w, batch, "throughput");
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const perSecond = (BATCHES * 100) / seconds;
+
+    print(chain, perCert100, perSecond, seconds, gasTotal);
+  } finally {
+    await chain.stop();
+  }
+}
+
+function print(chain, perCert100, perSecond, seconds, gasTotal) {
+  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+  if (MARKDOWN) {
+    console.log("| operation | gas | note |\n|---|---:|---|");
+    for (const r of rows) console.log(`| ${r.what} | ${fmt(r.gas)} | ${r.note} |`);
+  } else {
+    const w = Math.max(...rows.map((r) => r.what.length));
+    for (const r of rows) console.log(`${r.what.padEnd(w)}  ${fmt(r.gas).padStart(12)}  ${r.note}`);
+  }
+  console.log(`\nthroughput: ${BATCHES} batches of 100 certificates (n = 3) in ${seconds.toFixed(2)} s` +
+              ` = ${perSecond.toFixed(0)} certificates/s end to end against Anvil ` +
+              `(${os.cpus().length} cores, ${cpu}); ${fmt(Number(gasTotal) / (BATCHES * 100))} gas/cert`);
+  console.log(`certificates per 30M-gas block at n = 3: ${Math.floor(30e6 / perCert100)}`);
+  console.log(`batch 100 @ n=3: ${Math.round(perCert100)} gas/cert (target <= 30000)`);
+}
+
+await main();
