@@ -755,10 +755,18 @@ describe("settlement", () => {
     // A sampling certificate sent as kind 2 (kind does not match the request's security).
     const wrongKind = await w.certificate({ client, n: 1 });
     const asKind2 = { ...wrongKind.item, kind: 2, salt: null, validators: [] };
-    const res = await w.settle([good1.item, asKind2, good2.item]);
-    assert.deepEqual(res.settled.map((s) => s.index), [0, 2]);
-    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]), [[1, P.REJECT.MALFORMED]]);
+    // A request encoding with a trailing byte (its length still frames the item).
+    const trailing = await w.certificate({ client, n: 3 });
+    const withTrailing = { ...trailing.item,
+                           requestBytes: P.cat([P.encodeRequest(trailing.request),
+                                                new Uint8Array([0])]) };
+    const good3 = await w.certificate({ client, n: 5 });
+    const res = await w.settle([good1.item, asKind2, good2.item, withTrailing, good3.item]);
+    assert.deepEqual(res.settled.map((s) => s.index), [0, 2, 4]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]),
+                     [[1, P.REJECT.MALFORMED], [3, P.REJECT.MALFORMED]]);
     assert.equal(await w.ledger.isSettled(client.address, wrongKind.request.client_nonce), false);
+    assert.equal(await w.ledger.isSettled(client.address, trailing.request.client_nonce), false);
   });
 
   it("reverts a batch with broken framing or more than 1024 items (INVALID_ARGUMENT)",
