@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <initializer_list>
@@ -310,12 +311,17 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
 
   const MapReader ledger = top.Child("ledger");
   RETURN_IF_ERROR(
-      ledger.CheckKeys({"backend", "path", "chain_id", "epoch_length_s", "advance_epochs"}));
+      ledger.CheckKeys({"backend", "path", "chain_id", "epoch_length_s", "advance_epochs",
+                        "rpc_url", "contract", "confirmations", "receipt_timeout_ms"}));
   RETURN_IF_ERROR(ledger.String("backend", &c.ledger.backend));
   RETURN_IF_ERROR(ledger.Path("path", base, &c.ledger.path));
   RETURN_IF_ERROR(ledger.UInt64("chain_id", &c.ledger.chain_id));
   RETURN_IF_ERROR(ledger.UInt64("epoch_length_s", &c.ledger.epoch_length_s));
   RETURN_IF_ERROR(ledger.Bool("advance_epochs", &c.ledger.advance_epochs));
+  RETURN_IF_ERROR(ledger.String("rpc_url", &c.ledger.rpc_url));
+  RETURN_IF_ERROR(ledger.String("contract", &c.ledger.contract));
+  RETURN_IF_ERROR(ledger.UInt64("confirmations", &c.ledger.confirmations));
+  RETURN_IF_ERROR(ledger.Int("receipt_timeout_ms", &c.ledger.receipt_timeout_ms));
 
   const MapReader consensus = top.Child("consensus");
   RETURN_IF_ERROR(consensus.CheckKeys(
@@ -442,10 +448,33 @@ absl::Status Validate(const NodeConfig& c) {
       CheckRange("shutdown.drain_deadline_ms", c.shutdown.drain_deadline_ms, 0, 3600000));
 
   const LedgerSection& l = c.ledger;
-  RETURN_IF_ERROR(CheckOneOf("ledger.backend", l.backend, {"none", "embedded"}));
+  RETURN_IF_ERROR(CheckOneOf("ledger.backend", l.backend, {"none", "embedded", "evm"}));
   if (l.backend == "embedded" && l.path.empty()) {
     return KeyError("ledger.path", "required when ledger.backend is embedded");
   }
+  if (l.backend == "evm") {
+    if (!l.rpc_url.starts_with("http://") && !l.rpc_url.starts_with("https://")) {
+      return KeyError("ledger.rpc_url",
+                      absl::StrCat("required when ledger.backend is evm: an http:// or https:// "
+                                   "URL, got \"",
+                                   l.rpc_url, "\""));
+    }
+    const bool hex_address = l.contract.size() == 42 && l.contract.starts_with("0x") &&
+                             std::all_of(l.contract.begin() + 2, l.contract.end(), [](char ch) {
+                               return std::isxdigit(static_cast<unsigned char>(ch)) != 0;
+                             });
+    if (!hex_address) {
+      return KeyError("ledger.contract",
+                      absl::StrCat("required when ledger.backend is evm: the contract's address "
+                                   "(0x and 40 hex digits), got \"",
+                                   l.contract, "\""));
+    }
+  }
+  if (l.confirmations > 1000) {
+    return KeyError("ledger.confirmations",
+                    absl::StrCat("must be between 0 and 1000, got ", l.confirmations));
+  }
+  RETURN_IF_ERROR(CheckRange("ledger.receipt_timeout_ms", l.receipt_timeout_ms, 1000, 3600000));
   if (l.chain_id == 0) return KeyError("ledger.chain_id", "must be at least 1, got 0");
   if (l.epoch_length_s < 1 || l.epoch_length_s > 31536000) {
     return KeyError("ledger.epoch_length_s",

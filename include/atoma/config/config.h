@@ -76,17 +76,29 @@ struct ShutdownSection {
 
 // The stake/reward ledger this node settles on (docs/ledger.md).
 struct LedgerSection {
-  // none | embedded. With none the node serves only security `none` (no committee can be drawn
-  // without a registry); embedded is a SQLite file every node of a local network shares.
+  // none | embedded | evm. With none the node serves only security `none` (no committee can be
+  // drawn without a registry); embedded is a SQLite file every node of a local network shares;
+  // evm is the AtomaLedger contract on an EVM chain (docs/ledger_evm.md), reached over JSON-RPC
+  // and signed with the node's key.
   std::string backend = "none";
   // embedded: the ledger file (relative paths resolve against the config file). Required when
   // backend is embedded; created (with chain_id and epoch_length_s) when missing.
   std::filesystem::path path;
-  uint64_t chain_id = 31337;       // used only when the file is created; 1..2^63-1
+  // embedded: used only when the file is created; evm: must equal the chain's eth_chainId.
+  uint64_t chain_id = 31337;
   uint64_t epoch_length_s = 3600;  // used only when the file is created; 1..31536000
   // This node opens the next epoch when the current one is older than the ledger's
   // epoch_length_s. Several nodes may do it; the ledger accepts one advance per epoch.
   bool advance_epochs = true;
+  // evm: the chain's JSON-RPC URL (http:// or https://) and the contract's address (0x + 40 hex,
+  // from `atoma-cli ledger deploy`). Both required when backend is evm.
+  std::string rpc_url;
+  std::string contract;
+  // evm: blocks a state must be buried under before the node reads it (views, logs); 0 trusts
+  // the latest block (local chains). 0..1000.
+  uint64_t confirmations = 0;
+  // evm: how long a sent transaction may wait for its receipt. 1000..3600000.
+  int receipt_timeout_ms = 120000;
 };
 
 // Sampling Consensus timing and limits (docs/protocol.md). Timeouts are generous by default

@@ -225,6 +225,45 @@ TEST(Config, LedgerAndConsensusKeysAreChecked) {
       std::string::npos);
 }
 
+TEST(Config, EvmLedgerKeys) {
+  const NodeConfig c = ParseOk(std::string(kMinimal) +
+                               "ledger:\n  backend: evm\n  rpc_url: http://127.0.0.1:8545\n"
+                               "  contract: 0x5FbDB2315678afecb367f032d93F642f64180aa3\n"
+                               "  chain_id: 31337\n  confirmations: 2\n"
+                               "  receipt_timeout_ms: 5000\n");
+  EXPECT_EQ(c.ledger.backend, "evm");
+  EXPECT_EQ(c.ledger.rpc_url, "http://127.0.0.1:8545");
+  EXPECT_EQ(c.ledger.contract, "0x5FbDB2315678afecb367f032d93F642f64180aa3");
+  EXPECT_EQ(c.ledger.confirmations, 2u);
+  EXPECT_EQ(c.ledger.receipt_timeout_ms, 5000);
+  // Defaults.
+  const NodeConfig d = ParseOk(kMinimal);
+  EXPECT_TRUE(d.ledger.rpc_url.empty());
+  EXPECT_EQ(d.ledger.confirmations, 0u);
+  EXPECT_EQ(d.ledger.receipt_timeout_ms, 120000);
+  // Required with evm, and checked.
+  EXPECT_NE(
+      ErrorOf(std::string(kMinimal) + "ledger:\n  backend: evm\n"
+                                      "  contract: 0x5FbDB2315678afecb367f032d93F642f64180aa3\n")
+          .find("ledger.rpc_url: required when ledger.backend is evm"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf(std::string(kMinimal) + "ledger:\n  backend: evm\n  rpc_url: ws://x:1\n"
+                                      "  contract: 0x5FbDB2315678afecb367f032d93F642f64180aa3\n")
+          .find("an http:// or https:// URL, got \"ws://x:1\""),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) +
+                    "ledger:\n  backend: evm\n  rpc_url: http://x:1\n  contract: 0x5FbDB23\n")
+                .find("ledger.contract: required when ledger.backend is evm"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "ledger:\n  confirmations: 1001\n")
+                .find("ledger.confirmations: must be between 0 and 1000"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "ledger:\n  receipt_timeout_ms: 10\n")
+                .find("ledger.receipt_timeout_ms"),
+            std::string::npos);
+}
+
 TEST(Config, DuplicateKeysAreErrors) {
   EXPECT_NE(ErrorOf(std::string(kMinimal) + "engine:\n  max_batch: 4\n  max_batch: 8\n")
                 .find("engine.max_batch: duplicate key"),
@@ -332,7 +371,8 @@ TEST(Config, ValidationErrors) {
       {"shutdown:\n  drain_deadline_ms: -5\n",
        "shutdown.drain_deadline_ms: must be between 0 and 3600000, got -5"},
       {"node:\n  data_dir: \"\"\n", "node.data_dir: must not be empty"},
-      {"ledger:\n  backend: evm\n", "ledger.backend: must be one of none|embedded, got \"evm\""},
+      {"ledger:\n  backend: chain\n",
+       "ledger.backend: must be one of none|embedded|evm, got \"chain\""},
       {"ledger:\n  backend: embedded\n", "ledger.path: required when ledger.backend is embedded"},
       {"ledger:\n  backend: embedded\n  path: \"\"\n",
        "ledger.path: required when ledger.backend is embedded"},
