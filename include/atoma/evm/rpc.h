@@ -137,21 +137,22 @@ struct Receipt {
 // eth_getLogs filter.
 struct LogFilter {
   // Emitting contracts; empty = any.
-  std::vector<crypto::Address> addresses;
+  std::vector<crypto::Address> addresses = {};
   // Topic positions; nullopt at a position matches anything there (JSON null). Fewer positions
   // than a log has match any value in the missing ones.
-  std::vector<std::optional<crypto::Hash256>> topics;
+  std::vector<std::optional<crypto::Hash256>> topics = {};
   uint64_t from_block = 0;
-  std::optional<uint64_t> to_block;  // nullopt: "latest"
+  std::optional<uint64_t> to_block = std::nullopt;  // nullopt: "latest"
 };
 
 // eth_call / eth_estimateGas arguments.
 struct CallRequest {
-  std::optional<crypto::Address> from;
-  std::optional<crypto::Address> to;  // nullopt: a contract creation (data is init code)
-  std::vector<uint8_t> data;
-  std::optional<Uint256> value;
-  std::optional<uint64_t> gas;
+  std::optional<crypto::Address> from = std::nullopt;
+  std::optional<crypto::Address> to =
+      std::nullopt;  // nullopt: a contract creation (data is init code)
+  std::vector<uint8_t> data = {};
+  std::optional<Uint256> value = std::nullopt;
+  std::optional<uint64_t> gas = std::nullopt;
 };
 
 // Fees for an EIP-1559 transaction.

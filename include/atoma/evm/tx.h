@@ -30,12 +30,12 @@ namespace atoma::evm {
 struct Eip1559Tx {
   uint64_t chain_id = 0;
   uint64_t nonce = 0;
-  Uint256 max_priority_fee_per_gas;
-  Uint256 max_fee_per_gas;
+  Uint256 max_priority_fee_per_gas = 0;
+  Uint256 max_fee_per_gas = 0;
   uint64_t gas_limit = 0;
-  std::optional<crypto::Address> to;  // nullopt: contract creation (data is the init code)
-  Uint256 value;
-  std::vector<uint8_t> data;
+  std::optional<crypto::Address> to = std::nullopt;  // nullopt: contract creation (data: init code)
+  Uint256 value = 0;
+  std::vector<uint8_t> data = {};
 
   friend bool operator==(const Eip1559Tx&, const Eip1559Tx&) = default;
 };

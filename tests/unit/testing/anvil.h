@@ -81,7 +81,7 @@ class AnvilProcess {
  private:
   explicit AnvilProcess(AnvilOptions options);
   // Launches on port_ (0: pick a free one) and waits until it answers.
-  absl::Status Launch(const std::vector<std::string>& extra);
+  absl::Status Launch();
 
   AnvilOptions options_;
   std::filesystem::path dir_;  // temporary folder: stderr log, dumped state
