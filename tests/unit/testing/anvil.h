@@ -62,10 +62,11 @@ class AnvilProcess {
   // SIGTERM, then SIGKILL after 5 s, then waitpid. Idempotent.
   void Stop();
   // Stops and starts Anvil again on the same port. keep_state = false: a fresh chain (genesis,
-  // dev accounts funded). keep_state = true: the chain's state (accounts, balances, nonces,
-  // code, storage, and the block number) is saved with anvil_dumpState before stopping and
-  // loaded into the new process (--load-state), so a test can "crash" the chain mid-flight and go
-  // on. Transactions still in the pool are lost either way (automine leaves none).
+  // dev accounts funded). keep_state = true: the chain as it was (accounts, balances, nonces,
+  // code, storage, block number), which Anvil dumps to a file on SIGTERM (it runs with --state),
+  // so a test can "crash" the chain mid-flight and go on. INTERNAL when there is no dump (the
+  // process had to be killed). Transactions still in the pool are lost either way (automine
+  // leaves none).
   absl::Status Restart(bool keep_state);
 
   // anvil_setBalance: sets `address`'s balance on the chain at `url` to `wei`.
