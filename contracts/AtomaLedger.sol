@@ -1,0 +1,976 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {AtomaLedgerBase} from "./AtomaLedgerBase.sol";
+import {AtomaDisputes} from "./AtomaDisputes.sol";
+
+// The Atoma ledger on an EVM chain: the LedgerClient semantics of include/atoma/ledger/ledger.h
+// (node registry, stake with unbonding, epochs and their seeds, stakes frozen per epoch, client
+// escrow, node rewards, batched settlement of sampling and cross-validation certificates, and,
+// through its dispute module, dispute and equivocation slashing). The interface — functions,
+// calldata formats, events, reason codes — is docs/ledger_evm.md; every hash and encoding is
+// docs/protocol.md's, so certificates made for the embedded ledger's rules verify here bit for bit.
+//
+// Actors: the actor of a call is msg.sender. Money: the chain's native coin, in wei.
+// Errors: reverts are Error(string) "<absl status code name>: <reason>"; settle() judges each item
+// on its own and reports rejections as SettlementRejected events instead of reverting.
+// Thread-safety: transactions are serialized by the chain. Withdrawals follow
+// checks-effects-interactions behind a reentrancy guard.
+//
+// settleDispute and reportEquivocation run in AtomaDisputes (created by the constructor, called
+// by DELEGATECALL on this contract's storage) so that each stays under the 24,576-byte limit.
+contract AtomaLedger is AtomaLedgerBase {
+    address private immutable DISPUTES;
+    bool private transient _locked;
+
+    constructor(
+        uint64 unbondingEpochs,
+        uint64 epochLengthS,
+        uint64 minEpochSpacingS,
+        uint256 feePerToken,
+        uint64 slashBps,
+        uint64 reporterShareBps
+    ) AtomaLedgerBase(unbondingEpochs, epochLengthS, minEpochSpacingS, feePerToken, slashBps, reporterShareBps) {
+        DISPUTES = address(
+            new AtomaDisputes(
+                unbondingEpochs, epochLengthS, minEpochSpacingS, feePerToken, slashBps, reporterShareBps
+            )
+        );
+        bytes32 seed = _hash2(
+            "atoma/epoch-seed", 16, blockhash(block.number - 1), bytes32(block.prevrandao)
+        );
+        _epochs[0] = EpochRecord(seed, int64(int256(block.timestamp)));
+        emit EpochAdvanced(0, seed);
+    }
+
+    modifier nonReentrant() {
+        if (_locked) _fail(FAILED_PRECONDITION, "reentrant call");
+        _locked = true;
+        _;
+        _locked = false;
+    }
+
+    function getParams()
+        external
+        view
+        returns (
+            uint64 unbondingEpochs,
+            uint64 epochLengthS,
+            uint64 minEpochSpacingS,
+            uint256 feePerToken,
+            uint64 slashBps,
+            uint64 reporterShareBps,
+            uint64 chainId
+        )
+    {
+        return (
+            UNBONDING_EPOCHS,
+            EPOCH_LENGTH_S,
+            MIN_EPOCH_SPACING_S,
+            FEE_PER_TOKEN,
+            SLASH_BPS,
+            REPORTER_SHARE_BPS,
+            uint64(block.chainid)
+        );
+    }
+
+    // =============================================================================================
+    // Registry
+
+    function registerNode(string calldata endpoint, Echelon[] calldata echelons) external {
+        Echelon[] memory sorted = _validateNode(endpoint, echelons);
+        NodeRecord storage rec = _nodes[msg.sender];
+        if (rec.registered) {
+            _fail(
+                ALREADY_EXISTS,
+                string.concat("node ", _addr(msg.sender), " is already registered (use updateNode)")
+            );
+        }
+        if (_nodeList.length >= MAX_NODES) {
+            _fail(FAILED_PRECONDITION, "the ledger holds 256 nodes, its maximum");
+        }
+        rec.registered = true;
+        rec.registeredEpoch = _currentEpoch;
+        rec.endpoint = endpoint;
+        for (uint256 i; i < sorted.length; ++i) rec.echelons.push(sorted[i]);
+        _nodeList.push(msg.sender);
+        emit NodeRegistered(msg.sender, endpoint);
+    }
+
+    function updateNode(string calldata endpoint, Echelon[] calldata echelons) external {
+        Echelon[] memory sorted = _validateNode(endpoint, echelons);
+        NodeRecord storage rec = _requireNode(msg.sender);
+        rec.endpoint = endpoint;
+        delete rec.echelons;
+        for (uint256 i; i < sorted.length; ++i) rec.echelons.push(sorted[i]);
+        emit NodeUpdated(msg.sender, endpoint);
+    }
+
+    function getNode(address node)
+        external
+        view
+        returns (string memory endpoint, Echelon[] memory echelons, uint64 registeredEpoch)
+    {
+        NodeRecord storage rec = _requireNode(node);
+        return (rec.endpoint, rec.echelons, rec.registeredEpoch);
+    }
+
+    function listNodes() external view returns (address[] memory nodes) {
+        nodes = _nodeList;
+        uint256[] memory words;
+        assembly ("memory-safe") {
+            words := nodes
+        }
+        _sort(words);
+    }
+
+    // The endpoint's length (the C++ client runs ValidateEndpoint first) and the echelon rules;
+    // returns the echelons sorted by id.
+    function _validateNode(string calldata endpoint, Echelon[] calldata echelons)
+        private
+        pure
+        returns (Echelon[] memory sorted)
+    {
+        if (bytes(endpoint).length == 0 || bytes(endpoint).length > MAX_ENDPOINT) {
+            _fail(INVALID_ARGUMENT, "endpoint must be 1..255 bytes");
+        }
+        uint256 m = echelons.length;
+        if (m > MAX_ECHELONS) {
+            _fail(INVALID_ARGUMENT, string.concat("at most 64 echelons per node, got ", _dec(m)));
+        }
+        sorted = echelons;
+        for (uint256 i = 1; i < m; ++i) {
+            Echelon memory e = sorted[i];
+            uint256 j = i;
+            for (; j > 0 && sorted[j - 1].echelonId > e.echelonId; --j) sorted[j] = sorted[j - 1];
+            sorted[j] = e;
+        }
+        for (uint256 i; i < m; ++i) {
+            if (i > 0 && sorted[i].echelonId == sorted[i - 1].echelonId) {
+                _fail(
+                    INVALID_ARGUMENT,
+                    string.concat("echelon ", _h256(sorted[i].echelonId), " is listed twice")
+                );
+            }
+            for (uint256 j; j < i; ++j) {
+                if (sorted[i].modelDigest == sorted[j].modelDigest) {
+                    _fail(
+                        INVALID_ARGUMENT,
+                        string.concat(
+                            "one echelon per model: model ", _h256(sorted[i].modelDigest), " is listed twice"
+                        )
+                    );
+                }
+            }
+        }
+    }
+
+    function _requireNode(address node) private view returns (NodeRecord storage rec) {
+        rec = _nodes[node];
+        if (!rec.registered) _fail(NOT_FOUND, string.concat("node ", _addr(node), " is not registered"));
+    }
+
+    // =============================================================================================
+    // Stake
+
+    function stake() external payable {
+        _requirePositive(msg.value);
+        NodeRecord storage rec = _requireNode(msg.sender);
+        // Bounds every stake, unbonding entry and snapshot prefix sum to 96 bits (no real chain
+        // has that much coin: 2^96 wei is 79 billion ether).
+        if (address(this).balance > type(uint96).max) {
+            _fail(INVALID_ARGUMENT, "the ledger would hold more than 2^96-1 wei");
+        }
+        rec.bonded += uint96(msg.value);
+        emit Staked(msg.sender, msg.value);
+    }
+
+    function unstake(uint256 amount) external {
+        _requirePositive(amount);
+        NodeRecord storage rec = _requireNode(msg.sender);
+        uint256 bonded = rec.bonded;
+        if (bonded < amount) {
+            _fail(
+                FAILED_PRECONDITION,
+                string.concat(
+                    "cannot unstake ", _dec(amount), ": node ", _addr(msg.sender), " has only ", _dec(bonded), " bonded"
+                )
+            );
+        }
+        rec.bonded = uint96(bonded - amount);
+        uint64 release = _currentEpoch + UNBONDING_EPOCHS;
+        rec.unbonding.push((amount << 64) | release);
+        emit Unstaked(msg.sender, amount, release);
+    }
+
+    function getStake(address node)
+        external
+        view
+        returns (uint256 bonded, Unbonding[] memory unbonding, uint256 withdrawable)
+    {
+        NodeRecord storage rec = _requireNode(node);
+        bonded = rec.bonded;
+        uint64 current = _currentEpoch;
+        uint256[] storage ub = rec.unbonding;
+        uint256 head = rec.unbondingHead;
+        uint256 locked;
+        for (uint256 i = head; i < ub.length; ++i) {
+            if (uint64(ub[i]) > current) ++locked;
+        }
+        unbonding = new Unbonding[](locked);
+        uint256 o;
+        for (uint256 i = head; i < ub.length; ++i) {
+            uint256 e = ub[i];
+            if (uint64(e) > current) unbonding[o++] = Unbonding(e >> 64, uint64(e));
+            else withdrawable += e >> 64;
+        }
+    }
+
+    function withdrawStake(uint256 amount) external nonReentrant {
+        _requirePositive(amount);
+        NodeRecord storage rec = _requireNode(msg.sender);
+        uint64 current = _currentEpoch;
+        uint256[] storage ub = rec.unbonding;
+        uint256 head = rec.unbondingHead;
+        uint256 available;
+        for (uint256 i = head; i < ub.length && uint64(ub[i]) <= current; ++i) available += ub[i] >> 64;
+        if (available < amount) {
+            _fail(
+                FAILED_PRECONDITION,
+                string.concat(
+                    "cannot withdraw ",
+                    _dec(amount),
+                    " of stake: node ",
+                    _addr(msg.sender),
+                    " has ",
+                    _dec(available),
+                    " released (unbonding lasts ",
+                    _dec(UNBONDING_EPOCHS),
+                    " epochs; current epoch ",
+                    _dec(current),
+                    ")"
+                )
+            );
+        }
+        // Released entries oldest first.
+        uint256 left = amount;
+        while (left != 0) {
+            uint256 e = ub[head];
+            uint256 a = e >> 64;
+            if (a <= left) {
+                left -= a;
+                delete ub[head];
+                ++head;
+            } else {
+                ub[head] = ((a - left) << 64) | uint64(e);
+                left = 0;
+            }
+        }
+        rec.unbondingHead = uint64(head);
+        emit StakeWithdrawn(msg.sender, amount);
+        _pay(msg.sender, amount);
+    }
+
+    // =============================================================================================
+    // Epochs
+
+    function currentEpoch() external view returns (uint64 number, bytes32 seed, int64 startedUnixS) {
+        number = _currentEpoch;
+        EpochRecord storage e = _epochs[number];
+        return (number, e.seed, e.startedUnixS);
+    }
+
+    function getEpoch(uint64 number) external view returns (uint64, bytes32 seed, int64 startedUnixS) {
+        _requireEpoch(number);
+        EpochRecord storage e = _epochs[number];
+        return (number, e.seed, e.startedUnixS);
+    }
+
+    function advanceEpoch() external returns (uint64 number, bytes32 seed, int64 startedUnixS) {
+        number;
+        seed;
+        startedUnixS;
+        _delegate();
+    }
+
+    function advanceEpochFrom(uint64 current) external returns (uint64 number, bytes32 seed, int64 startedUnixS) {
+        (current, number, seed, startedUnixS);
+        _delegate();
+    }
+
+    function echelonSnapshot(uint64 epoch, bytes32 echelonId)
+        external
+        view
+        returns (address[] memory nodes, uint256[] memory stakes)
+    {
+        _requireEpoch(epoch);
+        Snap memory s = _loadSnap(epoch, echelonId);
+        nodes = new address[](s.count);
+        stakes = new uint256[](s.count);
+        uint256 below;
+        for (uint256 i; i < s.count; ++i) {
+            nodes[i] = address(uint160(s.addrs[i]));
+            stakes[i] = s.prefix[i] - below;
+            below = s.prefix[i];
+        }
+    }
+
+    function snapshotEchelons(uint64 epoch) external view returns (bytes32[] memory) {
+        _requireEpoch(epoch);
+        return _epochEchelons[epoch];
+    }
+
+    function _requireEpoch(uint64 number) private view {
+        if (number > _currentEpoch) {
+            _fail(NOT_FOUND, string.concat("epoch ", _dec(number), " has not started"));
+        }
+    }
+
+    // =============================================================================================
+    // Escrow and rewards
+
+    function depositEscrow() external payable {
+        _requirePositive(msg.value);
+        _escrow[msg.sender] += msg.value;
+        emit EscrowDeposited(msg.sender, msg.value);
+    }
+
+    function escrowBalance(address client) external view returns (uint256) {
+        return _escrow[client];
+    }
+
+    function withdrawEscrow(uint256 amount) external nonReentrant {
+        _requirePositive(amount);
+        uint256 balance = _escrow[msg.sender];
+        if (balance < amount) _insufficient("escrow balance", balance, amount);
+        _escrow[msg.sender] = balance - amount;
+        emit EscrowWithdrawn(msg.sender, amount);
+        _pay(msg.sender, amount);
+    }
+
+    function rewardBalance(address node) external view returns (uint256) {
+        return _rewards[node];
+    }
+
+    function withdrawRewards(uint256 amount) external nonReentrant {
+        _requirePositive(amount);
+        uint256 balance = _rewards[msg.sender];
+        if (balance < amount) _insufficient("reward balance", balance, amount);
+        _rewards[msg.sender] = balance - amount;
+        emit RewardsWithdrawn(msg.sender, amount);
+        _pay(msg.sender, amount);
+    }
+
+    function burned() external view returns (uint256) {
+        return _burned;
+    }
+
+    function _insufficient(string memory what, uint256 balance, uint256 amount) private view {
+        _fail(
+            FAILED_PRECONDITION,
+            string.concat("insufficient ", what, " of ", _addr(msg.sender), ": ", _dec(balance), " < ", _dec(amount))
+        );
+    }
+
+    function _requirePositive(uint256 amount) private pure {
+        if (amount == 0) _fail(INVALID_ARGUMENT, "amount must be positive");
+    }
+
+    // The last step of a withdrawal (balances already debited).
+    function _pay(address to, uint256 amount) private {
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) _fail(FAILED_PRECONDITION, string.concat("transfer of ", _dec(amount), " to ", _addr(to), " failed"));
+    }
+
+    // =============================================================================================
+    // Disputes and equivocation (AtomaDisputes, on this contract's storage)
+
+    function settleDispute(bytes calldata evidence) external {
+        evidence;
+        _delegate();
+    }
+
+    function reportEquivocation(bytes calldata a, bytes calldata b) external {
+        (a, b);
+        _delegate();
+    }
+
+    function _delegate() private {
+        address target = DISPUTES;
+        assembly {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), target, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
+
+    // =============================================================================================
+    // Double settlement
+
+    function isSettled(address client, uint64 nonce) external view returns (bool) {
+        return (_settledBits[client][nonce >> 8] >> (nonce & 255)) & 1 == 1;
+    }
+
+    // =============================================================================================
+    // Committee selection on a given list (DESIGN §4.4, tests/vectors/committee.json)
+
+    function selectCommittee(
+        bytes32 seed,
+        bytes32 requestId,
+        address[] calldata nodes,
+        uint256[] calldata stakes,
+        uint256 n,
+        uint256 backups,
+        uint256 referees
+    ) external pure returns (address[] memory committee, address[] memory backupDraws, address[] memory refereeDraws) {
+        // The draws hash through the SHA-256 precompile, which the compiler counts as a read of the
+        // environment; it reads nothing, so the view implementation is called as pure.
+        return _asPure(_selectCommittee)(seed, requestId, nodes, stakes, n, backups, referees);
+    }
+
+    function _asPure(
+        function(bytes32, bytes32, address[] memory, uint256[] memory, uint256, uint256, uint256)
+            internal
+            view
+            returns (address[] memory, address[] memory, address[] memory) f
+    )
+        private
+        pure
+        returns (
+            function(bytes32, bytes32, address[] memory, uint256[] memory, uint256, uint256, uint256)
+                internal
+                pure
+                returns (address[] memory, address[] memory, address[] memory) g
+        )
+    {
+        assembly {
+            g := f
+        }
+    }
+
+    function _selectCommittee(
+        bytes32 seed,
+        bytes32 requestId,
+        address[] memory nodes,
+        uint256[] memory stakes,
+        uint256 n,
+        uint256 backups,
+        uint256 referees
+    ) private view returns (address[] memory committee, address[] memory backupDraws, address[] memory refereeDraws) {
+        if (nodes.length != stakes.length) {
+            _fail(INVALID_ARGUMENT, "nodes and stakes differ in length");
+        }
+        if (n == 0) _fail(INVALID_ARGUMENT, "committee size must be at least 1");
+        Snap memory s = _candidates(nodes, stakes);
+        if (s.count < n) _fail(FAILED_PRECONDITION, "fewer candidates with stake than the committee size");
+        s.seed = seed;
+        return _drawRoles(s, requestId, n, backups, referees);
+    }
+
+    // Committee, backups, referees; backups and referees stop early, without error, when the
+    // echelon runs out.
+    function _drawRoles(Snap memory s, bytes32 requestId, uint256 n, uint256 backups, uint256 referees)
+        private
+        view
+        returns (address[] memory committee, address[] memory backupDraws, address[] memory refereeDraws)
+    {
+        uint256 left = s.count - n;
+        uint256 nb = backups < left ? backups : left;
+        uint256 nr = referees < left - nb ? referees : left - nb;
+        Draws memory d = _newDraws(n + nb + nr);
+        _resetDraws(d, s.seed, requestId);
+        _drawUpTo(s, d, n + nb + nr);
+        committee = _slice(d.drawn, 0, n);
+        backupDraws = _slice(d.drawn, n, nb);
+        refereeDraws = _slice(d.drawn, n + nb, nr);
+    }
+
+    // The staked candidates sorted by address with their prefix sums.
+    function _candidates(address[] memory nodes, uint256[] memory stakes) private pure returns (Snap memory s) {
+        // Words address << 96 | input index sort by address.
+        uint256[] memory order = new uint256[](nodes.length);
+        uint256 count;
+        for (uint256 i; i < nodes.length; ++i) {
+            if (stakes[i] != 0) order[count++] = (uint256(uint160(nodes[i])) << 96) | i;
+        }
+        assembly ("memory-safe") {
+            mstore(order, count)
+        }
+        _sort(order);
+        s.count = count;
+        s.addrs = new uint256[](count);
+        s.prefix = new uint256[](count);
+        uint256 total;
+        bool overflow;
+        for (uint256 i; i < count; ++i) {
+            uint256 a = order[i] >> 96;
+            if (i > 0 && a == s.addrs[i - 1]) {
+                _fail(INVALID_ARGUMENT, "a candidate address appears twice in the registry");
+            }
+            uint256 st = stakes[order[i] & type(uint96).max];
+            unchecked {
+                if (total + st < total) overflow = true;
+                total += st;
+            }
+            s.addrs[i] = a;
+            s.prefix[i] = total;
+        }
+        if (overflow) _fail(OUT_OF_RANGE, "total candidate stake exceeds 2^256 - 1");
+    }
+
+    function _slice(uint256[] memory words, uint256 from, uint256 len) private pure returns (address[] memory out) {
+        out = new address[](len);
+        for (uint256 i; i < len; ++i) out[i] = address(uint160(words[from + i]));
+    }
+
+    // =============================================================================================
+    // Settlement (docs/ledger_evm.md "settle(bytes batch)")
+
+    // Growable open-addressing map in memory (uint256 key ≠ 0 → two values). Keys: escrow by
+    // client, settled-bitmap words by client << 64 | word, payouts by member.
+    struct Map {
+        uint256 size;
+        uint256 mask;
+        uint256[] keys;
+        uint256[] v1;
+        uint256[] v2;
+    }
+
+    struct Batch {
+        uint64 current;
+        uint256 snapCount;
+        Snap[] snaps;
+        Req r;
+        Draws d;
+        Item it;
+        Map escrow; // client → (balance when first seen, debited in this batch)
+        Map bits; // client << 64 | nonce >> 8 → (word when first seen, word now)
+        Map pay; // member → (credited in this batch, -)
+        uint256 att; // memory of the attestation digest input (230 bytes)
+        uint256 commit; // memory of the commitment input (13 + 64 × 32 bytes)
+        uint256[] members; // the slots' recovered signers
+        uint256[] payees;
+    }
+
+    // Reason codes of SettlementRejected.
+    uint8 private constant R_MALFORMED = 1;
+    uint8 private constant R_EPOCH = 2;
+    uint8 private constant R_CLIENT_SIGNATURE = 3;
+    uint8 private constant R_COMMITTEE = 4;
+    uint8 private constant R_COMMITMENT = 5;
+    uint8 private constant R_SETTLED = 6;
+    uint8 private constant R_FEE = 7;
+    uint8 private constant R_ESCROW = 8;
+    uint8 private constant R_SALT = 9;
+    uint8 private constant R_VALIDATORS = 10;
+
+    function settle(bytes calldata batch) external {
+        uint256 p;
+        uint256 end;
+        assembly {
+            p := batch.offset
+            end := add(p, batch.length)
+        }
+        if (batch.length < 2) _fail(INVALID_ARGUMENT, "settle batch: no item count");
+        uint256 count = uint16(bytes2(batch[0:2]));
+        if (count > MAX_BATCH) {
+            _fail(INVALID_ARGUMENT, string.concat("at most 1024 certificates per batch, got ", _dec(count)));
+        }
+        p += 2;
+        Batch memory b = _newBatch(count);
+        for (uint256 i; i < count; ++i) p = _settleItem(b, i, p, end);
+        if (p != end) _fail(INVALID_ARGUMENT, "settle batch: trailing bytes after the last item");
+        _writeBack(b);
+    }
+
+    function _newBatch(uint256 count) private view returns (Batch memory b) {
+        b.current = _currentEpoch;
+        b.snaps = new Snap[](count);
+        b.d = _newDraws(2 * MAX_COMMITTEE);
+        b.escrow = _mapNew(4);
+        b.bits = _mapNew(4);
+        b.pay = _mapNew(5);
+        b.members = new uint256[](MAX_COMMITTEE);
+        b.payees = new uint256[](2 * MAX_COMMITTEE + 1);
+        bytes memory att = new bytes(230);
+        bytes memory commit = new bytes(13 + 32 * MAX_COMMITTEE);
+        uint256 a;
+        uint256 c;
+        assembly ("memory-safe") {
+            a := add(att, 32)
+            c := add(commit, 32)
+            mstore(a, "atoma/attestation")
+            mstore(add(a, 18), shl(192, chainid()))
+            mstore(add(a, 26), shl(96, address()))
+            mstore(c, "atoma/commit")
+        }
+        b.att = a;
+        b.commit = c;
+    }
+
+    function _framing(uint256 index) private pure {
+        _fail(
+            INVALID_ARGUMENT,
+            string.concat("settle batch: item ", _dec(index), " runs past the end or its length cannot be read")
+        );
+    }
+
+    // Reads calldata [p, p + bytes) as a big-endian integer (bytes ≤ 32).
+    function _cd(uint256 p, uint256 bytes_) private pure returns (uint256 v) {
+        assembly {
+            v := shr(sub(256, shl(3, bytes_)), calldataload(p))
+        }
+    }
+
+    // Where one item's parts lie in calldata (filled in place for each item).
+    struct Item {
+        uint256 kind;
+        uint256 status; // of _parseRequest
+        uint256 reqStart;
+        uint256 reqEnd; // the client signature, then echelon, C, completion tokens, Merkle root
+        uint256 slots; // the n slots (32 p ‖ 65 signature)
+        uint256 n;
+        uint256 saltAt; // 0: no salt
+        uint256 vCount;
+        uint256 vAt;
+        bytes32 rid;
+        uint256 fee;
+        uint256 payees;
+    }
+
+    // Judges one item at calldata p; returns where the next one starts.
+    function _settleItem(Batch memory b, uint256 index, uint256 p, uint256 end) private returns (uint256 next) {
+        Item memory it = b.it;
+        next = _frame(b, it, index, p, end);
+        uint8 code = _judge(b, it);
+        if (code == 0) emit Settled(uint16(index), it.rid, b.r.client, b.r.nonce, it.fee);
+        else emit SettlementRejected(uint16(index), it.rid, code);
+    }
+
+    // The item's extent; a framing break (an extent that cannot be read or runs past the end)
+    // reverts the batch.
+    function _frame(Batch memory b, Item memory it, uint256 index, uint256 p, uint256 end)
+        private
+        pure
+        returns (uint256 next)
+    {
+        if (p + 5 > end) _framing(index);
+        it.kind = _cd(p, 1);
+        it.reqStart = p + 5;
+        it.reqEnd = it.reqStart + _cd(p + 1, 4);
+        if (it.reqEnd > end) _framing(index);
+        it.status = _parseRequest(b.r, it.reqStart, it.reqEnd);
+        if (it.status == 2) _framing(index);
+        uint256 n = _committeeSize(b.r);
+        it.n = n;
+        // client signature (65), echelon, C, completion tokens (8), Merkle root, then the slots
+        uint256 slots = it.reqEnd + 169;
+        it.slots = slots;
+        if (slots > end || n > (end - slots) / 97) _framing(index);
+        next = slots + n * 97;
+        it.saltAt = 0;
+        it.vCount = 0;
+        if (it.kind == 2) {
+            if (next + 1 > end) _framing(index);
+            uint256 flag = _cd(next, 1);
+            if (flag > 1) _framing(index);
+            next += 1;
+            if (flag == 1) {
+                it.saltAt = next;
+                next += 32;
+            }
+            if (next + 1 > end) _framing(index);
+            it.vCount = _cd(next, 1);
+            it.vAt = next + 1;
+            next = it.vAt + it.vCount * 97;
+            if (next > end) _framing(index);
+        }
+    }
+
+    // The checks in VerifyCertificate / VerifyXvCertificate order, then the ledger rules; returns
+    // the reason code (0: settled, effects recorded in the batch's maps).
+    function _judge(Batch memory b, Item memory it) private view returns (uint8) {
+        Req memory r = b.r;
+        it.rid = 0;
+        // 1: structure (kind 1 = sampling, kind 2 = cross-validation)
+        if (it.status != 0) return R_MALFORMED;
+        it.rid = _requestId(it.reqStart, it.reqEnd - it.reqStart);
+        if (it.kind == 1 ? r.mode != 1 : (it.kind != 2 || r.mode != 2)) return R_MALFORMED;
+        // 2: the request's epoch has started
+        if (r.epoch > b.current) return R_EPOCH;
+        // 3: the client authorized the request
+        address signer = _recover(_clientDigest(it.rid), it.reqEnd);
+        if (signer == address(0) || signer != r.client) return R_CLIENT_SIGNATURE;
+        // 4: the signers form a view of the draws
+        bytes32 echelon = bytes32(_cd(it.reqEnd + 65, 32));
+        Snap memory s = _snap(b, r.epoch, echelon);
+        bytes32 executorDigest = _recoverSlots(b, it);
+        if (!_checkView(b, s, it.rid, it.n)) return R_COMMITTEE;
+        // 5: C = H("atoma/commit", p_0 .. p_{n-1})
+        if (!_checkCommitment(b, it)) return R_COMMITMENT;
+        {
+            uint256[] memory members = b.members;
+            uint256[] memory list = b.payees;
+            for (uint256 i; i < it.n; ++i) list[i] = members[i];
+        }
+        it.payees = it.n;
+        // 9, 10: cross-validation (after its base, as VerifyXvCertificate)
+        if (it.kind == 2) {
+            uint8 code = _checkXv(b, s, it, executorDigest);
+            if (code != 0) return code;
+        }
+        // 6, 7, 8 and the effects
+        return _charge(b, it);
+    }
+
+    // The snapshot of (epoch, echelon), loaded once per batch.
+    function _snap(Batch memory b, uint64 epoch, bytes32 echelon) private view returns (Snap memory s) {
+        Snap[] memory snaps = b.snaps;
+        for (uint256 i; i < b.snapCount; ++i) {
+            s = snaps[i];
+            if (s.epoch == epoch && s.echelon == echelon) return s;
+        }
+        s = _loadSnap(epoch, echelon);
+        snaps[b.snapCount++] = s;
+    }
+
+    // Recovers the signer of each slot over AttestationDigest with the item's shared fields
+    // (prompt tokens = the request's prompt length, epoch = the request's epoch) and the slot's
+    // p_i into b.members; returns the first slot's digest (the cross-validation coin's input).
+    function _recoverSlots(Batch memory b, Item memory it) private view returns (bytes32 first) {
+        uint256 att = b.att;
+        uint256 prompt = b.r.promptLen;
+        uint256 epoch = b.r.epoch;
+        bytes32 rid = it.rid;
+        uint256 shared = it.reqEnd + 65;
+        assembly ("memory-safe") {
+            // chain id and ledger were written once; then request id, echelon, C, (p), prompt,
+            // completion, Merkle root, epoch
+            mstore(add(att, 46), rid)
+            calldatacopy(add(att, 78), shared, 64)
+            mstore(add(att, 174), shl(192, prompt))
+            calldatacopy(add(att, 182), add(shared, 64), 8)
+            calldatacopy(add(att, 190), add(shared, 72), 32)
+            mstore(add(att, 222), shl(192, epoch))
+        }
+        uint256[] memory members = b.members;
+        uint256 slots = it.slots;
+        uint256 n = it.n;
+        for (uint256 i; i < n; ++i) {
+            uint256 slot = slots + i * 97;
+            bytes32 digest;
+            assembly ("memory-safe") {
+                calldatacopy(add(att, 142), slot, 32)
+                if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
+                digest := mload(0)
+            }
+            if (i == 0) first = digest;
+            members[i] = uint160(_recover(digest, slot + 32));
+        }
+    }
+
+    // CheckCommitteeView: slot i holds draw i or one of the n backups, nobody twice. The backups
+    // are drawn only when some slot is not its own draw.
+    function _checkView(Batch memory b, Snap memory s, bytes32 rid, uint256 n) private view returns (bool) {
+        if (s.count < n) return false; // SelectCommittee fails: fewer candidates than n
+        Draws memory d = b.d;
+        _resetDraws(d, s.seed, rid);
+        _drawUpTo(s, d, n);
+        uint256[] memory members = b.members;
+        uint256[] memory drawn = d.drawn;
+        bool own = true;
+        for (uint256 i; i < n; ++i) {
+            if (members[i] != drawn[i]) {
+                own = false;
+                break;
+            }
+        }
+        if (own) return true;
+        uint256 made = _drawUpTo(s, d, 2 * n);
+        for (uint256 i; i < n; ++i) {
+            uint256 m = members[i];
+            if (m != drawn[i] && !_drawnIn(d, n, made, m)) return false;
+            for (uint256 j; j < i; ++j) {
+                if (members[j] == m) return false;
+            }
+        }
+        return true;
+    }
+
+    function _checkCommitment(Batch memory b, Item memory it) private view returns (bool ok) {
+        uint256 c = b.commit;
+        uint256 cAt = it.reqEnd + 97;
+        uint256 slots = it.slots;
+        uint256 n = it.n;
+        assembly ("memory-safe") {
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                calldatacopy(add(add(c, 13), shl(5, i)), add(slots, mul(i, 97)), 32)
+            }
+            if iszero(staticcall(gas(), 2, c, add(13, shl(5, n)), 0, 32)) { revert(0, 0) }
+            ok := eq(mload(0), calldataload(cAt))
+        }
+    }
+
+    // The cross-validation part of VerifyXvCertificate; returns a reason code (0: valid) and sets
+    // the payees (the executor, then the validators).
+    function _checkXv(Batch memory b, Snap memory s, Item memory it, bytes32 executorDigest)
+        private
+        view
+        returns (uint8)
+    {
+        uint256 vCount = it.vCount;
+        if (it.saltAt == 0) {
+            // Unrevealed: no coin was computed, so no validator can have attested.
+            return vCount == 0 ? 0 : R_MALFORMED;
+        }
+        bytes32 salt = bytes32(_cd(it.saltAt, 32));
+        Req memory r = b.r;
+        if (_hash1("atoma/xv-salt", 13, salt) != r.saltHash) return R_SALT;
+        uint256 coin = uint256(_hash2("atoma/xv", 8, salt, executorDigest)) % COIN_SCALE;
+        if (coin >= r.pMicro) return vCount == 0 ? 0 : R_MALFORMED;
+        uint256 k = r.k;
+        // Draws 2 .. k+1 (after the executor's draw and its backup) are the validators.
+        if (_drawUpTo(s, b.d, 2 + k) < 2 + k) return R_VALIDATORS; // the echelon is too small
+        if (vCount < k) return R_VALIDATORS;
+        if (vCount > k) return R_MALFORMED;
+        uint256 att = b.att;
+        uint256[] memory drawn = b.d.drawn;
+        uint256[] memory payees = b.payees;
+        for (uint256 i; i < k; ++i) {
+            uint256 at = it.vAt + i * 97;
+            bytes32 digest;
+            assembly ("memory-safe") {
+                calldatacopy(add(att, 142), at, 32)
+                if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
+                digest := mload(0)
+            }
+            uint256 signer = uint160(_recover(digest, at + 32));
+            if (signer != drawn[2 + i]) return R_VALIDATORS;
+            payees[1 + i] = signer;
+        }
+        it.payees = 1 + k;
+        return 0;
+    }
+
+    // The ledger rules of a verified item (6 settled, 7 fee, 8 escrow) and, when they pass, its
+    // effects in the batch's maps. Returns a reason code or 0.
+    function _charge(Batch memory b, Item memory it) private view returns (uint8) {
+        Req memory r = b.r;
+        uint256 client = uint160(r.client);
+        uint256 nonce = r.nonce;
+        // 6: one bit per (client, nonce), earlier items of this batch included.
+        Map memory bits = b.bits;
+        (uint256 bi, bool fresh) = _mapAt(bits, (client << 64) | (nonce >> 8));
+        if (fresh) {
+            uint256 w = _settledBits[address(uint160(client))][nonce >> 8];
+            bits.v1[bi] = w;
+            bits.v2[bi] = w;
+        }
+        uint256 bit = 1 << (nonce & 255);
+        if (bits.v2[bi] & bit != 0) return R_SETTLED;
+        // 7: fee = feePerToken × (prompt + completion), rejected (never capped) above max_fee.
+        uint256 fee;
+        {
+            uint256 tokens = r.promptLen + _cd(it.reqEnd + 129, 8);
+            unchecked {
+                fee = FEE_PER_TOKEN * tokens;
+                if (tokens != 0 && fee / tokens != FEE_PER_TOKEN) return R_FEE;
+            }
+            if (fee > r.maxFee) return R_FEE;
+        }
+        // 8: the escrow covers it, counting this batch's earlier debits.
+        Map memory escrow = b.escrow;
+        (uint256 ei, bool fresh2) = _mapAt(escrow, client);
+        if (fresh2) escrow.v1[ei] = _escrow[address(uint160(client))];
+        if (escrow.v1[ei] - escrow.v2[ei] < fee) return R_ESCROW;
+        bits.v2[bi] |= bit;
+        it.fee = fee;
+        if (fee == 0) return 0;
+        escrow.v2[ei] += fee;
+        _credit(b, fee, it.payees);
+        return 0;
+    }
+
+    // Equal shares of the fee to the item's payees, the remainder to the first.
+    function _credit(Batch memory b, uint256 fee, uint256 payees) private pure {
+        uint256 share = fee / payees;
+        uint256[] memory list = b.payees;
+        Map memory pay = b.pay;
+        for (uint256 i; i < payees; ++i) {
+            (uint256 pi,) = _mapAt(pay, list[i]);
+            pay.v1[pi] += i == 0 ? share + fee % payees : share;
+        }
+    }
+
+    // One storage write per touched bitmap word, client escrow and member reward balance.
+    function _writeBack(Batch memory b) private {
+        Map memory m = b.bits;
+        for (uint256 i; i <= m.mask; ++i) {
+            uint256 key = m.keys[i];
+            if (key != 0 && m.v1[i] != m.v2[i]) {
+                _settledBits[address(uint160(key >> 64))][key & type(uint64).max] = m.v2[i];
+            }
+        }
+        m = b.escrow;
+        for (uint256 i; i <= m.mask; ++i) {
+            uint256 key = m.keys[i];
+            if (key != 0 && m.v2[i] != 0) _escrow[address(uint160(key))] = m.v1[i] - m.v2[i];
+        }
+        m = b.pay;
+        for (uint256 i; i <= m.mask; ++i) {
+            uint256 key = m.keys[i];
+            if (key != 0 && m.v1[i] != 0) _rewards[address(uint160(key))] += m.v1[i];
+        }
+    }
+
+    function _mapNew(uint256 logCap) private pure returns (Map memory m) {
+        uint256 cap = 1 << logCap;
+        m.mask = cap - 1;
+        m.keys = new uint256[](cap);
+        m.v1 = new uint256[](cap);
+        m.v2 = new uint256[](cap);
+    }
+
+    // The slot of `key` (≠ 0), inserted with zero values when new (then `fresh`).
+    function _mapAt(Map memory m, uint256 key) private pure returns (uint256 i, bool fresh) {
+        if (2 * (m.size + 1) > m.mask + 1) _mapGrow(m);
+        uint256[] memory keys = m.keys;
+        uint256 mask = m.mask;
+        assembly ("memory-safe") {
+            // Fibonacci hashing: the top bits of key × 2^256/φ.
+            i := and(shr(192, mul(key, 0x9E3779B97F4A7C15F39CC0605CEDC8341082276BF3A27251F86C6A11D0C18E95)), mask)
+            for {} 1 {} {
+                let at := add(add(keys, 32), shl(5, i))
+                let k := mload(at)
+                if eq(k, key) { break }
+                if iszero(k) {
+                    mstore(at, key)
+                    fresh := 1
+                    break
+                }
+                i := and(add(i, 1), mask)
+            }
+        }
+        if (fresh) ++m.size;
+    }
+
+    function _mapGrow(Map memory m) private pure {
+        uint256[] memory keys = m.keys;
+        uint256[] memory v1 = m.v1;
+        uint256[] memory v2 = m.v2;
+        uint256 cap = 2 * (m.mask + 1);
+        m.mask = cap - 1;
+        m.size = 0;
+        m.keys = new uint256[](cap);
+        m.v1 = new uint256[](cap);
+        m.v2 = new uint256[](cap);
+        for (uint256 i; i < keys.length; ++i) {
+            if (keys[i] == 0) continue;
+            (uint256 j,) = _mapAt(m, keys[i]);
+            m.v1[j] = v1[i];
+            m.v2[j] = v2[i];
+        }
+    }
+}
