@@ -1,0 +1,200 @@
+#include "codec.h"
+
+#include <array>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "atoma/consensus/encoding.h"
+#include "atoma/consensus/request.h"
+#include "atoma/evm/abi.h"
+#include "atoma/evm/rpc.h"
+
+namespace atoma::ledger::evm_backend {
+namespace {
+
+// absl (Debian's build) has its own string_view; std::string_view needs this to reach StrCat.
+inline absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+void PutU8(std::vector<uint8_t>& out, uint8_t v) { out.push_back(v); }
+void PutU16(std::vector<uint8_t>& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v >> 8));
+  out.push_back(static_cast<uint8_t>(v));
+}
+void PutU32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+void PutU64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+template <size_t N>
+void PutRaw(std::vector<uint8_t>& out, const std::array<uint8_t, N>& bytes) {
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
+void PutRaw(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
+
+// u32 length ‖ enc(request).
+void PutRequest(std::vector<uint8_t>& out, const consensus::ConsensusRequest& request) {
+  consensus::Encoder enc;
+  consensus::EncodeRequest(request, enc);
+  PutU32(out, static_cast<uint32_t>(enc.bytes().size()));
+  PutRaw(out, enc.bytes());
+}
+
+// 32 p ‖ 65 signature: one slot of a settle item.
+void PutSlot(std::vector<uint8_t>& out, const consensus::Attestation& a) {
+  PutRaw(out, a.proof);
+  PutRaw(out, a.signature);
+}
+
+}  // namespace
+
+std::vector<uint8_t> AttestationBody(const consensus::Attestation& attestation) {
+  std::vector<uint8_t> encoded = consensus::EncodeAttestation(attestation);
+  encoded.erase(encoded.begin());  // the version byte
+  return encoded;
+}
+
+std::vector<uint8_t> EncodeSettleItem(const SettlementItem& item) {
+  const consensus::Certificate& cert = item.certificate;
+  const consensus::Attestation& first = cert.attestations.front();
+  std::vector<uint8_t> out;
+  PutU8(out, item.xv.has_value() ? 2 : 1);
+  PutRequest(out, cert.request);
+  PutRaw(out, cert.client_signature);
+  PutRaw(out, first.echelon_id);
+  PutRaw(out, cert.commitment);
+  PutU64(out, first.completion_tokens);
+  PutRaw(out, first.merkle_root);
+  for (const consensus::Attestation& a : cert.attestations) PutSlot(out, a);
+  if (item.xv.has_value()) {
+    if (item.xv->salt.has_value()) {
+      PutU8(out, 1);
+      PutRaw(out, *item.xv->salt);
+    } else {
+      PutU8(out, 0);
+    }
+    PutU8(out, static_cast<uint8_t>(item.xv->validators.size()));
+    for (const consensus::Attestation& v : item.xv->validators) PutSlot(out, v);
+  }
+  return out;
+}
+
+std::vector<uint8_t> EncodeSettleBatch(std::span<const std::vector<uint8_t>> items) {
+  std::vector<uint8_t> out;
+  PutU16(out, static_cast<uint16_t>(items.size()));
+  for (const std::vector<uint8_t>& item : items) PutRaw(out, item);
+  return out;
+}
+
+absl::StatusOr<std::vector<uint8_t>> EncodeDisputeEvidence(const DisputeEvidence& ev) {
+  if (ev.committee.size() > 255 || ev.member_attestations.size() > 255 ||
+      ev.referee_attestations.size() > 255) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dispute evidence too large for the contract: ", ev.committee.size(),
+                     " members, ", ev.member_attestations.size(), " member and ",
+                     ev.referee_attestations.size(), " referee attestations (at most 255 each)"));
+  }
+  std::vector<uint8_t> out;
+  PutRequest(out, ev.request);
+  PutRaw(out, ev.client_signature);
+  PutU8(out, static_cast<uint8_t>(ev.committee.size()));
+  for (const Address& member : ev.committee) PutRaw(out, member);
+  PutU8(out, static_cast<uint8_t>(ev.member_attestations.size()));
+  for (const consensus::Attestation& a : ev.member_attestations) PutRaw(out, AttestationBody(a));
+  PutU8(out, static_cast<uint8_t>(ev.referee_attestations.size()));
+  for (const consensus::Attestation& a : ev.referee_attestations) PutRaw(out, AttestationBody(a));
+  if (ev.output.has_value()) {
+    PutU8(out, 1);
+    consensus::Encoder enc;
+    consensus::EncodeOutput(*ev.output, enc);
+    PutRaw(out, enc.bytes());
+  } else {
+    PutU8(out, 0);
+  }
+  return out;
+}
+
+absl::Status StatusFromRevertReason(std::string_view reason) {
+  const size_t colon = reason.find(": ");
+  if (colon != std::string_view::npos) {
+    const std::string_view name = reason.substr(0, colon);
+    // Every code but OK: a reason naming OK would be a contract bug, treated as unknown.
+    for (int c = 1; c <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++c) {
+      const auto code = static_cast<absl::StatusCode>(c);
+      if (absl::StatusCodeToString(code) == Sv(name)) {
+        return absl::Status(code, Sv(reason.substr(colon + 2)));
+      }
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat("contract reverted: ", Sv(reason)));
+}
+
+absl::Status MapCallError(const absl::Status& status) {
+  if (status.ok() || !evm::IsRevert(status)) return status;
+  const std::optional<std::vector<uint8_t>> data = evm::RevertData(status);
+  if (data.has_value()) {
+    if (std::optional<std::string> message = evm::RevertErrorMessage(*data)) {
+      return StatusFromRevertReason(*message);
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("contract reverted: ", evm::DecodeRevertReason(*data)));
+  }
+  // A node that puts the reason only in the message: "execution reverted: CODE: reason".
+  if (std::optional<evm::RpcError> error = evm::RpcErrorOf(status)) {
+    constexpr std::string_view kPrefix = "execution reverted: ";
+    std::string_view message = error->message;
+    if (absl::StartsWith(Sv(message), Sv(kPrefix))) {
+      return StatusFromRevertReason(message.substr(kPrefix.size()));
+    }
+    return absl::FailedPreconditionError(absl::StrCat("contract reverted: ", error->message));
+  }
+  return status;
+}
+
+RejectedItem MapRejectCode(uint8_t code) {
+  using consensus::CertificateCheck;
+  auto make = [code](absl::StatusCode status, CertificateCheck check, std::string_view what) {
+    return RejectedItem{
+        absl::Status(status, absl::StrCat("rejected on chain: code ", code, " (", Sv(what), ")")),
+        check};
+  };
+  switch (code) {
+    case 1:
+      return make(absl::StatusCode::kInvalidArgument, CertificateCheck::kMalformed,
+                  "malformed item");
+    case 2:
+      return make(absl::StatusCode::kNotFound, CertificateCheck::kValid,
+                  "the request's epoch has not started");
+    case 3:
+      return make(absl::StatusCode::kPermissionDenied, CertificateCheck::kBadClientSignature,
+                  "the client signature does not authorize the request");
+    case 4:
+      return make(absl::StatusCode::kPermissionDenied, CertificateCheck::kWrongCommittee,
+                  "the signers are not a committee of the request");
+    case 5:
+      return make(absl::StatusCode::kPermissionDenied, CertificateCheck::kConflictingCommitments,
+                  "C is not the commitment of the members' proofs");
+    case 6:
+      return make(absl::StatusCode::kAlreadyExists, CertificateCheck::kValid,
+                  "the client's nonce was already settled");
+    case 7:
+      return make(absl::StatusCode::kFailedPrecondition, CertificateCheck::kValid,
+                  "fee exceeds max_fee");
+    case 8:
+      return make(absl::StatusCode::kFailedPrecondition, CertificateCheck::kValid,
+                  "insufficient escrow balance");
+    case 9:
+      return make(absl::StatusCode::kPermissionDenied, CertificateCheck::kBadSalt,
+                  "the salt does not hash to the request's salt_hash");
+    case 10:
+      return make(absl::StatusCode::kPermissionDenied, CertificateCheck::kMissingValidators,
+                  "validators missing or out of place");
+    default:
+      return make(absl::StatusCode::kInternal, CertificateCheck::kValid, "unknown code");
+  }
+}
+
+}  // namespace atoma::ledger::evm_backend
