@@ -5,8 +5,10 @@
 // Anvil missing is a failure naming scripts/setup.sh, not a skip.
 #include "testing/anvil.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -339,6 +341,21 @@ TEST_F(AnvilTest, AbiRoundTripsThroughSolc) {
   EXPECT_EQ(*decoded, args);
   // solc's encoder is canonical: ours gives the same bytes.
   EXPECT_EQ(AbiEncode(ParseTypeList("bytes,uint256[]").value(), args).value(), *out);
+}
+
+TEST_F(AnvilTest, OneClientFromManyThreads) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        auto id = eth_->ChainId();
+        if (!id.ok() || *id != 31337u) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
 }
 
 TEST(AnvilProcessTest, RestartKeepsOrDropsState) {
