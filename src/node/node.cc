@@ -20,6 +20,7 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/consensus/request.h"
+#include "atoma/ledger/evm_ledger.h"
 
 #ifndef ATOMA_VERSION
 #define ATOMA_VERSION "unknown"
@@ -114,9 +115,30 @@ void Unwind(NodeContext& ctx) {
   ctx.engines.clear();
 }
 
-// ledger.backend embedded: ledger, journal, outbox and the consensus runtime over the engines.
-absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
-  auto log = Log();
+// The ledger of `c.ledger.backend` (embedded or evm).
+absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> OpenLedger(const config::NodeConfig& c,
+                                                                 const crypto::PrivateKey& key) {
+  if (c.ledger.backend == "evm") {
+    ledger::EvmLedgerOptions eo;
+    eo.rpc_url = c.ledger.rpc_url;
+    eo.chain_id = c.ledger.chain_id;
+    auto contract = crypto::ParseAddress(c.ledger.contract);
+    if (!contract.ok()) return Annotate(contract.status(), "ledger.contract");
+    eo.contract = *contract;
+    eo.confirmations = c.ledger.confirmations;
+    auto signer = crypto::PrivateKey::FromHex(key.SecretHex());
+    if (!signer.ok()) return signer.status();
+    eo.signers.push_back(*std::move(signer));
+    // The node's own transactions (registration, epochs, settlements) survive a restart here.
+    eo.journal_path = c.node.data_dir / "evm_transactions.db";
+    eo.receipt_timeout = absl::Milliseconds(c.ledger.receipt_timeout_ms);
+    auto ledger = ledger::OpenEvmLedger(eo);
+    if (!ledger.ok()) {
+      return Annotate(ledger.status(), absl::StrCat("ledger (evm: ", c.ledger.rpc_url,
+                                                    ", contract ", c.ledger.contract, ")"));
+    }
+    return ledger;
+  }
   ledger::EmbeddedLedgerOptions lo;
   lo.chain_id = c.ledger.chain_id;
   lo.epoch_length_s = c.ledger.epoch_length_s;
@@ -124,6 +146,15 @@ absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
   if (!ledger.ok()) {
     return Annotate(ledger.status(), absl::StrCat("ledger.path (", c.ledger.path.string(), ")"));
   }
+  return ledger;
+}
+
+// ledger.backend embedded or evm: ledger, journal, outbox and the consensus runtime over the
+// engines.
+absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
+  auto log = Log();
+  auto ledger = OpenLedger(c, *ctx.key);
+  if (!ledger.ok()) return ledger.status();
   ctx.ledger = std::move(*ledger);
   auto journal = journal::OpenJournal(c.node.data_dir);
   if (!journal.ok()) return Annotate(journal.status(), "node.data_dir (journal)");
@@ -167,9 +198,10 @@ absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
   const auto params = ctx.ledger->GetParams();
   const auto epoch = ctx.ledger->CurrentEpoch();
   if (params.ok() && epoch.ok()) {
-    log->info("ledger {} (chain {}, ledger {}), epoch {}", c.ledger.path.string(),
-              params->domain.chain_id, crypto::AddressToString(params->domain.ledger),
-              epoch->number);
+    log->info(
+        "ledger {} (chain {}, ledger {}), epoch {}",
+        c.ledger.backend == "evm" ? absl::StrCat("evm ", c.ledger.rpc_url) : c.ledger.path.string(),
+        params->domain.chain_id, crypto::AddressToString(params->domain.ledger), epoch->number);
   }
   return absl::OkStatus();
 }
