@@ -45,7 +45,7 @@ contract AtomaDisputes is AtomaLedgerBase {
     uint256 private constant BODY = 297;
 
     function _word(uint256 at) private pure returns (bytes32 v) {
-        assembly {
+        assembly ("memory-safe") {
             v := calldataload(at)
         }
     }
@@ -247,7 +247,7 @@ contract AtomaDisputes is AtomaLedgerBase {
         }
         uint256 pa;
         uint256 pb;
-        assembly {
+        assembly ("memory-safe") {
             pa := a.offset
             pb := b.offset
         }
@@ -375,7 +375,7 @@ contract AtomaDisputes is AtomaLedgerBase {
     function _parseEvidence(Dispute memory v, bytes calldata evidence) private pure {
         uint256 p;
         uint256 end;
-        assembly {
+        assembly ("memory-safe") {
             p := evidence.offset
             end := add(p, evidence.length)
         }
@@ -483,6 +483,7 @@ contract AtomaDisputes is AtomaLedgerBase {
         v.d = _newDraws(want);
         _resetDraws(v.d, s.seed, v.id);
         uint256 made = _drawUpTo(s, v.d, want);
+        _drawnToAddresses(s, v.d);
         v.backupsEnd = made < 2 * n ? made : 2 * n;
         uint256 validators = made - v.backupsEnd;
         if (validators > v.k) validators = v.k;

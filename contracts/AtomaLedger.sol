@@ -397,12 +397,13 @@ contract AtomaLedger is AtomaLedgerBase {
 
     function _delegate() private {
         address target = DISPUTES;
-        assembly {
-            calldatacopy(0, 0, calldatasize())
-            let ok := delegatecall(gas(), target, 0, calldatasize(), 0, 0)
-            returndatacopy(0, 0, returndatasize())
-            if iszero(ok) { revert(0, returndatasize()) }
-            return(0, returndatasize())
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, 0, calldatasize())
+            let ok := delegatecall(gas(), target, ptr, calldatasize(), 0, 0)
+            returndatacopy(ptr, 0, returndatasize())
+            if iszero(ok) { revert(ptr, returndatasize()) }
+            return(ptr, returndatasize())
         }
     }
 
@@ -445,7 +446,7 @@ contract AtomaLedger is AtomaLedgerBase {
                 returns (address[] memory, address[] memory, address[] memory) g
         )
     {
-        assembly {
+        assembly ("memory-safe") {
             g := f
         }
     }
@@ -482,6 +483,7 @@ contract AtomaLedger is AtomaLedgerBase {
         Draws memory d = _newDraws(n + nb + nr);
         _resetDraws(d, s.seed, requestId);
         _drawUpTo(s, d, n + nb + nr);
+        _drawnToAddresses(s, d);
         committee = _slice(d.drawn, 0, n);
         backupDraws = _slice(d.drawn, n, nb);
         refereeDraws = _slice(d.drawn, n + nb, nr);
@@ -527,16 +529,14 @@ contract AtomaLedger is AtomaLedgerBase {
 
     // =============================================================================================
     // Settlement (docs/ledger_evm.md "settle(bytes batch)")
-
-    // Growable open-addressing map in memory (uint256 key ≠ 0 → two values). Keys: escrow by
-    // client, settled-bitmap words by client << 64 | word, payouts by member.
-    struct Map {
-        uint256 size;
-        uint256 mask;
-        uint256[] keys;
-        uint256[] v1;
-        uint256[] v2;
-    }
+    //
+    // The hot path: per certificate the client's and the n members' signatures (ecrecover), a
+    // handful of SHA-256 hashes, n draws by binary search over the snapshot loaded once per batch,
+    // and no storage write. Payouts accumulate per snapshot index in memory and are written once
+    // per member at the end; the escrow balance and the settled-bitmap word of the client being
+    // settled are held in memory and written when the batch moves to another client (once per
+    // client for a batch grouped by client). Loops over memory are assembly: the bounds are the
+    // workspace's, sized when the batch starts.
 
     struct Batch {
         uint64 current;
@@ -545,13 +545,34 @@ contract AtomaLedger is AtomaLedgerBase {
         Req r;
         Draws d;
         Item it;
-        Map escrow; // client → (balance when first seen, debited in this batch)
-        Map bits; // client << 64 | nonce >> 8 → (word when first seen, word now)
-        Map pay; // member → (credited in this batch, -)
+        // The client whose escrow and bitmap word are held (0: none yet).
+        uint256 client;
+        uint256 escrow; // its escrow balance when first seen
+        uint256 debit; // debited by this batch, not yet written
+        uint256 wordAt; // the bitmap word held: nonce >> 8
+        uint256 wordLoaded;
+        uint256 word;
         uint256 att; // memory of the attestation digest input (230 bytes)
         uint256 commit; // memory of the commitment input (13 + 64 × 32 bytes)
         uint256[] members; // the slots' recovered signers
-        uint256[] payees;
+        uint256[] payees; // snapshot indices of the payees (the members; xv: executor, validators)
+    }
+
+    // Where one item's parts lie in calldata, and what judging it found (filled in place).
+    struct Item {
+        uint256 kind;
+        uint256 status; // of _parseRequest
+        uint256 reqStart;
+        uint256 reqEnd; // then the client signature, echelon, C, completion tokens, Merkle root
+        uint256 slots; // the n slots (32 p ‖ 65 signature)
+        uint256 n;
+        uint256 saltAt; // 0: no salt
+        uint256 vCount;
+        uint256 vAt;
+        bytes32 rid;
+        uint256 fee;
+        uint256 payees; // how many of b.payees
+        bytes32 executorDigest; // slot 0's attestation digest (the cross-validation coin's input)
     }
 
     // Reason codes of SettlementRejected.
@@ -569,31 +590,34 @@ contract AtomaLedger is AtomaLedgerBase {
     function settle(bytes calldata batch) external {
         uint256 p;
         uint256 end;
-        assembly {
+        assembly ("memory-safe") {
             p := batch.offset
             end := add(p, batch.length)
         }
         if (batch.length < 2) _fail(INVALID_ARGUMENT, "settle batch: no item count");
-        uint256 count = uint16(bytes2(batch[0:2]));
+        uint256 count = _cd(p, 2);
         if (count > MAX_BATCH) {
             _fail(INVALID_ARGUMENT, string.concat("at most 1024 certificates per batch, got ", _dec(count)));
         }
         p += 2;
         Batch memory b = _newBatch(count);
-        for (uint256 i; i < count; ++i) p = _settleItem(b, i, p, end);
+        for (uint256 i; i < count; ++i) {
+            Item memory it = b.it;
+            p = _frame(b.r, it, p, end);
+            if (p == 0) _framing(i);
+            _emitJudged(i, it, b.r, _judge(b, it));
+        }
         if (p != end) _fail(INVALID_ARGUMENT, "settle batch: trailing bytes after the last item");
-        _writeBack(b);
+        _flushClient(b);
+        _payOut(b);
     }
 
     function _newBatch(uint256 count) private view returns (Batch memory b) {
         b.current = _currentEpoch;
         b.snaps = new Snap[](count);
         b.d = _newDraws(2 * MAX_COMMITTEE);
-        b.escrow = _mapNew(4);
-        b.bits = _mapNew(4);
-        b.pay = _mapNew(5);
         b.members = new uint256[](MAX_COMMITTEE);
-        b.payees = new uint256[](2 * MAX_COMMITTEE + 1);
+        b.payees = new uint256[](MAX_COMMITTEE + 1);
         bytes memory att = new bytes(230);
         bytes memory commit = new bytes(13 + 32 * MAX_COMMITTEE);
         uint256 a;
@@ -619,81 +643,84 @@ contract AtomaLedger is AtomaLedgerBase {
 
     // Reads calldata [p, p + bytes) as a big-endian integer (bytes ≤ 32).
     function _cd(uint256 p, uint256 bytes_) private pure returns (uint256 v) {
-        assembly {
+        assembly ("memory-safe") {
             v := shr(sub(256, shl(3, bytes_)), calldataload(p))
         }
     }
 
-    // Where one item's parts lie in calldata (filled in place for each item).
-    struct Item {
-        uint256 kind;
-        uint256 status; // of _parseRequest
-        uint256 reqStart;
-        uint256 reqEnd; // the client signature, then echelon, C, completion tokens, Merkle root
-        uint256 slots; // the n slots (32 p ‖ 65 signature)
-        uint256 n;
-        uint256 saltAt; // 0: no salt
-        uint256 vCount;
-        uint256 vAt;
-        bytes32 rid;
-        uint256 fee;
-        uint256 payees;
-    }
-
-    // Judges one item at calldata p; returns where the next one starts.
-    function _settleItem(Batch memory b, uint256 index, uint256 p, uint256 end) private returns (uint256 next) {
-        Item memory it = b.it;
-        next = _frame(b, it, index, p, end);
-        uint8 code = _judge(b, it);
-        if (code == 0) emit Settled(uint16(index), it.rid, b.r.client, b.r.nonce, it.fee);
-        else emit SettlementRejected(uint16(index), it.rid, code);
-    }
-
-    // The item's extent; a framing break (an extent that cannot be read or runs past the end)
-    // reverts the batch.
-    function _frame(Batch memory b, Item memory it, uint256 index, uint256 p, uint256 end)
-        private
-        pure
-        returns (uint256 next)
-    {
-        if (p + 5 > end) _framing(index);
-        it.kind = _cd(p, 1);
-        it.reqStart = p + 5;
-        it.reqEnd = it.reqStart + _cd(p + 1, 4);
-        if (it.reqEnd > end) _framing(index);
-        it.status = _parseRequest(b.r, it.reqStart, it.reqEnd);
-        if (it.status == 2) _framing(index);
-        uint256 n = _committeeSize(b.r);
+    // The item at p: its extent, and its request parsed into r. Returns where the next item
+    // starts, or 0 when the framing is broken (an extent that cannot be read or runs past end).
+    function _frame(Req memory r, Item memory it, uint256 p, uint256 end) private pure returns (uint256 next) {
+        if (p + 5 > end) return 0;
+        uint256 reqStart = p + 5;
+        uint256 reqEnd = reqStart + _cd(p + 1, 4);
+        if (reqEnd > end) return 0;
+        uint256 status = _parseRequest(r, reqStart, reqEnd);
+        if (status == 2) return 0;
+        uint256 kind = _cd(p, 1);
+        uint256 n = _committeeSize(r);
+        it.kind = kind;
+        it.status = status;
+        it.reqStart = reqStart;
+        it.reqEnd = reqEnd;
         it.n = n;
-        // client signature (65), echelon, C, completion tokens (8), Merkle root, then the slots
-        uint256 slots = it.reqEnd + 169;
-        it.slots = slots;
-        if (slots > end || n > (end - slots) / 97) _framing(index);
-        next = slots + n * 97;
         it.saltAt = 0;
         it.vCount = 0;
-        if (it.kind == 2) {
-            if (next + 1 > end) _framing(index);
+        it.rid = 0;
+        it.fee = 0;
+        // client signature (65), echelon, C, completion tokens (8), Merkle root, then the slots
+        uint256 slots = reqEnd + 169;
+        it.slots = slots;
+        if (slots > end || n > (end - slots) / 97) return 0;
+        next = slots + n * 97;
+        if (kind == 2) {
+            if (next >= end) return 0;
             uint256 flag = _cd(next, 1);
-            if (flag > 1) _framing(index);
+            if (flag > 1) return 0;
             next += 1;
             if (flag == 1) {
                 it.saltAt = next;
                 next += 32;
             }
-            if (next + 1 > end) _framing(index);
-            it.vCount = _cd(next, 1);
+            if (next >= end) return 0;
+            uint256 vCount = _cd(next, 1);
+            it.vCount = vCount;
             it.vAt = next + 1;
-            next = it.vAt + it.vCount * 97;
-            if (next > end) _framing(index);
+            next = next + 1 + vCount * 97;
+            if (next > end) return 0;
+        }
+    }
+
+    // Settled(index, rid, client, nonce, fee) or SettlementRejected(index, rid, code).
+    function _emitJudged(uint256 index, Item memory it, Req memory r, uint256 code) private {
+        bytes32 rid = it.rid;
+        if (code == 0) {
+            bytes32 topic = Settled.selector;
+            uint256 client = uint160(r.client);
+            uint256 nonce = r.nonce;
+            uint256 fee = it.fee;
+            assembly ("memory-safe") {
+                let ptr := mload(0x40)
+                mstore(ptr, index)
+                mstore(add(ptr, 32), nonce)
+                mstore(add(ptr, 64), fee)
+                log3(ptr, 96, topic, rid, client)
+            }
+        } else {
+            bytes32 topic = SettlementRejected.selector;
+            assembly ("memory-safe") {
+                let ptr := mload(0x40)
+                mstore(ptr, index)
+                mstore(add(ptr, 32), code)
+                log2(ptr, 64, topic, rid)
+            }
         }
     }
 
     // The checks in VerifyCertificate / VerifyXvCertificate order, then the ledger rules; returns
-    // the reason code (0: settled, effects recorded in the batch's maps).
-    function _judge(Batch memory b, Item memory it) private view returns (uint8) {
+    // the reason code (0: settled, its effects held in the batch).
+    function _judge(Batch memory b, Item memory it) private returns (uint256) {
         Req memory r = b.r;
-        it.rid = 0;
         // 1: structure (kind 1 = sampling, kind 2 = cross-validation)
         if (it.status != 0) return R_MALFORMED;
         it.rid = _requestId(it.reqStart, it.reqEnd - it.reqStart);
@@ -704,47 +731,52 @@ contract AtomaLedger is AtomaLedgerBase {
         address signer = _recover(_clientDigest(it.rid), it.reqEnd);
         if (signer == address(0) || signer != r.client) return R_CLIENT_SIGNATURE;
         // 4: the signers form a view of the draws
-        bytes32 echelon = bytes32(_cd(it.reqEnd + 65, 32));
-        Snap memory s = _snap(b, r.epoch, echelon);
-        bytes32 executorDigest = _recoverSlots(b, it);
-        if (!_checkView(b, s, it.rid, it.n)) return R_COMMITTEE;
+        Snap memory s = _snap(b, r.epoch, bytes32(_cd(it.reqEnd + 65, 32)));
+        _recoverSlots(b, it);
+        if (!_checkView(b, s, it)) return R_COMMITTEE;
         // 5: C = H("atoma/commit", p_0 .. p_{n-1})
         if (!_checkCommitment(b, it)) return R_COMMITMENT;
-        {
-            uint256[] memory members = b.members;
-            uint256[] memory list = b.payees;
-            for (uint256 i; i < it.n; ++i) list[i] = members[i];
-        }
-        it.payees = it.n;
         // 9, 10: cross-validation (after its base, as VerifyXvCertificate)
         if (it.kind == 2) {
-            uint8 code = _checkXv(b, s, it, executorDigest);
+            uint256 code = _checkXv(b, s, it);
             if (code != 0) return code;
         }
         // 6, 7, 8 and the effects
-        return _charge(b, it);
+        return _charge(b, s, it);
     }
 
-    // The snapshot of (epoch, echelon), loaded once per batch.
+    // The snapshot of (epoch, echelon), loaded once per batch (with its payout array).
     function _snap(Batch memory b, uint64 epoch, bytes32 echelon) private view returns (Snap memory s) {
         Snap[] memory snaps = b.snaps;
-        for (uint256 i; i < b.snapCount; ++i) {
-            s = snaps[i];
-            if (s.epoch == epoch && s.echelon == echelon) return s;
+        uint256 count = b.snapCount;
+        for (uint256 i; i < count; ++i) {
+            Snap memory t;
+            assembly ("memory-safe") {
+                t := mload(add(add(snaps, 32), shl(5, i)))
+            }
+            if (t.epoch == epoch && t.echelon == echelon) return t;
         }
         s = _loadSnap(epoch, echelon);
-        snaps[b.snapCount++] = s;
+        s.credit = new uint256[](s.count);
+        assembly ("memory-safe") {
+            mstore(add(add(snaps, 32), shl(5, count)), s)
+        }
+        b.snapCount = count + 1;
     }
 
     // Recovers the signer of each slot over AttestationDigest with the item's shared fields
     // (prompt tokens = the request's prompt length, epoch = the request's epoch) and the slot's
-    // p_i into b.members; returns the first slot's digest (the cross-validation coin's input).
-    function _recoverSlots(Batch memory b, Item memory it) private view returns (bytes32 first) {
+    // p_i into b.members (0 for an invalid signature); keeps slot 0's digest.
+    function _recoverSlots(Batch memory b, Item memory it) private view {
         uint256 att = b.att;
         uint256 prompt = b.r.promptLen;
         uint256 epoch = b.r.epoch;
         bytes32 rid = it.rid;
         uint256 shared = it.reqEnd + 65;
+        uint256 slots = it.slots;
+        uint256 n = it.n;
+        uint256[] memory members = b.members;
+        bytes32 first;
         assembly ("memory-safe") {
             // chain id and ledger were written once; then request id, echelon, C, (p), prompt,
             // completion, Merkle root, epoch
@@ -754,49 +786,99 @@ contract AtomaLedger is AtomaLedgerBase {
             calldatacopy(add(att, 182), add(shared, 64), 8)
             calldatacopy(add(att, 190), add(shared, 72), 32)
             mstore(add(att, 222), shl(192, epoch))
-        }
-        uint256[] memory members = b.members;
-        uint256 slots = it.slots;
-        uint256 n = it.n;
-        for (uint256 i; i < n; ++i) {
-            uint256 slot = slots + i * 97;
-            bytes32 digest;
-            assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let slot := add(slots, mul(i, 97))
                 calldatacopy(add(att, 142), slot, 32)
                 if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
-                digest := mload(0)
+                let digest := mload(0)
+                if iszero(i) { first := digest }
+                // ecrecover: v 27/28, low s, else no signer
+                let signer := 0
+                let sv := calldataload(add(slot, 64))
+                let v := byte(0, calldataload(add(slot, 96)))
+                if and(or(eq(v, 27), eq(v, 28)), iszero(gt(sv, HALF_N))) {
+                    mstore(ptr, digest)
+                    mstore(add(ptr, 32), v)
+                    mstore(add(ptr, 64), calldataload(add(slot, 32)))
+                    mstore(add(ptr, 96), sv)
+                    mstore(0, 0)
+                    pop(staticcall(gas(), 1, ptr, 128, 0, 32))
+                    signer := mload(0)
+                }
+                mstore(add(add(members, 32), shl(5, i)), signer)
             }
-            if (i == 0) first = digest;
-            members[i] = uint160(_recover(digest, slot + 32));
         }
+        it.executorDigest = first;
     }
 
-    // CheckCommitteeView: slot i holds draw i or one of the n backups, nobody twice. The backups
-    // are drawn only when some slot is not its own draw.
-    function _checkView(Batch memory b, Snap memory s, bytes32 rid, uint256 n) private view returns (bool) {
+    // CheckCommitteeView: slot i holds draw i or one of the n backups, nobody twice (the backups
+    // are drawn only when some slot is not its own draw). Fills b.payees with the slots' snapshot
+    // indices.
+    function _checkView(Batch memory b, Snap memory s, Item memory it) private view returns (bool ok) {
+        uint256 n = it.n;
         if (s.count < n) return false; // SelectCommittee fails: fewer candidates than n
         Draws memory d = b.d;
-        _resetDraws(d, s.seed, rid);
+        _resetDraws(d, s.seed, it.rid);
         _drawUpTo(s, d, n);
-        uint256[] memory members = b.members;
-        uint256[] memory drawn = d.drawn;
-        bool own = true;
-        for (uint256 i; i < n; ++i) {
-            if (members[i] != drawn[i]) {
-                own = false;
-                break;
+        uint256 members;
+        uint256 payees;
+        uint256 drawn;
+        uint256 addrs;
+        {
+            uint256[] memory m = b.members;
+            uint256[] memory p = b.payees;
+            uint256[] memory dr = d.drawn;
+            uint256[] memory ad = s.addrs;
+            assembly ("memory-safe") {
+                members := add(m, 32)
+                payees := add(p, 32)
+                drawn := add(dr, 32)
+                addrs := add(ad, 32)
             }
         }
-        if (own) return true;
+        it.payees = n;
+        assembly ("memory-safe") {
+            ok := 1
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let j := mload(add(drawn, shl(5, i)))
+                if iszero(eq(mload(add(members, shl(5, i))), mload(add(addrs, shl(5, j))))) {
+                    ok := 0
+                    break
+                }
+                mstore(add(payees, shl(5, i)), j)
+            }
+        }
+        if (ok) return true;
         uint256 made = _drawUpTo(s, d, 2 * n);
-        for (uint256 i; i < n; ++i) {
-            uint256 m = members[i];
-            if (m != drawn[i] && !_drawnIn(d, n, made, m)) return false;
-            for (uint256 j; j < i; ++j) {
-                if (members[j] == m) return false;
+        assembly ("memory-safe") {
+            ok := 1
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let m := mload(add(members, shl(5, i)))
+                // draw i, else one of the backups n .. made
+                let j := mload(add(drawn, shl(5, i)))
+                if iszero(eq(m, mload(add(addrs, shl(5, j))))) {
+                    j := not(0)
+                    for { let k := n } lt(k, made) { k := add(k, 1) } {
+                        let x := mload(add(drawn, shl(5, k)))
+                        if eq(m, mload(add(addrs, shl(5, x)))) {
+                            j := x
+                            break
+                        }
+                    }
+                }
+                if eq(j, not(0)) {
+                    ok := 0
+                    break
+                }
+                // nobody twice
+                for { let k := 0 } lt(k, i) { k := add(k, 1) } {
+                    if eq(mload(add(payees, shl(5, k))), j) { ok := 0 }
+                }
+                if iszero(ok) { break }
+                mstore(add(payees, shl(5, i)), j)
             }
         }
-        return true;
     }
 
     function _checkCommitment(Batch memory b, Item memory it) private view returns (bool ok) {
@@ -813,13 +895,9 @@ contract AtomaLedger is AtomaLedgerBase {
         }
     }
 
-    // The cross-validation part of VerifyXvCertificate; returns a reason code (0: valid) and sets
-    // the payees (the executor, then the validators).
-    function _checkXv(Batch memory b, Snap memory s, Item memory it, bytes32 executorDigest)
-        private
-        view
-        returns (uint8)
-    {
+    // The cross-validation part of VerifyXvCertificate; returns a reason code (0: valid) and
+    // adds the validators to the payees after the executor.
+    function _checkXv(Batch memory b, Snap memory s, Item memory it) private view returns (uint256) {
         uint256 vCount = it.vCount;
         if (it.saltAt == 0) {
             // Unrevealed: no coin was computed, so no validator can have attested.
@@ -828,7 +906,7 @@ contract AtomaLedger is AtomaLedgerBase {
         bytes32 salt = bytes32(_cd(it.saltAt, 32));
         Req memory r = b.r;
         if (_hash1("atoma/xv-salt", 13, salt) != r.saltHash) return R_SALT;
-        uint256 coin = uint256(_hash2("atoma/xv", 8, salt, executorDigest)) % COIN_SCALE;
+        uint256 coin = uint256(_hash2("atoma/xv", 8, salt, it.executorDigest)) % COIN_SCALE;
         if (coin >= r.pMicro) return vCount == 0 ? 0 : R_MALFORMED;
         uint256 k = r.k;
         // Draws 2 .. k+1 (after the executor's draw and its backup) are the validators.
@@ -836,141 +914,112 @@ contract AtomaLedger is AtomaLedgerBase {
         if (vCount < k) return R_VALIDATORS;
         if (vCount > k) return R_MALFORMED;
         uint256 att = b.att;
+        uint256 vAt = it.vAt;
         uint256[] memory drawn = b.d.drawn;
+        uint256[] memory addrs = s.addrs;
         uint256[] memory payees = b.payees;
         for (uint256 i; i < k; ++i) {
-            uint256 at = it.vAt + i * 97;
+            uint256 at = vAt + i * 97;
             bytes32 digest;
             assembly ("memory-safe") {
                 calldatacopy(add(att, 142), at, 32)
                 if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
                 digest := mload(0)
             }
-            uint256 signer = uint160(_recover(digest, at + 32));
-            if (signer != drawn[2 + i]) return R_VALIDATORS;
-            payees[1 + i] = signer;
+            uint256 j = drawn[2 + i];
+            if (uint160(_recover(digest, at + 32)) != addrs[j]) return R_VALIDATORS;
+            payees[1 + i] = j;
         }
         it.payees = 1 + k;
         return 0;
     }
 
     // The ledger rules of a verified item (6 settled, 7 fee, 8 escrow) and, when they pass, its
-    // effects in the batch's maps. Returns a reason code or 0.
-    function _charge(Batch memory b, Item memory it) private view returns (uint8) {
+    // effects: the client's bit and escrow debit (held in b), the payees' shares (s.credit).
+    function _charge(Batch memory b, Snap memory s, Item memory it) private returns (uint256) {
         Req memory r = b.r;
         uint256 client = uint160(r.client);
         uint256 nonce = r.nonce;
+        if (b.client != client || b.wordAt != nonce >> 8) _hold(b, client, nonce >> 8);
         // 6: one bit per (client, nonce), earlier items of this batch included.
-        Map memory bits = b.bits;
-        (uint256 bi, bool fresh) = _mapAt(bits, (client << 64) | (nonce >> 8));
-        if (fresh) {
-            uint256 w = _settledBits[address(uint160(client))][nonce >> 8];
-            bits.v1[bi] = w;
-            bits.v2[bi] = w;
-        }
         uint256 bit = 1 << (nonce & 255);
-        if (bits.v2[bi] & bit != 0) return R_SETTLED;
+        if (b.word & bit != 0) return R_SETTLED;
         // 7: fee = feePerToken × (prompt + completion), rejected (never capped) above max_fee.
         uint256 fee;
-        {
-            uint256 tokens = r.promptLen + _cd(it.reqEnd + 129, 8);
-            unchecked {
-                fee = FEE_PER_TOKEN * tokens;
-                if (tokens != 0 && fee / tokens != FEE_PER_TOKEN) return R_FEE;
-            }
-            if (fee > r.maxFee) return R_FEE;
+        uint256 tokens = r.promptLen + _cd(it.reqEnd + 129, 8);
+        unchecked {
+            fee = FEE_PER_TOKEN * tokens;
+            if (tokens != 0 && fee / tokens != FEE_PER_TOKEN) return R_FEE;
         }
+        if (fee > r.maxFee) return R_FEE;
         // 8: the escrow covers it, counting this batch's earlier debits.
-        Map memory escrow = b.escrow;
-        (uint256 ei, bool fresh2) = _mapAt(escrow, client);
-        if (fresh2) escrow.v1[ei] = _escrow[address(uint160(client))];
-        if (escrow.v1[ei] - escrow.v2[ei] < fee) return R_ESCROW;
-        bits.v2[bi] |= bit;
+        if (b.escrow - b.debit < fee) return R_ESCROW;
+        b.word |= bit;
         it.fee = fee;
         if (fee == 0) return 0;
-        escrow.v2[ei] += fee;
-        _credit(b, fee, it.payees);
+        b.debit += fee;
+        // Equal shares, the remainder to the first payee.
+        uint256 payees = it.payees;
+        uint256 share = fee / payees;
+        uint256 first = share + fee % payees;
+        uint256[] memory list = b.payees;
+        uint256[] memory credit = s.credit;
+        assembly ("memory-safe") {
+            let c := add(credit, 32)
+            let l := add(list, 32)
+            for { let i := 0 } lt(i, payees) { i := add(i, 1) } {
+                let at := add(c, shl(5, mload(add(l, shl(5, i)))))
+                switch i
+                case 0 { mstore(at, add(mload(at), first)) }
+                default { mstore(at, add(mload(at), share)) }
+            }
+        }
         return 0;
     }
 
-    // Equal shares of the fee to the item's payees, the remainder to the first.
-    function _credit(Batch memory b, uint256 fee, uint256 payees) private pure {
-        uint256 share = fee / payees;
-        uint256[] memory list = b.payees;
-        Map memory pay = b.pay;
-        for (uint256 i; i < payees; ++i) {
-            (uint256 pi,) = _mapAt(pay, list[i]);
-            pay.v1[pi] += i == 0 ? share + fee % payees : share;
+    // Holds `client`'s escrow and bitmap word `wordAt` in b, writing back what was held.
+    function _hold(Batch memory b, uint256 client, uint256 wordAt) private {
+        if (b.client != client) {
+            _flushEscrow(b);
+            b.client = client;
+            b.escrow = _escrow[address(uint160(client))];
+            b.debit = 0;
+        } else {
+            _flushWord(b);
         }
+        uint256 w = _settledBits[address(uint160(client))][wordAt];
+        b.wordAt = wordAt;
+        b.wordLoaded = w;
+        b.word = w;
     }
 
-    // One storage write per touched bitmap word, client escrow and member reward balance.
-    function _writeBack(Batch memory b) private {
-        Map memory m = b.bits;
-        for (uint256 i; i <= m.mask; ++i) {
-            uint256 key = m.keys[i];
-            if (key != 0 && m.v1[i] != m.v2[i]) {
-                _settledBits[address(uint160(key >> 64))][key & type(uint64).max] = m.v2[i];
+    // Writes the held client's escrow debit and bitmap word.
+    function _flushEscrow(Batch memory b) private {
+        if (b.client == 0) return;
+        _flushWord(b);
+        if (b.debit != 0) _escrow[address(uint160(b.client))] = b.escrow - b.debit;
+    }
+
+    function _flushWord(Batch memory b) private {
+        if (b.client != 0 && b.word != b.wordLoaded) _settledBits[address(uint160(b.client))][b.wordAt] = b.word;
+        b.wordLoaded = b.word;
+    }
+
+    function _flushClient(Batch memory b) private {
+        _flushEscrow(b);
+        b.debit = 0;
+    }
+
+    // One reward write per member credited by the batch.
+    function _payOut(Batch memory b) private {
+        for (uint256 i; i < b.snapCount; ++i) {
+            Snap memory s = b.snaps[i];
+            uint256[] memory credit = s.credit;
+            uint256[] memory addrs = s.addrs;
+            for (uint256 j; j < s.count; ++j) {
+                uint256 c = credit[j];
+                if (c != 0) _rewards[address(uint160(addrs[j]))] += c;
             }
-        }
-        m = b.escrow;
-        for (uint256 i; i <= m.mask; ++i) {
-            uint256 key = m.keys[i];
-            if (key != 0 && m.v2[i] != 0) _escrow[address(uint160(key))] = m.v1[i] - m.v2[i];
-        }
-        m = b.pay;
-        for (uint256 i; i <= m.mask; ++i) {
-            uint256 key = m.keys[i];
-            if (key != 0 && m.v1[i] != 0) _rewards[address(uint160(key))] += m.v1[i];
-        }
-    }
-
-    function _mapNew(uint256 logCap) private pure returns (Map memory m) {
-        uint256 cap = 1 << logCap;
-        m.mask = cap - 1;
-        m.keys = new uint256[](cap);
-        m.v1 = new uint256[](cap);
-        m.v2 = new uint256[](cap);
-    }
-
-    // The slot of `key` (≠ 0), inserted with zero values when new (then `fresh`).
-    function _mapAt(Map memory m, uint256 key) private pure returns (uint256 i, bool fresh) {
-        if (2 * (m.size + 1) > m.mask + 1) _mapGrow(m);
-        uint256[] memory keys = m.keys;
-        uint256 mask = m.mask;
-        assembly ("memory-safe") {
-            // Fibonacci hashing: the top bits of key × 2^256/φ.
-            i := and(shr(192, mul(key, 0x9E3779B97F4A7C15F39CC0605CEDC8341082276BF3A27251F86C6A11D0C18E95)), mask)
-            for {} 1 {} {
-                let at := add(add(keys, 32), shl(5, i))
-                let k := mload(at)
-                if eq(k, key) { break }
-                if iszero(k) {
-                    mstore(at, key)
-                    fresh := 1
-                    break
-                }
-                i := and(add(i, 1), mask)
-            }
-        }
-        if (fresh) ++m.size;
-    }
-
-    function _mapGrow(Map memory m) private pure {
-        uint256[] memory keys = m.keys;
-        uint256[] memory v1 = m.v1;
-        uint256[] memory v2 = m.v2;
-        uint256 cap = 2 * (m.mask + 1);
-        m.mask = cap - 1;
-        m.size = 0;
-        m.keys = new uint256[](cap);
-        m.v1 = new uint256[](cap);
-        m.v2 = new uint256[](cap);
-        for (uint256 i; i < keys.length; ++i) {
-            if (keys[i] == 0) continue;
-            (uint256 j,) = _mapAt(m, keys[i]);
-            m.v1[j] = v1[i];
-            m.v2[j] = v2[i];
         }
     }
 }

@@ -438,10 +438,12 @@ abstract contract AtomaLedgerBase {
         bytes32 seed;
         uint64 epoch;
         bytes32 echelon;
+        uint256[] credit; // settlement: payouts of this batch by snapshot index
     }
 
-    // Draws of one request: draw i is drawn[i]; the removed snapshot indices are kept ascending
-    // with their stakes, so each draw is one pass over them plus a binary search.
+    // Draws of one request: draw i is the candidate at snapshot index drawn[i] (settlement credits
+    // payouts by snapshot index); the removed snapshot indices are kept ascending with their
+    // stakes, so each draw is one pass over them plus a binary search.
     struct Draws {
         uint256 made;
         uint256[] drawn;
@@ -576,10 +578,7 @@ abstract contract AtomaLedgerBase {
                     if j { stake := sub(stake, mload(add(pre, shl(5, sub(j, 1))))) }
                     insert(ri, rs, made, pos, j, stake)
                     remaining := sub(remaining, stake)
-                    mstore(
-                        add(add(mload(add(d, 0x20)), 32), shl(5, made)),
-                        mload(add(add(mload(add(s, 0x20)), 32), shl(5, j)))
-                    )
+                    mstore(add(add(mload(add(d, 0x20)), 32), shl(5, made)), j)
                 }
                 mstore(d, made)
                 mstore(add(d, 0x80), sub(mload(add(pre, shl(5, sub(count, 1)))), remaining))
@@ -587,7 +586,20 @@ abstract contract AtomaLedgerBase {
         }
     }
 
-    // True when `a` is one of the draws [from, to).
+    // Replaces the first `made` draws' snapshot indices by the candidates' addresses.
+    function _drawnToAddresses(Snap memory s, Draws memory d) internal pure {
+        uint256[] memory drawn = d.drawn;
+        uint256[] memory addrs = s.addrs;
+        uint256 made = d.made;
+        assembly ("memory-safe") {
+            for { let i := 0 } lt(i, made) { i := add(i, 1) } {
+                let at := add(add(drawn, 32), shl(5, i))
+                mstore(at, mload(add(add(addrs, 32), shl(5, mload(at)))))
+            }
+        }
+    }
+
+    // True when address `a` is one of the draws [from, to) (after _drawnToAddresses).
     function _drawnIn(Draws memory d, uint256 from, uint256 to, uint256 a) internal pure returns (bool found) {
         uint256[] memory drawn = d.drawn;
         assembly ("memory-safe") {
