@@ -1,16 +1,29 @@
-// Test-only, shared by the ledger and journal tests: an embedded ledger with registered, staked
-// nodes serving one echelon, a funded client with its own key, and honest certificates made with
-// the nodes' real keys against the ledger's own epoch seed and frozen snapshot, authorized by the
+// Test-only, shared by the ledger and journal tests: a ledger with registered, staked nodes
+// serving one echelon, a funded client with its own key, and honest certificates made with the
+// nodes' real keys against the ledger's own epoch seed and frozen snapshot, authorized by the
 // client's signature. Sampling certificates (Honest) and cross-validation ones (XvHonest).
+//
+// The ledger is opened by a LedgerOpener: the embedded backend by default (OpenEmbedded); the
+// ledger conformance suite (tests/unit/ledger/backends.h) passes the EVM backend's opener too.
+// Every address that acts in a mutating call needs a key on the EVM backend (the actor is the
+// transaction's sender): the fixture's node keys, its client key and the Actor(i) keys are the
+// signers it hands to the opener.
+//
+// Errors: Create ASSERTs (check HasFatalFailure); the other helpers ADD_FAILURE on misuse.
+// Thread-safety: none (one test thread).
 #pragma once
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/committee.h"
@@ -24,12 +37,60 @@ namespace atoma::test {
 
 using ledger::Address;
 
+// The ledger backends the conformance suite runs on.
+enum class Backend { kEmbedded, kEvm };
+// "Embedded" / "Evm": the suffix of parameterized test names.
+inline std::string BackendName(Backend backend) {
+  return backend == Backend::kEmbedded ? "Embedded" : "Evm";
+}
+
+// gtest prints parameters with PrintTo (found by ADL): "Embedded" rather than raw bytes.
+inline void PrintTo(Backend backend, std::ostream* os) { *os << BackendName(backend); }
+
+// Test actors: Actor(i) is the address of ActorKey(i), secret 0xa0..0 followed by i + 1 in hex
+// (i < 4095; apart from the node keys, whose first digit is 'b'..'e', and the client's 0x..c1).
+// Openers give the EVM backend the keys of Actor(0) .. Actor(kActors - 1).
+inline constexpr uint32_t kActors = 16;
+inline crypto::PrivateKey ActorKey(uint32_t i) {
+  return crypto::PrivateKey::FromHex(
+             absl::StrCat("a", std::string(60, '0'), absl::Hex(i + 1, absl::kZeroPad3)))
+      .value();
+}
+inline Address Actor(uint32_t i) { return ActorKey(i).address(); }
+
+// A ledger opened by a LedgerOpener, and how to open another client of the same ledger (the
+// embedded backend reopens the file; the EVM backend connects to the same contract).
+struct OpenedLedger {
+  std::unique_ptr<ledger::LedgerClient> client;
+  std::function<absl::StatusOr<std::unique_ptr<ledger::LedgerClient>>()> reopen;
+};
+
+// Opens a new ledger of some backend. `path` is where an embedded ledger's file goes; `options`
+// are the embedded ledger's (another backend maps the parameters it has: unbonding epochs, epoch
+// length, fee per token, slash and reporter shares); `signers` are the keys the ledger must be
+// able to act as (ignored by the embedded backend).
+using LedgerOpener = std::function<absl::StatusOr<OpenedLedger>(
+    const std::filesystem::path& path, const ledger::EmbeddedLedgerOptions& options,
+    const std::vector<const crypto::PrivateKey*>& signers)>;
+
+// The embedded backend's opener: OpenEmbeddedLedger(path, options); reopen opens the file again
+// with default options (the file keeps its parameters).
+inline absl::StatusOr<OpenedLedger> OpenEmbedded(
+    const std::filesystem::path& path, const ledger::EmbeddedLedgerOptions& options,
+    const std::vector<const crypto::PrivateKey*>& /*signers*/) {
+  absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> client =
+      ledger::OpenEmbeddedLedger(path, options);
+  if (!client.ok()) return client.status();
+  return OpenedLedger{std::move(*client), [path] { return ledger::OpenEmbeddedLedger(path); }};
+}
+
 // What Create sets up. The defaults are the journal tests'; the settlement tests change them.
 struct LedgerSetup {
   size_t nodes = 5;
   char key_prefix = 'c';  // first hex digit of every node key (keys end in i + 1, in hex)
   ledger::EmbeddedLedgerOptions options;
   uint64_t escrow = 100'000;  // the client's deposit
+  LedgerOpener open = OpenEmbedded;
 };
 
 class LedgerFixture {
@@ -39,8 +100,6 @@ class LedgerFixture {
   // Creates the ledger at `path` and advances it to epoch 1, whose snapshot holds the nodes.
   // ASSERTs inside (call it from SetUp, then check HasFatalFailure).
   void Create(const std::filesystem::path& path, const LedgerSetup& setup = {}) {
-    ledger_ = ledger::OpenEmbeddedLedger(path, setup.options).value();
-    params_ = ledger_->GetParams().value();
     model_ = crypto::Sha256Of(std::string_view("model"));
     echelon_ = crypto::Sha256Of(std::string_view("model/fingerprint"));
     for (size_t i = 0; i < setup.nodes; ++i) {
@@ -51,14 +110,29 @@ class LedgerFixture {
       hex[62] = kDigits[((i + 1) / 16) % 16];
       hex[63] = kDigits[(i + 1) % 16];
       keys_.push_back(crypto::PrivateKey::FromHex(hex).value());
-      const Address& a = keys_.back().address();
-      ASSERT_TRUE(
-          ledger_->RegisterNode(a, absl::StrCat("node", i, ":7000"), {{model_, echelon_}}).ok());
-      ASSERT_TRUE(ledger_->Stake(a, ledger::Amount(10'000 + 1'000 * i)).ok());
+    }
+    open_ = setup.open;
+    absl::StatusOr<OpenedLedger> opened = open_(path, setup.options, Signers());
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    ledger_ = std::move(opened->client);
+    reopen_ = std::move(opened->reopen);
+    absl::StatusOr<ledger::Params> params = ledger_->GetParams();
+    ASSERT_TRUE(params.ok()) << params.status();
+    params_ = *params;
+    for (size_t i = 0; i < setup.nodes; ++i) {
+      const Address& a = keys_[i].address();
+      absl::Status status =
+          ledger_->RegisterNode(a, absl::StrCat("node", i, ":7000"), {{model_, echelon_}});
+      ASSERT_TRUE(status.ok()) << status;
+      status = ledger_->Stake(a, ledger::Amount(10'000 + 1'000 * i));
+      ASSERT_TRUE(status.ok()) << status;
     }
     client_ = client_key_.address();
-    ASSERT_TRUE(ledger_->DepositEscrow(client_, ledger::Amount(setup.escrow)).ok());
-    epoch_ = ledger_->AdvanceEpoch().value();
+    const absl::Status deposit = ledger_->DepositEscrow(client_, ledger::Amount(setup.escrow));
+    ASSERT_TRUE(deposit.ok()) << deposit;
+    absl::StatusOr<ledger::Epoch> epoch = ledger_->AdvanceEpoch();
+    ASSERT_TRUE(epoch.ok()) << epoch.status();
+    epoch_ = *epoch;
   }
 
   consensus::ConsensusRequest Request(uint64_t nonce, uint64_t max_fee = 1'000) const {
@@ -216,6 +290,22 @@ class LedgerFixture {
 
   ledger::Amount Escrow() const { return ledger_->EscrowBalance(client_).value(); }
 
+  // The node keys and the client key: what an opener must be able to sign as.
+  std::vector<const crypto::PrivateKey*> Signers() const {
+    std::vector<const crypto::PrivateKey*> signers = {&client_key_};
+    for (const crypto::PrivateKey& k : keys_) signers.push_back(&k);
+    return signers;
+  }
+  // Another new ledger of the same backend as Create's (with the same signers).
+  absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> OpenAnother(
+      const std::filesystem::path& path, const ledger::EmbeddedLedgerOptions& options = {}) const {
+    absl::StatusOr<OpenedLedger> opened = open_(path, options, Signers());
+    if (!opened.ok()) return opened.status();
+    return std::move(opened->client);
+  }
+  // Another client of Create's ledger (the state must be the ledger's, not the client's).
+  absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> Reopen() const { return reopen_(); }
+
   std::unique_ptr<ledger::LedgerClient> ledger_;
   ledger::Params params_;
   crypto::Hash256 model_{};
@@ -225,6 +315,8 @@ class LedgerFixture {
       crypto::PrivateKey::FromHex(std::string(62, '0') + "c1").value();
   Address client_{};  // client_key_'s address
   ledger::Epoch epoch_;
+  LedgerOpener open_;
+  std::function<absl::StatusOr<std::unique_ptr<ledger::LedgerClient>>()> reopen_;
 };
 
 }  // namespace atoma::test
