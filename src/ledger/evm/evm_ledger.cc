@@ -363,6 +363,8 @@ class EvmLedger final : public LedgerClient {
           "at most ", kMaxSettlementBatch, " certificates per batch, got ", items.size()));
     }
     if (!sender_->HasKey(submitter)) return NoKey(submitter);
+    // What this submitter left unfinished settles first, so the checks below see it.
+    RETURN_IF_ERROR(sender_->FinishPending(submitter));
     std::vector<SettlementResult> results(items.size());
     ASSIGN_OR_RETURN(const Params params, GetParams());
     // Checks run against the chain head, where the transaction will run (the contract checks
@@ -956,7 +958,7 @@ absl::StatusOr<Address> DeployEvmLedger(const std::string& rpc_url, uint64_t cha
   call.from = deployer.address();
   call.data = init_code;
   // The constructor's revert ("INVALID_ARGUMENT: ...") is the answer; nothing is sent.
-  RETURN_IF_ERROR(evm_backend::MapCallError(eth.Call(call, "latest").status()));
+  RETURN_IF_ERROR(evm_backend::MapCallError(eth.Call(call, "pending").status()));
   absl::StatusOr<uint64_t> gas = eth.EstimateGas(call);
   if (!gas.ok()) return evm_backend::MapCallError(gas.status());
   ASSIGN_OR_RETURN(evm::FeeSuggestion fees, eth.SuggestFees());

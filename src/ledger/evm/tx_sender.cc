@@ -219,6 +219,13 @@ absl::Status TxSender::FinishUnfinished(Signer& signer) {
   return first_error;
 }
 
+absl::Status TxSender::FinishPending(const crypto::Address& actor) {
+  Signer* signer = Find(actor);
+  if (signer == nullptr) return absl::OkStatus();
+  absl::MutexLock lock(&signer->mu);
+  return FinishUnfinished(*signer);
+}
+
 absl::Status TxSender::Recover() {
   ASSIGN_OR_RETURN(std::vector<JournaledTx> pending, journal_->Pending());
   if (pending.empty()) return absl::OkStatus();
@@ -276,7 +283,7 @@ absl::StatusOr<evm::Receipt> TxSender::Transact(const crypto::Address& actor,
     absl::MutexLock lock(&signer->mu);
     RETURN_IF_ERROR(FinishUnfinished(*signer));
     // Simulate: a revert is the answer, and nothing is sent.
-    RETURN_IF_ERROR(MapCallError(eth_->Call(call, "latest").status()));
+    RETURN_IF_ERROR(MapCallError(eth_->Call(call, "pending").status()));
     absl::StatusOr<uint64_t> gas = eth_->EstimateGas(call);
     if (!gas.ok()) return MapCallError(gas.status());
     gas_limit = WithGasMargin(*gas);

@@ -76,6 +76,10 @@ class TxSender {
   // still unfinished is re-sent by the signer's next Transact.
   absl::Status Recover();
 
+  // Re-sends `actor`'s unfinished transactions and waits for them (OK when it has none). A
+  // mutating call runs this before its own checks, so they see what the journal finished.
+  absl::Status FinishPending(const crypto::Address& actor);
+
   // A mutating call of the contract as `actor` (see the file comment). The receipt has status 1.
   absl::StatusOr<evm::Receipt> Transact(const crypto::Address& actor,
                                         const std::vector<uint8_t>& data, const Uint256& value,
