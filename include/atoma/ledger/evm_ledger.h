@@ -9,11 +9,15 @@
 //     transaction's sender. The client holds the keys it may act with (EvmLedgerOptions::signers)
 //     and signs as the named actor; naming an actor it holds no key for is PERMISSION_DENIED
 //     before anything is sent.
-//   * Every mutating call is simulated (eth_call) before it is sent: a revert "CODE: reason"
-//     becomes that status code with the reason (an unknown prefix: FAILED_PRECONDITION with the
-//     raw reason) and nothing is sent. Then it is one EIP-1559 transaction, journaled (SQLite)
-//     before broadcast, whose receipt is awaited.
-//   * Views read the chain at `latest - confirmations`.
+//   * Every mutating call is simulated (eth_call at the pending block, where it will run) before
+//     it is sent: a revert "CODE: reason" becomes that status code with the reason (an unknown
+//     prefix: FAILED_PRECONDITION with the raw reason) and nothing is sent. Then it is one
+//     EIP-1559 transaction, journaled (SQLite) before broadcast, whose receipt is awaited.
+//   * Views read the chain at `latest - confirmations`; the checks SettleCertificates makes before
+//     it sends read the head (where its transaction runs; the contract checks again there).
+//   * Listings: ListNodes, SnapshotEchelons (views) and ListSlashings (Slashed and EpochAdvanced
+//     logs) are implemented; ListSettlements is UNIMPLEMENTED (the Settled event lacks the
+//     request's epoch and the submitter; rebuilding them is an indexer's job).
 //   * Money is the chain's native coin in wei: Stake and DepositEscrow send `amount` with the
 //     transaction, so the actor's account must hold it plus gas.
 //
@@ -64,7 +68,9 @@ struct EvmLedgerOptions {
   // Views and logs are read at block `latest - confirmations` (0: latest). Transactions always
   // act on the chain head; their own results come from their receipts.
   uint64_t confirmations = 0;
-  // The actors this client can act as (msg.sender). Copied by OpenEvmLedger.
+  // The actors this client can act as (msg.sender). Copied by OpenEvmLedger. AdvanceEpoch and
+  // AdvanceEpochFrom, which name no actor (anyone may call them), are sent by the first one;
+  // without signers they are PERMISSION_DENIED.
   std::vector<crypto::PrivateKey> signers;
   // The transaction journal (SQLite file, created if missing). Empty: in memory (a restart then
   // forgets unmined transactions; fine for tests and read-only clients).
@@ -82,11 +88,14 @@ struct EvmLedgerOptions {
 
 // Opens a client of the AtomaLedger contract at options.contract: checks the chain id and the
 // contract's code, opens the journal, then re-broadcasts the journaled transactions that were
-// never mined (the same signed bytes; those whose nonce the chain has passed are marked done)
-// and waits for their receipts. Errors: INVALID_ARGUMENT for bad options (no URL, a bad URL,
-// non-positive durations, two signers with one address), FAILED_PRECONDITION (chain id),
-// NOT_FOUND (no code), UNAVAILABLE (chain unreachable), ABORTED / DATA_LOSS (journal), and the
-// errors of waiting for journaled transactions (DEADLINE_EXCEEDED).
+// never mined (the same signed bytes; those whose nonce the chain has passed are marked mined or
+// dropped from their receipts) and waits for their receipts up to receipt_timeout. Those still
+// unfinished then (chain unreachable or slow) do not fail the open: they are logged and re-sent
+// by their signer's next mutating call, before it signs anything new. Errors: INVALID_ARGUMENT
+// for bad options (no URL, a bad URL, non-positive durations, two signers with one address),
+// FAILED_PRECONDITION (chain id, or a journal of another schema), NOT_FOUND (no code),
+// UNAVAILABLE (chain unreachable), ABORTED / DATA_LOSS (journal storage), and FAILED_PRECONDITION
+// or DATA_LOSS when the address holds some other contract (getParams reverts or does not decode).
 absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEvmLedger(const EvmLedgerOptions& options);
 
 // Parameters of a new deployment: EmbeddedLedgerOptions' counterparts, plus the least time
