@@ -1,4 +1,4 @@
-// Dispute slashing of the embedded ledger (LedgerClient::SettleDispute, DESIGN §4.6
+// Dispute slashing on both ledger backends (LedgerClient::SettleDispute, DESIGN §4.6
 // "Disagreement"): real keys, member and referee attestations made by the consensus library
 // against the ledger's own epoch seed and frozen snapshot, and exact balances afterwards.
 #include <sqlite3.h>
@@ -14,6 +14,7 @@
 #include "atoma/consensus/committee.h"
 #include "atoma/consensus/request.h"
 #include "atoma/ledger/ledger.h"
+#include "backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
@@ -25,14 +26,16 @@ namespace {
 using consensus::Attestation;
 using consensus::ConsensusOutput;
 using consensus::ConsensusRequest;
+using test::Backend;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
 // 13 nodes: a committee of 3, its 3 backups and all 7 referees (RefereeCount(3)) can be drawn.
 constexpr size_t kNodes = 13;
 
-class DisputeTest : public ::testing::Test, public test::LedgerFixture {
+class DisputeFixture : public ::testing::Test, public test::LedgerFixture {
  protected:
+  virtual Backend backend() const { return Backend::kEmbedded; }
   void SetUp() override {
     dir_ = test::FreshTestDir("atoma_dispute_");
     test::LedgerSetup setup;
@@ -41,6 +44,7 @@ class DisputeTest : public ::testing::Test, public test::LedgerFixture {
     setup.options.fee_per_token = Amount(2);
     setup.options.slash_bps = 1'000;  // 10%
     setup.escrow = 1'000;
+    setup.open = test::OpenerFor(backend());
     Create(dir_ / "ledger.db", setup);
     ASSERT_FALSE(HasFatalFailure());
     request_ = Request(1);
@@ -111,11 +115,7 @@ class DisputeTest : public ::testing::Test, public test::LedgerFixture {
   }
 
   std::filesystem::path dir_;
-  Address submitter_ = [] {
-    Address a{};
-    a[0] = 0x5b;
-    return a;
-  }();
+  Address submitter_ = test::Actor(0);
   ConsensusRequest request_;
   consensus::CommitteeDraws draws_;
   std::vector<Address> committee_;
@@ -123,7 +123,18 @@ class DisputeTest : public ::testing::Test, public test::LedgerFixture {
   const ConsensusOutput bad_ = Output(900);
 };
 
-TEST_F(DisputeTest, DifferentOutputMemberIsSlashedAndTheOthersArePaid) {
+// Run on both backends.
+class DisputeTest : public DisputeFixture, public ::testing::WithParamInterface<Backend> {
+ protected:
+  Backend backend() const override { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Backends, DisputeTest, ::testing::ValuesIn(test::AllBackends()),
+                         test::BackendParamName);
+
+// Embedded only: each test says why.
+class DisputeEmbeddedTest : public DisputeFixture {};
+
+TEST_P(DisputeTest, DifferentOutputMemberIsSlashedAndTheOthersArePaid) {
   // Member 2 claims another output; referees 0..3 side with members 0 and 1, referee 4 with
   // member 2, referees 5 and 6 stay silent: 4 of 7 is a strict majority.
   const DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_, bad_});
@@ -172,7 +183,7 @@ TEST_F(DisputeTest, DifferentOutputMemberIsSlashedAndTheOthersArePaid) {
   EXPECT_EQ(slashings[0].epoch, epoch_.number);
 }
 
-TEST_F(DisputeTest, MajorityOfMembersMayLose) {
+TEST_P(DisputeTest, MajorityOfMembersMayLose) {
   // Two members agree on a wrong output; the referees side with the single honest member. The
   // output is given, so the fee is on its token counts.
   DisputeEvidence ev = Evidence({bad_, good_, bad_}, {good_, good_, good_, good_, good_});
@@ -194,7 +205,7 @@ TEST_F(DisputeTest, MajorityOfMembersMayLose) {
   EXPECT_EQ(slashings[0].evidence_hash, slashings[1].evidence_hash) << "one dispute";
 }
 
-TEST_F(DisputeTest, LazyMemberIsFoundWithTheOutput) {
+TEST_P(DisputeTest, LazyMemberIsFoundWithTheOutput) {
   // Member 1 copied C and made up p_1: every C is the majority's, so without the output there is
   // nothing the ledger can blame; with it, member 1's p_1 is not H(request_id, O, address_1).
   DisputeEvidence ev = Evidence({good_, good_, good_}, {good_, good_, good_, good_});
@@ -221,7 +232,7 @@ TEST_F(DisputeTest, LazyMemberIsFoundWithTheOutput) {
   EXPECT_EQ(TotalRewards(), CheckedAdd(result->slashed_total, Amount(40)).value());
 }
 
-TEST_F(DisputeTest, OutputMustBeTheMajoritysAndCommitteeMayHoldABackup) {
+TEST_P(DisputeTest, OutputMustBeTheMajoritysAndCommitteeMayHoldABackup) {
   // A backup replaced member 1 (the round's view); everyone attests for that committee.
   committee_[1] = draws_.backups[2];
   DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
@@ -236,7 +247,7 @@ TEST_F(DisputeTest, OutputMustBeTheMajoritysAndCommitteeMayHoldABackup) {
   EXPECT_EQ(result->rewarded[1], draws_.backups[2]);
 }
 
-TEST_F(DisputeTest, NoStrictMajorityFailsAndChangesNothing) {
+TEST_P(DisputeTest, NoStrictMajorityFailsAndChangesNothing) {
   // 3 / 3 / 1 silent of 7: 3 votes is not more than half.
   const DisputeEvidence ev =
       Evidence({good_, good_, bad_}, {good_, bad_, good_, bad_, good_, bad_});
@@ -255,14 +266,15 @@ TEST_F(DisputeTest, NoStrictMajorityFailsAndChangesNothing) {
   EXPECT_FALSE(ledger_->IsSettled(consensus::RequestId(request_)).value());
 }
 
-TEST_F(DisputeTest, ForgedRefereeSignatureIsRejected) {
+TEST_P(DisputeTest, ForgedRefereeSignatureIsRejected) {
   DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
   // Referee 3's vote signed by member 0 (who would gain from it).
   Attestation& forged = ev.referee_attestations[3];
   forged.signature = KeyOf(committee_[0]).Sign(consensus::AttestationDigest(forged));
   auto status = ledger_->SettleDispute(submitter_, ev).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
-  EXPECT_THAT(status.message(), HasSubstr("referee " + crypto::AddressToString(forged.member)));
+  EXPECT_THAT(status.message(), HasSubstr("referee " + crypto::AddressToString(forged.member)))
+      << status;
   // A vote altered after signing.
   ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
   ev.referee_attestations[0].commitment[0] ^= 1;
@@ -271,7 +283,7 @@ TEST_F(DisputeTest, ForgedRefereeSignatureIsRejected) {
   EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
 }
 
-TEST_F(DisputeTest, RefereeNotDrawnOrCountedTwiceIsRejected) {
+TEST_P(DisputeTest, RefereeNotDrawnOrCountedTwiceIsRejected) {
   DisputeEvidence base = Evidence({good_, good_, bad_}, {good_, good_, good_});
   // A backup (drawn, but not as a referee) votes with the majority, honestly signed.
   DisputeEvidence ev = base;
@@ -297,7 +309,7 @@ TEST_F(DisputeTest, RefereeNotDrawnOrCountedTwiceIsRejected) {
   EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
 }
 
-TEST_F(DisputeTest, BadClientCommitteeMembersOrEpochAreRejected) {
+TEST_P(DisputeTest, BadClientCommitteeMembersOrEpochAreRejected) {
   const DisputeEvidence good = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
   auto code = [&](const DisputeEvidence& ev) {
     return ledger_->SettleDispute(submitter_, ev).status().code();
@@ -341,7 +353,7 @@ TEST_F(DisputeTest, BadClientCommitteeMembersOrEpochAreRejected) {
   EXPECT_TRUE(ledger_->SettleDispute(submitter_, good).ok());
 }
 
-TEST_F(DisputeTest, DuplicateDisputeIsRejected) {
+TEST_P(DisputeTest, DuplicateDisputeIsRejected) {
   const DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
   ASSERT_TRUE(ledger_->SettleDispute(submitter_, ev).ok());
   const Amount stake = Bonded(committee_[2]);
@@ -349,7 +361,7 @@ TEST_F(DisputeTest, DuplicateDisputeIsRejected) {
   // The same evidence, or another majority's worth of it: one dispute per request.
   auto status = ledger_->SettleDispute(submitter_, ev).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
-  EXPECT_THAT(status.message(), HasSubstr("dispute"));
+  EXPECT_THAT(status.message(), HasSubstr("dispute")) << status;
   const DisputeEvidence more =
       Evidence({good_, good_, bad_}, {good_, good_, good_, good_, good_, good_});
   EXPECT_EQ(ledger_->SettleDispute(submitter_, more).status().code(),
@@ -360,7 +372,7 @@ TEST_F(DisputeTest, DuplicateDisputeIsRejected) {
   EXPECT_EQ(ledger_->ListSlashings(0).value().size(), 1u);
 }
 
-TEST_F(DisputeTest, DisputeAfterSettlementIsRejected) {
+TEST_P(DisputeTest, DisputeAfterSettlementIsRejected) {
   // The certificate of the honest committee settled first (members 0..2 all signed `good_`).
   const SettlementItem item = Honest(request_, good_);
   ASSERT_EQ(item.certificate.committee, committee_);
@@ -368,23 +380,23 @@ TEST_F(DisputeTest, DisputeAfterSettlementIsRejected) {
   const DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
   auto status = ledger_->SettleDispute(submitter_, ev).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
-  EXPECT_THAT(status.message(), HasSubstr("settled by a certificate"));
+  EXPECT_THAT(status.message(), HasSubstr("settled by a certificate")) << status;
   EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
   EXPECT_EQ(Escrow(), Amount(960));
 }
 
-TEST_F(DisputeTest, DisputeOfANonceAnotherRequestSettledIsRejected) {
+TEST_P(DisputeTest, DisputeOfANonceAnotherRequestSettledIsRejected) {
   // Another request of the same client and nonce (another max_fee) settled by its certificate.
   const SettlementItem other = Honest(Request(request_.client_nonce, 2'000), good_);
   ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&other, 1}).value()[0].status.ok());
   const DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
   auto status = ledger_->SettleDispute(submitter_, ev).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
-  EXPECT_THAT(status.message(), HasSubstr("a client nonce settles once"));
+  EXPECT_THAT(status.message(), HasSubstr("a client nonce settles once")) << status;
   EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
 }
 
-TEST_F(DisputeTest, SettlementAfterDisputeIsRejected) {
+TEST_P(DisputeTest, SettlementAfterDisputeIsRejected) {
   ASSERT_TRUE(
       ledger_
           ->SettleDispute(submitter_, Evidence({good_, good_, bad_}, {good_, good_, good_, good_}))
@@ -393,11 +405,11 @@ TEST_F(DisputeTest, SettlementAfterDisputeIsRejected) {
   const SettlementItem item = Honest(request_, good_);
   auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
   EXPECT_EQ(results[0].status.code(), absl::StatusCode::kAlreadyExists) << results[0].status;
-  EXPECT_THAT(results[0].status.message(), HasSubstr("settled by a dispute"));
+  EXPECT_THAT(results[0].status.message(), HasSubstr("settled by a dispute")) << results[0].status;
   EXPECT_EQ(Escrow(), Amount(960));
 }
 
-TEST_F(DisputeTest, ShortEscrowOrFeeAboveMaxFeeStillSlashesWithoutFee) {
+TEST_P(DisputeTest, ShortEscrowOrFeeAboveMaxFeeStillSlashesWithoutFee) {
   ASSERT_TRUE(ledger_->WithdrawEscrow(client_, Amount(970)).ok());  // 30 left, the fee is 40
   const Amount stake = Bonded(committee_[2]);
   const Amount slash = DivMod(stake, Amount(10)).value().quotient;
@@ -426,7 +438,7 @@ TEST_F(DisputeTest, ShortEscrowOrFeeAboveMaxFeeStillSlashesWithoutFee) {
   EXPECT_EQ(Escrow(), Amount(1'030));
 }
 
-TEST_F(DisputeTest, EquivocationAndDisputeOnOneRequestAreTwoOffences) {
+TEST_P(DisputeTest, EquivocationAndDisputeOnOneRequestAreTwoOffences) {
   // Member 2 signed two outputs (equivocation) and lost the dispute: slashed for each.
   const Attestation other = Member(committee_[2], committee_, Output(555));
   const DisputeEvidence ev = Evidence({good_, good_, bad_}, {good_, good_, good_, good_});
@@ -439,7 +451,8 @@ TEST_F(DisputeTest, EquivocationAndDisputeOnOneRequestAreTwoOffences) {
   EXPECT_EQ(slashings[0].offender, slashings[1].offender);
 }
 
-TEST_F(DisputeTest, MigratesASchemaVersion2File) {
+// Embedded only: a schema migration.
+TEST_F(DisputeEmbeddedTest, MigratesASchemaVersion2File) {
   // An equivocation slashed under schema 3, then the file turned back into schema 2's layout.
   const Attestation a = Member(committee_[0], committee_, good_);
   ASSERT_TRUE(

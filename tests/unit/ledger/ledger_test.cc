@@ -12,8 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "atoma/crypto/sha256.h"
+#include "backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/ledger_fixture.h"
 #include "testing/temp_dir.h"
 
 namespace atoma::ledger {
@@ -25,6 +27,8 @@ void PrintTo(const Candidate& c, std::ostream* os) {
 
 namespace {
 
+using test::Actor;
+using test::Backend;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -41,9 +45,11 @@ EchelonRef Ech(const std::string& model, const std::string& fingerprint) {
   return {Digest(model), Digest(absl::StrCat(model, "/", fingerprint))};
 }
 
-// A fresh directory per test, removed afterwards.
-class LedgerTest : public ::testing::Test {
+// A fresh directory per test, removed afterwards. Ledgers come from the backend's opener
+// (backends.h); on the EVM backend the randomness and clock seams of FakeOptions do not apply.
+class LedgerTestBase : public ::testing::Test {
  protected:
+  virtual Backend backend() const { return Backend::kEmbedded; }
   void SetUp() override {
     dir_ = test::FreshTestDir("atoma_ledger_");
     path_ = dir_ / "ledger.db";
@@ -61,16 +67,32 @@ class LedgerTest : public ::testing::Test {
     return options;
   }
 
+  // A new ledger of this test's backend (at path_ by default, for the embedded one).
   std::unique_ptr<LedgerClient> Open(const EmbeddedLedgerOptions& options) {
-    auto ledger = OpenEmbeddedLedger(path_, options);
+    return Open(options, path_);
+  }
+  std::unique_ptr<LedgerClient> Open(const EmbeddedLedgerOptions& options,
+                                     const std::filesystem::path& path) {
+    auto ledger = test::OpenerFor(backend())(path, options, {});
     EXPECT_TRUE(ledger.ok()) << ledger.status();
-    return ledger.ok() ? std::move(*ledger) : nullptr;
+    return ledger.ok() ? std::move(ledger->client) : nullptr;
   }
 
   std::filesystem::path dir_;
   std::filesystem::path path_;
   std::atomic<int> counter_{0};
 };
+
+// Run on both backends.
+class LedgerTest : public LedgerTestBase, public ::testing::WithParamInterface<Backend> {
+ protected:
+  Backend backend() const override { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Backends, LedgerTest, ::testing::ValuesIn(test::AllBackends()),
+                         test::BackendParamName);
+
+// Embedded only: each test says why.
+class LedgerEmbeddedTest : public LedgerTestBase {};
 
 TEST(EndpointTest, AcceptsHostPortForms) {
   EXPECT_TRUE(ValidateEndpoint("localhost:50051").ok());
@@ -89,13 +111,13 @@ TEST(EndpointTest, RejectsMalformed) {
   EXPECT_TRUE(absl::IsInvalidArgument(ValidateEndpoint(std::string(250, 'a') + ".b:1")));
 }
 
-TEST_F(LedgerTest, RegistersNodeAndRejectsDuplicatesAndBadInput) {
+TEST_P(LedgerTest, RegistersNodeAndRejectsDuplicatesAndBadInput) {
   auto ledger = Open(FakeOptions());
   ASSERT_NE(ledger, nullptr);
   const std::vector<EchelonRef> echelons = {Ech("m1", "fp"), Ech("m2", "fp")};
-  ASSERT_TRUE(ledger->RegisterNode(Addr(1), "node1:50051", echelons).ok());
+  ASSERT_TRUE(ledger->RegisterNode(Actor(1), "node1:50051", echelons).ok());
 
-  auto node = ledger->GetNode(Addr(1));
+  auto node = ledger->GetNode(Actor(1));
   ASSERT_TRUE(node.ok()) << node.status();
   EXPECT_EQ(node->endpoint, "node1:50051");
   EXPECT_EQ(node->registered_epoch, 0u);
@@ -104,45 +126,46 @@ TEST_F(LedgerTest, RegistersNodeAndRejectsDuplicatesAndBadInput) {
     EXPECT_NE(std::find(node->echelons.begin(), node->echelons.end(), e), node->echelons.end());
   }
 
-  EXPECT_TRUE(absl::IsAlreadyExists(ledger->RegisterNode(Addr(1), "other:1", {})));
-  EXPECT_TRUE(absl::IsInvalidArgument(ledger->RegisterNode(Addr(2), "no-port", {})));
+  EXPECT_TRUE(absl::IsAlreadyExists(ledger->RegisterNode(Actor(1), "other:1", {})));
+  EXPECT_TRUE(absl::IsInvalidArgument(ledger->RegisterNode(Actor(2), "no-port", {})));
   // One echelon per model.
   EXPECT_TRUE(absl::IsInvalidArgument(
-      ledger->RegisterNode(Addr(2), "n2:1", {Ech("m1", "a"), Ech("m1", "b")})));
+      ledger->RegisterNode(Actor(2), "n2:1", {Ech("m1", "a"), Ech("m1", "b")})));
   std::vector<EchelonRef> too_many;
   for (size_t i = 0; i <= LedgerClient::kMaxEchelons; ++i) {
     too_many.push_back(Ech(absl::StrCat("m", i), "fp"));
   }
-  EXPECT_TRUE(absl::IsInvalidArgument(ledger->RegisterNode(Addr(2), "n2:1", too_many)));
+  EXPECT_TRUE(absl::IsInvalidArgument(ledger->RegisterNode(Actor(2), "n2:1", too_many)));
   // The rejected registrations left nothing behind.
-  EXPECT_TRUE(absl::IsNotFound(ledger->GetNode(Addr(2)).status()));
+  EXPECT_TRUE(absl::IsNotFound(ledger->GetNode(Actor(2)).status()));
 
-  ASSERT_TRUE(ledger->UpdateNode(Addr(1), "node1b:7000", {Ech("m3", "fp")}).ok());
-  node = ledger->GetNode(Addr(1));
+  ASSERT_TRUE(ledger->UpdateNode(Actor(1), "node1b:7000", {Ech("m3", "fp")}).ok());
+  node = ledger->GetNode(Actor(1));
   ASSERT_TRUE(node.ok());
   EXPECT_EQ(node->endpoint, "node1b:7000");
   EXPECT_THAT(node->echelons, ElementsAre(Ech("m3", "fp")));
-  EXPECT_TRUE(absl::IsNotFound(ledger->UpdateNode(Addr(9), "x:1", {})));
+  EXPECT_TRUE(absl::IsNotFound(ledger->UpdateNode(Actor(9), "x:1", {})));
 }
 
-TEST_F(LedgerTest, StakeRequiresRegistrationAndPositiveAmount) {
+TEST_P(LedgerTest, StakeRequiresRegistrationAndPositiveAmount) {
   auto ledger = Open(FakeOptions());
   ASSERT_NE(ledger, nullptr);
-  EXPECT_TRUE(absl::IsNotFound(ledger->Stake(Addr(1), 5)));
-  ASSERT_TRUE(ledger->RegisterNode(Addr(1), "n:1", {}).ok());
-  EXPECT_TRUE(absl::IsInvalidArgument(ledger->Stake(Addr(1), 0)));
-  EXPECT_TRUE(absl::IsInvalidArgument(ledger->Unstake(Addr(1), 0)));
-  const absl::Status too_much = ledger->Unstake(Addr(1), 1);
+  const absl::Status unregistered = ledger->Stake(Actor(1), 5);
+  EXPECT_TRUE(absl::IsNotFound(unregistered)) << unregistered;
+  ASSERT_TRUE(ledger->RegisterNode(Actor(1), "n:1", {}).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(ledger->Stake(Actor(1), 0)));
+  EXPECT_TRUE(absl::IsInvalidArgument(ledger->Unstake(Actor(1), 0)));
+  const absl::Status too_much = ledger->Unstake(Actor(1), 1);
   EXPECT_TRUE(absl::IsFailedPrecondition(too_much)) << too_much;
   EXPECT_THAT(too_much.message(), HasSubstr("has only 0 bonded"));
 }
 
-TEST_F(LedgerTest, UnbondingTimelineAcrossEpochs) {
+TEST_P(LedgerTest, UnbondingTimelineAcrossEpochs) {
   EmbeddedLedgerOptions options = FakeOptions();
   options.unbonding_epochs = 2;
   auto ledger = Open(options);
   ASSERT_NE(ledger, nullptr);
-  const Address n = Addr(1);
+  const Address n = Actor(1);
   ASSERT_TRUE(ledger->RegisterNode(n, "n:1", {}).ok());
   ASSERT_TRUE(ledger->Stake(n, 100).ok());
   ASSERT_TRUE(ledger->Stake(n, 50).ok());
@@ -186,13 +209,15 @@ TEST_F(LedgerTest, UnbondingTimelineAcrossEpochs) {
   EXPECT_EQ(stake->bonded, Amount(100));
 }
 
-TEST_F(LedgerTest, SnapshotsAreFrozenForTheEpoch) {
+TEST_P(LedgerTest, SnapshotsAreFrozenForTheEpoch) {
   auto ledger = Open(FakeOptions());
   ASSERT_NE(ledger, nullptr);
   const EchelonRef e = Ech("m", "fp");
-  // Address bytes order them b < a < c (the first byte decides); registered as c, b, a. The
-  // snapshot must come out sorted by address bytes.
-  const Address a = Addr(0x01, 0x01), b = Addr(0xff, 0x00), c = Addr(0x00, 0x02);
+  // Address bytes order them b < a < c; registered as c, b, a. The snapshot must come out sorted
+  // by address bytes.
+  std::vector<Address> sorted = {Actor(1), Actor(2), Actor(3)};
+  std::sort(sorted.begin(), sorted.end());
+  const Address a = sorted[1], b = sorted[0], c = sorted[2];
   ASSERT_TRUE(ledger->RegisterNode(c, "c:1", {e}).ok());
   ASSERT_TRUE(ledger->RegisterNode(b, "b:1", {e}).ok());
   ASSERT_TRUE(ledger->RegisterNode(a, "a:1", {e, Ech("other", "fp")}).ok());
@@ -234,7 +259,8 @@ Hash256 ExpectedSeed(const Hash256& previous, uint8_t fill) {
   return crypto::Sha256Of(bytes);
 }
 
-TEST_F(LedgerTest, SeedsFormAHashChainOverInjectedRandomness) {
+// Embedded only: the seed's randomness comes through the test seam (the chain's is prevrandao).
+TEST_F(LedgerEmbeddedTest, SeedsFormAHashChainOverInjectedRandomness) {
   auto ledger = Open(FakeOptions());  // genesis draws fill 0, then 1, 2, ...
   ASSERT_NE(ledger, nullptr);
   auto e0 = ledger->CurrentEpoch();
@@ -255,19 +281,19 @@ TEST_F(LedgerTest, SeedsFormAHashChainOverInjectedRandomness) {
   EXPECT_TRUE(absl::IsNotFound(ledger->GetEpoch(4).status()));
 }
 
-TEST_F(LedgerTest, RealRandomnessGivesDifferentSeeds) {
-  auto first = OpenEmbeddedLedger(dir_ / "a.db");
-  auto second = OpenEmbeddedLedger(dir_ / "b.db");
-  ASSERT_TRUE(first.ok() && second.ok());
-  EXPECT_NE((*first)->CurrentEpoch()->seed, (*second)->CurrentEpoch()->seed);
-  auto a1 = (*first)->AdvanceEpoch();
-  auto b1 = (*second)->AdvanceEpoch();
+TEST_P(LedgerTest, RealRandomnessGivesDifferentSeeds) {
+  auto first = Open({}, dir_ / "a.db");
+  auto second = Open({}, dir_ / "b.db");
+  ASSERT_TRUE(first != nullptr && second != nullptr);
+  EXPECT_NE(first->CurrentEpoch()->seed, second->CurrentEpoch()->seed);
+  auto a1 = first->AdvanceEpoch();
+  auto b1 = second->AdvanceEpoch();
   ASSERT_TRUE(a1.ok() && b1.ok());
   EXPECT_NE(a1->seed, b1->seed);
-  EXPECT_NE(a1->seed, (*first)->GetEpoch(0)->seed);
+  EXPECT_NE(a1->seed, first->GetEpoch(0)->seed);
 }
 
-TEST_F(LedgerTest, AdvanceEpochFromLetsOneTimerWin) {
+TEST_P(LedgerTest, AdvanceEpochFromLetsOneTimerWin) {
   auto ledger = Open(FakeOptions());
   ASSERT_NE(ledger, nullptr);
   ASSERT_TRUE(ledger->AdvanceEpochFrom(0).ok());
@@ -276,7 +302,8 @@ TEST_F(LedgerTest, AdvanceEpochFromLetsOneTimerWin) {
   EXPECT_EQ(ledger->CurrentEpoch()->number, 1u);
 }
 
-TEST_F(LedgerTest, RandomnessFailureLeavesEpochUnchanged) {
+// Embedded only: fails the randomness test seam.
+TEST_F(LedgerEmbeddedTest, RandomnessFailureLeavesEpochUnchanged) {
   EmbeddedLedgerOptions options = FakeOptions();
   bool fail = false;
   RandomSource inner = options.random;
@@ -290,10 +317,10 @@ TEST_F(LedgerTest, RandomnessFailureLeavesEpochUnchanged) {
   EXPECT_EQ(ledger->CurrentEpoch()->number, 0u);
 }
 
-TEST_F(LedgerTest, EscrowDepositWithdrawAndInsufficientBalance) {
+TEST_P(LedgerTest, EscrowDepositWithdrawAndInsufficientBalance) {
   auto ledger = Open(FakeOptions());
   ASSERT_NE(ledger, nullptr);
-  const Address client = Addr(0x42);
+  const Address client = Actor(4);
   EXPECT_TRUE(ledger->EscrowBalance(client)->IsZero());
   ASSERT_TRUE(ledger->DepositEscrow(client, 1000).ok());
   ASSERT_TRUE(ledger->DepositEscrow(client, 234).ok());
@@ -303,13 +330,14 @@ TEST_F(LedgerTest, EscrowDepositWithdrawAndInsufficientBalance) {
   EXPECT_TRUE(absl::IsFailedPrecondition(short_of)) << short_of;
   EXPECT_THAT(short_of.message(), HasSubstr("234 < 235"));
   EXPECT_EQ(*ledger->EscrowBalance(client), Amount(234));
-  EXPECT_TRUE(absl::IsFailedPrecondition(ledger->WithdrawEscrow(Addr(0x43), 1)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(ledger->WithdrawEscrow(Actor(5), 1)));
   EXPECT_TRUE(absl::IsInvalidArgument(ledger->DepositEscrow(client, 0)));
   ASSERT_TRUE(ledger->WithdrawEscrow(client, 234).ok());
   EXPECT_TRUE(ledger->EscrowBalance(client)->IsZero());
 }
 
-TEST_F(LedgerTest, RejectsUint256Overflow) {
+// Embedded only: amounts near 2^256 that no account on a chain can hold.
+TEST_F(LedgerEmbeddedTest, RejectsUint256Overflow) {
   auto ledger = Open(FakeOptions());
   ASSERT_NE(ledger, nullptr);
   const Address who = Addr(7);
@@ -328,7 +356,9 @@ TEST_F(LedgerTest, RejectsUint256Overflow) {
   EXPECT_EQ(ledger->GetStake(who)->bonded, *CheckedSub(Amount::Max(), 10));
 }
 
-TEST_F(LedgerTest, RewardsWithdrawal) {
+// Embedded only: credits the reward through the file (SettlementTest.RewardsAreWithdrawable
+// withdraws settled rewards on both backends).
+TEST_F(LedgerEmbeddedTest, RewardsWithdrawal) {
   auto ledger = Open(FakeOptions());
   ASSERT_NE(ledger, nullptr);
   const Address n = Addr(3);
@@ -358,7 +388,8 @@ TEST_F(LedgerTest, RewardsWithdrawal) {
   EXPECT_EQ(*ledger->RewardBalance(n), Amount(300));
 }
 
-TEST_F(LedgerTest, PersistsAcrossReopenAndKeepsItsParameters) {
+// Embedded only: reopens the file with other options.
+TEST_F(LedgerEmbeddedTest, PersistsAcrossReopenAndKeepsItsParameters) {
   EmbeddedLedgerOptions options = FakeOptions();
   options.unbonding_epochs = 3;
   options.epoch_length_s = 600;
@@ -391,15 +422,23 @@ TEST_F(LedgerTest, PersistsAcrossReopenAndKeepsItsParameters) {
             (std::vector<Candidate>{{Addr(1), 70}}));
 }
 
-TEST_F(LedgerTest, RejectsZeroUnbondingAndForeignSchema) {
+TEST_P(LedgerTest, RejectsZeroUnbondingAndEpochLength) {
+  const test::LedgerOpener open = test::OpenerFor(backend());
   EmbeddedLedgerOptions options = FakeOptions();
   options.unbonding_epochs = 0;
-  EXPECT_TRUE(absl::IsInvalidArgument(OpenEmbeddedLedger(path_, options).status()));
+  absl::Status status = open(path_, options, {}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
   options.unbonding_epochs = ~uint64_t{0};  // would wrap the release epoch
-  EXPECT_TRUE(absl::IsInvalidArgument(OpenEmbeddedLedger(path_, options).status()));
+  status = open(path_, options, {}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
   options.unbonding_epochs = 1;
   options.epoch_length_s = 0;
-  EXPECT_TRUE(absl::IsInvalidArgument(OpenEmbeddedLedger(path_, options).status()));
+  status = open(path_, options, {}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+}
+
+// Embedded only: a file of another schema version.
+TEST_F(LedgerEmbeddedTest, RejectsForeignSchema) {
   {
     auto ledger = Open(FakeOptions());
     ASSERT_NE(ledger, nullptr);
@@ -414,7 +453,8 @@ TEST_F(LedgerTest, RejectsZeroUnbondingAndForeignSchema) {
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
 }
 
-TEST_F(LedgerTest, BusyStoreIsUnavailableAndAppliesNothing) {
+// Embedded only: another SQLite connection holds the file's write lock.
+TEST_F(LedgerEmbeddedTest, BusyStoreIsUnavailableAndAppliesNothing) {
   EmbeddedLedgerOptions options = FakeOptions();
   options.busy_timeout_ms = 50;
   auto ledger = Open(options);
@@ -436,7 +476,8 @@ TEST_F(LedgerTest, BusyStoreIsUnavailableAndAppliesNothing) {
   EXPECT_EQ(ledger->CurrentEpoch()->number, 0u);
 }
 
-TEST_F(LedgerTest, TwoProcessesCreatingOneFileAgreeOnGenesis) {
+// Embedded only: two processes create one file.
+TEST_F(LedgerEmbeddedTest, TwoProcessesCreatingOneFileAgreeOnGenesis) {
   EmbeddedLedgerOptions options;
   options.busy_timeout_ms = 20000;
   const pid_t child = fork();
@@ -471,7 +512,8 @@ absl::Status StakeRounds(LedgerClient& ledger) {
   return absl::OkStatus();
 }
 
-TEST_F(LedgerTest, TwoConnectionsAndAChildProcessShareOneFile) {
+// Embedded only: two connections and a child process on one file.
+TEST_F(LedgerEmbeddedTest, TwoConnectionsAndAChildProcessShareOneFile) {
   EmbeddedLedgerOptions options;  // real randomness; the file is shared
   options.busy_timeout_ms = 20000;
   auto first = OpenEmbeddedLedger(path_, options);

@@ -1,5 +1,6 @@
-// Settlement and equivocation slashing of the embedded ledger, with real keys and certificates
-// made by the consensus library against the ledger's own epoch seed and frozen snapshot.
+// Settlement and equivocation slashing on both ledger backends (backends.h), with real keys and
+// certificates made by the consensus library against the ledger's own epoch seed and frozen
+// snapshot.
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "atoma/consensus/request.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/ledger/ledger.h"
+#include "backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
@@ -28,14 +30,16 @@ using consensus::Certificate;
 using consensus::CertificateCheck;
 using consensus::ConsensusOutput;
 using consensus::ConsensusRequest;
+using test::Backend;
 using ::testing::HasSubstr;
 
 constexpr size_t kNodes = 6;
 
 // A ledger with 6 registered, staked nodes serving one echelon, advanced to epoch 1 (whose
-// snapshot holds them), and a funded client (test::LedgerFixture).
-class SettlementTest : public ::testing::Test, public test::LedgerFixture {
+// snapshot holds them), and a funded client (test::LedgerFixture), on the backend of the test.
+class SettlementFixture : public ::testing::Test, public test::LedgerFixture {
  protected:
+  virtual Backend backend() const { return Backend::kEmbedded; }
   void SetUp() override {
     dir_ = test::FreshTestDir("atoma_settle_");
     test::LedgerSetup setup;
@@ -45,6 +49,7 @@ class SettlementTest : public ::testing::Test, public test::LedgerFixture {
     setup.options.slash_bps = 1'000;
     setup.options.reporter_share_bps = 2'500;
     setup.escrow = 1'000;
+    setup.open = test::OpenerFor(backend());
     Create(dir_ / "ledger.db", setup);
   }
   void TearDown() override {
@@ -55,18 +60,33 @@ class SettlementTest : public ::testing::Test, public test::LedgerFixture {
   Amount Reward(const Address& a) const { return ledger_->RewardBalance(a).value(); }
 
   std::filesystem::path dir_;
-  Address submitter_{};
+  Address submitter_ = test::Actor(0);
 };
 
-TEST_F(SettlementTest, ParamsAreStoredAndDomainIsPerLedger) {
+// Run on both backends.
+class SettlementTest : public SettlementFixture, public ::testing::WithParamInterface<Backend> {
+ protected:
+  Backend backend() const override { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Backends, SettlementTest, ::testing::ValuesIn(test::AllBackends()),
+                         test::BackendParamName);
+
+// Embedded only: each test says why.
+class SettlementEmbeddedTest : public SettlementFixture {};
+
+TEST_P(SettlementTest, ParamsAreStoredAndDomainIsPerLedger) {
   EXPECT_EQ(params_.domain.chain_id, 31337u);
   EXPECT_NE(params_.domain.ledger, Address{});
   EXPECT_EQ(params_.fee_per_token, Amount(2));
   EXPECT_EQ(params_.slash_bps, 1'000u);
   EXPECT_EQ(params_.reporter_share_bps, 2'500u);
-  // Another ledger file gets another domain by default.
-  auto other = OpenEmbeddedLedger(dir_ / "other.db").value();
+  // Another ledger (file, contract) gets another domain by default.
+  auto other = OpenAnother(dir_ / "other.db").value();
   EXPECT_NE(other->GetParams().value().domain.ledger, params_.domain.ledger);
+}
+
+// Embedded only: reopens the file with other options.
+TEST_F(SettlementEmbeddedTest, ReopeningKeepsTheStoredParameters) {
   // Reopening keeps the stored parameters whatever the options say.
   EmbeddedLedgerOptions changed;
   changed.chain_id = 1;
@@ -76,7 +96,8 @@ TEST_F(SettlementTest, ParamsAreStoredAndDomainIsPerLedger) {
   EXPECT_EQ(reopened->GetParams().value().fee_per_token, Amount(2));
 }
 
-TEST_F(SettlementTest, MigratesASchemaVersion1File) {
+// Embedded only: a schema migration.
+TEST_F(SettlementEmbeddedTest, MigratesASchemaVersion1File) {
   // Turn the file back into what schema version 1 wrote, keeping the registry and balances.
   ledger_.reset();
   sqlite3* db = nullptr;
@@ -103,7 +124,7 @@ TEST_F(SettlementTest, MigratesASchemaVersion1File) {
   EXPECT_EQ(Escrow(), Amount(960));
 }
 
-TEST_F(SettlementTest, HonestCertificateSettlesOnce) {
+TEST_P(SettlementTest, HonestCertificateSettlesOnce) {
   const ConsensusRequest r = Request(1);
   const SettlementItem item = Honest(r, Output());
   const std::vector<Address>& members = item.certificate.committee;
@@ -134,16 +155,32 @@ TEST_F(SettlementTest, HonestCertificateSettlesOnce) {
   EXPECT_EQ(Escrow(), Amount(920));
 }
 
-TEST_F(SettlementTest, SettlementSurvivesReopen) {
+TEST_P(SettlementTest, RewardsAreWithdrawable) {
+  // What settlement credited can be withdrawn, and no more (LedgerEmbeddedTest.RewardsWithdrawal
+  // credits through the file instead).
   const SettlementItem item = Honest(Request(1), Output());
   ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.ok());
-  ledger_ = OpenEmbeddedLedger(dir_ / "ledger.db").value();
+  const Address member = item.certificate.committee[1];
+  ASSERT_EQ(Reward(member), Amount(13));
+  EXPECT_TRUE(absl::IsFailedPrecondition(ledger_->WithdrawRewards(submitter_, Amount(1))));
+  ASSERT_TRUE(ledger_->WithdrawRewards(member, Amount(5)).ok());
+  const absl::Status over = ledger_->WithdrawRewards(member, Amount(9));
+  EXPECT_TRUE(absl::IsFailedPrecondition(over)) << over;
+  EXPECT_EQ(Reward(member), Amount(8));
+  ASSERT_TRUE(ledger_->WithdrawRewards(member, Amount(8)).ok());
+  EXPECT_TRUE(Reward(member).IsZero());
+}
+
+TEST_P(SettlementTest, SettlementSurvivesReopen) {
+  const SettlementItem item = Honest(Request(1), Output());
+  ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.ok());
+  ledger_ = Reopen().value();
   EXPECT_EQ(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(Escrow(), Amount(960));
 }
 
-TEST_F(SettlementTest, AClientNonceSettlesOnce) {
+TEST_P(SettlementTest, AClientNonceSettlesOnce) {
   // The EVM ledger keeps one bit per (client, nonce), so both backends close the nonce, not only
   // the request id: another request with the same nonce (here another max_fee) cannot settle.
   const SettlementItem first = Honest(Request(7), Output());
@@ -165,7 +202,8 @@ TEST_F(SettlementTest, AClientNonceSettlesOnce) {
   EXPECT_EQ(results[1].status.code(), absl::StatusCode::kAlreadyExists);
 }
 
-TEST_F(SettlementTest, MigratesASchemaVersion3File) {
+// Embedded only: a schema migration.
+TEST_F(SettlementEmbeddedTest, MigratesASchemaVersion3File) {
   const SettlementItem item = Honest(Request(1), Output());
   ASSERT_TRUE(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.ok());
   ledger_.reset();
@@ -189,7 +227,7 @@ TEST_F(SettlementTest, MigratesASchemaVersion3File) {
             absl::StatusCode::kAlreadyExists);
 }
 
-TEST_F(SettlementTest, FeeAboveMaxFeeIsRejected) {
+TEST_P(SettlementTest, FeeAboveMaxFeeIsRejected) {
   // 20 tokens at 2 = 40 > 39.
   const SettlementItem item = Honest(Request(1, 39), Output());
   auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
@@ -202,7 +240,7 @@ TEST_F(SettlementTest, FeeAboveMaxFeeIsRejected) {
   EXPECT_TRUE(ledger_->SettleCertificates(submitter_, {&exact, 1}).value()[0].status.ok());
 }
 
-TEST_F(SettlementTest, InsufficientEscrowIsRejected) {
+TEST_P(SettlementTest, InsufficientEscrowIsRejected) {
   ASSERT_TRUE(ledger_->WithdrawEscrow(client_, Amount(970)).ok());  // 30 left, fee is 40
   const SettlementItem item = Honest(Request(1), Output());
   auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
@@ -216,7 +254,7 @@ TEST_F(SettlementTest, InsufficientEscrowIsRejected) {
   EXPECT_TRUE(Escrow().IsZero());
 }
 
-TEST_F(SettlementTest, ForgedAndWrongCommitteeCertificatesAreRejectedWithReason) {
+TEST_P(SettlementTest, ForgedAndWrongCommitteeCertificatesAreRejectedWithReason) {
   const ConsensusRequest r = Request(1);
   const SettlementItem honest = Honest(r, Output());
 
@@ -280,7 +318,7 @@ TEST_F(SettlementTest, ForgedAndWrongCommitteeCertificatesAreRejectedWithReason)
   EXPECT_FALSE(ledger_->IsSettled(consensus::RequestId(r)).value());
 }
 
-TEST_F(SettlementTest, CertificateWithoutTheClientsAuthorizationIsRejected) {
+TEST_P(SettlementTest, CertificateWithoutTheClientsAuthorizationIsRejected) {
   // Any node could otherwise invent a request in the client's name and be paid from its escrow.
   const ConsensusRequest r = Request(1);
   const SettlementItem honest = Honest(r, Output());
@@ -315,7 +353,7 @@ TEST_F(SettlementTest, CertificateWithoutTheClientsAuthorizationIsRejected) {
   EXPECT_EQ(Escrow(), Amount(960));
 }
 
-TEST_F(SettlementTest, UnknownEpochAndEchelonAreRejected) {
+TEST_P(SettlementTest, UnknownEpochAndEchelonAreRejected) {
   ConsensusRequest future = Request(1);
   future.epoch = epoch_.number + 5;
   SettlementItem item;
@@ -341,7 +379,7 @@ TEST_F(SettlementTest, UnknownEpochAndEchelonAreRejected) {
   EXPECT_EQ(Escrow(), Amount(1'000));
 }
 
-TEST_F(SettlementTest, MixedBatchSettlesOnlyTheGood) {
+TEST_P(SettlementTest, MixedBatchSettlesOnlyTheGood) {
   const SettlementItem good1 = Honest(Request(1), Output());
   SettlementItem bad = Honest(Request(2), Output());
   bad.certificate.attestations[0].commitment[0] ^= 1;  // tampered after signing
@@ -363,7 +401,7 @@ TEST_F(SettlementTest, MixedBatchSettlesOnlyTheGood) {
   EXPECT_FALSE(ledger_->IsSettled(results[2].request_id).value());
 }
 
-TEST_F(SettlementTest, OversizedBatchIsRejected) {
+TEST_P(SettlementTest, OversizedBatchIsRejected) {
   std::vector<SettlementItem> batch(LedgerClient::kMaxSettlementBatch + 1);
   EXPECT_EQ(ledger_->SettleCertificates(submitter_, batch).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -381,14 +419,12 @@ class EquivocationTest : public SettlementTest {
                                       KeyOf(committee[0]))
         .value();
   }
-  Address reporter_ = [] {
-    Address a{};
-    a[0] = 0x77;
-    return a;
-  }();
+  Address reporter_ = test::Actor(7);
 };
+INSTANTIATE_TEST_SUITE_P(Backends, EquivocationTest, ::testing::ValuesIn(test::AllBackends()),
+                         test::BackendParamName);
 
-TEST_F(EquivocationTest, SlashesOnceAndPaysTheReporter) {
+TEST_P(EquivocationTest, SlashesOnceAndPaysTheReporter) {
   const ConsensusRequest r = Request(1);
   const Attestation a = Attest(r, Output(100));
   const Attestation b = Attest(r, Output(500));
@@ -435,7 +471,7 @@ TEST_F(EquivocationTest, SlashesOnceAndPaysTheReporter) {
   }
 }
 
-TEST_F(EquivocationTest, SlashReachesUnbondingStakeWhenBondedRunsShort) {
+TEST_P(EquivocationTest, SlashReachesUnbondingStakeWhenBondedRunsShort) {
   const ConsensusRequest r = Request(1);
   const Attestation a = Attest(r, Output(100));
   const Attestation b = Attest(r, Output(500));
@@ -452,7 +488,7 @@ TEST_F(EquivocationTest, SlashReachesUnbondingStakeWhenBondedRunsShort) {
             CheckedSub(bonded, Amount(0)).value());
 }
 
-TEST_F(EquivocationTest, NonEquivocatingPairsAreRejected) {
+TEST_P(EquivocationTest, NonEquivocatingPairsAreRejected) {
   const ConsensusRequest r = Request(1);
   const Attestation a = Attest(r, Output(100));
   const Amount stake = ledger_->GetStake(a.member).value().bonded;
@@ -492,7 +528,7 @@ TEST_F(EquivocationTest, NonEquivocatingPairsAreRejected) {
   EXPECT_TRUE(Reward(reporter_).IsZero());
 }
 
-TEST_F(EquivocationTest, ViewUpdateIsNotEquivocation) {
+TEST_P(EquivocationTest, ViewUpdateIsNotEquivocation) {
   // Member 0 attests, then a backup replaces member 2 and member 0 re-attests the same output
   // for the new committee: another C, same claim. Honest; must not be slashed.
   const ConsensusRequest r = Request(1);
@@ -538,7 +574,7 @@ TEST_F(EquivocationTest, ViewUpdateIsNotEquivocation) {
   EXPECT_TRUE(ledger_->ReportEquivocation(reporter_, c, other_epoch).ok());
 }
 
-TEST_F(EquivocationTest, UnregisteredSignerIsNotFound) {
+TEST_P(EquivocationTest, UnregisteredSignerIsNotFound) {
   const crypto::PrivateKey stranger =
       crypto::PrivateKey::FromHex(std::string(63, '0') + "9").value();
   const ConsensusRequest r = Request(1);
@@ -556,7 +592,7 @@ TEST_F(EquivocationTest, UnregisteredSignerIsNotFound) {
 
 // --- Read-only listings (ListNodes, SnapshotEchelons, ListSettlements, ListSlashings) ---
 
-TEST_F(SettlementTest, ListsNodesAndSnapshotEchelons) {
+TEST_P(SettlementTest, ListsNodesAndSnapshotEchelons) {
   std::vector<Address> expected;
   for (const auto& k : keys_) expected.push_back(k.address());
   std::sort(expected.begin(), expected.end());
@@ -568,7 +604,7 @@ TEST_F(SettlementTest, ListsNodesAndSnapshotEchelons) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(SettlementTest, ListsSettlementsWithLimit) {
+TEST_P(SettlementTest, ListsSettlementsWithLimit) {
   EXPECT_TRUE(ledger_->ListSettlements(0).value().empty());
   std::vector<SettlementItem> items = {Honest(Request(1), Output()), Honest(Request(2), Output())};
   auto results = ledger_->SettleCertificates(client_, items);
@@ -592,7 +628,7 @@ TEST_F(SettlementTest, ListsSettlementsWithLimit) {
   EXPECT_EQ(last[0].request_id, ids[1]);
 }
 
-TEST_F(EquivocationTest, ListsSlashings) {
+TEST_P(EquivocationTest, ListsSlashings) {
   EXPECT_TRUE(ledger_->ListSlashings(0).value().empty());
   const ConsensusRequest r = Request(1);
   auto slash = ledger_->ReportEquivocation(reporter_, Attest(r, Output(100)), Attest(r, Output(7)));
@@ -611,7 +647,7 @@ TEST_F(EquivocationTest, ListsSlashings) {
 
 // --- atoma-cli verify's check (cli::VerifyWithLedger) against this ledger ---
 
-TEST_F(SettlementTest, CliVerifyAcceptsHonestCertificateWithAndWithoutOutput) {
+TEST_P(SettlementTest, CliVerifyAcceptsHonestCertificateWithAndWithoutOutput) {
   const SettlementItem item = Honest(Request(1), Output());
   // Through the file encoding, as the CLI reads it.
   const Certificate cert =
@@ -627,7 +663,7 @@ TEST_F(SettlementTest, CliVerifyAcceptsHonestCertificateWithAndWithoutOutput) {
   EXPECT_THAT(*partial, HasSubstr("authorized by client " + crypto::AddressToString(client_)));
 }
 
-TEST_F(SettlementTest, CliVerifyRejectsBadCertificatesWithReason) {
+TEST_P(SettlementTest, CliVerifyRejectsBadCertificatesWithReason) {
   const SettlementItem item = Honest(Request(1), Output());
   auto denied = [&](const Certificate& c, const ConsensusOutput* o) {
     auto v = cli::VerifyWithLedger(*ledger_, c, o);

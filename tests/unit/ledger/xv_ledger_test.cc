@@ -1,4 +1,4 @@
-// Cross-validation on the embedded ledger (consensus/xv.h, DESIGN §4.6 "Cross-validation mode"):
+// Cross-validation on both ledger backends (consensus/xv.h, DESIGN §4.6 "Cross-validation mode"):
 // settlement of 0x02 certificates (SettlementItem::xv), disputes of a cross_validation request
 // (executor + validators against the dispute referees), and atoma-cli verify's check of a 0x02
 // certificate. Real keys; every certificate and attestation is made by the consensus library
@@ -16,6 +16,7 @@
 #include "atoma/consensus/request.h"
 #include "atoma/consensus/xv.h"
 #include "atoma/ledger/ledger.h"
+#include "backends.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/ledger_fixture.h"
@@ -30,6 +31,7 @@ using consensus::CertificateCheck;
 using consensus::ConsensusOutput;
 using consensus::ConsensusRequest;
 using consensus::XvCertificate;
+using test::Backend;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -40,7 +42,9 @@ using ::testing::StartsWith;
 constexpr size_t kNodes = 9;
 constexpr uint64_t kK = 2;
 
-class XvLedgerTest : public ::testing::Test, public test::LedgerFixture {
+class XvLedgerTest : public ::testing::Test,
+                     public test::LedgerFixture,
+                     public ::testing::WithParamInterface<Backend> {
  protected:
   void SetUp() override {
     dir_ = test::FreshTestDir("atoma_xv_ledger_");
@@ -50,6 +54,7 @@ class XvLedgerTest : public ::testing::Test, public test::LedgerFixture {
     setup.options.fee_per_token = Amount(2);  // 4 prompt + 16 completion tokens: fee 40
     setup.options.slash_bps = 1'000;
     setup.escrow = 1'000;
+    setup.open = test::OpenerFor(GetParam());
     Create(dir_ / "ledger.db", setup);
   }
   void TearDown() override {
@@ -108,18 +113,16 @@ class XvLedgerTest : public ::testing::Test, public test::LedgerFixture {
   }
 
   std::filesystem::path dir_;
-  Address submitter_ = [] {
-    Address a{};
-    a[0] = 0x5c;
-    return a;
-  }();
+  Address submitter_ = test::Actor(0);
   const ConsensusOutput good_ = Output(100);
   const ConsensusOutput bad_ = Output(900);
 };
+INSTANTIATE_TEST_SUITE_P(Backends, XvLedgerTest, ::testing::ValuesIn(test::AllBackends()),
+                         test::BackendParamName);
 
 // --- Settlement ---
 
-TEST_F(XvLedgerTest, CoinNotDrawnPaysTheExecutorAlone) {
+TEST_P(XvLedgerTest, CoinNotDrawnPaysTheExecutorAlone) {
   const XvCase c = XvRequest(1, /*drawn=*/false);
   const SettlementItem item = XvHonest(c, /*reveal=*/true);
   ASSERT_TRUE(item.xv->validators.empty());
@@ -141,7 +144,7 @@ TEST_F(XvLedgerTest, CoinNotDrawnPaysTheExecutorAlone) {
   EXPECT_EQ(records[0].fee, Amount(40));
 }
 
-TEST_F(XvLedgerTest, CoinDrawnPaysExecutorAndValidatorsInEqualShares) {
+TEST_P(XvLedgerTest, CoinDrawnPaysExecutorAndValidatorsInEqualShares) {
   const XvCase c = XvRequest(1, /*drawn=*/true);
   const SettlementItem item = XvHonest(c, /*reveal=*/true);
   ASSERT_EQ(item.xv->validators.size(), kK);
@@ -157,7 +160,7 @@ TEST_F(XvLedgerTest, CoinDrawnPaysExecutorAndValidatorsInEqualShares) {
   for (const Address& referee : roles.referees) EXPECT_TRUE(Reward(referee).IsZero());
 }
 
-TEST_F(XvLedgerTest, UnrevealedSaltPaysTheExecutorAlone) {
+TEST_P(XvLedgerTest, UnrevealedSaltPaysTheExecutorAlone) {
   // The coin would have drawn a check, but the client never revealed its salt.
   const XvCase c = XvRequest(1, /*drawn=*/true);
   const SettlementItem item = XvHonest(c, /*reveal=*/false);
@@ -168,7 +171,7 @@ TEST_F(XvLedgerTest, UnrevealedSaltPaysTheExecutorAlone) {
   EXPECT_EQ(TotalRewards(), Amount(40));
 }
 
-TEST_F(XvLedgerTest, BadCrossValidationItemsAreRejectedAndPayNothing) {
+TEST_P(XvLedgerTest, BadCrossValidationItemsAreRejectedAndPayNothing) {
   const XvCase drawn = XvRequest(1, /*drawn=*/true);
   const SettlementItem good = XvHonest(drawn, /*reveal=*/true);
   std::vector<SettlementItem> batch;
@@ -228,7 +231,7 @@ TEST_F(XvLedgerTest, BadCrossValidationItemsAreRejectedAndPayNothing) {
   EXPECT_TRUE(SettleOne(good).status.ok());
 }
 
-TEST_F(XvLedgerTest, MixedBatchOfSamplingAndCrossValidationSettles) {
+TEST_P(XvLedgerTest, MixedBatchOfSamplingAndCrossValidationSettles) {
   const SettlementItem sampling = Honest(Request(1), Output());
   const SettlementItem drawn = XvHonest(XvRequest(2, /*drawn=*/true), true);
   const SettlementItem not_drawn = XvHonest(XvRequest(3, /*drawn=*/false), true);
@@ -242,7 +245,7 @@ TEST_F(XvLedgerTest, MixedBatchOfSamplingAndCrossValidationSettles) {
 
 // --- Disputes ---
 
-TEST_F(XvLedgerTest, ExecutorWithAnotherOutputIsSlashedAndValidatorsArePaid) {
+TEST_P(XvLedgerTest, ExecutorWithAnotherOutputIsSlashedAndValidatorsArePaid) {
   const XvCase c = XvRequest(1, /*drawn=*/true);
   const consensus::XvDraws roles = XvRolesOf(c.request);
   // The executor claims `bad_`; both validators and 2 of 3 dispute referees attest `good_`.
@@ -274,7 +277,7 @@ TEST_F(XvLedgerTest, ExecutorWithAnotherOutputIsSlashedAndValidatorsArePaid) {
   EXPECT_EQ(slashings[0].offender, executor);
 }
 
-TEST_F(XvLedgerTest, ValidatorWithAnotherOutputIsSlashedAndTheExecutorPaid) {
+TEST_P(XvLedgerTest, ValidatorWithAnotherOutputIsSlashedAndTheExecutorPaid) {
   const XvCase c = XvRequest(1, /*drawn=*/true);
   const consensus::XvDraws roles = XvRolesOf(c.request);
   DisputeEvidence ev = Evidence(c, good_, {good_, bad_}, {good_, good_, good_});
@@ -288,7 +291,7 @@ TEST_F(XvLedgerTest, ValidatorWithAnotherOutputIsSlashedAndTheExecutorPaid) {
   EXPECT_EQ(TotalRewards(), CheckedAdd(result->slashed_total, Amount(40)).value());
 }
 
-TEST_F(XvLedgerTest, LazyExecutorOrValidatorIsFoundWithTheOutput) {
+TEST_P(XvLedgerTest, LazyExecutorOrValidatorIsFoundWithTheOutput) {
   // Validator 0 copied the majority's C and made up its p: without the output nothing can be
   // blamed; with it, its p is not H(request_id, O, validator 0).
   const XvCase c = XvRequest(1, /*drawn=*/true);
@@ -318,7 +321,7 @@ TEST_F(XvLedgerTest, LazyExecutorOrValidatorIsFoundWithTheOutput) {
   EXPECT_THAT(result->rewarded, ElementsAreArray(XvRolesOf(c2.request).referees));
 }
 
-TEST_F(XvLedgerTest, ValidatorsInAnyOrderOrSomeSilentAreJudgedInDrawOrder) {
+TEST_P(XvLedgerTest, ValidatorsInAnyOrderOrSomeSilentAreJudgedInDrawOrder) {
   const XvCase c = XvRequest(1, /*drawn=*/true);
   const consensus::XvDraws roles = XvRolesOf(c.request);
   DisputeEvidence ev = Evidence(c, bad_, {good_, good_}, {good_, good_});
@@ -341,7 +344,7 @@ TEST_F(XvLedgerTest, ValidatorsInAnyOrderOrSomeSilentAreJudgedInDrawOrder) {
               ElementsAre(roles2.validators[1], roles2.referees[0], roles2.referees[1]));
 }
 
-TEST_F(XvLedgerTest, MisplacedValidatorsAndRefereesAreRejected) {
+TEST_P(XvLedgerTest, MisplacedValidatorsAndRefereesAreRejected) {
   const XvCase c = XvRequest(1, /*drawn=*/true);
   const consensus::XvDraws roles = XvRolesOf(c.request);
   const consensus::CommitteeDraws draws = XvDrawsOf(c.request);
@@ -386,7 +389,7 @@ TEST_F(XvLedgerTest, MisplacedValidatorsAndRefereesAreRejected) {
   EXPECT_TRUE(ledger_->SettleDispute(submitter_, good).ok());
 }
 
-TEST_F(XvLedgerTest, MajorityIsOfTheDisputeRefereesNotTheValidators) {
+TEST_P(XvLedgerTest, MajorityIsOfTheDisputeRefereesNotTheValidators) {
   // Both validators side against the executor, but only 1 of the 3 dispute referees answered:
   // validators' votes do not count towards the majority.
   const XvCase c = XvRequest(1, /*drawn=*/true);
@@ -397,7 +400,7 @@ TEST_F(XvLedgerTest, MajorityIsOfTheDisputeRefereesNotTheValidators) {
   EXPECT_FALSE(ledger_->IsSettled(consensus::RequestId(c.request)).value());
 }
 
-TEST_F(XvLedgerTest, SettlementAndDisputeCloseTheRequestForEachOther) {
+TEST_P(XvLedgerTest, SettlementAndDisputeCloseTheRequestForEachOther) {
   // An unrevealed certificate settled first (the known limit: the ledger cannot tell that the
   // client revealed), then the dispute of the same request.
   const XvCase c = XvRequest(1, /*drawn=*/true);
@@ -412,10 +415,10 @@ TEST_F(XvLedgerTest, SettlementAndDisputeCloseTheRequestForEachOther) {
       ledger_->SettleDispute(submitter_, Evidence(c2, bad_, {good_, good_}, {good_, good_})).ok());
   const SettlementResult r = SettleOne(XvHonest(c2, /*reveal=*/true));
   EXPECT_EQ(r.status.code(), absl::StatusCode::kAlreadyExists) << r.status;
-  EXPECT_THAT(r.status.message(), HasSubstr("dispute"));
+  EXPECT_THAT(r.status.message(), HasSubstr("dispute")) << r.status;
 }
 
-TEST_F(XvLedgerTest, SamplingDisputeIsUnchangedByTheValidatorRule) {
+TEST_P(XvLedgerTest, SamplingDisputeIsUnchangedByTheValidatorRule) {
   // A sampling committee cannot bring extra member attestations as "validators".
   const ConsensusRequest r = Request(1);
   const SettlementItem honest = Honest(r, good_);
@@ -432,7 +435,7 @@ TEST_F(XvLedgerTest, SamplingDisputeIsUnchangedByTheValidatorRule) {
 
 // --- atoma-cli verify's check of a 0x02 certificate (cli::VerifyXvWithLedger) ---
 
-TEST_F(XvLedgerTest, CliVerifyNamesEachOutcome) {
+TEST_P(XvLedgerTest, CliVerifyNamesEachOutcome) {
   struct Case {
     bool drawn;
     bool reveal;
@@ -461,7 +464,7 @@ TEST_F(XvLedgerTest, CliVerifyNamesEachOutcome) {
   }
 }
 
-TEST_F(XvLedgerTest, CliVerifyRejectsBadCrossValidationCertificates) {
+TEST_P(XvLedgerTest, CliVerifyRejectsBadCrossValidationCertificates) {
   const SettlementItem item = XvHonest(XvRequest(1, /*drawn=*/true), true);
   const XvCertificate& good = *item.xv;
   auto denied = [&](const XvCertificate& c, const ConsensusOutput* o) {
