@@ -15,9 +15,12 @@
 //     EIP-1559 transaction, journaled (SQLite) before broadcast, whose receipt is awaited.
 //   * Views read the chain at `latest - confirmations`; the checks SettleCertificates makes before
 //     it sends read the head (where its transaction runs; the contract checks again there).
-//   * Listings: ListNodes, SnapshotEchelons (views) and ListSlashings (Slashed and EpochAdvanced
-//     logs) are implemented; ListSettlements is UNIMPLEMENTED (the Settled event lacks the
-//     request's epoch and the submitter; rebuilding them is an indexer's job).
+//   * Listings: ListNodes and SnapshotEchelons are views; ListSlashings reads the Slashed and
+//     EpochAdvanced logs; ListSettlements reads the Settled logs plus each settle transaction
+//     (its sender is the submitter, its calldata holds the request's epoch): one
+//     eth_getTransactionByHash per settle transaction, linear in the contract's history (fine for
+//     operator tools; an explorer wants an indexer). A settle sent through another contract
+//     (not a direct call) is DATA_LOSS there.
 //   * Money is the chain's native coin in wei: Stake and DepositEscrow send `amount` with the
 //     transaction, so the actor's account must hold it plus gas.
 //
@@ -25,13 +28,16 @@
 //   PERMISSION_DENIED   no key for the named actor (nothing was sent).
 //   UNAVAILABLE         the chain could not be reached after the RPC retries. A transaction that
 //                       was signed stays in the journal and is re-sent (the same bytes) by the
-//                       next mutating call or the next OpenEvmLedger; the contract's state
-//                       decides (a settled certificate is never paid twice).
+//                       next mutating call of the same signer or the next OpenEvmLedger; the
+//                       contract's state decides (a settled certificate is never paid twice).
 //   DEADLINE_EXCEEDED   a sent transaction was not mined within receipt_timeout; the message
 //                       holds its hash; it stays journaled and is waited for again later.
 //   DATA_LOSS           the chain answered something the contract never produces (malformed
 //                       return data or events).
 //   INTERNAL            the RPC URL answered with an HTTP error (probably a wrong URL).
+//   ABORTED             a sent transaction can never be mined (another transaction took its
+//                       nonce), or it reverted on chain for a reason the replay does not show
+//                       (out of gas); nothing of it applied.
 // A transaction that reverts on chain although its simulation passed (the state moved in
 // between) is re-run at its block and returns the revert's status as above.
 //

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "atoma/common/status.h"
 #include "atoma/consensus/encoding.h"
 #include "atoma/consensus/request.h"
 #include "atoma/evm/abi.h"
@@ -87,6 +88,48 @@ std::vector<uint8_t> EncodeSettleBatch(std::span<const std::vector<uint8_t>> ite
   PutU16(out, static_cast<uint16_t>(items.size()));
   for (const std::vector<uint8_t>& item : items) PutRaw(out, item);
   return out;
+}
+
+absl::StatusOr<std::vector<consensus::ConsensusRequest>> DecodeSettleBatchRequests(
+    std::span<const uint8_t> batch) {
+  if (batch.size() < 2) return absl::InvalidArgumentError("settle batch without its count");
+  const uint16_t count = static_cast<uint16_t>((batch[0] << 8) | batch[1]);
+  consensus::Decoder items(batch.subspan(2));
+  std::vector<consensus::ConsensusRequest> requests;
+  constexpr size_t kSlot = 32 + 65;
+  constexpr size_t kShared = 65 + 32 + 32 + 8 + 32;  // client signature .. Merkle root
+  auto skip = [&items](size_t n) -> absl::Status {
+    if (items.remaining() < n) return absl::InvalidArgumentError("item cut short");
+    std::vector<uint8_t> sink(n);
+    return items.Raw("item bytes", sink);
+  };
+  for (uint16_t i = 0; i < count; ++i) {
+    const absl::Status item = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(uint8_t kind, items.U8("kind"));
+      ASSIGN_OR_RETURN(uint32_t length, items.U32("request length"));
+      if (items.remaining() < length) return absl::InvalidArgumentError("request cut short");
+      std::vector<uint8_t> bytes(length);
+      RETURN_IF_ERROR(items.Raw("request", bytes));
+      consensus::Decoder rd(bytes);
+      ASSIGN_OR_RETURN(consensus::ConsensusRequest request, consensus::DecodeRequest(rd));
+      RETURN_IF_ERROR(skip(kShared));
+      if (kind == 1) {
+        RETURN_IF_ERROR(skip(consensus::CommitteeSize(request.security) * kSlot));
+      } else if (kind == 2) {
+        RETURN_IF_ERROR(skip(kSlot));
+        ASSIGN_OR_RETURN(uint8_t salt, items.U8("salt_present"));
+        if (salt == 1) RETURN_IF_ERROR(skip(32));
+        ASSIGN_OR_RETURN(uint8_t validators, items.U8("validator count"));
+        RETURN_IF_ERROR(skip(validators * kSlot));
+      } else {
+        return absl::InvalidArgumentError("unknown item kind");
+      }
+      requests.push_back(std::move(request));
+      return absl::OkStatus();
+    }();
+    if (!item.ok()) break;
+  }
+  return requests;
 }
 
 absl::StatusOr<std::vector<uint8_t>> EncodeDisputeEvidence(const DisputeEvidence& ev) {

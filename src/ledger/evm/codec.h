@@ -30,6 +30,13 @@ std::vector<uint8_t> EncodeSettleItem(const SettlementItem& item);
 // u16 count ‖ items. Precondition: items.size() <= LedgerClient::kMaxSettlementBatch.
 std::vector<uint8_t> EncodeSettleBatch(std::span<const std::vector<uint8_t>> items);
 
+// The requests of a settle batch, in item order (what ListSettlements reads back from settle
+// transactions: the Settled event does not carry the request's epoch). Stops at the first item it
+// cannot read and returns the requests before it; INVALID_ARGUMENT when not even the count is
+// there.
+absl::StatusOr<std::vector<consensus::ConsensusRequest>> DecodeSettleBatchRequests(
+    std::span<const uint8_t> batch);
+
 // settleDispute(bytes evidence). INVALID_ARGUMENT when a count does not fit its u8 (the contract
 // could not be told; LedgerClient::SettleDispute bounds them far below anyway).
 absl::StatusOr<std::vector<uint8_t>> EncodeDisputeEvidence(const DisputeEvidence& evidence);

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -660,11 +661,85 @@ class EvmLedger final : public LedgerClient {
     return records;
   }
 
-  // ListSettlements stays UNIMPLEMENTED (the interface's default): a SettlementRecord needs the
-  // request's epoch and the submitter, which the Settled event does not carry; rebuilding them
-  // means fetching and parsing every settle transaction's calldata — an indexer's job.
+  // From the Settled events, plus each settle transaction's sender and calldata (the event
+  // carries neither the submitter nor the request's epoch): one eth_getTransactionByHash per
+  // settle transaction. Linear in the contract's history; fine for operator tools.
+  absl::StatusOr<std::vector<SettlementRecord>> ListSettlements(size_t limit) override {
+    ASSIGN_OR_RETURN(const uint64_t to, ViewBlockNumber());
+    ASSIGN_OR_RETURN(const uint64_t from, DeployBlock());
+    std::vector<SettlementRecord> records;
+    if (to < from) return records;
+    ASSIGN_OR_RETURN(std::vector<evm::Log> logs, Logs(evm_backend::kSettledEvent, from, to));
+    ASSIGN_OR_RETURN(EpochStartList epochs, EpochStarts(from, to));
+    std::map<Hash256, SettleTx> txs;
+    for (const evm::Log& log : logs) {
+      if (log.topics.size() < 3) return absl::DataLossError("Settled event without its topics");
+      ASSIGN_OR_RETURN(std::vector<AbiValue> v,
+                       DecodeAs("uint16,uint64,uint256", log.data, "Settled event"));
+      ASSIGN_OR_RETURN(uint64_t index, v[0].AsU64());
+      auto tx = txs.find(log.tx_hash);
+      if (tx == txs.end()) {
+        ASSIGN_OR_RETURN(SettleTx fetched, FetchSettleTx(log.tx_hash));
+        tx = txs.emplace(log.tx_hash, std::move(fetched)).first;
+      }
+      if (index >= tx->second.requests.size()) {
+        return absl::DataLossError(absl::StrCat("settle transaction ", HashHex(log.tx_hash),
+                                                " has no readable item ", index));
+      }
+      SettlementRecord& r = records.emplace_back();
+      r.request_id = log.topics[1];
+      r.request_epoch = tx->second.requests[index].epoch;
+      ASSIGN_OR_RETURN(r.client, TopicAddress(log.topics[2]));
+      r.fee = v[2].uint();
+      r.submitter = tx->second.from;
+      r.settled_epoch = EpochAtLog(epochs, {log.block_number, log.log_index});
+    }
+    // The embedded backend's order: (settled epoch, request id).
+    std::sort(
+        records.begin(), records.end(), [](const SettlementRecord& a, const SettlementRecord& b) {
+          return std::tie(a.settled_epoch, a.request_id) < std::tie(b.settled_epoch, b.request_id);
+        });
+    if (limit != 0 && records.size() > limit) {
+      records.erase(records.begin(), records.end() - static_cast<ptrdiff_t>(limit));
+    }
+    return records;
+  }
 
  private:
+  // A settle transaction as ListSettlements needs it.
+  struct SettleTx {
+    Address from{};
+    std::vector<consensus::ConsensusRequest> requests;  // its batch's, in item order
+  };
+
+  absl::StatusOr<SettleTx> FetchSettleTx(const Hash256& hash) {
+    constexpr char m[] = "eth_getTransactionByHash";
+    ASSIGN_OR_RETURN(nlohmann::json tx,
+                     eth_->rpc().Call(m, nlohmann::json::array({HashHex(hash)})));
+    if (!tx.is_object() || !tx.contains("from") || !tx["from"].is_string() ||
+        !tx.contains("input") || !tx["input"].is_string()) {
+      return absl::DataLossError(absl::StrCat(m, ": no transaction ", HashHex(hash)));
+    }
+    SettleTx out;
+    absl::StatusOr<Address> sender = evm::ParseAddressHex(tx["from"].get<std::string>());
+    absl::StatusOr<std::vector<uint8_t>> input = evm::FromHex(tx["input"].get<std::string>());
+    if (!sender.ok() || !input.ok())
+      return absl::DataLossError(absl::StrCat(m, ": malformed answer"));
+    out.from = *sender;
+    const std::array<uint8_t, 4> selector = evm::Selector("settle(bytes)");
+    if (input->size() < 4 || !std::equal(selector.begin(), selector.end(), input->begin())) {
+      return absl::DataLossError(
+          absl::StrCat("transaction ", HashHex(hash), " emitted Settled but is not a settle call"));
+    }
+    ASSIGN_OR_RETURN(std::vector<AbiValue> args,
+                     DecodeAs("bytes", std::span(*input).subspan(4), "settle calldata"));
+    absl::StatusOr<std::vector<consensus::ConsensusRequest>> requests =
+        evm_backend::DecodeSettleBatchRequests(args[0].bytes());
+    if (!requests.ok()) return absl::DataLossError(requests.status().message());
+    out.requests = *std::move(requests);
+    return out;
+  }
+
   // ---- Reading ----
 
   // The block views read: latest - confirmations.

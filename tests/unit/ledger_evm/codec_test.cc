@@ -175,6 +175,37 @@ TEST(EvmCodecTest, SettleItemOfCrossValidationCarriesSaltAndValidators) {
   EXPECT_EQ(unrevealed.back(), 0);                  // no validators
 }
 
+TEST(EvmCodecTest, SettleBatchRequestsReadBack) {
+  const Sample three = MakeSample(3);
+  SettlementItem sampling;
+  sampling.certificate.request = three.request;
+  sampling.certificate.committee = three.committee;
+  sampling.certificate.attestations = three.attestations;
+  sampling.certificate.commitment = three.attestations[0].commitment;
+  Sample one = MakeSample(1);
+  one.request.client_nonce = 78;
+  one.request.security = {consensus::SecurityMode::kCrossValidation, 0, 1, 2, {}};
+  SettlementItem xv;
+  xv.certificate.request = one.request;
+  xv.certificate.committee = one.committee;
+  xv.certificate.attestations = one.attestations;
+  xv.xv = consensus::XvCertificate{xv.certificate, consensus::XvSalt{}, MakeSample(2).attestations};
+  const std::vector<std::vector<uint8_t>> items = {EncodeSettleItem(xv), EncodeSettleItem(sampling),
+                                                   EncodeSettleItem(xv)};
+  std::vector<uint8_t> batch = EncodeSettleBatch(items);
+  const auto requests = DecodeSettleBatchRequests(batch);
+  ASSERT_TRUE(requests.ok()) << requests.status();
+  ASSERT_EQ(requests->size(), 3u);
+  EXPECT_EQ((*requests)[0], one.request);
+  EXPECT_EQ((*requests)[1], three.request);
+  EXPECT_EQ((*requests)[2], one.request);
+  // Cut inside the last item: the readable prefix.
+  batch.resize(batch.size() - 10);
+  EXPECT_EQ(DecodeSettleBatchRequests(batch).value().size(), 2u);
+  EXPECT_EQ(DecodeSettleBatchRequests(std::vector<uint8_t>{0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EvmCodecTest, DisputeEvidenceFollowsTheDocumentedLayout) {
   const Sample s = MakeSample(2);
   DisputeEvidence ev;

@@ -299,6 +299,36 @@ TEST_F(EvmLedgerTest, HonestCertificateSettlesPaysTheCommitteeAndIsSettled) {
   EXPECT_EQ(rb[2].status.code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(rb[3].status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(world_.Escrow(), Amount(100'000 - 3 * 20));
+
+  // The settlements read back from the chain: (settled epoch, request id) order, submitters from
+  // the transactions, request epochs from their calldata.
+  const std::vector<SettlementRecord> records = ledger_->ListSettlements(0).value();
+  ASSERT_EQ(records.size(), 3u);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const bool first = records[i].request_id == id;
+    EXPECT_EQ(records[i].submitter, first ? world_.node(0) : world_.client());
+    EXPECT_EQ(records[i].client, world_.client());
+    EXPECT_EQ(records[i].fee, Amount(20));
+    EXPECT_EQ(records[i].request_epoch, 1u);
+    EXPECT_EQ(records[i].settled_epoch, 1u);
+    if (i > 0) {
+      EXPECT_LT(records[i - 1].request_id, records[i].request_id);
+    }
+  }
+  const std::vector<SettlementRecord> last = ledger_->ListSettlements(2).value();
+  ASSERT_EQ(last.size(), 2u);
+  EXPECT_EQ(last[0].request_id, records[1].request_id);
+  EXPECT_EQ(last[1].request_id, records[2].request_id);
+  ASSERT_TRUE(ledger_->AdvanceEpoch().ok());
+  const SettlementItem later = world_.Honest(world_.Request(5));
+  ASSERT_TRUE(
+      ledger_->SettleCertificates(world_.node(2), std::span(&later, 1)).value()[0].status.ok());
+  const std::vector<SettlementRecord> newest = ledger_->ListSettlements(1).value();
+  ASSERT_EQ(newest.size(), 1u);
+  EXPECT_EQ(newest[0].request_id, consensus::RequestId(later.certificate.request));
+  EXPECT_EQ(newest[0].request_epoch, 1u);
+  EXPECT_EQ(newest[0].settled_epoch, 2u);
+  EXPECT_EQ(newest[0].submitter, world_.node(2));
 }
 
 TEST_F(EvmLedgerTest, EscrowCoversTheRunningTotalOfABatch) {
@@ -502,7 +532,6 @@ TEST_F(EvmLedgerTest, EquivocationIsSlashedOnceAndListed) {
   EXPECT_EQ(records[0].reporter_reward, Amount(100));
   EXPECT_EQ(records[0].evidence_hash, slash.evidence_hash);
   EXPECT_EQ(records[0].epoch, 1u);
-  EXPECT_EQ(ledger_->ListSettlements(0).status().code(), absl::StatusCode::kUnimplemented);
 }
 
 TEST_F(EvmLedgerTest, DisputeSlashesTheMemberAndPaysTheReferees) {
