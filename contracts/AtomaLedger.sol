@@ -542,6 +542,7 @@ contract AtomaLedger is AtomaLedgerBase {
         uint64 current;
         uint256 snapCount;
         Snap[] snaps;
+        Snap cur; // the current item's snapshot
         Req r;
         Draws d;
         Item it;
@@ -601,11 +602,14 @@ contract AtomaLedger is AtomaLedgerBase {
         }
         p += 2;
         Batch memory b = _newBatch(count);
-        for (uint256 i; i < count; ++i) {
-            Item memory it = b.it;
+        Item memory it = b.it;
+        for (uint256 i; i < count;) {
             p = _frame(b.r, it, p, end);
             if (p == 0) _framing(i);
             _emitJudged(i, it, b.r, _judge(b, it));
+            unchecked {
+                ++i;
+            }
         }
         if (p != end) _fail(INVALID_ARGUMENT, "settle batch: trailing bytes after the last item");
         _flushClient(b);
@@ -651,43 +655,45 @@ contract AtomaLedger is AtomaLedgerBase {
     // The item at p: its extent, and its request parsed into r. Returns where the next item
     // starts, or 0 when the framing is broken (an extent that cannot be read or runs past end).
     function _frame(Req memory r, Item memory it, uint256 p, uint256 end) private pure returns (uint256 next) {
-        if (p + 5 > end) return 0;
-        uint256 reqStart = p + 5;
-        uint256 reqEnd = reqStart + _cd(p + 1, 4);
-        if (reqEnd > end) return 0;
-        uint256 status = _parseRequest(r, reqStart, reqEnd);
-        if (status == 2) return 0;
-        uint256 kind = _cd(p, 1);
-        uint256 n = _committeeSize(r);
-        it.kind = kind;
-        it.status = status;
-        it.reqStart = reqStart;
-        it.reqEnd = reqEnd;
-        it.n = n;
-        it.saltAt = 0;
-        it.vCount = 0;
-        it.rid = 0;
-        it.fee = 0;
-        // client signature (65), echelon, C, completion tokens (8), Merkle root, then the slots
-        uint256 slots = reqEnd + 169;
-        it.slots = slots;
-        if (slots > end || n > (end - slots) / 97) return 0;
-        next = slots + n * 97;
-        if (kind == 2) {
-            if (next >= end) return 0;
-            uint256 flag = _cd(next, 1);
-            if (flag > 1) return 0;
-            next += 1;
-            if (flag == 1) {
-                it.saltAt = next;
-                next += 32;
+        unchecked {
+            if (p + 5 > end) return 0;
+            uint256 reqStart = p + 5;
+            uint256 reqEnd = reqStart + _cd(p + 1, 4);
+            if (reqEnd > end) return 0;
+            uint256 status = _parseRequest(r, reqStart, reqEnd);
+            if (status == 2) return 0;
+            uint256 kind = _cd(p, 1);
+            uint256 n = _committeeSize(r);
+            it.kind = kind;
+            it.status = status;
+            it.reqStart = reqStart;
+            it.reqEnd = reqEnd;
+            it.n = n;
+            it.saltAt = 0;
+            it.vCount = 0;
+            it.rid = 0;
+            it.fee = 0;
+            // client signature (65), echelon, C, completion tokens (8), Merkle root, then the slots
+            uint256 slots = reqEnd + 169;
+            it.slots = slots;
+            if (slots > end || n > (end - slots) / 97) return 0;
+            next = slots + n * 97;
+            if (kind == 2) {
+                if (next >= end) return 0;
+                uint256 flag = _cd(next, 1);
+                if (flag > 1) return 0;
+                next += 1;
+                if (flag == 1) {
+                    it.saltAt = next;
+                    next += 32;
+                }
+                if (next >= end) return 0;
+                uint256 vCount = _cd(next, 1);
+                it.vCount = vCount;
+                it.vAt = next + 1;
+                next = next + 1 + vCount * 97;
+                if (next > end) return 0;
             }
-            if (next >= end) return 0;
-            uint256 vCount = _cd(next, 1);
-            it.vCount = vCount;
-            it.vAt = next + 1;
-            next = next + 1 + vCount * 97;
-            if (next > end) return 0;
         }
     }
 
@@ -720,48 +726,51 @@ contract AtomaLedger is AtomaLedgerBase {
     // The checks in VerifyCertificate / VerifyXvCertificate order, then the ledger rules; returns
     // the reason code (0: settled, its effects held in the batch).
     function _judge(Batch memory b, Item memory it) private returns (uint256) {
-        Req memory r = b.r;
-        // 1: structure (kind 1 = sampling, kind 2 = cross-validation)
-        if (it.status != 0) return R_MALFORMED;
-        it.rid = _requestId(it.reqStart, it.reqEnd - it.reqStart);
-        if (it.kind == 1 ? r.mode != 1 : (it.kind != 2 || r.mode != 2)) return R_MALFORMED;
-        // 2: the request's epoch has started
-        if (r.epoch > b.current) return R_EPOCH;
-        // 3: the client authorized the request
-        address signer = _recover(_clientDigest(it.rid), it.reqEnd);
-        if (signer == address(0) || signer != r.client) return R_CLIENT_SIGNATURE;
-        // 4: the signers form a view of the draws
-        Snap memory s = _snap(b, r.epoch, bytes32(_cd(it.reqEnd + 65, 32)));
-        _recoverSlots(b, it);
-        if (!_checkView(b, s, it)) return R_COMMITTEE;
-        // 5: C = H("atoma/commit", p_0 .. p_{n-1})
-        if (!_checkCommitment(b, it)) return R_COMMITMENT;
-        // 9, 10: cross-validation (after its base, as VerifyXvCertificate)
-        if (it.kind == 2) {
-            uint256 code = _checkXv(b, s, it);
-            if (code != 0) return code;
+        unchecked {
+            Req memory r = b.r;
+            // 1: structure (kind 1 = sampling, kind 2 = cross-validation)
+            if (it.status != 0) return R_MALFORMED;
+            it.rid = _requestId(it.reqStart, it.reqEnd - it.reqStart);
+            if (it.kind == 1 ? r.mode != 1 : (it.kind != 2 || r.mode != 2)) return R_MALFORMED;
+            // 2: the request's epoch has started
+            if (r.epoch > b.current) return R_EPOCH;
+            // 3: the client authorized the request
+            address signer = _recover(_clientDigest(it.rid), it.reqEnd);
+            if (signer == address(0) || signer != r.client) return R_CLIENT_SIGNATURE;
+            // 4: the signers form a view of the draws
+            _snap(b, r.epoch, bytes32(_cd(it.reqEnd + 65, 32)));
+            Snap memory s = b.cur;
+            _recoverSlots(b, it);
+            if (!_checkView(b, s, it)) return R_COMMITTEE;
+            // 5: C = H("atoma/commit", p_0 .. p_{n-1})
+            if (!_checkCommitment(b, it)) return R_COMMITMENT;
+            // 9, 10: cross-validation (after its base, as VerifyXvCertificate)
+            if (it.kind == 2) {
+                uint256 code = _checkXv(b, s, it);
+                if (code != 0) return code;
+            }
+            // 6, 7, 8 and the effects
+            return _charge(b, s, it);
         }
-        // 6, 7, 8 and the effects
-        return _charge(b, s, it);
     }
 
-    // The snapshot of (epoch, echelon), loaded once per batch (with its payout array).
-    function _snap(Batch memory b, uint64 epoch, bytes32 echelon) private view returns (Snap memory s) {
+    // Makes b.cur the snapshot of (epoch, echelon), loaded once per batch (with its payout
+    // array). (No struct is returned: a memory struct return value would be allocated per call.)
+    function _snap(Batch memory b, uint64 epoch, bytes32 echelon) private view {
         Snap[] memory snaps = b.snaps;
         uint256 count = b.snapCount;
         for (uint256 i; i < count; ++i) {
-            Snap memory t;
-            assembly ("memory-safe") {
-                t := mload(add(add(snaps, 32), shl(5, i)))
+            Snap memory t = snaps[i];
+            if (t.epoch == epoch && t.echelon == echelon) {
+                b.cur = t;
+                return;
             }
-            if (t.epoch == epoch && t.echelon == echelon) return t;
         }
-        s = _loadSnap(epoch, echelon);
-        s.credit = new uint256[](s.count);
-        assembly ("memory-safe") {
-            mstore(add(add(snaps, 32), shl(5, count)), s)
-        }
+        Snap memory loaded = _loadSnap(epoch, echelon);
+        loaded.credit = new uint256[](loaded.count);
+        snaps[count] = loaded;
         b.snapCount = count + 1;
+        b.cur = loaded;
     }
 
     // Recovers the signer of each slot over AttestationDigest with the item's shared fields
@@ -937,44 +946,44 @@ contract AtomaLedger is AtomaLedgerBase {
     // The ledger rules of a verified item (6 settled, 7 fee, 8 escrow) and, when they pass, its
     // effects: the client's bit and escrow debit (held in b), the payees' shares (s.credit).
     function _charge(Batch memory b, Snap memory s, Item memory it) private returns (uint256) {
-        Req memory r = b.r;
-        uint256 client = uint160(r.client);
-        uint256 nonce = r.nonce;
-        if (b.client != client || b.wordAt != nonce >> 8) _hold(b, client, nonce >> 8);
-        // 6: one bit per (client, nonce), earlier items of this batch included.
-        uint256 bit = 1 << (nonce & 255);
-        if (b.word & bit != 0) return R_SETTLED;
-        // 7: fee = feePerToken × (prompt + completion), rejected (never capped) above max_fee.
-        uint256 fee;
-        uint256 tokens = r.promptLen + _cd(it.reqEnd + 129, 8);
         unchecked {
+            Req memory r = b.r;
+            uint256 client = uint160(r.client);
+            uint256 nonce = r.nonce;
+            if (b.client != client || b.wordAt != nonce >> 8) _hold(b, client, nonce >> 8);
+            // 6: one bit per (client, nonce), earlier items of this batch included.
+            uint256 bit = 1 << (nonce & 255);
+            if (b.word & bit != 0) return R_SETTLED;
+            // 7: fee = feePerToken × (prompt + completion), rejected (never capped) above max_fee.
+            uint256 fee;
+            uint256 tokens = r.promptLen + _cd(it.reqEnd + 129, 8);
             fee = FEE_PER_TOKEN * tokens;
             if (tokens != 0 && fee / tokens != FEE_PER_TOKEN) return R_FEE;
-        }
-        if (fee > r.maxFee) return R_FEE;
-        // 8: the escrow covers it, counting this batch's earlier debits.
-        if (b.escrow - b.debit < fee) return R_ESCROW;
-        b.word |= bit;
-        it.fee = fee;
-        if (fee == 0) return 0;
-        b.debit += fee;
-        // Equal shares, the remainder to the first payee.
-        uint256 payees = it.payees;
-        uint256 share = fee / payees;
-        uint256 first = share + fee % payees;
-        uint256[] memory list = b.payees;
-        uint256[] memory credit = s.credit;
-        assembly ("memory-safe") {
-            let c := add(credit, 32)
-            let l := add(list, 32)
-            for { let i := 0 } lt(i, payees) { i := add(i, 1) } {
-                let at := add(c, shl(5, mload(add(l, shl(5, i)))))
-                switch i
-                case 0 { mstore(at, add(mload(at), first)) }
-                default { mstore(at, add(mload(at), share)) }
+            if (fee > r.maxFee) return R_FEE;
+            // 8: the escrow covers it, counting this batch's earlier debits.
+            if (b.escrow - b.debit < fee) return R_ESCROW;
+            b.word |= bit;
+            it.fee = fee;
+            if (fee == 0) return 0;
+            b.debit += fee;
+            // Equal shares, the remainder to the first payee.
+            uint256 payees = it.payees;
+            uint256 share = fee / payees;
+            uint256 first = share + fee % payees;
+            uint256[] memory list = b.payees;
+            uint256[] memory credit = s.credit;
+            assembly ("memory-safe") {
+                let c := add(credit, 32)
+                let l := add(list, 32)
+                for { let i := 0 } lt(i, payees) { i := add(i, 1) } {
+                    let at := add(c, shl(5, mload(add(l, shl(5, i)))))
+                    switch i
+                    case 0 { mstore(at, add(mload(at), first)) }
+                    default { mstore(at, add(mload(at), share)) }
+                }
             }
+            return 0;
         }
-        return 0;
     }
 
     // Holds `client`'s escrow and bitmap word `wordAt` in b, writing back what was held.

@@ -313,110 +313,86 @@ abstract contract AtomaLedgerBase {
     // item's extent is known: CommitteeSize = n for sampling, else 1); 2 when the bytes ran out
     // before it. It never reads outside [p, end).
     function _parseRequest(Req memory r, uint256 p, uint256 end) internal pure returns (uint256 status) {
-        r.start = p;
-        r.len = end - p;
         assembly ("memory-safe") {
-            status := 2
-            let bad := 0
-            // Checks that `count` u64 token ids at `q` all fit 32 bits (4 per word; the last
+            mstore(r, p)
+            mstore(add(r, 0x20), sub(end, p))
+            mstore(add(r, 0x80), 0)
+            // True when `count` u64 token ids at `q` all fit 32 bits (4 per word; the last
             // word's bytes past the list are masked off).
             function tokensOk(q, count) -> ok {
                 let acc := 0
-                let full := shr(2, count)
-                for { let i := 0 } lt(i, full) { i := add(i, 1) } {
-                    acc := or(acc, and(calldataload(add(q, shl(5, i))), TOKEN_HIGH_MASK))
-                }
+                let last := add(q, shl(5, shr(2, count)))
+                for {} lt(q, last) { q := add(q, 32) } { acc := or(acc, calldataload(q)) }
                 let rest := and(count, 3)
-                if rest {
-                    let keep := not(sub(shl(sub(256, shl(6, rest)), 1), 1))
-                    acc := or(acc, and(and(calldataload(add(q, shl(5, full))), TOKEN_HIGH_MASK), keep))
-                }
-                ok := iszero(acc)
+                if rest { acc := or(acc, and(calldataload(q), not(sub(shl(sub(256, shl(6, rest)), 1), 1)))) }
+                ok := iszero(and(acc, TOKEN_HIGH_MASK))
             }
+            // Reads past `end` only ever read other calldata (or zeros), and every value read is
+            // used only once the position is known to be inside [p, end); loops are bounded by
+            // `end` before they run. One pass; `break` leaves with the status so far.
+            status := 2
             for {} 1 {} {
-                // model digest
-                p := add(p, 32)
-                // prompt token ids
-                if gt(add(p, 4), end) { break }
-                let c := shr(224, calldataload(p))
-                p := add(p, 4)
+                // model digest, prompt token ids
+                let c := shr(224, calldataload(add(p, 32)))
+                p := add(p, 36)
                 if gt(add(p, shl(3, c)), end) { break }
-                if gt(c, MAX_PROMPT) { bad := 1 }
-                if iszero(tokensOk(p, c)) { bad := 1 }
+                let bad := or(gt(c, 0x100000), iszero(tokensOk(p, c)))
                 mstore(add(r, 0x40), c)
                 p := add(p, shl(3, c))
-                // temperature, top_p, top_k, ignore_eos, max_tokens
-                if gt(add(p, 40), end) { break }
-                if gt(shr(192, calldataload(add(p, 24))), 1) { bad := 1 }
+                // temperature, top_p, top_k, ignore_eos (0/1), max_tokens
+                bad := or(bad, gt(shr(192, calldataload(add(p, 24))), 1))
                 p := add(p, 40)
-                // stop strings
-                if gt(add(p, 4), end) { break }
+                // stop strings: ≤ 64 of ≤ 1024 bytes
                 c := shr(224, calldataload(p))
                 p := add(p, 4)
-                if gt(c, 64) { bad := 1 }
-                let ran := 0
-                for { let i := 0 } lt(i, c) { i := add(i, 1) } {
-                    if gt(add(p, 4), end) {
-                        ran := 1
-                        break
-                    }
+                bad := or(bad, gt(c, 64))
+                for {} c { c := sub(c, 1) } {
+                    if gt(add(p, 4), end) { break }
                     let l := shr(224, calldataload(p))
-                    p := add(p, 4)
-                    if gt(add(p, l), end) {
-                        ran := 1
-                        break
-                    }
-                    if gt(l, 1024) { bad := 1 }
-                    p := add(p, l)
+                    bad := or(bad, gt(l, 1024))
+                    p := add(add(p, 4), l)
                 }
-                if ran { break }
-                // stop token ids
                 if gt(add(p, 4), end) { break }
+                // stop token ids
                 c := shr(224, calldataload(p))
                 p := add(p, 4)
                 if gt(add(p, shl(3, c)), end) { break }
-                if gt(c, 1024) { bad := 1 }
-                if iszero(tokensOk(p, c)) { bad := 1 }
+                bad := or(bad, or(gt(c, 1024), iszero(tokensOk(p, c))))
                 p := add(p, shl(3, c))
-                // seed, security mode
-                if gt(add(p, 16), end) { break }
+                // seed, security mode and its fields
                 let mode := shr(192, calldataload(add(p, 8)))
                 p := add(p, 16)
                 mstore(add(r, 0x60), mode)
                 switch mode
                 case 0 {}
                 case 1 {
-                    if gt(add(p, 8), end) { break }
                     let n := shr(192, calldataload(p))
                     mstore(add(r, 0x80), n)
-                    if or(iszero(n), gt(n, MAX_COMMITTEE)) { bad := 1 }
+                    bad := or(bad, or(iszero(n), gt(n, MAX_COMMITTEE)))
                     p := add(p, 8)
                 }
                 case 2 {
-                    if gt(add(p, 48), end) { break }
                     let pm := shr(192, calldataload(p))
                     let k := shr(192, calldataload(add(p, 8)))
                     mstore(add(r, 0xa0), pm)
                     mstore(add(r, 0xc0), k)
                     mstore(add(r, 0xe0), calldataload(add(p, 16)))
-                    if or(gt(pm, COIN_SCALE), gt(k, MAX_COMMITTEE)) { bad := 1 }
+                    bad := or(bad, or(gt(pm, COIN_SCALE), gt(k, MAX_COMMITTEE)))
                     p := add(p, 48)
                 }
                 default {
-                    // Unknown mode: its fields are unknown, so the rest cannot be read.
-                    status := 1
-                    break
+                    // An unknown mode's fields are unknown: the rest cannot be read.
+                    bad := 1
+                    p := end
                 }
+                if gt(p, end) { break }
                 status := 1
                 // max_fee, client, nonce, epoch
-                if gt(add(p, 68), end) { break }
                 mstore(add(r, 0x100), calldataload(p))
                 mstore(add(r, 0x120), shr(96, calldataload(add(p, 32))))
                 mstore(add(r, 0x140), shr(192, calldataload(add(p, 52))))
                 mstore(add(r, 0x160), shr(192, calldataload(add(p, 60))))
-                p := add(p, 68)
-                if or(bad, iszero(eq(p, end))) { break }
-                status := 0
+                if and(iszero(bad), eq(add(p, 68), end)) { status := 0 }
                 break
             }
         }
@@ -447,8 +423,7 @@ abstract contract AtomaLedgerBase {
     struct Draws {
         uint256 made;
         uint256[] drawn;
-        uint256[] rIdx;
-        uint256[] rStake;
+        uint256[] removed; // (snapshot index, stake) pairs of the draws so far, index ascending
         uint256 removedTotal;
         uint256 buf; // memory of the draw hash input: "atoma/committee" 0x00 ‖ seed ‖ rid ‖ u64 k
     }
@@ -495,8 +470,7 @@ abstract contract AtomaLedgerBase {
     // Workspace for the draws of up to `cap` draws (reused request after request).
     function _newDraws(uint256 cap) internal pure returns (Draws memory d) {
         d.drawn = new uint256[](cap);
-        d.rIdx = new uint256[](cap);
-        d.rStake = new uint256[](cap);
+        d.removed = new uint256[](2 * cap);
         bytes memory buf = new bytes(88);
         uint256 b;
         assembly ("memory-safe") {
@@ -519,69 +493,67 @@ abstract contract AtomaLedgerBase {
 
     // Makes draws until `want` are made or the snapshot runs out; returns the number made. The
     // caller sized the workspace for `want` draws. (Assembly over the structs' memory layout:
-    // Snap = count, addrs, prefix, ...; Draws = made, drawn, rIdx, rStake, removedTotal, buf.)
+    // Snap = count, addrs, prefix, ...; Draws = made, drawn, removed, removedTotal, buf.)
     function _drawUpTo(Snap memory s, Draws memory d, uint256 want) internal view returns (uint256 made) {
         assembly ("memory-safe") {
-            // The smallest j with prefix(j) − removed(≤ j) > u, and where j goes in the ascending
-            // removed list: find the segment between removed indices that holds it, then binary
-            // search the segment (no removed index inside, so prefix(j) − acc > u there).
-            function find(pre, ri, rs, m, count, u) -> j, pos {
-                let lo := 0
-                let hi := count
-                let acc := 0
-                pos := m
-                for { let i := 0 } lt(i, m) { i := add(i, 1) } {
-                    let r := mload(add(ri, shl(5, i)))
-                    let st := mload(add(rs, shl(5, i)))
-                    // prefix(r) − removed(≤ r) > u: the draw lies in [lo, r)
-                    if gt(sub(sub(mload(add(pre, shl(5, r))), acc), st), u) {
-                        hi := r
-                        pos := i
-                        break
-                    }
-                    acc := add(acc, st)
-                    lo := add(r, 1)
-                }
-                let target := add(u, acc)
-                for {} lt(lo, hi) {} {
-                    let mid := shr(1, add(lo, hi))
-                    switch gt(mload(add(pre, shl(5, mid))), target)
-                    case 1 { hi := mid }
-                    default { lo := add(mid, 1) }
-                }
-                j := lo
-            }
-            function insert(ri, rs, m, pos, j, stake) {
-                for { let i := m } gt(i, pos) { i := sub(i, 1) } {
-                    mstore(add(ri, shl(5, i)), mload(add(ri, shl(5, sub(i, 1)))))
-                    mstore(add(rs, shl(5, i)), mload(add(rs, shl(5, sub(i, 1)))))
-                }
-                mstore(add(ri, shl(5, pos)), j)
-                mstore(add(rs, shl(5, pos)), stake)
-            }
             let count := mload(s)
             if gt(want, count) { want := count }
             made := mload(d)
             if lt(made, want) {
                 let pre := add(mload(add(s, 0x40)), 32)
-                let ri := add(mload(add(d, 0x40)), 32)
-                let rs := add(mload(add(d, 0x60)), 32)
+                let rm := add(mload(add(d, 0x40)), 32)
                 // R: the stake of the candidates not drawn yet
-                let remaining := sub(mload(add(pre, shl(5, sub(count, 1)))), mload(add(d, 0x80)))
+                let remaining := sub(mload(add(pre, shl(5, sub(count, 1)))), mload(add(d, 0x60)))
                 for {} lt(made, want) { made := add(made, 1) } {
                     // u = uint256(H("atoma/committee", seed, rid, k)) mod R
-                    let buf := mload(add(d, 0xa0))
+                    let buf := mload(add(d, 0x80))
                     mstore(add(buf, 80), shl(192, made))
                     if iszero(staticcall(gas(), 2, buf, 88, 0, 32)) { revert(0, 0) }
-                    let j, pos := find(pre, ri, rs, made, count, mod(mload(0), remaining))
-                    let stake := mload(add(pre, shl(5, j)))
-                    if j { stake := sub(stake, mload(add(pre, shl(5, sub(j, 1))))) }
-                    insert(ri, rs, made, pos, j, stake)
+                    let u := mod(mload(0), remaining)
+                    // The smallest j with prefix(j) − removed(≤ j) > u: find the segment between
+                    // removed indices that holds it; `at` ends where j goes in the removed list.
+                    let lo := 0
+                    let hi := count
+                    let at := add(rm, shl(6, made))
+                    for { let e := rm } lt(e, at) { e := add(e, 64) } {
+                        let r := mload(e)
+                        // prefix(r) − removed(≤ r) > u: the draw lies in [lo, r)
+                        if gt(sub(mload(add(pre, shl(5, r))), mload(add(e, 32))), u) {
+                            hi := r
+                            at := e
+                            break
+                        }
+                        u := add(u, mload(add(e, 32)))
+                        lo := add(r, 1)
+                    }
+                    // u now counts the stake removed below lo; no removed index lies in
+                    // [lo, hi), so the draw is the smallest j there with prefix(j) > u: binary
+                    // search down to 8 candidates, then a linear scan.
+                    for {} gt(sub(hi, lo), 8) {} {
+                        let mid := shr(1, add(lo, hi))
+                        if gt(mload(add(pre, shl(5, mid))), u) {
+                            hi := mid
+                            continue
+                        }
+                        lo := add(mid, 1)
+                    }
+                    let p := add(pre, shl(5, lo))
+                    for {} iszero(gt(mload(p), u)) {} { p := add(p, 32) }
+                    let stake := mload(p)
+                    if gt(p, pre) { stake := sub(stake, mload(sub(p, 32))) }
+                    let j := shr(5, sub(p, pre))
+                    // Insert (j, stake) at `at`.
+                    for { let e := add(rm, shl(6, made)) } gt(e, at) { e := sub(e, 64) } {
+                        mstore(e, mload(sub(e, 64)))
+                        mstore(add(e, 32), mload(sub(e, 32)))
+                    }
+                    mstore(at, j)
+                    mstore(add(at, 32), stake)
                     remaining := sub(remaining, stake)
                     mstore(add(add(mload(add(d, 0x20)), 32), shl(5, made)), j)
                 }
                 mstore(d, made)
-                mstore(add(d, 0x80), sub(mload(add(pre, shl(5, sub(count, 1)))), remaining))
+                mstore(add(d, 0x60), sub(mload(add(pre, shl(5, sub(count, 1)))), remaining))
             }
         }
     }
