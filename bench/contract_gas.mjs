@@ -36,14 +36,23 @@ const promptIds = (count, salt) =>
   Array.from({ length: count }, (_, i) => (1000 + 7919 * (i + 31 * salt)) % 50000);
 const OUTPUT = { token_ids: promptIds(20, 999), finish_reason: 0 };
 
+// Uses the checked-in artifact (contracts/build/AtomaLedger.json); compiles it only when it is
+// missing. A stale one (older than a source) is used with a warning rather than rewritten under
+// whoever is editing the contract: `node scripts/compile_contracts.mjs` refreshes it.
 function ensureArtifact() {
-  const source = path.join(ROOT, "contracts", "AtomaLedger.sol");
-  if (fs.existsSync(ARTIFACT) && fs.statSync(ARTIFACT).mtimeMs >= fs.statSync(source).mtimeMs) {
+  const dir = path.join(ROOT, "contracts");
+  if (!fs.existsSync(ARTIFACT)) {
+    const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
+                        { cwd: ROOT, encoding: "utf8", timeout: 300000 });
+    if (r.status !== 0) throw new Error(`compile_contracts.mjs failed:\n${r.stdout}\n${r.stderr}`);
     return;
   }
-  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
-                      { cwd: ROOT, encoding: "utf8", stdio: "inherit" });
-  if (r.status !== 0) throw new Error("scripts/compile_contracts.mjs failed");
+  const newest = Math.max(...fs.readdirSync(dir).filter((f) => f.endsWith(".sol"))
+                                .map((f) => fs.statSync(path.join(dir, f)).mtimeMs));
+  if (fs.statSync(ARTIFACT).mtimeMs < newest) {
+    console.error(`warning: ${ARTIFACT} is older than contracts/*.sol ` +
+                  "(node scripts/compile_contracts.mjs refreshes it)");
+  }
 }
 
 const rows = [];

@@ -20,16 +20,24 @@ import { DEFAULT_OUTPUT, DEFAULT_PARAMS, ECHELON_1, ECHELON_2, MODEL_1, MODEL_2,
          World } from "./evm/world.mjs";
 
 const { ethers } = P;
-const SOURCE = path.join(ROOT, "contracts", "AtomaLedger.sol");
 
+// Uses the checked-in artifact (contracts/build/AtomaLedger.json); compiles it only when it is
+// missing. A stale one (older than a source) is used with a warning rather than rewritten under
+// whoever is editing the contract: `node scripts/compile_contracts.mjs` refreshes it.
 function ensureArtifact() {
-  if (!fs.existsSync(SOURCE)) throw new Error(`${SOURCE} missing`);
-  const stale = !fs.existsSync(ARTIFACT) ||
-      fs.statSync(ARTIFACT).mtimeMs < fs.statSync(SOURCE).mtimeMs;
-  if (!stale) return;
-  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
-                      { cwd: ROOT, encoding: "utf8", timeout: 300000 });
-  if (r.status !== 0) throw new Error(`compile_contracts.mjs failed:\n${r.stdout}\n${r.stderr}`);
+  const dir = path.join(ROOT, "contracts");
+  if (!fs.existsSync(ARTIFACT)) {
+    const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
+                        { cwd: ROOT, encoding: "utf8", timeout: 300000 });
+    if (r.status !== 0) throw new Error(`compile_contracts.mjs failed:\n${r.stdout}\n${r.stderr}`);
+    return;
+  }
+  const newest = Math.max(...fs.readdirSync(dir).filter((f) => f.endsWith(".sol"))
+                                .map((f) => fs.statSync(path.join(dir, f)).mtimeMs));
+  if (fs.statSync(ARTIFACT).mtimeMs < newest) {
+    console.error(`warning: ${ARTIFACT} is older than contracts/*.sol ` +
+                  "(node scripts/compile_contracts.mjs refreshes it)");
+  }
 }
 
 // Awaits `fn()` and requires a revert whose reason is "CODE: <reason>" (docs/ledger_evm.md
@@ -57,6 +65,13 @@ function shares(pool, count) {
   return Array.from({ length: count }, (_, i) => pool / c + (i === 0 ? pool % c : 0n));
 }
 const randomHash = (label) => P.hex(P.sha256(new TextEncoder().encode(label)));
+// Bonded plus still-locked unbonding stake: what slashing takes its fraction of.
+async function locked(w, a) {
+  const [bonded, unbonding] = await w.ledger.getStake(a);
+  const current = (await w.currentEpoch()).number;
+  return big(bonded) + unbonding.filter((u) => big(u[1]) > current)
+    .reduce((sum, u) => sum + big(u[0]), 0n);
+}
 
 // A certificate for the epoch after the current one (not started: no seed, no snapshot), signed
 // by the members the current epoch's seed and snapshot would draw.
@@ -312,10 +327,29 @@ describe("stake, unstake, unbonding, withdraw", () => {
   it("needs a registered node and a positive amount", async () => {
     const w = await World.deploy(chain);
     const a = await w.walletFor("st-a");
-    await expectRevert(() => w.send(a, "stake", [], { value: 10n }), "FAILED_PRECONDITION");
+    // NOT_FOUND, the code of the embedded backend for this rule (docs/ledger_evm.md "Errors":
+    // the prefix is the embedded backend's code), although the doc's function table says
+    // FAILED_PRECONDITION.
+    await expectRevert(() => w.send(a, "stake", [], { value: 10n }), "NOT_FOUND");
     await w.send(a, "registerNode", ["127.0.0.1:1", [{ modelDigest: MODEL_1,
                                                        echelonId: ECHELON_1 }]]);
     await expectRevert(() => w.send(a, "stake", [], { value: 0n }), "INVALID_ARGUMENT");
+    await w.send(a, "stake", [], { value: 10n });
+    await expectRevert(() => w.send(a, "unstake", [0n]), "INVALID_ARGUMENT");
+    await expectRevert(() => w.send(a, "withdrawStake", [0n]), "INVALID_ARGUMENT");
+  });
+
+  // Amount is uint256 (docs/ledger_evm.md "Money"); stake() asks only for msg.value > 0 and a
+  // registered node. Client escrow, which anyone can deposit, must not decide whether nodes may
+  // stake.
+  it("accepts stake whatever the clients hold in escrow", async () => {
+    const w = await World.deploy(chain);
+    const [node] = await w.addNodes(1, { prefix: "cap-", stake: () => 10n ** 18n });
+    const whale = await w.walletFor("cap-whale");
+    await chain.fund(whale.address, 2n ** 97n);
+    await w.send(whale, "depositEscrow", [], { value: 2n ** 96n });
+    await w.send(w.walletOf(node), "stake", [], { value: 1n });
+    assert.equal(big((await w.ledger.getStake(node))[0]), 10n ** 18n + 1n);
   });
 
   it("bonds, unbonds for unbondingEpochs, releases and pays out", async () => {
@@ -444,7 +478,7 @@ describe("snapshots", () => {
     assert.equal(s1.length, 7);
     assert.deepEqual(s1, expected.get(ECHELON_1));
     assert.deepEqual(await snapshotOf(w, 1n, ECHELON_2), expected.get(ECHELON_2));
-    assert.deepEqual(lower(await w.ledger.snapshotEchelons(1n)), sortAddrs([ECHELON_1, ECHELON_2]));
+    assert.deepEqual(lower(await w.ledger.snapshotEchelons(1n)), [ECHELON_1, ECHELON_2].sort());
     assert.deepEqual(await snapshotOf(w, 1n, randomHash("no such echelon")), []);
     await expectRevert(() => w.ledger.echelonSnapshot(2n, ECHELON_1), "NOT_FOUND");
     await expectRevert(() => w.ledger.snapshotEchelons(2n), "NOT_FOUND");
@@ -499,6 +533,8 @@ describe("escrow and rewards", () => {
     assert.equal(big(await w.ledger.escrowBalance(c.address)), 1501n);
     assert.equal(big(await w.ledger.rewardBalance(c.address)), 0n);
     await expectRevert(() => w.send(c, "withdrawRewards", [1n]), "FAILED_PRECONDITION");
+    await expectRevert(() => w.send(c, "withdrawEscrow", [0n]), "INVALID_ARGUMENT");
+    await expectRevert(() => w.send(c, "withdrawRewards", [0n]), "INVALID_ARGUMENT");
   });
 });
 
@@ -711,6 +747,14 @@ describe("settlement", () => {
     assert.equal(res2.settled.length, 2);
     assert.equal(await w.ledger.isSettled(client.address, 2n ** 64n - 1n), true);
     assert.equal(await w.ledger.isSettled(client.address, 2n ** 64n - 2n), false);
+    // Both sides of a bitmap word boundary in one batch.
+    const n255 = await w.certificate({ client, n: 1, nonce: 255n });
+    const n256 = await w.certificate({ client, n: 1, nonce: 256n });
+    const res3 = await w.settle([n255.item, n256.item, n255.item]);
+    assert.deepEqual(res3.settled.map((x) => x.nonce), [255n, 256n]);
+    assert.deepEqual(res3.rejected.map((r) => [r.index, r.code]), [[2, P.REJECT.ALREADY_SETTLED]]);
+    assert.equal(await w.ledger.isSettled(client.address, 254n), false);
+    assert.equal(await w.ledger.isSettled(client.address, 257n), false);
   });
 
   it("rejects a fee above max_fee (code 7) and accepts exactly max_fee", async () => {
@@ -746,6 +790,62 @@ describe("settlement", () => {
     const cert = await futureCertificate(w, client);
     const res = await w.settle([cert.item]);
     assert.deepEqual(res.rejected.map((r) => r.code), [P.REJECT.EPOCH_NOT_STARTED]);
+  });
+
+  it("refuses high-s twins and v outside {27, 28} (codes 3 and 4)", async () => {
+    const { w, client } = net;
+    // (r, n - s, v ^ 1) is the same key's signature of the same digest: ecrecover takes it, the
+    // protocol does not (low s only).
+    const twin = (sig) => {
+      const b = P.bytesOf(sig, 65);
+      return P.hex(P.cat([b.slice(0, 32), P.u256(P.SECP256K1_N - P.readUint(b.slice(32, 64))),
+                          new Uint8Array([b[64] === 27 ? 28 : 27])]));
+    };
+    const vMinus27 = (sig) => {
+      const b = P.bytesOf(sig, 65);
+      return P.hex(P.cat([b.slice(0, 64), new Uint8Array([b[64] - 27])]));
+    };
+    const a = await w.certificate({ client, n: 3 });
+    const b = await w.certificate({ client, n: 3 });
+    const c = await w.certificate({ client, n: 3 });
+    const d = await w.certificate({ client, n: 3 });
+    const slot1 = (cert, f) => ({ ...cert.item, slots: cert.item.slots.map(
+      (x, i) => (i === 1 ? { ...x, signature: f(x.signature) } : x)) });
+    const res = await w.settle([{ ...a.item, clientSignature: twin(a.clientSignature) },
+                                { ...b.item, clientSignature: vMinus27(b.clientSignature) },
+                                slot1(c, twin), slot1(d, vMinus27), a.item]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]),
+                     [[0, P.REJECT.BAD_CLIENT_SIGNATURE], [1, P.REJECT.BAD_CLIENT_SIGNATURE],
+                      [2, P.REJECT.WRONG_COMMITTEE], [3, P.REJECT.WRONG_COMMITTEE]]);
+    assert.deepEqual(res.settled.map((x) => x.index), [4]);
+  });
+
+  it("settles a certificate of an earlier epoch with that epoch's seed and snapshot", async () => {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    // Its first member leaves and two epochs pass: the request's epoch still decides.
+    const leaver = cert.committee[0];
+    await w.send(w.walletOf(leaver), "unstake", [w.bonded.get(leaver)]);
+    w.bonded.set(leaver, 0n);
+    await w.advanceEpoch();
+    await w.advanceEpoch();
+    assert.ok(!w.candidates((await w.currentEpoch()).number).some((c) => c.address === leaver));
+    const res = await settleOne(cert);
+    assert.equal(res.settled[0].requestId, cert.requestId);
+    assert.deepEqual(await w.rewards(cert.committee), [14n, 13n, 13n]);
+  });
+
+  it("rejects attestations naming another echelon than the committee's (code 4)", async () => {
+    const { w, client } = net;
+    const cert = await w.certificate({ client, n: 3 });
+    const atts = cert.committee.map((m) => w.attest(m, { request: cert.request,
+                                                         committee: cert.committee,
+                                                         echelon: ECHELON_2 }));
+    const item = P.settleItemFromAttestations({ request: cert.request,
+                                                clientSignature: cert.clientSignature,
+                                                attestations: atts });
+    const res = await w.settle([item]);
+    assert.deepEqual(res.rejected.map((r) => r.code), [P.REJECT.WRONG_COMMITTEE]);
   });
 
   it("rejects a malformed item and settles the good ones around it (code 1)", async () => {
@@ -818,22 +918,24 @@ describe("cross-validation settlement", () => {
   beforeEach(async () => { await net.w.rollback(net.cp); });
 
   // Searches salts until the coin over the honest executor's attestation is (not) drawn.
-  async function xvCertificate({ drawn, p = 500000, k = 2, label = "x" }) {
-    const { w, client } = net;
+  async function xvCertificate({ drawn, p = 500000, k = 2, label = "x", model = MODEL_1,
+                                 echelon = ECHELON_1, client = net.client }) {
+    const { w } = net;
     const cur = await w.currentEpoch();
     for (let i = 0; i < 200; ++i) {
       const salt = randomHash(`salt-${label}-${i}`);
       const security = { mode: "cross_validation", p_micro: p, k, salt_hash: P.xvSaltHash(salt) };
-      const request = w.request({ client: client.address, epoch: cur.number, security,
+      const request = w.request({ client: client.address, epoch: cur.number, security, model,
                                   nonce: w.nextNonce });
-      const draws = w.draws(cur.number, cur.seed, request);
+      const draws = w.draws(cur.number, cur.seed, request, echelon);
       const executor = draws.committee[0];
-      const execAtt = w.attest(executor, { request, committee: [executor] });
+      const execAtt = w.attest(executor, { request, committee: [executor], echelon });
       const coin = P.xvCoin(salt, execAtt);
       if ((coin < BigInt(p)) !== drawn) continue;
       w.nextNonce++;
       const validators = draws.referees.slice(0, k);
-      const validatorAtts = validators.map((v) => w.attest(v, { request, committee: [executor] }));
+      const validatorAtts = validators.map((v) => w.attest(v, { request, committee: [executor],
+                                                                echelon }));
       const clientSignature = w.signRequest(client.address, request);
       const item = (over = {}) => P.settleItemFromAttestations({
         request, clientSignature, attestations: [execAtt], kind: 2, salt, ...over });
@@ -895,6 +997,48 @@ describe("cross-validation settlement", () => {
     const ok = await w.settle([x.item({ validators: x.validatorAtts }),
                                y.item({ validators: y.validatorAtts }), z.item()]);
     assert.equal(ok.settled.length, 3);
+  });
+
+  // VerifyXvCertificate (consensus/xv.h) and the embedded ledger: "fewer [than k], or an echelon
+  // too small to draw k: kMissingValidators". docs/ledger_evm.md's code 10 reads "fewer than
+  // min(k, available)" instead; this pins the protocol's rule (see the report to the lead).
+  it("rejects a drawn certificate when the echelon cannot supply k validators (code 10)",
+     async () => {
+       const { w } = net;
+       // ECHELON_2 has 4 staked nodes: executor, backup and 2 validators for k = 3.
+       const x = await xvCertificate({ drawn: true, k: 3, label: "small", model: MODEL_2,
+                                       echelon: ECHELON_2 });
+       assert.equal(x.validators.length, 2);
+       const res = await w.settle([x.item({ validators: x.validatorAtts })]);
+       assert.deepEqual(res.rejected.map((r) => r.code), [P.REJECT.MISSING_VALIDATORS]);
+     });
+
+  it("slashes a lying executor on dispute; validators and majority referees share", async () => {
+    const { w, client } = net;
+    const x = await xvCertificate({ drawn: true, label: "xv-dispute" });
+    const wrong = { token_ids: [8, 8, 8], finish_reason: 1 };
+    const liar = w.attest(x.executor, { request: x.request, committee: [x.executor],
+                                        output: wrong });
+    const referees = x.draws.referees.slice(2);  // after the k = 2 validators
+    assert.equal(referees.length, 3);
+    const votes = [referees[0], referees[2]].map((r) =>
+      w.attest(r, { request: x.request, committee: [x.executor] }));
+    const slashed = (await locked(w, x.executor)) * 1000n / 10000n;
+    const escrow0 = big(await w.ledger.escrowBalance(client.address));
+    const r = await w.send(chain.deployer, "settleDispute", [P.encodeDisputeEvidence({
+      request: x.request, clientSignature: x.item().clientSignature, committee: [x.executor],
+      memberAttestations: [liar, x.validatorAtts[1], x.validatorAtts[0]],
+      refereeAttestations: votes, output: DEFAULT_OUTPUT })]);
+    const ds = w.events(r, "DisputeSettled")[0];
+    const rewarded = [...x.validators, referees[0], referees[2]];
+    assert.deepEqual(lower(ds.args[5]), [x.executor]);
+    assert.deepEqual(lower(ds.args[6]), rewarded);  // validators in draw order
+    assert.equal(big(ds.args[3]), 40n);
+    assert.deepEqual(await w.rewards(rewarded), shares(slashed + 40n, 4));
+    assert.equal(big(await w.ledger.escrowBalance(client.address)), escrow0 - 40n);
+    assert.equal(await w.ledger.isSettled(client.address, x.request.client_nonce), true);
+    const again = await w.settle([x.item({ validators: x.validatorAtts })]);
+    assert.deepEqual(again.rejected.map((e) => e.code), [P.REJECT.ALREADY_SETTLED]);
   });
 
   it("rejects a cross-validation request sent as kind 1 (code 1)", async () => {
@@ -1036,8 +1180,8 @@ describe("disputes", () => {
 
   // A dispute on an n = 3 request: member `liar` computed `wrongOutput` (or, with `lazy`, copied C
   // without computing); `votes[i]` is referee draw i's vote ("honest", "wrong" or null = silent).
-  async function dispute({ liar = 2, lazy = false, votes }) {
-    const { w, client } = net;
+  async function dispute({ liar = 2, lazy = false, votes, client = net.client }) {
+    const { w } = net;
     const cert = await w.certificate({ client, n: 3 });
     const { request, committee } = cert;
     const members = committee.map((m, i) => {
@@ -1062,11 +1206,6 @@ describe("disputes", () => {
       memberAttestations: members, refereeAttestations: [...refAtts].reverse(),
       output: DEFAULT_OUTPUT, ...over });
     return { cert, members, referees, refAtts, evidence };
-  }
-
-  async function locked(w, a) {
-    const [bonded, unbonding] = await w.ledger.getStake(a);
-    return big(bonded) + unbonding.reduce((s, u) => s + big(u[0]), 0n);
   }
 
   it("slashes a dishonest member and rewards honest members and majority referees", async () => {
@@ -1130,6 +1269,23 @@ describe("disputes", () => {
     const pool = slashed + 40n;
     assert.deepEqual(await w.rewards([d.cert.committee[0], d.cert.committee[2], lazy]),
                      [...shares(pool, 9).slice(0, 2), 0n]);
+  });
+
+  it("slashes without a fee when the escrow is short (the note says why)", async () => {
+    const { w } = net;
+    const poor = await w.client("dispute-poor", 10n);
+    const votes = ["honest", "honest", "honest", "honest", null, null, null];
+    const d = await dispute({ votes, client: poor });
+    const liar = d.cert.committee[2];
+    const slashed = (await locked(w, liar)) * 1000n / 10000n;
+    const r = await w.send(chain.deployer, "settleDispute", [d.evidence()]);
+    const ds = w.events(r, "DisputeSettled")[0];
+    assert.equal(big(ds.args[2]), slashed);
+    assert.equal(big(ds.args[3]), 0n);
+    assert.ok(ds.args[4].length > 0, "fee note");
+    assert.equal(big(await w.ledger.escrowBalance(poor.address)), 10n);
+    const rewarded = [d.cert.committee[0], d.cert.committee[1], ...d.referees.slice(0, 4)];
+    assert.deepEqual(await w.rewards(rewarded), shares(slashed, 6));
   });
 
   it("refuses evidence without a strict majority of all referees (FAILED_PRECONDITION)",

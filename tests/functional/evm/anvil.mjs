@@ -18,7 +18,9 @@ import { ethers } from "./protocol.mjs";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const ANVIL_BIN = path.join(ROOT, "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin",
                                    "anvil");
-export const ARTIFACT = path.join(ROOT, "contracts", "build", "AtomaLedger.json");
+// ATOMA_LEDGER_ARTIFACT points the tests and the benchmark at another build of the contract.
+export const ARTIFACT = process.env.ATOMA_LEDGER_ARTIFACT ??
+    path.join(ROOT, "contracts", "build", "AtomaLedger.json");
 // Anvil's first default account (mnemonic "test test ... junk"): deploys and pays for set-up.
 export const ANVIL_KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
@@ -103,7 +105,7 @@ export class Chain {
   async deploy(params, { artifact = loadArtifact(), signer = this.deployer } = {}) {
     const factory = new ethers.ContractFactory(artifact.abi, artifact.bytecode, signer);
     const contract = await factory.deploy(...params);
-    const receipt = await contract.deploymentTransaction().wait();
+    const receipt = await waitReceipt(this.provider, contract.deploymentTransaction().hash);
     return { contract, receipt };
   }
 
@@ -121,8 +123,12 @@ export class Chain {
   }
 }
 
+// Read once per file and kept: every deploy of a run uses the same bytes, even if the file is
+// rewritten meanwhile.
+const artifacts = new Map();
 export function loadArtifact(file = ARTIFACT) {
-  const a = JSON.parse(fs.readFileSync(file, "utf8"));
+  if (!artifacts.has(file)) artifacts.set(file, JSON.parse(fs.readFileSync(file, "utf8")));
+  const a = artifacts.get(file);
   const bytecode = typeof a.bytecode === "string" ? a.bytecode : a.bytecode?.object;
   if (!a.abi || !bytecode) throw new Error(`${file}: no abi or bytecode`);
   return { abi: a.abi, bytecode: bytecode.startsWith("0x") ? bytecode : "0x" + bytecode };
@@ -193,5 +199,27 @@ export async function send(contract, signer, method, args = [], overrides = {}) 
     overrides = { ...overrides, gasLimit: estimate + estimate / 5n + 20000n };
   }
   const tx = await fn(...args, overrides);
-  return tx.wait();
+  return waitReceipt(contract.runner?.provider ?? signer.provider, tx.hash);
+}
+
+// Polls eth_getTransactionReceipt until the transaction is mined (ethers' tx.wait() can miss an
+// Anvil block that was mined before its block poller started, and then waits for a block that
+// never comes when nothing else is sent). Rejects after `timeoutMs`, and with CALL_EXCEPTION
+// (receipt attached) when the transaction reverted.
+export async function waitReceipt(provider, hash, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    const receipt = await provider.getTransactionReceipt(hash);
+    if (receipt) {
+      if (receipt.status !== 1) {
+        const e = new Error(`transaction ${hash} reverted`);
+        e.code = "CALL_EXCEPTION";
+        e.receipt = receipt;
+        throw e;
+      }
+      return receipt;
+    }
+    if (Date.now() > deadline) throw new Error(`no receipt for ${hash} after ${timeoutMs} ms`);
+    await sleep(delay);
+  }
 }
