@@ -21,6 +21,7 @@
 #include "atoma/common/status.h"
 #include "atoma/evm/hex.h"
 #include "atoma/evm/rpc.h"
+#include "atoma/evm/tx.h"
 #include "atoma/ledger/ledger.h"
 #include "gtest/gtest.h"
 #include "ledger_evm/world.h"
@@ -45,7 +46,7 @@ class FaultyRpc final : public evm::RpcClient {
   explicit FaultyRpc(std::shared_ptr<evm::RpcClient> real) : real_(std::move(real)) {}
 
   // The next send: forwarded to the chain first when `forward`, then `hook`, then UNAVAILABLE.
-  void FailNextSend(bool forward, std::function<void()> hook = {}) {
+  void FailNextSend(bool forward, std::function<void(const nlohmann::json&)> hook = {}) {
     armed_ = true;
     forward_ = forward;
     hook_ = std::move(hook);
@@ -58,7 +59,7 @@ class FaultyRpc final : public evm::RpcClient {
       if (armed_) {
         armed_ = false;
         if (forward_) (void)real_->Call(method, params);
-        if (hook_) hook_();
+        if (hook_) hook_(params);
         return absl::UnavailableError("injected: connection reset after the send");
       }
     }
@@ -70,7 +71,7 @@ class FaultyRpc final : public evm::RpcClient {
   std::shared_ptr<evm::RpcClient> real_;
   std::atomic<bool> armed_{false};
   bool forward_ = false;
-  std::function<void()> hook_;
+  std::function<void(const nlohmann::json&)> hook_;
   std::atomic<int> sends_{0};
 };
 
@@ -679,7 +680,16 @@ TEST_F(EvmLedgerTest, ChainStoppedMidSettlementIsUnavailableThenPaidOnce) {
 
   const SettlementItem item = world_.Honest(world_.Request(1));
   const Hash256 id = consensus::RequestId(item.certificate.request);
-  faulty->FailNextSend(/*forward=*/true, [&] { anvil_->Stop(); });
+  // Anvil persists a mined block a moment after it answers the send; stopping it before that
+  // would restart it with the transaction's state but without its block (and logs), which no
+  // real chain does. So the hook waits for the receipt, then stops the chain.
+  faulty->FailNextSend(/*forward=*/true, [&](const nlohmann::json& params) {
+    const Hash256 hash = evm::TxHash(evm::FromHex(params[0].get<std::string>()).value());
+    for (int i = 0; i < 500 && !eth_->GetTransactionReceipt(hash).value().has_value(); ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    anvil_->Stop();
+  });
   const absl::StatusOr<std::vector<SettlementResult>> cut =
       client->SettleCertificates(world_.node(0), std::span(&item, 1));
   EXPECT_EQ(cut.status().code(), absl::StatusCode::kUnavailable) << cut.status();
