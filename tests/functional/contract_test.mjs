@@ -1359,6 +1359,32 @@ describe("revert reasons", () => {
   });
 });
 
+// ---- epoch liveness -----------------------------------------------------------------------------
+// Registering is open to anyone, a node may serve 64 echelons and stake 1 wei, and advanceEpoch
+// loops over every (staked node, echelon) pair and writes one snapshot per distinct echelon. If
+// its cost can be pushed past a block's gas, no epoch can ever open again (the registrants cannot
+// be removed by anyone else). docs/ledger_evm.md puts the limit at ~2,000 pairs per 30M block
+// and names it a concern for large networks; this shows that 28 registrations do it.
+describe("epoch liveness", () => {
+  before(ensureChain);
+
+  it("keeps advanceEpoch within a 30M-gas block whatever anyone registers", async () => {
+    const w = await World.deploy(chain);
+    const echelons = Array.from({ length: 64 }, (_, j) => [randomHash(`dos-m${j}`),
+                                                          randomHash(`dos-e${j}`)]);
+    await w.addNodes(28, { prefix: "dos-", stake: () => 1n, echelons: () => echelons });
+    const limit = 30_000_000n;
+    let gas;
+    try {
+      gas = await w.ledger.connect(chain.deployer).advanceEpoch.estimateGas();
+    } catch (e) {
+      assert.fail(`advanceEpoch cannot run in a ${limit}-gas block after 28 registrations of ` +
+                  `64 echelons and 1 wei each: ${e.shortMessage ?? e.message}`);
+    }
+    assert.ok(gas <= limit, `advanceEpoch needs ${gas} gas`);
+  });
+});
+
 // ---- registry size limit (last: 257 registrations) ----------------------------------------------
 describe("registry limit", () => {
   before(ensureChain);
