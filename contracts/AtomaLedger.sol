@@ -740,13 +740,11 @@ contract AtomaLedger is AtomaLedgerBase {
             // 4: the signers form a view of the draws
             _snap(b, r.epoch, bytes32(_cd(it.reqEnd + 65, 32)));
             Snap memory s = b.cur;
-            _recoverSlots(b, it);
-            if (!_checkView(b, s, it)) return R_COMMITTEE;
-            // 5: C = H("atoma/commit", p_0 .. p_{n-1})
-            if (!_checkCommitment(b, it)) return R_COMMITMENT;
+            uint256 code = _checkMembers(b, s, it);
+            if (code != 0) return code;
             // 9, 10: cross-validation (after its base, as VerifyXvCertificate)
             if (it.kind == 2) {
-                uint256 code = _checkXv(b, s, it);
+                code = _checkXv(b, s, it);
                 if (code != 0) return code;
             }
             // 6, 7, 8 and the effects
@@ -773,41 +771,73 @@ contract AtomaLedger is AtomaLedgerBase {
         b.cur = loaded;
     }
 
-    // Recovers the signer of each slot over AttestationDigest with the item's shared fields
-    // (prompt tokens = the request's prompt length, epoch = the request's epoch) and the slot's
-    // p_i into b.members (0 for an invalid signature); keeps slot 0's digest.
-    function _recoverSlots(Batch memory b, Item memory it) private view {
+    // Checks 4 and 5 over the slots. Each slot's signer is recovered over AttestationDigest with
+    // the item's shared fields (prompt tokens = the request's prompt length, epoch = the
+    // request's epoch) and its p_i (nobody for an invalid signature); slot 0's digest is kept
+    // (the cross-validation coin's input). 4: CheckCommitteeView — slot i holds draw i or one of
+    // the n backups (drawn only when some slot is not its own draw), nobody twice; b.payees gets
+    // the slots' snapshot indices. 5: C = H("atoma/commit", p_0 .. p_{n-1}).
+    function _checkMembers(Batch memory b, Snap memory s, Item memory it) private view returns (uint256) {
+        uint256 n = it.n;
+        uint256 members;
+        uint256 payees;
+        {
+            uint256[] memory m = b.members;
+            uint256[] memory py = b.payees;
+            assembly ("memory-safe") {
+                members := add(m, 32)
+                payees := add(py, 32)
+            }
+        }
+        _attestationHeader(b, it);
+        (bytes32 first, bool commitOk) = _recoverSlots(b.att, b.commit, it.slots, n, members, it.reqEnd + 97);
+        it.executorDigest = first;
+        if (!_checkView(b, s, it, n, members, payees)) return R_COMMITTEE;
+        if (!commitOk) return R_COMMITMENT;
+        it.payees = n;
+        return 0;
+    }
+
+    // The item's shared fields in the attestation digest input (chain id and ledger were written
+    // once): request id, echelon, C, (p), prompt tokens, completion tokens, Merkle root, epoch.
+    function _attestationHeader(Batch memory b, Item memory it) private pure {
         uint256 att = b.att;
         uint256 prompt = b.r.promptLen;
         uint256 epoch = b.r.epoch;
         bytes32 rid = it.rid;
         uint256 shared = it.reqEnd + 65;
-        uint256 slots = it.slots;
-        uint256 n = it.n;
-        uint256[] memory members = b.members;
-        bytes32 first;
         assembly ("memory-safe") {
-            // chain id and ledger were written once; then request id, echelon, C, (p), prompt,
-            // completion, Merkle root, epoch
             mstore(add(att, 46), rid)
             calldatacopy(add(att, 78), shared, 64)
             mstore(add(att, 174), shl(192, prompt))
             calldatacopy(add(att, 182), add(shared, 64), 8)
             calldatacopy(add(att, 190), add(shared, 72), 32)
             mstore(add(att, 222), shl(192, epoch))
+        }
+    }
+
+    // Recovers each slot's signer into members[] (0: nobody), and whether H(p's) is the item's C
+    // (at calldata cAt); returns slot 0's digest too.
+    function _recoverSlots(uint256 att, uint256 c, uint256 slots, uint256 n, uint256 members, uint256 cAt)
+        private
+        view
+        returns (bytes32 first, bool commitOk)
+    {
+        assembly ("memory-safe") {
             let ptr := mload(0x40)
-            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
-                let slot := add(slots, mul(i, 97))
-                calldatacopy(add(att, 142), slot, 32)
-                if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
-                let digest := mload(0)
-                if iszero(i) { first := digest }
-                // ecrecover: v 27/28, low s, else no signer
+            let ps := add(c, 13)
+            let end := add(slots, mul(n, 97))
+            for { let slot := slots } lt(slot, end) { slot := add(slot, 97) } {
+                let p := calldataload(slot)
+                mstore(add(att, 142), p)
+                mstore(ps, p)
+                ps := add(ps, 32)
+                if iszero(staticcall(gas(), 2, att, 230, ptr, 32)) { revert(0, 0) }
+                // ecrecover: v 27/28, low s, else nobody
                 let signer := 0
                 let sv := calldataload(add(slot, 64))
                 let v := byte(0, calldataload(add(slot, 96)))
                 if and(or(eq(v, 27), eq(v, 28)), iszero(gt(sv, HALF_N))) {
-                    mstore(ptr, digest)
                     mstore(add(ptr, 32), v)
                     mstore(add(ptr, 64), calldataload(add(slot, 32)))
                     mstore(add(ptr, 96), sv)
@@ -815,38 +845,34 @@ contract AtomaLedger is AtomaLedgerBase {
                     pop(staticcall(gas(), 1, ptr, 128, 0, 32))
                     signer := mload(0)
                 }
-                mstore(add(add(members, 32), shl(5, i)), signer)
+                if eq(slot, slots) { first := mload(ptr) }
+                mstore(members, signer)
+                members := add(members, 32)
             }
+            if iszero(staticcall(gas(), 2, c, add(13, shl(5, n)), 0, 32)) { revert(0, 0) }
+            commitOk := eq(mload(0), calldataload(cAt))
         }
-        it.executorDigest = first;
     }
 
-    // CheckCommitteeView: slot i holds draw i or one of the n backups, nobody twice (the backups
-    // are drawn only when some slot is not its own draw). Fills b.payees with the slots' snapshot
-    // indices.
-    function _checkView(Batch memory b, Snap memory s, Item memory it) private view returns (bool ok) {
-        uint256 n = it.n;
+    function _checkView(Batch memory b, Snap memory s, Item memory it, uint256 n, uint256 members, uint256 payees)
+        private
+        view
+        returns (bool ok)
+    {
         if (s.count < n) return false; // SelectCommittee fails: fewer candidates than n
         Draws memory d = b.d;
         _resetDraws(d, s.seed, it.rid);
         _drawUpTo(s, d, n);
-        uint256 members;
-        uint256 payees;
         uint256 drawn;
         uint256 addrs;
         {
-            uint256[] memory m = b.members;
-            uint256[] memory p = b.payees;
             uint256[] memory dr = d.drawn;
             uint256[] memory ad = s.addrs;
             assembly ("memory-safe") {
-                members := add(m, 32)
-                payees := add(p, 32)
                 drawn := add(dr, 32)
                 addrs := add(ad, 32)
             }
         }
-        it.payees = n;
         assembly ("memory-safe") {
             ok := 1
             for { let i := 0 } lt(i, n) { i := add(i, 1) } {
@@ -887,20 +913,6 @@ contract AtomaLedger is AtomaLedgerBase {
                 if iszero(ok) { break }
                 mstore(add(payees, shl(5, i)), j)
             }
-        }
-    }
-
-    function _checkCommitment(Batch memory b, Item memory it) private view returns (bool ok) {
-        uint256 c = b.commit;
-        uint256 cAt = it.reqEnd + 97;
-        uint256 slots = it.slots;
-        uint256 n = it.n;
-        assembly ("memory-safe") {
-            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
-                calldatacopy(add(add(c, 13), shl(5, i)), add(slots, mul(i, 97)), 32)
-            }
-            if iszero(staticcall(gas(), 2, c, add(13, shl(5, n)), 0, 32)) { revert(0, 0) }
-            ok := eq(mload(0), calldataload(cAt))
         }
     }
 
