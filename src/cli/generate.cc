@@ -48,12 +48,11 @@
 #include "consensus_fields.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "ledger_open.h"
 #include "nlohmann/json.hpp"
 #include "verify.h"
 
 namespace atoma::cli {
-
-std::unique_ptr<ledger::LedgerClient> OpenExistingLedger(const std::string& db);  // ledger_cmd.cc
 
 namespace {
 
@@ -149,7 +148,7 @@ struct GenerateArgs {
   // Verified requests.
   std::string security = "none";  // none | sampling:N | cross_validation:P:K
   std::string client_key;
-  std::string ledger_db;
+  LedgerFlags ledger;   // --ledger-db FILE or --rpc-url URL --contract ADDRESS
   std::string max_fee;  // decimal; empty = the worst case
   std::optional<uint64_t> nonce;
   std::string save_cert;
@@ -594,12 +593,15 @@ void PrintPlan(const GenerateArgs& args, ledger::LedgerClient& ledger, const v1:
 void RunVerifiedGenerate(const GenerateArgs& args, consensus::Security security) {
   const bool xv = security.mode == consensus::SecurityMode::kCrossValidation;
   if (args.client_key.empty()) Fail("--security " + args.security + " needs --client-key FILE");
-  if (args.ledger_db.empty()) Fail("--security " + args.security + " needs --ledger-db FILE");
+  if (absl::Status s = RequireLedger(args.ledger, "--security " + args.security).status();
+      !s.ok()) {
+    Fail(s);
+  }
   if (!xv && (args.no_reveal || args.salt_hex)) {
     Fail("--no-reveal-for-test and --salt-for-test need --security cross_validation:P:K");
   }
   const crypto::PrivateKey key = OrFail(crypto::ReadKeyFile(args.client_key));
-  auto ledger = OpenExistingLedger(args.ledger_db);
+  auto ledger = OrFail(OpenLedger(args.ledger));
   const ledger::Params params = OrFail(ledger->GetParams());
   const ledger::Epoch epoch = OrFail(ledger->CurrentEpoch());
 
@@ -889,9 +891,9 @@ void RunVerifiedGenerate(const GenerateArgs& args, consensus::Security security)
     std::printf("commitment C %s\n%s\n", Hex0x(base.commitment).c_str(), verdict.c_str());
     if (!args.save_cert.empty()) {
       std::printf(
-          "saved %s and %s.output (check with: atoma-cli verify --db %s %s --output "
+          "saved %s and %s.output (check with: atoma-cli verify %s %s --output "
           "%s.output)\n",
-          args.save_cert.c_str(), args.save_cert.c_str(), args.ledger_db.c_str(),
+          args.save_cert.c_str(), args.save_cert.c_str(), LedgerArgs(args.ledger).c_str(),
           args.save_cert.c_str(), args.save_cert.c_str());
     }
   }
@@ -954,11 +956,9 @@ void AddGenerateCommand(CLI::App& app) {
                   "client key file (atoma-cli keygen); signs the request and pays from its "
                   "escrow. Required with sampling and cross_validation")
       ->group(verified);
-  cmd->add_option("--ledger-db", args->ledger_db,
-                  "embedded ledger file: the client reads the signing domain and current epoch "
-                  "from it and verifies the certificate against it. Required with sampling and "
-                  "cross_validation")
-      ->group(verified);
+  // The ledger: the client reads the signing domain and current epoch from it and verifies the
+  // certificate against it. Required with sampling and cross_validation.
+  AddLedgerFlags(cmd, &args->ledger, "--ledger-db,--db", verified + ", their ledger");
   cmd->add_option("--max-fee", args->max_fee,
                   "most the client pays, decimal base units (default: fee_per_token x "
                   "(prompt tokens + max tokens), the worst case). --max-tokens defaults to 64")
@@ -966,7 +966,7 @@ void AddGenerateCommand(CLI::App& app) {
   cmd->add_option("--nonce", args->nonce, "client nonce (default: random 64-bit)")->group(verified);
   cmd->add_option("--save-cert", args->save_cert,
                   "write the certificate to FILE and the output to FILE.output, the two files "
-                  "`atoma-cli verify --db DB FILE --output FILE.output` reads")
+                  "`atoma-cli verify LEDGER FILE --output FILE.output` reads")
       ->group(verified);
   cmd->add_flag("--dry-run", args->dry_run,
                 "print the request id, epoch, committee, backups and referees as computed from "

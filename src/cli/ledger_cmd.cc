@@ -1,18 +1,30 @@
-// atoma-cli ledger: inspect an embedded ledger file, plus the few dev-only mutations a local demo
-// needs (init, register-node, stake, advance-epoch, deposit). The mutations act WITHOUT any
-// signature (the embedded ledger trusts its caller, see ledger.h), so they are for devnets only.
+// atoma-cli ledger: inspect a ledger — an embedded (SQLite) file or the AtomaLedger contract on an
+// EVM chain (ledger_open.h names it) — and the few mutations a local network needs (register-node,
+// stake, advance-epoch, deposit), plus `init` (a new embedded file), `deploy` (a new contract) and
+// `fund` (dev chains: set an account's balance).
+//
+// On an embedded ledger the mutations act WITHOUT any signature (the embedded ledger trusts its
+// caller, see ledger.h), so they are for devnets only; a --key file there only names the actor.
+// On an EVM ledger every mutation is a transaction signed by the actor's --key, which pays its gas
+// and, for stake and deposit, the amount itself.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
+#include "atoma/ledger/evm_ledger.h"
 #include "atoma/ledger/ledger.h"
 #include "commands.h"
+#include "ledger_open.h"
 #include "nlohmann/json.hpp"
 
 namespace atoma::cli {
@@ -20,8 +32,9 @@ namespace {
 
 using nlohmann::json;
 
-struct LedgerFlags {
-  std::string db;
+struct LedgerCmdFlags {
+  LedgerFlags ledger;
+  std::vector<std::string> keys;  // --key, repeatable
   bool json = false;
 };
 
@@ -60,7 +73,7 @@ void OrFail(const absl::Status& status) {
   if (!status.ok()) Fail(status);
 }
 
-void Print(const LedgerFlags& flags, const json& j, const std::string& human) {
+void Print(const LedgerCmdFlags& flags, const json& j, const std::string& human) {
   if (flags.json) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
@@ -72,36 +85,177 @@ json EpochJson(const ledger::Epoch& e) {
   return {{"number", e.number}, {"seed", HashHex(e.seed)}, {"started_unix_s", e.started_unix_s}};
 }
 
-}  // namespace
-
-std::unique_ptr<ledger::LedgerClient> OpenExistingLedger(const std::string& db) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(db, ec)) {
-    Fail(absl::StrCat("no ledger file at ", db, " (create one with `atoma-cli ledger --db ", db,
-                      " init`)"));
-  }
-  return OrFail(ledger::OpenEmbeddedLedger(db));
+// A read-only client of the named ledger (no signer).
+std::unique_ptr<ledger::LedgerClient> OpenForReading(const LedgerCmdFlags& f,
+                                                     const std::string& command) {
+  OrFail(RequireLedger(f.ledger, absl::StrCat("ledger ", command)));
+  return OrFail(OpenLedger(f.ledger));
 }
 
+// A mutation's status; on an EVM chain an account without coin is the usual first mistake.
+void MutationOrFail(const absl::Status& status, const LedgerFlags& l,
+                    const ledger::Address& actor) {
+  if (status.ok()) return;
+  if (!l.rpc_url.empty() &&
+      absl::StrContains(absl::AsciiStrToLower(status.message()), "insufficient funds")) {
+    Fail(absl::StrCat(status.message(), " (", Addr(actor),
+                      " pays the gas and any amount it sends; on a dev chain: atoma-cli ledger "
+                      "--rpc-url ",
+                      l.rpc_url, " fund --address ", Addr(actor), " --amount WEI)"));
+  }
+  Fail(status);
+}
+
+// A client that may act as `actor_text` (--node / --client; default: the only --key's address).
+// Returns the client and the actor.
+std::pair<std::unique_ptr<ledger::LedgerClient>, ledger::Address> OpenAsActor(
+    const LedgerCmdFlags& f, const std::string& actor_text, const std::string& option,
+    const std::string& command) {
+  const LedgerKind kind = OrFail(RequireLedger(f.ledger, absl::StrCat("ledger ", command)));
+  std::vector<crypto::PrivateKey> keys = OrFail(ReadKeys(f.keys));
+  const ledger::Address actor = OrFail(ResolveActor(kind, actor_text, keys, option));
+  return {OrFail(OpenLedger(f.ledger, std::move(keys))), actor};
+}
+
+// `ledger settlements` / `slashings` on a backend that cannot list (the EVM one, when it keeps no
+// index): say what works instead.
+template <typename T>
+T ListOrFail(absl::StatusOr<T> value) {
+  if (absl::IsUnimplemented(value.status())) {
+    Fail(absl::StrCat(value.status().message(),
+                      " (ask about one request with `atoma-cli ledger ... settled REQUEST_ID`)"));
+  }
+  return OrFail(std::move(value));
+}
+
+void AddDeploy(CLI::App* cmd, std::shared_ptr<LedgerCmdFlags> flags) {
+  CLI::App* deploy = cmd->add_subcommand(
+      "deploy",
+      "Deploy a new AtomaLedger contract on the EVM chain at --rpc-url, signed and paid for by "
+      "the one --key (the deployer). Prints the contract's address (--json: contract, chain_id, "
+      "deployer and the parameters), which nodes put in ledger.contract.");
+  auto params = std::make_shared<ledger::EvmDeployParams>();
+  auto fee = std::make_shared<std::string>("1");
+  deploy
+      ->add_option("--unbonding-epochs", params->unbonding_epochs,
+                   "epochs before unbonded stake is withdrawable (1..1000000)")
+      ->capture_default_str();
+  deploy
+      ->add_option("--epoch-length-s", params->epoch_length_s,
+                   "epoch length the nodes' epoch timers use, seconds (> 0)")
+      ->capture_default_str();
+  deploy
+      ->add_option("--min-epoch-spacing-s", params->min_epoch_spacing_s,
+                   "least time between two epoch advances, seconds; a public network sets it to "
+                   "the epoch length so nobody can roll epochs to grind seeds (0: no limit)")
+      ->capture_default_str();
+  deploy->add_option("--fee-per-token", *fee, "settlement fee per token, wei")
+      ->capture_default_str();
+  deploy
+      ->add_option("--slash-bps", params->slash_bps,
+                   "share of an offender's stake slashed, basis points (0..10000)")
+      ->capture_default_str();
+  deploy
+      ->add_option("--reporter-share-bps", params->reporter_share_bps,
+                   "equivocation reporter's share of the slashed stake, basis points (0..10000)")
+      ->capture_default_str();
+  deploy->callback([flags, params, fee] {
+    const LedgerFlags& l = flags->ledger;
+    if (!l.db.empty())
+      Fail("deploy puts a new contract on an EVM chain: give --rpc-url URL, not --db");
+    if (l.rpc_url.empty()) Fail("deploy needs --rpc-url URL (the chain's JSON-RPC endpoint)");
+    if (!l.contract.empty()) Fail("deploy creates the contract: drop --contract");
+    if (l.confirmations.has_value() || !l.tx_journal.empty()) {
+      Fail("--confirmations and --tx-journal do not apply to deploy");
+    }
+    if (flags->keys.size() != 1) {
+      Fail("deploy needs exactly one --key FILE: the deployer, which signs and pays the gas");
+    }
+    if (!ledger::HasEmbeddedEvmLedgerArtifact()) {
+      Fail(
+          "this atoma-cli was built without the contract's bytecode (contracts/build/"
+          "AtomaLedger.json was missing when it was configured): run `node "
+          "scripts/compile_contracts.mjs`, then configure and build again");
+    }
+    ledger::EvmDeployParams p = *params;
+    p.fee_per_token = ParseAmountOrFail(*fee);
+    std::vector<crypto::PrivateKey> keys = OrFail(ReadKeys(flags->keys));
+    const uint64_t chain_id = OrFail(ResolveChainId(l.rpc_url, l.chain_id));
+    const ledger::Address contract =
+        OrFail(ledger::DeployEvmLedger(l.rpc_url, chain_id, keys[0], p));
+    const std::string deployer = Addr(keys[0].address());
+    if (flags->json) {
+      Print(*flags,
+            {{"contract", Addr(contract)},
+             {"chain_id", chain_id},
+             {"rpc_url", l.rpc_url},
+             {"deployer", deployer},
+             {"unbonding_epochs", p.unbonding_epochs},
+             {"epoch_length_s", p.epoch_length_s},
+             {"min_epoch_spacing_s", p.min_epoch_spacing_s},
+             {"fee_per_token", p.fee_per_token.ToDecimal()},
+             {"slash_bps", p.slash_bps},
+             {"reporter_share_bps", p.reporter_share_bps}},
+            "");
+      return;
+    }
+    // The address alone on stdout, so scripts can take it as keygen's output is taken.
+    std::printf("%s\n", Addr(contract).c_str());
+  });
+}
+
+void AddFund(CLI::App* cmd, std::shared_ptr<LedgerCmdFlags> flags) {
+  CLI::App* fund = cmd->add_subcommand(
+      "fund",
+      "[dev chains only] Set an account's native balance on the chain at --rpc-url to --amount "
+      "wei (anvil_setBalance; hardhat_setBalance on Hardhat). Works only on Anvil or Hardhat "
+      "development chains; nothing is signed and no --contract is needed.");
+  auto address = std::make_shared<std::string>();
+  auto amount = std::make_shared<std::string>();
+  fund->add_option("--address", *address, "the account")->required();
+  fund->add_option("--amount", *amount, "its new balance, wei (decimal)")->required();
+  fund->callback([flags, address, amount] {
+    const LedgerFlags& l = flags->ledger;
+    if (!l.db.empty())
+      Fail("fund sets a balance on an EVM dev chain: give --rpc-url URL, not --db");
+    if (l.rpc_url.empty()) Fail("fund needs --rpc-url URL (an Anvil or Hardhat dev chain)");
+    const ledger::Address a = ParseAddressOrFail(*address);
+    const Uint256 wei = ParseAmountOrFail(*amount);
+    OrFail(SetDevBalance(l.rpc_url, a, wei));
+    const Uint256 balance = OrFail(GetBalance(l.rpc_url, a));
+    Print(*flags, {{"address", Addr(a)}, {"balance", balance.ToDecimal()}},
+          absl::StrCat(Addr(a), " balance ", balance.ToDecimal(), " wei\n"));
+  });
+}
+
+}  // namespace
+
 void AddLedgerCommand(CLI::App& app) {
-  auto flags = std::make_shared<LedgerFlags>();
+  auto flags = std::make_shared<LedgerCmdFlags>();
   CLI::App* cmd = app.add_subcommand(
       "ledger",
-      "Inspect an embedded (SQLite) ledger file. The init/register-node/stake/advance-epoch/"
-      "deposit subcommands are dev operations on an embedded ledger: they act without any "
-      "signature and are meant for local networks and demos only.");
-  cmd->add_option("--db", flags->db, "embedded ledger file")->required();
+      "Inspect a ledger: an embedded (SQLite) file (--db FILE) or the AtomaLedger contract on an "
+      "EVM chain (--rpc-url URL --contract ADDRESS). `init` creates an embedded file, `deploy` "
+      "a contract, `fund` sets a balance on a dev chain. register-node, stake, advance-epoch "
+      "and deposit change the ledger: on an embedded ledger they act without any signature "
+      "(local networks and demos only); on an EVM ledger they are transactions signed and paid "
+      "for by the actor's --key.");
+  AddLedgerFlags(cmd, &flags->ledger, "--db,--ledger-db");
+  cmd->add_option("--key", flags->keys,
+                  "key file of an actor, repeatable. EVM: signs (and pays for) the transactions of "
+                  "deploy, register-node, stake, advance-epoch and deposit. Embedded: only names "
+                  "the actor when --node / --client is not given");
   cmd->add_flag("--json", flags->json, "print JSON instead of text");
   cmd->require_subcommand(1);
-  cmd->fallthrough();  // --json / --db may also follow the subcommand
+  cmd->fallthrough();  // the ledger flags, --key and --json may also follow the subcommand
 
-  // --- init (dev) ---
-  CLI::App* init = cmd->add_subcommand("init", "[dev] Create a new embedded ledger file.");
+  // --- init (embedded) ---
+  CLI::App* init = cmd->add_subcommand(
+      "init", "[dev] Create a new embedded ledger file (for an EVM chain see `deploy`).");
   auto opts = std::make_shared<ledger::EmbeddedLedgerOptions>();
   auto fee = std::make_shared<std::string>("1");
   init->add_option("--unbonding-epochs", opts->unbonding_epochs,
-                   "epochs before unbonded stake "
-                   "is withdrawable")
+                   "epochs before unbonded stake is withdrawable")
       ->capture_default_str();
   init->add_option("--epoch-length-s", opts->epoch_length_s, "epoch length for node timers")
       ->capture_default_str();
@@ -110,20 +264,31 @@ void AddLedgerCommand(CLI::App& app) {
   init->add_option("--fee-per-token", *fee, "settlement fee per token, base units")
       ->capture_default_str();
   init->callback([flags, opts, fee] {
-    if (std::filesystem::exists(flags->db)) Fail(absl::StrCat(flags->db, " exists already"));
+    const LedgerKind kind = OrFail(CheckLedgerFlags(flags->ledger));
+    if (kind == LedgerKind::kEvm) {
+      Fail(
+          "init creates an embedded ledger file; on an EVM chain deploy the contract: atoma-cli "
+          "ledger --rpc-url URL deploy --key DEPLOYER.key");
+    }
+    if (kind == LedgerKind::kNone) Fail("init needs --db FILE, the ledger file to create");
+    const std::string& db = flags->ledger.db;
+    if (std::filesystem::exists(db)) Fail(absl::StrCat(db, " exists already"));
     ledger::EmbeddedLedgerOptions o = *opts;
     o.fee_per_token = ParseAmountOrFail(*fee);
-    auto l = OrFail(ledger::OpenEmbeddedLedger(flags->db, o));
+    auto l = OrFail(ledger::OpenEmbeddedLedger(db, o));
     const ledger::Epoch e = OrFail(l->CurrentEpoch());
-    Print(*flags, {{"created", flags->db}, {"epoch", EpochJson(e)}},
-          absl::StrCat("created embedded ledger ", flags->db, " (epoch ", e.number, ", seed ",
+    Print(*flags, {{"created", db}, {"epoch", EpochJson(e)}},
+          absl::StrCat("created embedded ledger ", db, " (epoch ", e.number, ", seed ",
                        HashHex(e.seed), ")\n"));
   });
+
+  AddDeploy(cmd, flags);
+  AddFund(cmd, flags);
 
   // --- info ---
   CLI::App* info = cmd->add_subcommand("info", "Ledger parameters, current epoch and seed.");
   info->callback([flags] {
-    auto l = OpenExistingLedger(flags->db);
+    auto l = OpenForReading(*flags, "info");
     const ledger::Params p = OrFail(l->GetParams());
     const ledger::Epoch e = OrFail(l->CurrentEpoch());
     json j = {{"params",
@@ -136,7 +301,7 @@ void AddLedgerCommand(CLI::App& app) {
                 {"reporter_share_bps", p.reporter_share_bps}}},
               {"current_epoch", EpochJson(e)}};
     Print(*flags, j,
-          absl::StrCat("ledger           ", flags->db, " (embedded)\n", "chain id         ",
+          absl::StrCat("ledger           ", LedgerName(flags->ledger), "\n", "chain id         ",
                        p.domain.chain_id, "\n", "ledger address   ", Addr(p.domain.ledger), "\n",
                        "unbonding epochs ", p.unbonding_epochs, "\n", "epoch length     ",
                        p.epoch_length_s, " s\n", "fee per token    ", p.fee_per_token.ToDecimal(),
@@ -148,7 +313,7 @@ void AddLedgerCommand(CLI::App& app) {
   // --- nodes ---
   CLI::App* nodes = cmd->add_subcommand("nodes", "Registered nodes with echelons and stake.");
   nodes->callback([flags] {
-    auto l = OpenExistingLedger(flags->db);
+    auto l = OpenForReading(*flags, "nodes");
     json arr = json::array();
     std::string human;
     for (const ledger::Address& a : OrFail(l->ListNodes())) {
@@ -188,7 +353,7 @@ void AddLedgerCommand(CLI::App& app) {
   auto epoch_number = std::make_shared<std::optional<uint64_t>>();
   epoch->add_option("N", *epoch_number, "epoch number");
   epoch->callback([flags, epoch_number] {
-    auto l = OpenExistingLedger(flags->db);
+    auto l = OpenForReading(*flags, "epoch");
     const ledger::Epoch e =
         epoch_number->has_value() ? OrFail(l->GetEpoch(**epoch_number)) : OrFail(l->CurrentEpoch());
     json snapshots = json::array();
@@ -210,16 +375,40 @@ void AddLedgerCommand(CLI::App& app) {
     Print(*flags, j, human);
   });
 
-  // --- escrow ADDRESS ---
+  // --- escrow ADDRESS / rewards ADDRESS ---
   CLI::App* escrow = cmd->add_subcommand("escrow", "A client's escrow balance.");
   auto escrow_addr = std::make_shared<std::string>();
   escrow->add_option("ADDRESS", *escrow_addr, "client address")->required();
   escrow->callback([flags, escrow_addr] {
     const ledger::Address a = ParseAddressOrFail(*escrow_addr);
-    auto l = OpenExistingLedger(flags->db);
+    auto l = OpenForReading(*flags, "escrow");
     const ledger::Amount b = OrFail(l->EscrowBalance(a));
     Print(*flags, {{"client", Addr(a)}, {"escrow", b.ToDecimal()}},
           absl::StrCat(Addr(a), " escrow ", b.ToDecimal(), "\n"));
+  });
+  CLI::App* rewards =
+      cmd->add_subcommand("rewards", "A node's reward balance (credited by settlements).");
+  auto rewards_addr = std::make_shared<std::string>();
+  rewards->add_option("ADDRESS", *rewards_addr, "node address")->required();
+  rewards->callback([flags, rewards_addr] {
+    const ledger::Address a = ParseAddressOrFail(*rewards_addr);
+    auto l = OpenForReading(*flags, "rewards");
+    const ledger::Amount b = OrFail(l->RewardBalance(a));
+    Print(*flags, {{"node", Addr(a)}, {"rewards", b.ToDecimal()}},
+          absl::StrCat(Addr(a), " rewards ", b.ToDecimal(), "\n"));
+  });
+
+  // --- settled REQUEST_ID ---
+  CLI::App* settled = cmd->add_subcommand(
+      "settled", "Whether a request id was settled (by its certificate or by a dispute).");
+  auto settled_id = std::make_shared<std::string>();
+  settled->add_option("REQUEST_ID", *settled_id, "request id, 32-byte hex")->required();
+  settled->callback([flags, settled_id] {
+    const ledger::Hash256 id = ParseHashOrFail(*settled_id);
+    auto l = OpenForReading(*flags, "settled");
+    const bool yes = OrFail(l->IsSettled(id));
+    Print(*flags, {{"request_id", HashHex(id)}, {"settled", yes}},
+          absl::StrCat(HashHex(id), yes ? " settled\n" : " not settled\n"));
   });
 
   // --- settlements / slashings ---
@@ -227,10 +416,10 @@ void AddLedgerCommand(CLI::App& app) {
   CLI::App* settlements = cmd->add_subcommand("settlements", "Settled certificates.");
   settlements->add_option("--limit", *limit, "only the last N (0 = all)")->capture_default_str();
   settlements->callback([flags, limit] {
-    auto l = OpenExistingLedger(flags->db);
+    auto l = OpenForReading(*flags, "settlements");
     json arr = json::array();
     std::string human;
-    for (const ledger::SettlementRecord& r : OrFail(l->ListSettlements(*limit))) {
+    for (const ledger::SettlementRecord& r : ListOrFail(l->ListSettlements(*limit))) {
       arr.push_back({{"request_id", HashHex(r.request_id)},
                      {"request_epoch", r.request_epoch},
                      {"client", Addr(r.client)},
@@ -248,10 +437,10 @@ void AddLedgerCommand(CLI::App& app) {
       cmd->add_subcommand("slashings", "Slashings: equivocations and lost disputes (kind).");
   slashings->add_option("--limit", *limit, "only the last N (0 = all)")->capture_default_str();
   slashings->callback([flags, limit] {
-    auto l = OpenExistingLedger(flags->db);
+    auto l = OpenForReading(*flags, "slashings");
     json arr = json::array();
     std::string human;
-    for (const ledger::SlashRecord& r : OrFail(l->ListSlashings(*limit))) {
+    for (const ledger::SlashRecord& r : ListOrFail(l->ListSlashings(*limit))) {
       arr.push_back({{"kind", r.kind},
                      {"evidence_hash", HashHex(r.evidence_hash)},
                      {"offender", Addr(r.offender)},
@@ -268,66 +457,78 @@ void AddLedgerCommand(CLI::App& app) {
     Print(*flags, arr, human);
   });
 
-  // --- register-node / stake (dev) ---
+  // --- register-node / stake ---
   CLI::App* reg = cmd->add_subcommand(
-      "register-node", "[dev] Register a node (no signature: embedded ledger only).");
+      "register-node",
+      "Register a node. Embedded: [dev] no signature; --node (or the --key) names it. EVM: a "
+      "transaction signed and paid for by the node's --key.");
   auto reg_addr = std::make_shared<std::string>();
   auto reg_endpoint = std::make_shared<std::string>();
   auto reg_echelons = std::make_shared<std::vector<std::string>>();
-  reg->add_option("--node", *reg_addr, "node address")->required();
+  reg->add_option("--node", *reg_addr, "node address (default: the --key's)");
   reg->add_option("--endpoint", *reg_endpoint, "Peer endpoint host:port")->required();
   reg->add_option("--echelon", *reg_echelons, "MODEL_DIGEST:ECHELON_ID (hex), repeatable");
   reg->callback([flags, reg_addr, reg_endpoint, reg_echelons] {
-    const ledger::Address a = ParseAddressOrFail(*reg_addr);
     std::vector<ledger::EchelonRef> refs;
     for (const std::string& text : *reg_echelons) {
       std::vector<std::string> parts = absl::StrSplit(text, ':');
       if (parts.size() != 2) Fail(absl::StrCat("--echelon wants MODEL:ECHELON, got '", text, "'"));
       refs.push_back({ParseHashOrFail(parts[0]), ParseHashOrFail(parts[1])});
     }
-    auto l = OpenExistingLedger(flags->db);
-    OrFail(l->RegisterNode(a, *reg_endpoint, refs));
+    auto [l, a] = OpenAsActor(*flags, *reg_addr, "--node", "register-node");
+    MutationOrFail(l->RegisterNode(a, *reg_endpoint, refs), flags->ledger, a);
     Print(*flags, {{"registered", Addr(a)}}, absl::StrCat("registered ", Addr(a), "\n"));
   });
   CLI::App* stake = cmd->add_subcommand(
-      "stake", "[dev] Bond stake for a node (no signature: embedded ledger only).");
+      "stake",
+      "Bond stake for a node; it counts from the next epoch. Embedded: [dev] no signature, no "
+      "payment. EVM: the node's --key sends --amount wei with the transaction.");
   auto stake_addr = std::make_shared<std::string>();
   auto stake_amount = std::make_shared<std::string>();
-  stake->add_option("--node", *stake_addr, "node address")->required();
-  stake->add_option("--amount", *stake_amount, "base units")->required();
+  stake->add_option("--node", *stake_addr, "node address (default: the --key's)");
+  stake->add_option("--amount", *stake_amount, "base units (EVM: wei)")->required();
   stake->callback([flags, stake_addr, stake_amount] {
-    const ledger::Address a = ParseAddressOrFail(*stake_addr);
     const ledger::Amount amount = ParseAmountOrFail(*stake_amount);
-    auto l = OpenExistingLedger(flags->db);
-    OrFail(l->Stake(a, amount));
+    auto [l, a] = OpenAsActor(*flags, *stake_addr, "--node", "stake");
+    MutationOrFail(l->Stake(a, amount), flags->ledger, a);
     const ledger::StakeInfo s = OrFail(l->GetStake(a));
     Print(
         *flags, {{"node", Addr(a)}, {"bonded", s.bonded.ToDecimal()}},
         absl::StrCat(Addr(a), " bonded ", s.bonded.ToDecimal(), " (counts from the next epoch)\n"));
   });
 
-  // --- advance-epoch (dev) ---
+  // --- advance-epoch ---
   CLI::App* advance = cmd->add_subcommand(
-      "advance-epoch", "[dev] Open the next epoch (new seed, freeze the stakes).");
+      "advance-epoch",
+      "Open the next epoch (new seed, freeze the stakes). Embedded: [dev] no signature. EVM: a "
+      "transaction sent by the (first) --key (anyone may; the contract's minimum epoch spacing "
+      "applies).");
   advance->callback([flags] {
-    auto l = OpenExistingLedger(flags->db);
+    const LedgerKind kind = OrFail(RequireLedger(flags->ledger, "ledger advance-epoch"));
+    if (kind == LedgerKind::kEvm && flags->keys.empty()) {
+      Fail(
+          "advance-epoch on an EVM ledger is a transaction: give the key that sends it (and "
+          "pays the gas) with --key FILE");
+    }
+    auto l = OrFail(OpenLedger(flags->ledger, OrFail(ReadKeys(flags->keys))));
     const ledger::Epoch e = OrFail(l->AdvanceEpoch());
     Print(*flags, EpochJson(e),
           absl::StrCat("epoch ", e.number, " opened, seed ", HashHex(e.seed), "\n"));
   });
 
-  // --- deposit (dev) ---
+  // --- deposit ---
   CLI::App* deposit = cmd->add_subcommand(
-      "deposit", "[dev] Credit a client's escrow (no payment, no signature: embedded only).");
+      "deposit",
+      "Credit a client's escrow. Embedded: [dev] no payment, no signature. EVM: the client's "
+      "--key sends --amount wei with the transaction.");
   auto dep_client = std::make_shared<std::string>();
   auto dep_amount = std::make_shared<std::string>();
-  deposit->add_option("--client", *dep_client, "client address")->required();
-  deposit->add_option("--amount", *dep_amount, "base units")->required();
+  deposit->add_option("--client", *dep_client, "client address (default: the --key's)");
+  deposit->add_option("--amount", *dep_amount, "base units (EVM: wei)")->required();
   deposit->callback([flags, dep_client, dep_amount] {
-    const ledger::Address a = ParseAddressOrFail(*dep_client);
     const ledger::Amount amount = ParseAmountOrFail(*dep_amount);
-    auto l = OpenExistingLedger(flags->db);
-    OrFail(l->DepositEscrow(a, amount));
+    auto [l, a] = OpenAsActor(*flags, *dep_client, "--client", "deposit");
+    MutationOrFail(l->DepositEscrow(a, amount), flags->ledger, a);
     const ledger::Amount b = OrFail(l->EscrowBalance(a));
     Print(*flags, {{"client", Addr(a)}, {"escrow", b.ToDecimal()}},
           absl::StrCat(Addr(a), " escrow ", b.ToDecimal(), "\n"));

@@ -1,11 +1,14 @@
 // atoma-cli operator commands (issue 5): `status`, `peers`, `drain` (gRPC clients of a running
 // node's atoma.v1.Admin service and of grpc.health.v1 on its peers) and `stake`, `unstake`,
-// `withdraw`, `claim` (the node's own stake and rewards on an embedded ledger).
+// `withdraw`, `claim` (the node's own stake and rewards on a ledger: an embedded file or an EVM
+// contract, ledger_open.h).
 //
 // Text by default; `--json` prints one JSON object. Errors print "atoma-cli: ..." and exit 1
-// (Fail in commands.h). The stake commands act WITHOUT any signature: the embedded ledger trusts
-// its caller (ledger.h), the key file only names the actor, so they are for devnets like the
-// `ledger` dev operations.
+// (Fail in commands.h). On an embedded ledger the stake commands act WITHOUT any signature: the
+// embedded ledger trusts its caller (ledger.h), the key file only names the actor, so they are for
+// devnets like the `ledger` dev operations. On an EVM ledger they are transactions signed and paid
+// for by the node's key (stake sends the amount with it; withdraw and claim pay out to the node's
+// account).
 //
 // Peer health is one grpc.health.v1.Health/Check (service "", the node's overall status) per
 // endpoint with a 1 s deadline; any RPC failure reads as UNREACHABLE, so a dead or hung peer
@@ -27,11 +30,10 @@
 #include "atoma/v1/admin.grpc.pb.h"
 #include "commands.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "ledger_open.h"
 #include "nlohmann/json.hpp"
 
 namespace atoma::cli {
-
-std::unique_ptr<ledger::LedgerClient> OpenExistingLedger(const std::string& db);  // ledger_cmd.cc
 
 namespace {
 
@@ -142,7 +144,7 @@ bool SharesEchelon(const ledger::NodeInfo& n, const std::vector<ledger::Hash256>
 
 struct StatusFlags {
   std::string addr;
-  std::string ledger_db;
+  LedgerFlags ledger;  // optional: without it, no ledger part
   bool json = false;
 };
 
@@ -200,8 +202,8 @@ void RunStatus(const StatusFlags& f) {
   }
   j["models"] = models;
 
-  if (!f.ledger_db.empty()) {
-    auto l = OpenExistingLedger(f.ledger_db);
+  if (OrFail(CheckLedgerFlags(f.ledger)) != LedgerKind::kNone) {
+    auto l = OrFail(OpenLedger(f.ledger));
     const ledger::Address self = OrFail(crypto::ParseAddress(st.node_address()));
     const ledger::Epoch epoch = OrFail(l->CurrentEpoch());
     j["epoch"] = epoch.number;
@@ -249,7 +251,7 @@ void RunStatus(const StatusFlags& f) {
 }
 
 struct StakeFlags {
-  std::string ledger_db;
+  LedgerFlags ledger;
   std::string key;
   std::string amount;
   bool json = false;
@@ -257,7 +259,8 @@ struct StakeFlags {
 
 // stake / unstake / withdraw / claim on the node's own account; prints the new balances.
 void RunStakeAction(const std::string& action, const StakeFlags& f) {
-  const crypto::PrivateKey key = OrFail(crypto::ReadKeyFile(f.key));
+  OrFail(RequireLedger(f.ledger, action));
+  crypto::PrivateKey key = OrFail(crypto::ReadKeyFile(f.key));
   const ledger::Address self = key.address();
   std::optional<ledger::Amount> amount;
   if (!f.amount.empty()) {
@@ -267,7 +270,9 @@ void RunStakeAction(const std::string& action, const StakeFlags& f) {
     }
     amount = *parsed;
   }
-  auto l = OpenExistingLedger(f.ledger_db);
+  std::vector<crypto::PrivateKey> signers;
+  signers.push_back(std::move(key));  // EVM: the node signs; embedded: ignored
+  auto l = OrFail(OpenLedger(f.ledger, std::move(signers)));
   if (action == "stake") {
     OrFail(l->Stake(self, *amount));
   } else if (action == "unstake") {
@@ -297,30 +302,31 @@ void AddOperatorCommands(CLI::App& app) {
   auto status = std::make_shared<StatusFlags>();
   CLI::App* status_cmd = app.add_subcommand(
       "status",
-      "A running node's state (Admin.Status): models with echelons, load and queue; with "
-      "--ledger-db also its epoch, registration, stake, rewards and peers with their health.");
+      "A running node's state (Admin.Status): models with echelons, load and queue; with a "
+      "ledger (--ledger-db FILE, or --rpc-url URL --contract ADDRESS) also its epoch, "
+      "registration, stake, rewards and peers with their health.");
   status_cmd->add_option("--addr", status->addr, "node API address host:port")->required();
-  status_cmd->add_option("--ledger-db", status->ledger_db, "embedded ledger file");
+  AddLedgerFlags(status_cmd, &status->ledger, "--ledger-db,--db");
   status_cmd->add_flag("--json", status->json, "print one JSON object");
   status_cmd->callback([status] { RunStatus(*status); });
 
   // --- peers ---
-  auto peers_db = std::make_shared<std::string>();
+  auto peers_ledger = std::make_shared<LedgerFlags>();
   auto peers_echelon = std::make_shared<std::string>();
   auto peers_json = std::make_shared<bool>(false);
   CLI::App* peers_cmd = app.add_subcommand(
       "peers", "Registered nodes on a ledger with endpoint, echelons, bonded stake and health.");
-  peers_cmd->add_option("--ledger-db", *peers_db, "embedded ledger file")->required();
+  AddLedgerFlags(peers_cmd, peers_ledger.get(), "--ledger-db,--db");
   peers_cmd->add_option("--echelon", *peers_echelon, "only nodes of this echelon id (hex)");
   peers_cmd->add_flag("--json", *peers_json, "print one JSON object");
-  peers_cmd->callback([peers_db, peers_echelon, peers_json] {
+  peers_cmd->callback([peers_ledger, peers_echelon, peers_json] {
     std::vector<ledger::Hash256> filter;
     if (!peers_echelon->empty()) {
       const std::optional<ledger::Hash256> id = ParseHash(*peers_echelon);
       if (!id) Fail(absl::StrCat("bad 32-byte hex echelon id '", *peers_echelon, "'"));
       filter.push_back(*id);
     }
-    auto l = OpenExistingLedger(*peers_db);
+    auto l = OrFail(OpenLedger(*peers_ledger));
     const ledger::Epoch epoch = OrFail(l->CurrentEpoch());
     json peers = json::array();
     std::string human;
@@ -363,16 +369,31 @@ void AddOperatorCommands(CLI::App& app) {
     bool amount_required;
   };
   for (const Action& a :
-       {Action{"stake", "[dev] Bond stake for this node (embedded ledger, no signature).", true},
-        Action{"unstake", "[dev] Unbond stake: withdrawable after the ledger's unbonding epochs.",
+       {Action{"stake",
+               "Bond stake for this node; it counts from the next epoch. Embedded: [dev] no "
+               "signature, no payment. EVM: the node's --key sends --amount wei with the "
+               "transaction.",
                true},
-        Action{"withdraw", "[dev] Withdraw released (unbonded) stake.", true},
-        Action{"claim", "[dev] Withdraw rewards (default: the whole balance).", false}}) {
+        Action{"unstake",
+               "Unbond stake: withdrawable after the ledger's unbonding epochs. Embedded: [dev] "
+               "no signature. EVM: signed by the node's --key.",
+               true},
+        Action{"withdraw",
+               "Withdraw released (unbonded) stake. Embedded: [dev] no signature. EVM: signed by "
+               "the node's --key; the coin goes to the node's account.",
+               true},
+        Action{"claim",
+               "Withdraw rewards (default: the whole balance). Embedded: [dev] no signature. EVM: "
+               "signed by the node's --key; the coin goes to the node's account.",
+               false}}) {
     auto flags = std::make_shared<StakeFlags>();
     CLI::App* cmd = app.add_subcommand(a.name, a.help);
-    cmd->add_option("--ledger-db", flags->ledger_db, "embedded ledger file")->required();
-    cmd->add_option("--key", flags->key, "the node's key file (names the account)")->required();
-    CLI::Option* amount = cmd->add_option("--amount", flags->amount, "base units");
+    AddLedgerFlags(cmd, &flags->ledger, "--ledger-db,--db");
+    cmd->add_option("--key", flags->key,
+                    "the node's key file (embedded: names the account; EVM: signs the "
+                    "transaction)")
+        ->required();
+    CLI::Option* amount = cmd->add_option("--amount", flags->amount, "base units (EVM: wei)");
     if (a.amount_required) amount->required();
     cmd->add_flag("--json", flags->json, "print one JSON object");
     const std::string action = a.name;

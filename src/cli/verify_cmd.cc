@@ -1,6 +1,6 @@
 // atoma-cli verify: checks a certificate (the binary encoding of attestation.h, version 0x01, or a
 // cross-validation certificate of xv.h, version 0x02) against the epoch seed and frozen snapshot
-// of an embedded ledger, as a client or auditor would.
+// of a ledger (an embedded file or an EVM contract, ledger_open.h), as a client or auditor would.
 //
 // With --output the full VerifyCertificate runs. Without it the checks that need the output
 // (C == commitment of the output, each member's p_i, token counts, Merkle root) cannot run; what
@@ -28,12 +28,11 @@
 #include "atoma/crypto/sha256.h"
 #include "atoma/ledger/ledger.h"
 #include "commands.h"
+#include "ledger_open.h"
 #include "nlohmann/json.hpp"
 #include "verify.h"
 
 namespace atoma::cli {
-
-std::unique_ptr<ledger::LedgerClient> OpenExistingLedger(const std::string& db);  // ledger_cmd.cc
 
 namespace {
 
@@ -70,25 +69,28 @@ consensus::ConsensusOutput ReadOutputOrFail(const std::string& path) {
 }  // namespace
 
 void AddVerifyCommand(CLI::App& app) {
-  auto db = std::make_shared<std::string>();
+  auto ledger_flags = std::make_shared<LedgerFlags>();
   auto cert_path = std::make_shared<std::string>();
   auto output_path = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
       "verify",
       "Verify a certificate file (sampling, or cross-validation: executor, salt and validators) "
-      "against an embedded ledger's epoch seed and frozen snapshot. "
+      "against a ledger's epoch seed and frozen snapshot (an embedded file, --db FILE, or the "
+      "contract on an EVM chain, --rpc-url URL --contract ADDRESS). "
       "Exit 0 when it verifies, 1 otherwise. The client's signature (its authorization of "
       "the request) is always checked. Without --output the output-dependent checks "
       "(commitment C, each member's proof, token counts, Merkle root) are skipped and the "
       "verdict says so.");
-  cmd->add_option("--db", *db, "embedded ledger file")->required();
+  AddLedgerFlags(cmd, ledger_flags.get(), "--db,--ledger-db");
   cmd->add_option("CERT_FILE", *cert_path,
                   "certificate (binary encoding: 0x01 sampling, 0x02 cross-validation)")
       ->required();
   cmd->add_option("--output", *output_path,
                   "the certified output as JSON: {\"token_ids\": [...], \"finish_reason\": "
                   "\"stop\"|\"length\"}");
-  cmd->callback([db, cert_path, output_path] {
+  cmd->callback([ledger_flags, cert_path, output_path] {
+    // Flag mistakes first, before reading any file.
+    if (absl::Status s = RequireLedger(*ledger_flags, "verify").status(); !s.ok()) Fail(s);
     const std::vector<uint8_t> bytes = ReadFileOrFail(*cert_path);
     // The version byte tells the forms apart (0x01 sampling, 0x02 cross-validation); each
     // decoder rejects the other's, so an unknown byte gets the sampling decoder's message.
@@ -108,11 +110,12 @@ void AddVerifyCommand(CLI::App& app) {
       }
       cert = *std::move(decoded);
     }
-    auto l = OpenExistingLedger(*db);
+    auto l = OpenLedger(*ledger_flags);
+    if (!l.ok()) Fail(l.status());
     std::optional<consensus::ConsensusOutput> output;
     if (!output_path->empty()) output = ReadOutputOrFail(*output_path);
     const consensus::ConsensusOutput* out = output ? &*output : nullptr;
-    auto verdict = xv ? VerifyXvWithLedger(*l, *xv_cert, out) : VerifyWithLedger(*l, *cert, out);
+    auto verdict = xv ? VerifyXvWithLedger(**l, *xv_cert, out) : VerifyWithLedger(**l, *cert, out);
     if (!verdict.ok()) Fail(verdict.status());
     std::printf("%s", verdict->c_str());
   });
