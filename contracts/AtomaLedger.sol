@@ -930,8 +930,9 @@ contract AtomaLedger is AtomaLedgerBase {
         uint256 coin = uint256(_hash2("atoma/xv", 8, salt, it.executorDigest)) % COIN_SCALE;
         if (coin >= r.pMicro) return vCount == 0 ? 0 : R_MALFORMED;
         uint256 k = r.k;
-        // Draws 2 .. k+1 (after the executor's draw and its backup) are the validators.
-        if (_drawUpTo(s, b.d, 2 + k) < 2 + k) return R_VALIDATORS; // the echelon is too small
+        // Draws 2 .. k+1 (after the executor's draw and its backup) are the validators; an
+        // echelon too small to supply k of them fails the check (k = 0 needs none).
+        if (k != 0 && _drawUpTo(s, b.d, 2 + k) < 2 + k) return R_VALIDATORS;
         if (vCount < k) return R_VALIDATORS;
         if (vCount > k) return R_MALFORMED;
         uint256 att = b.att;
