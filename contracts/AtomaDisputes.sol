@@ -3,11 +3,13 @@ pragma solidity 0.8.28;
 
 import {AtomaLedgerBase} from "./AtomaLedgerBase.sol";
 
-// AtomaLedger's dispute module: settleDispute and reportEquivocation exactly as
-// LedgerClient::SettleDispute and ::ReportEquivocation (include/atoma/ledger/ledger.h), with the
-// calldata formats of docs/ledger_evm.md. AtomaLedger creates it in its constructor and forwards
-// both functions to it by DELEGATECALL, so it runs on the ledger's storage, address, balance and
-// events; it has no state of its own and refuses to be called directly.
+// AtomaLedger's module for what is rare and large: advanceEpoch / advanceEpochFrom (the seed hash
+// chain and the per-echelon snapshots), settleDispute and reportEquivocation, exactly as
+// LedgerClient::AdvanceEpoch, ::SettleDispute and ::ReportEquivocation
+// (include/atoma/ledger/ledger.h), with the calldata formats of docs/ledger_evm.md. AtomaLedger
+// creates it in its constructor and forwards these functions to it by DELEGATECALL, so it runs on
+// the ledger's storage, address, balance and events; it has no state of its own and refuses to be
+// called directly.
 //
 // Errors: Error(string) "<absl status code name>: <reason>", the codes the embedded ledger
 // returns for the same rule, checked in the same order.
@@ -277,7 +279,9 @@ contract AtomaDisputes is AtomaLedgerBase {
         // For evidence any epoch the node signed counts: each is checked against its own.
         _verifyAttestation(pa, _u64(pa + A_EPOCH), "");
         _verifyAttestation(pb, _u64(pb + A_EPOCH), "");
-        bytes32 evidence = da < db ? _hash2("atoma/equivocation", 18, da, db) : _hash2("atoma/equivocation", 18, db, da);
+        // Order-independent, so the swapped pair is the same evidence.
+        (bytes32 lo, bytes32 hi) = da < db ? (da, db) : (db, da);
+        bytes32 evidence = _hash2("atoma/equivocation", 18, lo, hi);
         if (!_nodes[member].registered) {
             _fail(NOT_FOUND, string.concat("node ", _addr(member), " is not registered"));
         }
@@ -427,7 +431,9 @@ contract AtomaDisputes is AtomaLedgerBase {
                     _dec(v.committeeCount),
                     " members and ",
                     _dec(v.memberCount),
-                    v.xv ? " member attestations (the executor's, then at most k validators')" : " member attestations (one per member)"
+                    v.xv
+                        ? " member attestations (the executor's, then at most k validators')"
+                        : " member attestations (one per member)"
                 )
             );
         }
@@ -551,7 +557,8 @@ contract AtomaDisputes is AtomaLedgerBase {
         for (uint256 i; i < n; ++i) {
             uint256 body = v.membersAt + i * BODY;
             address m = _committeeMember(v, i);
-            string memory who = string.concat(v.xv ? "executor (" : string.concat("member ", _dec(i), " ("), _addr(m), "): ");
+            string memory who =
+                string.concat(v.xv ? "executor (" : string.concat("member ", _dec(i), " ("), _addr(m), "): ");
             if (_member(body) != m) {
                 _fail(PERMISSION_DENIED, string.concat(who, "the attestation is by ", _addr(_member(body))));
             }
@@ -692,7 +699,10 @@ contract AtomaDisputes is AtomaLedgerBase {
                 FAILED_PRECONDITION,
                 v.hasOutput
                     ? "nothing to slash: every member attested the majority's C with its own proof"
-                    : "nothing to slash: every member attested the majority's C (with the output, a member that copied C can be found)"
+                    : string.concat(
+                        "nothing to slash: every member attested the majority's C",
+                        " (with the output, a member that copied C can be found)"
+                    )
             );
         }
         for (uint256 i; i < v.byReferee.length; ++i) {

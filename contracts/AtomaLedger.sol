@@ -17,8 +17,9 @@ import {AtomaDisputes} from "./AtomaDisputes.sol";
 // Thread-safety: transactions are serialized by the chain. Withdrawals follow
 // checks-effects-interactions behind a reentrancy guard.
 //
-// settleDispute and reportEquivocation run in AtomaDisputes (created by the constructor, called
-// by DELEGATECALL on this contract's storage) so that each stays under the 24,576-byte limit.
+// advanceEpoch, advanceEpochFrom, settleDispute and reportEquivocation run in AtomaDisputes
+// (created by the constructor, called by DELEGATECALL on this contract's storage) so that each
+// contract stays under the 24,576-byte limit; settlement, the hot path, stays here.
 contract AtomaLedger is AtomaLedgerBase {
     address private immutable DISPUTES;
     bool private transient _locked;
@@ -383,7 +384,8 @@ contract AtomaLedger is AtomaLedgerBase {
     }
 
     // =============================================================================================
-    // Disputes and equivocation (AtomaDisputes, on this contract's storage)
+    // Disputes and equivocation (AtomaDisputes, on this contract's storage; so are the epoch
+    // functions above)
 
     function settleDispute(bytes calldata evidence) external {
         evidence;
