@@ -9,6 +9,7 @@
 #include "atoma/consensus/encoding.h"
 #include "atoma/consensus/request.h"
 #include "atoma/evm/abi.h"
+#include "atoma/evm/hex.h"
 #include "atoma/evm/rpc.h"
 
 namespace atoma::ledger::evm_backend {
@@ -160,6 +161,38 @@ absl::StatusOr<std::vector<uint8_t>> EncodeDisputeEvidence(const DisputeEvidence
   return out;
 }
 
+std::string ChecksumAddresses(std::string_view text) {
+  auto is_hex = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  };
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    // "0x" + exactly 40 hex digits, not inside a longer word (a 32-byte hash has 64).
+    const bool starts =
+        text.compare(i, 2, "0x") == 0 && (i == 0 || !(is_hex(text[i - 1]) || text[i - 1] == 'x'));
+    if (starts) {
+      size_t end = i + 2;
+      while (end < text.size() && is_hex(text[end])) ++end;
+      if (end - i - 2 == 40) {
+        absl::StatusOr<crypto::Address> address =
+            evm::ParseAddressHex(std::string(text.substr(i, 42)));
+        if (address.ok()) {
+          out += crypto::AddressToString(*address);
+          i = end;
+          continue;
+        }
+      }
+      out.append(text.substr(i, end - i));
+      i = end;
+      continue;
+    }
+    out.push_back(text[i++]);
+  }
+  return out;
+}
+
 absl::Status StatusFromRevertReason(std::string_view reason) {
   const size_t colon = reason.find(": ");
   if (colon != std::string_view::npos) {
@@ -168,11 +201,12 @@ absl::Status StatusFromRevertReason(std::string_view reason) {
     for (int c = 1; c <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++c) {
       const auto code = static_cast<absl::StatusCode>(c);
       if (absl::StatusCodeToString(code) == Sv(name)) {
-        return absl::Status(code, Sv(reason.substr(colon + 2)));
+        return absl::Status(code, ChecksumAddresses(reason.substr(colon + 2)));
       }
     }
   }
-  return absl::FailedPreconditionError(absl::StrCat("contract reverted: ", Sv(reason)));
+  return absl::FailedPreconditionError(
+      absl::StrCat("contract reverted: ", ChecksumAddresses(reason)));
 }
 
 absl::Status MapCallError(const absl::Status& status) {

@@ -41,8 +41,13 @@ absl::StatusOr<std::vector<consensus::ConsensusRequest>> DecodeSettleBatchReques
 // could not be told; LedgerClient::SettleDispute bounds them far below anyway).
 absl::StatusOr<std::vector<uint8_t>> EncodeDisputeEvidence(const DisputeEvidence& evidence);
 
+// Rewrites every "0x" + 40 hex digits in `text` (the contract writes lowercase) to its EIP-55
+// checksummed form, the way the embedded backend's messages name addresses.
+std::string ChecksumAddresses(std::string_view text);
+
 // "CODE: reason" → that status code with `reason` as the message; a reason without a known
-// status-code prefix → FAILED_PRECONDITION with the whole reason.
+// status-code prefix → FAILED_PRECONDITION with the whole reason. Addresses in the reason are
+// checksummed (ChecksumAddresses).
 absl::Status StatusFromRevertReason(std::string_view reason);
 // The status of an eth_call / eth_estimateGas / receipt replay that failed: a revert becomes
 // StatusFromRevertReason(its Error(string) message) (other revert data: FAILED_PRECONDITION with

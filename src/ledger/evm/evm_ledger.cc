@@ -455,9 +455,7 @@ class EvmLedger final : public LedgerClient {
                {AbiValue::Address(request.client), AbiValue::Uint(Amount(request.client_nonce))},
                "bool", head));
       if (settled[0].boolean()) {
-        r.status = absl::AlreadyExistsError(absl::StrCat(
-            "request ", HashHex(r.request_id), " is already settled: nonce ", request.client_nonce,
-            " of client ", Hex(request.client), " was settled (a client nonce settles once)"));
+        r.status = ClosedStatus(request, r.request_id, /*for_dispute=*/false);
         continue;
       }
       const uint64_t tokens = request.prompt_token_ids.size() + items[i].output.token_ids.size();
@@ -599,10 +597,16 @@ class EvmLedger final : public LedgerClient {
     ASSIGN_OR_RETURN(std::vector<uint8_t> packed, evm_backend::EncodeDisputeEvidence(evidence));
     DisputeResult result;
     result.request_id = consensus::RequestId(evidence.request);
-    ASSIGN_OR_RETURN(
-        evm::Receipt receipt,
+    absl::StatusOr<evm::Receipt> sent =
         Send(submitter, "settleDispute(bytes)", {AbiValue::Bytes(packed)}, Amount(),
-             absl::StrCat("settle the dispute of request ", HashHex(result.request_id))));
+             absl::StrCat("settle the dispute of request ", HashHex(result.request_id)));
+    if (absl::IsAlreadyExists(sent.status())) {
+      // The contract knows one bit per (client, nonce); say what closed it, as the embedded
+      // backend does.
+      return ClosedStatus(evidence.request, result.request_id, /*for_dispute=*/true);
+    }
+    if (!sent.ok()) return sent.status();
+    const evm::Receipt& receipt = *sent;
     const Hash256 topic = evm::EventTopic(evm_backend::kDisputeSettledEvent);
     for (const evm::Log& log : receipt.logs) {
       if (log.address != contract_ || log.topics.size() < 2 || log.topics[0] != topic) continue;
@@ -835,9 +839,15 @@ class EvmLedger final : public LedgerClient {
   }
 
   absl::StatusOr<std::vector<evm::Log>> Logs(std::string_view event, uint64_t from, uint64_t to) {
+    return LogsWhere({evm::EventTopic(event)}, from, to);
+  }
+
+  // The contract's logs matching `topics` in [from, to], removed ones dropped, in chain order.
+  absl::StatusOr<std::vector<evm::Log>> LogsWhere(std::vector<std::optional<Hash256>> topics,
+                                                  uint64_t from, uint64_t to) {
     evm::LogFilter filter;
     filter.addresses = {contract_};
-    filter.topics = {evm::EventTopic(event)};
+    filter.topics = std::move(topics);
     filter.from_block = from;
     filter.to_block = to;
     ASSIGN_OR_RETURN(std::vector<evm::Log> logs, eth_->GetLogs(filter));
@@ -870,6 +880,58 @@ class EvmLedger final : public LedgerClient {
       epoch = number;
     }
     return epoch;
+  }
+
+  // ALREADY_EXISTS for a request whose (client, nonce) is closed, naming what closed it in the
+  // embedded backend's words (the contract keeps only the bit; the logs say the rest): a dispute
+  // of this request, a certificate of it, or another request with the same nonce.
+  absl::Status ClosedStatus(const consensus::ConsensusRequest& request, const Hash256& id,
+                            bool for_dispute) {
+    const std::string generic =
+        absl::StrCat("nonce ", request.client_nonce, " of client ", Hex(request.client),
+                     " was already settled (a client nonce settles once)");
+    absl::StatusOr<uint64_t> to = eth_->BlockNumber();
+    absl::StatusOr<uint64_t> from = DeployBlock();
+    if (!to.ok() || !from.ok()) return absl::AlreadyExistsError(generic);
+    auto any =
+        [&](std::string_view event,
+            std::vector<std::optional<Hash256>> topics) -> absl::StatusOr<std::vector<evm::Log>> {
+      topics.insert(topics.begin(), evm::EventTopic(event));
+      return LogsWhere(std::move(topics), *from, *to);
+    };
+    absl::StatusOr<std::vector<evm::Log>> disputed = any(evm_backend::kDisputeSettledEvent, {id});
+    if (disputed.ok() && !disputed->empty()) {
+      return absl::AlreadyExistsError(
+          for_dispute ? absl::StrCat("a dispute for request ", HashHex(id), " was already settled")
+                      : absl::StrCat("request ", HashHex(id), " was already settled by a dispute"));
+    }
+    absl::StatusOr<std::vector<evm::Log>> certified = any(evm_backend::kSettledEvent, {id});
+    if (certified.ok() && !certified->empty()) {
+      return absl::AlreadyExistsError(
+          for_dispute
+              ? absl::StrCat("request ", HashHex(id), " was already settled by a certificate")
+              : absl::StrCat("request ", HashHex(id), " is already settled"));
+    }
+    // Another request of this client and nonce: a certificate's Settled names the client.
+    Hash256 client_topic{};
+    std::copy(request.client.begin(), request.client.end(), client_topic.begin() + 12);
+    absl::StatusOr<std::vector<evm::Log>> by_client =
+        any(evm_backend::kSettledEvent, {std::nullopt, client_topic});
+    if (by_client.ok()) {
+      for (const evm::Log& log : *by_client) {
+        absl::StatusOr<std::vector<AbiValue>> v =
+            DecodeAs("uint16,uint64,uint256", log.data, "Settled event");
+        if (!v.ok() || log.topics.size() < 2) continue;
+        absl::StatusOr<uint64_t> nonce = (*v)[1].AsU64();
+        if (nonce.ok() && *nonce == request.client_nonce) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("nonce ", request.client_nonce, " of client ", Hex(request.client),
+                           " was already settled by request ", HashHex(log.topics[1]),
+                           " (a client nonce settles once)"));
+        }
+      }
+    }
+    return absl::AlreadyExistsError(generic);
   }
 
   // ---- Writing ----

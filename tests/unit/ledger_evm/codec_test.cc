@@ -10,6 +10,7 @@
 #include "atoma/consensus/encoding.h"
 #include "atoma/consensus/xv.h"
 #include "atoma/evm/abi.h"
+#include "atoma/evm/hex.h"
 #include "atoma/evm/rpc.h"
 #include "gtest/gtest.h"
 #include "testing/temp_dir.h"
@@ -266,6 +267,18 @@ TEST(EvmCodecTest, RevertReasonsMapToTheirStatusCodes) {
   // Non-revert errors pass through unchanged.
   EXPECT_EQ(MapCallError(absl::UnavailableError("down")).code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(MapCallError(absl::OkStatus()).ok());
+}
+
+TEST(EvmCodecTest, AddressesInRevertReasonsAreChecksummed) {
+  const Address a = Key('5').address();
+  std::string lower = evm::AddressHex(a);
+  const std::string hash = evm::ToHex(crypto::Sha256Of(std::string_view("h")));
+  const absl::Status s = StatusFromRevertReason(
+      absl::StrCat("PERMISSION_DENIED: referee ", lower, ": bad signature on ", hash));
+  EXPECT_EQ(s.message(), absl::StrCat("referee ", crypto::AddressToString(a), ": bad signature on ",
+                                      hash));  // hashes untouched
+  EXPECT_EQ(ChecksumAddresses("0x12 and 0xzz"), "0x12 and 0xzz");
+  EXPECT_EQ(ChecksumAddresses(lower + ","), crypto::AddressToString(a) + ",");
 }
 
 TEST(EvmCodecTest, RejectCodesMapToTheEmbeddedBackendsStatuses) {

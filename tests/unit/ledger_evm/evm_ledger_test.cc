@@ -285,7 +285,19 @@ TEST_F(EvmLedgerTest, HonestCertificateSettlesPaysTheCommitteeAndIsSettled) {
   const std::vector<SettlementResult> again =
       ledger_->SettleCertificates(world_.node(0), std::span(&item, 1)).value();
   EXPECT_EQ(again[0].status.code(), absl::StatusCode::kAlreadyExists) << again[0].status;
+  EXPECT_TRUE(absl::StrContains(again[0].status.message(), "is already settled"))
+      << again[0].status;
   EXPECT_EQ(ChainNonce(world_.node(0)), nonce_before);
+  // Another request with the same client nonce: named by the log that closed the nonce.
+  consensus::ConsensusRequest same_nonce = world_.Request(1);
+  same_nonce.max_tokens = 17;
+  const SettlementItem other = world_.Honest(same_nonce);
+  const SettlementResult refused =
+      ledger_->SettleCertificates(world_.node(0), std::span(&other, 1)).value()[0];
+  EXPECT_EQ(refused.status.code(), absl::StatusCode::kAlreadyExists) << refused.status;
+  EXPECT_TRUE(absl::StrContains(refused.status.message(),
+                                absl::StrCat("settled by request ", evm::ToHex(id))))
+      << refused.status;
   EXPECT_EQ(world_.Escrow(), Amount(100'000 - 20));
 
   // A batch: two new ones, one twice, one above its max_fee.
@@ -562,8 +574,15 @@ TEST_F(EvmLedgerTest, DisputeSlashesTheMemberAndPaysTheReferees) {
   EXPECT_EQ(result.slashed_total, Amount(member_stake.Low64() / 10));
   EXPECT_TRUE(ledger_->IsSettled(result.request_id).value());
   EXPECT_EQ(world_.Escrow(), Amount(100'000 - 20));
-  EXPECT_EQ(ledger_->SettleDispute(world_.node(0), ev).status().code(),
-            absl::StatusCode::kAlreadyExists);
+  // The contract keeps one bit per (client, nonce); the logs tell what closed the request.
+  const absl::Status twice = ledger_->SettleDispute(world_.node(0), ev).status();
+  EXPECT_EQ(twice.code(), absl::StatusCode::kAlreadyExists) << twice;
+  EXPECT_TRUE(absl::StrContains(twice.message(), "a dispute for request")) << twice;
+  const SettlementItem late = world_.Honest(r, truth);
+  const SettlementResult after =
+      ledger_->SettleCertificates(world_.node(0), std::span(&late, 1)).value()[0];
+  EXPECT_EQ(after.status.code(), absl::StatusCode::kAlreadyExists) << after.status;
+  EXPECT_TRUE(absl::StrContains(after.status.message(), "settled by a dispute")) << after.status;
   const std::vector<SlashRecord> records = ledger_->ListSlashings(0).value();
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].kind, "dispute");
