@@ -505,6 +505,46 @@ TEST_F(EvmLedgerTest, NoKeyForTheActorIsPermissionDeniedBeforeAnythingIsSent) {
   EXPECT_EQ(reader->AdvanceEpoch().status().code(), absl::StatusCode::kPermissionDenied);
 }
 
+TEST_F(EvmLedgerTest, ConcurrentCallsOfOneSignerGetDistinctNonces) {
+  SetUpWorld();
+  const Address n0 = world_.node(0);
+  const uint64_t nonce_before = ChainNonce(n0);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 3; ++i) {
+        if (!ledger_->Stake(n0, Amount(1)).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(ledger_->GetStake(n0).value().bonded, Amount(10'012));
+  EXPECT_EQ(ChainNonce(n0), nonce_before + 12);
+}
+
+// Two clients (two journals) signing for one account: the one whose counted nonce went stale gets
+// "nonce too low", re-reads the nonce and signs again; both intents land once.
+TEST_F(EvmLedgerTest, StaleNonceIsReadAgain) {
+  SetUpWorld();
+  const Address n0 = world_.node(0);
+  std::unique_ptr<LedgerClient> a = OpenEvmLedger(Options(dir_ / "a.db")).value();
+  std::unique_ptr<LedgerClient> b = OpenEvmLedger(Options(dir_ / "b.db")).value();
+  const uint64_t nonce_before = ChainNonce(n0);
+  ASSERT_TRUE(b->Stake(n0, Amount(1)).ok());    // b counts nonce_before + 1 next
+  ASSERT_TRUE(a->Stake(n0, Amount(10)).ok());   // a reads the chain: takes nonce_before + 1
+  ASSERT_TRUE(b->Stake(n0, Amount(100)).ok());  // b's nonce is taken: re-read, re-signed
+  EXPECT_EQ(ledger_->GetStake(n0).value().bonded, Amount(10'111));
+  EXPECT_EQ(ChainNonce(n0), nonce_before + 3);
+  auto journal = evm_backend::TxJournal::Open(dir_ / "b.db", 31337, contract_).value();
+  const std::vector<evm_backend::JournaledTx> all = journal->All(n0).value();
+  ASSERT_EQ(all.size(), 3u);  // the one refused, then its re-signed twin
+  EXPECT_EQ(journal->StateOf(all[1].hash).value(), evm_backend::TxState::kDropped);
+  EXPECT_EQ(journal->StateOf(all[2].hash).value(), evm_backend::TxState::kMined);
+  EXPECT_TRUE(journal->Pending().value().empty());
+}
+
 TEST_F(EvmLedgerTest, ConfirmationsDelayWhatViewsSee) {
   SetUpWorld();
   EvmLedgerOptions deep = Options();
