@@ -990,11 +990,12 @@ contract AtomaLedger is AtomaLedgerBase {
             assembly ("memory-safe") {
                 let c := add(credit, 32)
                 let l := add(list, 32)
-                for { let i := 0 } lt(i, payees) { i := add(i, 1) } {
-                    let at := add(c, shl(5, mload(add(l, shl(5, i)))))
-                    switch i
-                    case 0 { mstore(at, add(mload(at), first)) }
-                    default { mstore(at, add(mload(at), share)) }
+                let at := add(c, shl(5, mload(l)))
+                mstore(at, add(mload(at), first))
+                for { let e := add(l, shl(5, payees)) } lt(add(l, 32), e) {} {
+                    l := add(l, 32)
+                    at := add(c, shl(5, mload(l)))
+                    mstore(at, add(mload(at), share))
                 }
             }
             return 0;
