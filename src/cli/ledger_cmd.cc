@@ -1,7 +1,7 @@
-// atoma-cli ledger: inspect a ledger — an embedded (SQLite) file or the AtomaLedger contract on an
-// EVM chain (ledger_open.h names it) — and the few mutations a local network needs (register-node,
-// stake, advance-epoch, deposit), plus `init` (a new embedded file), `deploy` (a new contract) and
-// `fund` (dev chains: set an account's balance).
+// atoma-cli ledger: inspect a ledger (an embedded SQLite file or the AtomaLedger contract on an
+// EVM chain, named as ledger_open.h says) and the few mutations a local network needs
+// (register-node, stake, advance-epoch, deposit), plus `init` (a new embedded file), `deploy` (a
+// new contract) and `fund` (dev chains: set an account's balance).
 //
 // On an embedded ledger the mutations act WITHOUT any signature (the embedded ledger trusts its
 // caller, see ledger.h), so they are for devnets only; a --key file there only names the actor.

@@ -1,0 +1,621 @@
+#!/usr/bin/env python3
+"""Functional tests of the EVM ledger with real processes: Anvil (the pinned npm package) on a free
+port, the AtomaLedger contract deployed with `atoma-cli ledger deploy`, and 5 atoma-nodes with
+`ledger.backend: evm` that register themselves on the contract; the test funds the keys
+(`ledger fund`), stakes each node with its own key, pays the client's escrow deposit with the
+client's key and opens an epoch, all as transactions, then:
+
+  (a) a verified sampling:3 request: the certificate verifies against the chain (`generate` and
+      `verify` with --rpc-url/--contract), it settles on chain once, the fee leaves the client's
+      escrow and the members' reward balances share it;
+  (b) a dishonest member: one member of a sampling:2 committee computes other tokens (see
+      DishonestMember below); the members disagree, the referee outvotes it, and the entry's
+      dispute slashes it on chain (stake down, a "dispute" slashing, the others rewarded);
+  (c) Anvil stopped while the settlement transaction waits in its pool (automine off), and started
+      again from its saved state (`--state FILE`): the node's outbox and the backend's transaction
+      journal re-send it and the request settles exactly once.
+
+Five nodes rather than three: a dispute needs a referee, a draw beyond the disputed committee and
+its backups (BackupCount(n) = n). With three nodes sampling:3 draws no backup and no referee, so no
+majority could ever slash anyone; sampling:2 needs 2 + 2 + 1 = 5 nodes. (cross_validation:1:1
+draws executor, backup, validator and referee, 4 nodes, but then the entry node is always one of
+the draws and computes the output itself, so the client sees the executor's claim contradicted
+and refuses to reveal its salt before any dispute starts.)
+
+    /usr/bin/python3 tests/functional/evm_network_test.py --node BUILD/src/atoma-node \\
+        --cli BUILD/src/atoma-cli [--anvil node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil]
+
+The temporary folder (node logs, Anvil's log and state) is kept when ATOMA_KEEP_TMP=1.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+ARGS = None  # parsed command line, set in __main__
+START_TIMEOUT_S = 120
+SETTLE_TIMEOUT_S = 60
+CHAIN_ID = 31337
+STAKE = 1000
+DEPOSIT = 1_000_000
+SLASH_BPS = 1000
+# 1000 coins: gas for registration, epochs and settlements, plus any stake or deposit.
+FUNDS = 10**21
+
+
+def run(cmd, timeout=120, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def cli(*args, timeout=120):
+    return run([ARGS.cli, *[str(a) for a in args]], timeout=timeout)
+
+
+def cli_ok(*args, timeout=120):
+    r = cli(*args, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"atoma-cli {' '.join(map(str, args))} failed ({r.returncode}):\n"
+                             f"{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def cli_json(*args, timeout=120):
+    return json.loads(cli_ok(*args, "--json", timeout=timeout))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keygen(path):
+    r = cli("keygen", "--out", path)
+    if r.returncode != 0:
+        raise RuntimeError(f"atoma-cli keygen failed: {r.stderr}")
+    return r.stdout.strip()
+
+
+class Anvil:
+    """Anvil on a fixed port, its state saved to `state` when it stops (SIGTERM) and loaded from
+    it when it starts again."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state = os.path.join(workdir, "anvil-state.json")
+        self.log_path = os.path.join(workdir, "anvil.log")
+        self.proc = None
+
+    def start(self):
+        if not os.path.exists(ARGS.anvil):
+            raise RuntimeError(f"{ARGS.anvil} is missing: run scripts/setup.sh (npm ci)")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [ARGS.anvil, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id",
+             str(CHAIN_ID), "--silent", "--state", self.state],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if int(self.rpc("eth_chainId"), 16) == CHAIN_ID:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Anvil did not start on port {self.port}:\n"
+                                   f"{open(self.log_path, errors='replace').read()[-2000:]}")
+            time.sleep(0.1)
+
+    def stop(self):
+        """SIGTERM: Anvil writes its state to `state` and exits."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def rpc(self, method, *params):
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                           "params": list(params)}).encode()
+        req = urllib.request.Request(self.url, body, {"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            answer = json.load(resp)
+        if "error" in answer:
+            raise AssertionError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    def pending_from(self, address):
+        """Transactions of `address` waiting in Anvil's pool (txpool_content)."""
+        pool = self.rpc("txpool_content")["pending"]
+        for sender, txs in pool.items():
+            if sender.lower() == address.lower():
+                return list(txs.values())
+        return []
+
+
+class DishonestMember:
+    """Makes a running node compute other tokens than its echelon, the way a machine whose weights
+    went bad after its start-up check would: the node measured its canary fingerprint (and so
+    registered its echelon) with the real weights, then the test negates its in-memory copy of
+    the token embedding (tied with the output head in the tiny model) through /proc/PID/mem. Its
+    digest and echelon still claim the honest model, its outputs no longer match it. Nothing in
+    the node is changed for this, and restarting the node makes it honest again (it reloads the
+    weights)."""
+
+    @staticmethod
+    def embedding(model_dir):
+        with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+            t = header["model.embed_tokens.weight"]
+            if t["dtype"] != "F32":
+                raise AssertionError(f"the tiny model's embedding is {t['dtype']}, expected F32")
+            begin, end = t["data_offsets"]
+            f.seek(8 + n + begin)
+            return f.read(end - begin)
+
+    @staticmethod
+    def corrupt(pid, model_dir):
+        """Negates every copy of the embedding in the node's writable memory; returns how many."""
+        weights = DishonestMember.embedding(model_dir)
+        probe = weights[:256]
+        negated = bytearray(weights)
+        for i in range(3, len(negated), 4):
+            negated[i] ^= 0x80  # the sign bit of each little-endian float
+        regions = []
+        with open(f"/proc/{pid}/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                if fields[1].startswith("rw"):
+                    lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                    regions.append((lo, hi))
+        found = []
+        try:
+            fd = os.open(f"/proc/{pid}/mem", os.O_RDWR)
+        except PermissionError as e:
+            raise AssertionError(
+                f"cannot write the node's memory ({e}): the test needs ptrace access to its own "
+                "child processes (kernel.yama.ptrace_scope 0 or 1)") from e
+        try:
+            for lo, hi in regions:
+                try:
+                    data = os.pread(fd, hi - lo, lo)
+                except OSError:
+                    continue  # guard pages and the like
+                at = data.find(probe)
+                while at >= 0:
+                    if data[at:at + len(weights)] == weights:
+                        found.append(lo + at)
+                    at = data.find(probe, at + 1)
+            for address in found:
+                os.pwrite(fd, bytes(negated), address)
+        finally:
+            os.close(fd)
+        return len(found)
+
+
+class Node:
+    """One atoma-node with its own key, fixed port (so a restart keeps its endpoint), config and
+    log, on the contract."""
+
+    def __init__(self, workdir, index, model_dir, rpc_url, contract):
+        self.workdir = workdir
+        self.index = index
+        os.makedirs(workdir, exist_ok=True)
+        self.key = os.path.join(workdir, "node.key")
+        self.address = keygen(self.key)
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.config = os.path.join(workdir, "node.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"""node:
+  key_file: {self.key}
+  data_dir: {os.path.join(workdir, 'data')}
+api:
+  listen: {self.addr}
+log:
+  level: debug
+engine:
+  threads: 1
+models:
+  - id: tiny
+    path: {model_dir}
+shutdown:
+  drain_deadline_ms: 10000
+ledger:
+  backend: evm
+  rpc_url: {rpc_url}
+  contract: "{contract}"
+  chain_id: {CHAIN_ID}
+  receipt_timeout_ms: 5000
+consensus:
+  register: true
+  member_timeout_ms: 3000
+  reattest_timeout_ms: 1000
+  referee_timeout_ms: 5000
+  salt_timeout_ms: 3000
+  peer_call_timeout_ms: 2000
+  settlement_max_delay_ms: 200
+""")
+        self.ports_file = os.path.join(workdir, "ports.json")
+        self.log_path = os.path.join(workdir, "node.log")
+        self.proc = None
+        self.log = None
+
+    def start(self):
+        if os.path.exists(self.ports_file):
+            os.remove(self.ports_file)
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [ARGS.node, "--config", self.config, "--ports-file", self.ports_file],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_started(self):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not os.path.exists(self.ports_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.index} exited with {self.proc.returncode} during "
+                                   f"start-up:\n{self.read_log()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {self.index} did not start in {START_TIMEOUT_S} s:\n"
+                                   f"{self.read_log()[-4000:]}")
+            time.sleep(0.05)
+
+    def terminate(self, timeout=60):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            if self.log and not self.log.closed:
+                self.log.close()
+
+    def restart(self):
+        self.terminate()
+        self.start()
+        self.wait_started()
+
+    def read_log(self):
+        if self.log and not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+class EvmNetwork(unittest.TestCase):
+    NODES = 5
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="atoma-evm-network-")
+        cls.anvil = None
+        cls.nodes = []
+        try:
+            cls.set_up_network()
+        except BaseException:
+            cls.tear_down_network()  # tearDownClass does not run when setUpClass fails
+            raise
+
+    @classmethod
+    def set_up_network(cls):
+        cls.model_dir = os.path.join(cls.tmp, "models", "tiny")
+        r = run([ARGS.cli, "model", "synth", "--preset", "tiny", "--seed", "1", "--out",
+                 cls.model_dir])
+        if r.returncode != 0:
+            raise RuntimeError(f"atoma-cli model synth failed: {r.stderr}")
+        cls.anvil = Anvil(cls.tmp)
+        cls.anvil.start()
+        rpc = cls.anvil.url
+
+        # A deployer of our own, funded on the dev chain, deploys the contract.
+        deployer_key = os.path.join(cls.tmp, "deployer.key")
+        deployer = keygen(deployer_key)
+        funded = cli_json("ledger", "--rpc-url", rpc, "fund", "--address", deployer, "--amount",
+                          FUNDS)
+        assert int(funded["balance"]) == FUNDS, funded
+        deployed = cli_json("ledger", "--rpc-url", rpc, "deploy", "--key", deployer_key,
+                            "--epoch-length-s", 3600, "--slash-bps", SLASH_BPS)
+        assert deployed["chain_id"] == CHAIN_ID, deployed
+        cls.contract = deployed["contract"]
+        cls.deployer_key = deployer_key
+        cls.ledger = ["--rpc-url", rpc, "--contract", cls.contract]
+
+        cls.client_key = os.path.join(cls.tmp, "client.key")
+        cls.client = keygen(cls.client_key)
+        cli_ok("ledger", "--rpc-url", rpc, "fund", "--address", cls.client, "--amount", FUNDS)
+        cls.nodes = [Node(os.path.join(cls.tmp, f"node{i}"), i, cls.model_dir, rpc, cls.contract)
+                     for i in range(cls.NODES)]
+        for node in cls.nodes:
+            # Registration is the node's own transaction: it needs coin before it starts.
+            cli_ok("ledger", "--rpc-url", rpc, "fund", "--address", node.address, "--amount",
+                   FUNDS)
+            node.start()
+        for node in cls.nodes:
+            node.wait_started()
+        cls.wait_registered()
+        for node in cls.nodes:
+            staked = cli_json("ledger", *cls.ledger, "--key", node.key, "stake", "--amount", STAKE)
+            assert int(staked["bonded"]) == STAKE, staked
+        deposited = cli_json("ledger", *cls.ledger, "--key", cls.client_key, "deposit",
+                             "--amount", DEPOSIT)
+        assert int(deposited["escrow"]) == DEPOSIT, deposited
+        cli_json("ledger", *cls.ledger, "--key", deployer_key, "advance-epoch")
+
+    @classmethod
+    def wait_registered(cls):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            listed = {n["address"].lower(): n for n in cls.ledger_json("nodes")}
+            missing = [node.index for node in cls.nodes
+                       if not listed.get(node.address.lower(), {}).get("echelons")]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nodes {missing} did not register an echelon in "
+                                   f"{START_TIMEOUT_S} s; log of node {missing[0]}:\n"
+                                   f"{cls.nodes[missing[0]].read_log()[-4000:]}")
+            time.sleep(0.2)
+
+    @classmethod
+    def tear_down_network(cls):
+        for node in cls.nodes:
+            node.terminate()
+        if cls.anvil is not None:
+            cls.anvil.stop()
+        if os.environ.get("ATOMA_KEEP_TMP") != "1":
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+        else:
+            print(f"kept {cls.tmp}", file=sys.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tear_down_network()
+
+    # --- chain views through atoma-cli ---
+    @classmethod
+    def ledger_json(cls, *args):
+        return cli_json("ledger", *cls.ledger, *args)
+
+    def escrow(self):
+        return int(self.ledger_json("escrow", self.client)["escrow"])
+
+    def reward(self, address):
+        return int(self.ledger_json("rewards", address)["rewards"])
+
+    def bonded(self, address):
+        for n in self.ledger_json("nodes"):
+            if n["address"].lower() == address.lower():
+                return int(n["bonded"])
+        raise AssertionError(f"{address} is not registered")
+
+    def fee_per_token(self):
+        return int(self.ledger_json("info")["params"]["fee_per_token"])
+
+    def settlements_of(self, request_id):
+        return [s for s in self.ledger_json("settlements") if s["request_id"] == request_id]
+
+    def wait_settled(self, request_id, timeout=SETTLE_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        while not self.ledger_json("settled", request_id)["settled"]:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
+        return True
+
+    def by_address(self, address):
+        return next(n for n in self.nodes if n.address.lower() == address.lower())
+
+    def explain(self):
+        return "\n".join(f"===== node {n.index} ({n.address}) =====\n{n.read_log()[-6000:]}"
+                         for n in self.nodes)
+
+    def generate_args(self, entry, *extra, security="sampling:3"):
+        return [ARGS.cli, "generate", "--addr", entry.addr, "--model", "tiny", "--security",
+                security, "--client-key", self.client_key, *self.ledger, "--timeout", "120",
+                *[str(e) for e in extra]]
+
+    def assert_paid_once(self, request_id, out, members):
+        """One Settled record of the request; the client paid fee_per_token x tokens and exactly
+        `members` shared it (checked by the caller against balances taken before)."""
+        found = self.settlements_of(request_id)
+        self.assertEqual(len(found), 1, f"{found}\n{self.explain()}")
+        usage = out["result"]["usage"]
+        fee = self.fee_per_token() * (int(usage["prompt_tokens"]) +
+                                      int(usage["completion_tokens"]))
+        self.assertEqual(int(found[0]["fee"]), fee)
+        self.assertEqual(found[0]["client"].lower(), self.client.lower())
+        return fee
+
+    # --- (a) ---
+    def test_a_sampling_3_verifies_against_the_chain_and_settles_once(self):
+        entry = self.nodes[0]
+        escrow_before = self.escrow()
+        rewards_before = {n.address.lower(): self.reward(n.address) for n in self.nodes}
+        cert = os.path.join(self.tmp, "a.cert")
+        r = run(self.generate_args(entry, "--json", "--save-cert", cert, "--max-tokens", 24,
+                                   "--temperature", 0.8, "--top-p", 0.95, "--seed", 7,
+                                   "Once upon a time"), timeout=180)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
+        out = json.loads(r.stdout)
+        self.assertTrue(out["verified"], out)
+        self.assertTrue(out["verdict"].startswith("verified: 3/3 members"), out["verdict"])
+        members = [m["address"].lower() for m in out["committee"]]
+        self.assertEqual(len(set(members)), 3)
+
+        # `atoma-cli verify` checks the saved certificate against the contract's seed and
+        # snapshot, and refuses it with another output.
+        v = cli("verify", *self.ledger, cert, "--output", cert + ".output")
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("verified", v.stdout)
+        with open(cert + ".output") as f:
+            output = json.load(f)
+        output["token_ids"][0] = (output["token_ids"][0] + 1) % 100
+        bad = cert + ".bad-output"
+        with open(bad, "w") as f:
+            json.dump(output, f)
+        v = cli("verify", *self.ledger, cert, "--output", bad)
+        self.assertEqual(v.returncode, 1, v.stdout + v.stderr)
+
+        self.assertTrue(self.wait_settled(out["request_id"]), self.explain())
+        fee = self.assert_paid_once(out["request_id"], out, members)
+        self.assertGreater(fee, 0)
+        self.assertEqual(self.escrow(), escrow_before - fee)
+        gained = 0
+        for node in self.nodes:
+            delta = self.reward(node.address) - rewards_before[node.address.lower()]
+            if node.address.lower() in members:
+                self.assertGreater(delta, 0, node.address)
+            else:
+                self.assertEqual(delta, 0, node.address)
+            gained += delta
+        self.assertEqual(gained, fee)
+        time.sleep(1)  # still once after the outboxes had time to retry
+        self.assertEqual(len(self.settlements_of(out["request_id"])), 1)
+
+    # --- (b) ---
+    def test_b_dishonest_member_is_slashed_on_chain_through_a_dispute(self):
+        entry = self.nodes[1]
+        prompt_args = ["--max-tokens", 16, "--temperature", 0.7, "--seed", 11, "--ignore-eos",
+                       "The dishonest member"]
+        security = "sampling:2"
+        plan = None
+        for nonce in range(9000, 9100):
+            r = run(self.generate_args(entry, "--dry-run", "--json", "--nonce", nonce,
+                                       *prompt_args, security=security))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            p = json.loads(r.stdout)
+            if len(p["referees"]) == 1:  # 5 nodes: always 2 members, 2 backups, 1 referee
+                plan = p
+                break
+        self.assertIsNotNone(plan, f"no referee drawn: {p}")
+        members = [m["address"] for m in plan["committee"]]
+        # A member other than the entry lies (the entry streams the client its own tokens when it
+        # is a member; an honest entry keeps the story simple).
+        liar = self.by_address(next(a for a in reversed(members)
+                                    if a.lower() != entry.address.lower()))
+        honest = next(a for a in members if a.lower() != liar.address.lower())
+        referee = plan["referees"][0]["address"]
+        bonded_before = self.bonded(liar.address)
+        rewards_before = {n.address.lower(): self.reward(n.address) for n in self.nodes}
+        self.assertEqual(
+            [s for s in self.ledger_json("slashings") if s["offender"].lower() ==
+             liar.address.lower()], [])
+
+        request_id = plan["request_id"]
+        try:
+            liar.proc.send_signal(signal.SIGSTOP)  # a still node while its memory is changed
+            try:
+                copies = DishonestMember.corrupt(liar.proc.pid, self.model_dir)
+            finally:
+                liar.proc.send_signal(signal.SIGCONT)
+            self.assertGreaterEqual(copies, 1, "the embedding was not found in the node")
+            r = run(self.generate_args(entry, "--json", "--nonce", nonce, *prompt_args,
+                                       security=security), timeout=180)
+            # The client is told the request was decided by a dispute (ABORTED naming the
+            # slashed member), not handed a certificate.
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertIn("ABORTED", r.stderr, r.stdout + r.stderr)
+            self.assertTrue(self.wait_settled(request_id),
+                            f"{r.stdout}\n{r.stderr}\n{self.explain()}")
+        finally:
+            liar.restart()  # honest again (weights reloaded) for the other tests
+
+        slashed = STAKE * SLASH_BPS // 10_000
+        self.assertEqual(self.bonded(liar.address), bonded_before - slashed)
+        records = [s for s in self.ledger_json("slashings") if s["request_id"] == request_id]
+        self.assertEqual(len(records), 1, records)
+        self.assertEqual(records[0]["kind"], "dispute")
+        self.assertEqual(records[0]["offender"].lower(), liar.address.lower())
+        self.assertEqual(int(records[0]["slashed"]), slashed)
+        # The honest member and the referee share the pool (slashed stake plus the fee); the
+        # liar gets nothing.
+        for address in (honest, referee):
+            self.assertGreater(self.reward(address), rewards_before[address.lower()], address)
+        self.assertEqual(self.reward(liar.address), rewards_before[liar.address.lower()])
+        self.assertEqual(self.settlements_of(request_id), [])  # a dispute, not a certificate
+
+    # --- (c) ---
+    def test_c_chain_stopped_mid_settlement_settles_exactly_once_after_restart(self):
+        entry = self.nodes[2]
+        escrow_before = self.escrow()
+        rewards_before = {n.address.lower(): self.reward(n.address) for n in self.nodes}
+        # Transactions now wait in Anvil's pool until a block is mined: the settlement will be
+        # signed, journaled and sent, but not mined, when the chain goes away.
+        self.anvil.rpc("evm_setAutomine", False)
+        restarted = False
+        try:
+            r = run(self.generate_args(entry, "--json", "--max-tokens", 12, "--seed", 5,
+                                       "The chain goes away"), timeout=180)
+            self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
+            out = json.loads(r.stdout)
+            self.assertTrue(out["verified"], out)
+            members = [m["address"].lower() for m in out["committee"]]
+            deadline = time.monotonic() + 30
+            while not self.anvil.pending_from(entry.address):
+                self.assertLess(time.monotonic(), deadline,
+                                f"the entry sent no settlement\n{entry.read_log()[-4000:]}")
+                time.sleep(0.05)
+            pending = self.anvil.pending_from(entry.address)
+            self.assertEqual(pending[0]["to"].lower(), self.contract.lower())
+            settle_tx = pending[0]["hash"]
+            self.assertFalse(self.ledger_json("settled", out["request_id"])["settled"])
+
+            self.anvil.stop()  # the pool (the settle transaction) is lost, the state is saved
+            time.sleep(2)  # the entry's receipt polls and a settlement retry fail meanwhile
+            self.anvil.start()  # same port, state loaded; mines each transaction again
+            restarted = True
+        finally:
+            if not restarted:
+                self.anvil.rpc("evm_setAutomine", True)
+
+        self.assertTrue(self.wait_settled(out["request_id"]), self.explain())
+        # What landed is the journaled transaction itself (the same signed bytes, so the same
+        # hash), re-sent after the restart, not a second one.
+        receipt = self.anvil.rpc("eth_getTransactionReceipt", settle_tx)
+        self.assertIsNotNone(receipt, f"{settle_tx} was never mined\n{entry.read_log()[-4000:]}")
+        self.assertEqual(receipt["status"], "0x1", receipt)
+        fee = self.assert_paid_once(out["request_id"], out, members)
+        self.assertEqual(self.escrow(), escrow_before - fee)
+        gained = 0
+        for node in self.nodes:
+            delta = self.reward(node.address) - rewards_before[node.address.lower()]
+            if node.address.lower() not in members:
+                self.assertEqual(delta, 0, node.address)
+            gained += delta
+        self.assertEqual(gained, fee)
+        time.sleep(2)  # the outbox has nothing left to send: still once
+        self.assertEqual(len(self.settlements_of(out["request_id"])), 1)
+        self.assertEqual(self.escrow(), escrow_before - fee)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--cli", required=True)
+    parser.add_argument(
+        "--anvil",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                             "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil"))
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
