@@ -123,121 +123,50 @@ contract AtomaDisputes is AtomaLedgerBase {
         seed = _hash2("atoma/epoch-seed", 16, prev.seed, bytes32(block.prevrandao));
         startedUnixS = int64(int256(block.timestamp));
         _currentEpoch = number;
-        _epochs[number] = EpochRecord(seed, startedUnixS);
+        _epochs[number] = EpochRecord(seed, startedUnixS, address(0));
         _freeze(number);
         emit EpochAdvanced(number, seed);
     }
 
+    // The staked nodes (bonded > 0, serving some echelon) sorted by address, as the epoch's data
+    // contract: N entries address ‖ uint96 bonded, then N u64 echelon set ids. Per node: two
+    // storage reads and 40 bytes of code, whatever the nodes serve.
     function _freeze(uint64 epoch) private {
-        (uint256[] memory nodes, uint256 pairs) = _stakedNodes();
-        if (nodes.length == 0) return;
-        (uint256[] memory distinct, uint256[] memory start, uint256[] memory bucket) = _buckets(nodes, pairs);
-        bytes32[] storage listed = _epochEchelons[epoch];
-        for (uint256 e; e < distinct.length; ++e) {
-            bytes32 echelonId = bytes32(distinct[e]);
-            _snapshotData[_snapshotKey(epoch, echelonId)] = _writeData(_blob(nodes, bucket, start[e], start[e + 1]));
-            listed.push(echelonId);
-        }
-    }
-
-    // The snapshot entries address ‖ uint96 prefix sum of nodes[bucket[from .. to)].
-    function _blob(uint256[] memory nodes, uint256[] memory bucket, uint256 from, uint256 to)
-        private
-        pure
-        returns (bytes memory blob)
-    {
-        blob = new bytes((to - from) << 5);
-        uint256 prefix;
-        for (uint256 i = from; i < to; ++i) {
-            uint256 w = nodes[bucket[i]];
-            prefix += w & type(uint96).max;
-            w = ((w >> 96) << 96) | prefix;
-            uint256 at = (i - from) << 5;
-            assembly ("memory-safe") {
-                mstore(add(add(blob, 32), at), w)
-            }
-        }
-    }
-
-    // Staked nodes that serve some echelon, as words address << 96 | bonded sorted by address,
-    // and the number of (node, echelon) pairs.
-    function _stakedNodes() private view returns (uint256[] memory nodes, uint256 pairs) {
         uint256 total = _nodeList.length;
-        nodes = new uint256[](total);
+        uint256[] memory order = new uint256[](total); // address << 96 | index, sorted
+        uint256[] memory words = new uint256[](total); // address << 96 | bonded
+        uint256[] memory sets = new uint256[](total);
         uint256 count;
         for (uint256 i; i < total; ++i) {
             address a = _nodeList[i];
             NodeRecord storage rec = _nodes[a];
             uint256 bonded = rec.bonded;
-            uint256 m = rec.echelons.length;
-            if (bonded == 0 || m == 0) continue;
-            nodes[count++] = (uint256(uint160(a)) << 96) | bonded;
-            pairs += m;
+            uint256 set = rec.echelonSet;
+            if (bonded == 0 || set == 0) continue;
+            order[count] = (uint256(uint160(a)) << 96) | count;
+            words[count] = (uint256(uint160(a)) << 96) | bonded;
+            sets[count++] = set;
         }
+        if (count == 0) return;
         assembly ("memory-safe") {
-            mstore(nodes, count)
+            mstore(order, count)
         }
-        _sort(nodes);
-    }
-
-    // The distinct echelons ascending, and for each the nodes serving it (indices into `nodes`,
-    // address order): bucket[start[e] .. start[e + 1]).
-    function _buckets(uint256[] memory nodes, uint256 pairs)
-        private
-        view
-        returns (uint256[] memory distinct, uint256[] memory start, uint256[] memory bucket)
-    {
-        uint256[] memory pairEchelon = new uint256[](pairs);
-        uint256[] memory pairNode = new uint256[](pairs);
-        uint256 q;
-        for (uint256 i; i < nodes.length; ++i) {
-            Echelon[] storage es = _nodes[address(uint160(nodes[i] >> 96))].echelons;
-            for (uint256 j; j < es.length; ++j) {
-                pairEchelon[q] = uint256(es[j].echelonId);
-                pairNode[q++] = i;
+        _sort(order);
+        // 24 spare bytes at the end: each set id is written as a whole word
+        bytes memory blob = new bytes(40 * count + 24);
+        assembly ("memory-safe") {
+            mstore(blob, mul(40, count))
+            let o := add(order, 32)
+            let out := add(blob, 32)
+            let ids := add(out, shl(5, count))
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                let j := and(mload(add(o, shl(5, i))), 0xffffffffffffffffffffffff)
+                mstore(add(out, shl(5, i)), mload(add(add(words, 32), shl(5, j))))
+                // the set ids are written in order, each over the previous one's spare bytes
+                mstore(add(ids, shl(3, i)), shl(192, mload(add(add(sets, 32), shl(5, j)))))
             }
         }
-        distinct = new uint256[](pairs);
-        for (uint256 i; i < pairs; ++i) distinct[i] = pairEchelon[i];
-        _sort(distinct);
-        uint256 d;
-        for (uint256 i; i < pairs; ++i) {
-            if (i == 0 || distinct[i] != distinct[d - 1]) distinct[d++] = distinct[i];
-        }
-        assembly ("memory-safe") {
-            mstore(distinct, d)
-        }
-        // Counting sort by echelon keeps node order inside a bucket.
-        start = new uint256[](d + 1);
-        uint256[] memory which = new uint256[](pairs);
-        for (uint256 i; i < pairs; ++i) {
-            uint256 lo;
-            uint256 hi = d;
-            while (lo < hi) {
-                uint256 mid = (lo + hi) >> 1;
-                if (distinct[mid] < pairEchelon[i]) lo = mid + 1;
-                else hi = mid;
-            }
-            which[i] = lo;
-            ++start[lo + 1];
-        }
-        for (uint256 i; i < d; ++i) start[i + 1] += start[i];
-        uint256[] memory fill = new uint256[](d);
-        bucket = new uint256[](pairs);
-        for (uint256 i; i < pairs; ++i) {
-            uint256 e = which[i];
-            bucket[start[e] + fill[e]++] = pairNode[i];
-        }
-    }
-
-    // Deploys a contract whose code is 0x00 ‖ data (the STOP byte makes it uncallable).
-    function _writeData(bytes memory data) private returns (address a) {
-        uint256 len = data.length;
-        bytes memory init = abi.encodePacked(hex"61", uint16(len + 1), hex"80600a3d393df300", data);
-        assembly ("memory-safe") {
-            a := create(0, add(init, 32), mload(init))
-        }
-        if (a == address(0)) _fail(FAILED_PRECONDITION, "could not store the epoch snapshot");
+        _epochs[epoch].nodes = _writeData(blob);
     }
 
     // =============================================================================================
@@ -348,7 +277,9 @@ contract AtomaDisputes is AtomaLedgerBase {
         Req memory r = v.r;
         if (r.epoch > _currentEpoch) _fail(NOT_FOUND, string.concat("epoch ", _dec(r.epoch), " has not started"));
         v.echelon = _word(v.membersAt + A_ECHELON);
-        v.s = _loadSnap(r.epoch, v.echelon);
+        bool fresh;
+        (v.s, fresh) = _loadSnap(r.epoch, v.echelon);
+        if (fresh) _keepSnap(v.s);
         // 2. The client authorized the request (else anyone could charge it a dispute).
         v.id = _requestId(r.start, r.len);
         address signer = _recover(_clientDigest(v.id), v.sigAt);

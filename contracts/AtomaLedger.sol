@@ -40,7 +40,7 @@ contract AtomaLedger is AtomaLedgerBase {
         bytes32 seed = _hash2(
             "atoma/epoch-seed", 16, blockhash(block.number - 1), bytes32(block.prevrandao)
         );
-        _epochs[0] = EpochRecord(seed, int64(int256(block.timestamp)));
+        _epochs[0] = EpochRecord(seed, int64(int256(block.timestamp)), address(0));
         emit EpochAdvanced(0, seed);
     }
 
@@ -92,8 +92,8 @@ contract AtomaLedger is AtomaLedgerBase {
         }
         rec.registered = true;
         rec.registeredEpoch = _currentEpoch;
+        rec.echelonSet = _newSet(sorted);
         rec.endpoint = endpoint;
-        for (uint256 i; i < sorted.length; ++i) rec.echelons.push(sorted[i]);
         _nodeList.push(msg.sender);
         emit NodeRegistered(msg.sender, endpoint);
     }
@@ -102,8 +102,8 @@ contract AtomaLedger is AtomaLedgerBase {
         Echelon[] memory sorted = _validateNode(endpoint, echelons);
         NodeRecord storage rec = _requireNode(msg.sender);
         rec.endpoint = endpoint;
-        delete rec.echelons;
-        for (uint256 i; i < sorted.length; ++i) rec.echelons.push(sorted[i]);
+        // A new set: the current epoch's snapshot still names the old one.
+        rec.echelonSet = _newSet(sorted);
         emit NodeUpdated(msg.sender, endpoint);
     }
 
@@ -113,7 +113,19 @@ contract AtomaLedger is AtomaLedgerBase {
         returns (string memory endpoint, Echelon[] memory echelons, uint64 registeredEpoch)
     {
         NodeRecord storage rec = _requireNode(node);
-        return (rec.endpoint, rec.echelons, rec.registeredEpoch);
+        return (rec.endpoint, _echelonSets[rec.echelonSet], rec.registeredEpoch);
+    }
+
+    // Stores `sorted` as a new echelon set and returns its id (0 for none).
+    function _newSet(Echelon[] memory sorted) private returns (uint64 id) {
+        if (sorted.length == 0) return 0;
+        id = ++_setCount;
+        Echelon[] storage set = _echelonSets[id];
+        mapping(bytes32 => bool) storage inSet = _inSet[id];
+        for (uint256 i; i < sorted.length; ++i) {
+            set.push(sorted[i]);
+            inSet[sorted[i].echelonId] = true;
+        }
     }
 
     function listNodes() external view returns (address[] memory nodes) {
@@ -305,7 +317,7 @@ contract AtomaLedger is AtomaLedgerBase {
         returns (address[] memory nodes, uint256[] memory stakes)
     {
         _requireEpoch(epoch);
-        Snap memory s = _loadSnap(epoch, echelonId);
+        (Snap memory s,) = _loadSnap(epoch, echelonId);
         nodes = new address[](s.count);
         stakes = new uint256[](s.count);
         uint256 below;
@@ -316,9 +328,44 @@ contract AtomaLedger is AtomaLedgerBase {
         }
     }
 
-    function snapshotEchelons(uint64 epoch) external view returns (bytes32[] memory) {
+    function snapshotEchelons(uint64 epoch) external view returns (bytes32[] memory ids) {
         _requireEpoch(epoch);
-        return _epochEchelons[epoch];
+        // The echelons of the sets of the epoch's staked nodes, distinct and ascending.
+        address data = _epochs[epoch].nodes;
+        uint256 size;
+        assembly ("memory-safe") {
+            size := extcodesize(data)
+        }
+        uint256 count = size == 0 ? 0 : (size - 1) / 40;
+        uint256[] memory sets = new uint256[](count);
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            extcodecopy(data, ptr, add(1, shl(5, count)), shl(3, count))
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                mstore(add(add(sets, 32), shl(5, i)), shr(192, mload(add(ptr, shl(3, i)))))
+            }
+        }
+        _sort(sets);
+        uint256 total;
+        for (uint256 i; i < count; ++i) {
+            if (i == 0 || sets[i] != sets[i - 1]) total += _echelonSets[sets[i]].length;
+        }
+        uint256[] memory all = new uint256[](total);
+        uint256 q;
+        for (uint256 i; i < count; ++i) {
+            if (i > 0 && sets[i] == sets[i - 1]) continue;
+            Echelon[] storage set = _echelonSets[sets[i]];
+            for (uint256 j; j < set.length; ++j) all[q++] = uint256(set[j].echelonId);
+        }
+        _sort(all);
+        ids = new bytes32[](total);
+        q = 0;
+        for (uint256 i; i < total; ++i) {
+            if (i == 0 || all[i] != all[i - 1]) ids[q++] = bytes32(all[i]);
+        }
+        assembly ("memory-safe") {
+            mstore(ids, q)
+        }
     }
 
     function _requireEpoch(uint64 number) private view {
@@ -754,9 +801,10 @@ contract AtomaLedger is AtomaLedgerBase {
         }
     }
 
-    // Makes b.cur the snapshot of (epoch, echelon), loaded once per batch (with its payout
-    // array). (No struct is returned: a memory struct return value would be allocated per call.)
-    function _snap(Batch memory b, uint64 epoch, bytes32 echelon) private view {
+    // Makes b.cur the snapshot of (epoch, echelon), loaded once per batch (with its payout array)
+    // and kept for the epoch's later batches when this is the first to need it. (No struct is
+    // returned: a memory struct return value would be allocated per call.)
+    function _snap(Batch memory b, uint64 epoch, bytes32 echelon) private {
         Snap[] memory snaps = b.snaps;
         uint256 count = b.snapCount;
         for (uint256 i; i < count; ++i) {
@@ -766,7 +814,8 @@ contract AtomaLedger is AtomaLedgerBase {
                 return;
             }
         }
-        Snap memory loaded = _loadSnap(epoch, echelon);
+        (Snap memory loaded, bool fresh) = _loadSnap(epoch, echelon);
+        if (fresh) _keepSnap(loaded);
         loaded.credit = new uint256[](loaded.count);
         snaps[count] = loaded;
         b.snapCount = count + 1;

@@ -14,9 +14,11 @@ pragma solidity 0.8.28;
 //   addresses and prefix sums of stake: without replacement, the smallest index j with
 //   prefix(j) − removed(≤ j) > u is the draw (never a removed index, whose value equals its
 //   predecessor's).
-// Frozen snapshots live in data contracts (code = 0x00 ‖ 32-byte entries address ‖ uint96 prefix
-// sum): writing one costs 200 gas a byte instead of 22,100 a slot, and settlement loads a whole
-// echelon with one EXTCODECOPY.
+// Snapshots live in data contracts (code = 0x00 ‖ data; 200 gas a byte to write instead of 22,100
+// a storage slot, and one EXTCODECOPY to read). advanceEpoch freezes one per epoch: every staked
+// node's address, bonded stake and echelon set (an immutable set id, so the cost is per node
+// whatever the nodes serve). The snapshot of one echelon in an epoch (sorted addresses ‖ uint96
+// prefix sums) is derived from it the first time a settlement or dispute needs it, and kept.
 //
 // Errors: every revert is Error(string) "<absl status code name>: <reason>" (docs/ledger_evm.md).
 abstract contract AtomaLedgerBase {
@@ -73,26 +75,33 @@ abstract contract AtomaLedgerBase {
         // prefix sums are uint96).
         uint96 bonded;
         uint64 registeredEpoch;
+        uint64 echelonSet; // the echelons it serves: an immutable set (0: none)
         bool registered;
         // Entries before the head were withdrawn; slashing pops emptied entries off the end.
         uint64 unbondingHead;
         string endpoint;
-        Echelon[] echelons; // sorted by echelonId, like the embedded ledger lists them
         uint256[] unbonding; // amount << 64 | releaseEpoch, release epochs non-decreasing
     }
 
     struct EpochRecord {
         bytes32 seed;
         int64 startedUnixS;
+        // Data contract of the staked nodes frozen when the epoch opened: N entries address ‖
+        // uint96 bonded, sorted by address, then N u64 echelon set ids (absent: none).
+        address nodes;
     }
 
     mapping(address => NodeRecord) internal _nodes;
     address[] internal _nodeList; // registration order
     uint64 internal _currentEpoch;
     mapping(uint64 => EpochRecord) internal _epochs;
-    // keccak256(epoch, echelonId) → data contract of the frozen snapshot (absent: empty).
+    // keccak256(epoch, echelonId) → data contract of that echelon's snapshot, once derived
+    // (address(1), which has no code, when it is empty; absent: not derived yet).
     mapping(bytes32 => address) internal _snapshotData;
-    mapping(uint64 => bytes32[]) internal _epochEchelons; // ascending
+    // Echelon sets: the echelons of a registerNode / updateNode, sorted by id, never changed.
+    mapping(uint256 => Echelon[]) internal _echelonSets;
+    mapping(uint256 => mapping(bytes32 => bool)) internal _inSet;
+    uint64 internal _setCount;
     mapping(address => uint256) internal _escrow;
     mapping(address => uint256) internal _rewards;
     // One bit per (client, nonce): word nonce >> 8, bit nonce & 255 (docs/ledger_evm.md).
@@ -436,35 +445,97 @@ abstract contract AtomaLedgerBase {
         }
     }
 
-    // Loads the frozen snapshot of (epoch, echelon) into memory (the epoch exists).
-    function _loadSnap(uint64 epoch, bytes32 echelonId) internal view returns (Snap memory s) {
+    // The snapshot of (epoch, echelon) in memory (the epoch exists): the derived one when it was
+    // kept, else derived now from the epoch's frozen nodes (`fresh`: the caller may keep it with
+    // _keepSnap). View, so that the read-only functions share it.
+    function _loadSnap(uint64 epoch, bytes32 echelonId) internal view returns (Snap memory s, bool fresh) {
         s.epoch = epoch;
         s.echelon = echelonId;
-        s.seed = _epochs[epoch].seed;
+        EpochRecord storage e = _epochs[epoch];
+        s.seed = e.seed;
         address data = _snapshotData[_snapshotKey(epoch, echelonId)];
+        fresh = data == address(0);
+        if (fresh) data = e.nodes;
         uint256 size;
         assembly ("memory-safe") {
             size := extcodesize(data)
         }
-        uint256 count = size == 0 ? 0 : (size - 1) >> 5;
-        s.count = count;
+        // Kept: 32-byte entries; the epoch's nodes: 40 bytes a node.
+        uint256 count = size == 0 ? 0 : (size - 1) / (fresh ? 40 : 32);
         uint256[] memory addrs = new uint256[](count);
         uint256[] memory prefix = new uint256[](count);
-        if (count != 0) {
-            // The raw entries land in `prefix` and are split in place.
+        s.addrs = addrs;
+        s.prefix = prefix;
+        if (count == 0) return (s, fresh);
+        // The entries land in `prefix` and are split in place.
+        assembly ("memory-safe") {
+            extcodecopy(data, add(prefix, 32), 1, shl(5, count))
+        }
+        if (!fresh) {
             assembly ("memory-safe") {
                 let a := add(addrs, 32)
                 let q := add(prefix, 32)
-                extcodecopy(data, q, 1, shl(5, count))
                 for { let i := 0 } lt(i, count) { i := add(i, 1) } {
                     let w := mload(add(q, shl(5, i)))
                     mstore(add(a, shl(5, i)), shr(96, w))
                     mstore(add(q, shl(5, i)), and(w, 0xffffffffffffffffffffffff))
                 }
             }
+            s.count = count;
+            return (s, fresh);
         }
-        s.addrs = addrs;
-        s.prefix = prefix;
+        // Derive: the nodes whose echelon set holds the echelon, with running sums of stake.
+        uint256[] memory sets = new uint256[](count);
+        assembly ("memory-safe") {
+            // the u64 set ids after the entries, spread to one word each
+            let ptr := mload(0x40)
+            extcodecopy(data, ptr, add(1, shl(5, count)), shl(3, count))
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                mstore(add(add(sets, 32), shl(5, i)), shr(192, mload(add(ptr, shl(3, i)))))
+            }
+        }
+        uint256 kept;
+        uint256 total;
+        for (uint256 i; i < count; ++i) {
+            uint256 w = prefix[i];
+            if (!_inSet[sets[i]][echelonId]) continue;
+            total += w & type(uint96).max;
+            addrs[kept] = w >> 96;
+            prefix[kept++] = total;
+        }
+        s.count = kept;
+        assembly ("memory-safe") {
+            mstore(addrs, kept)
+            mstore(prefix, kept)
+        }
+    }
+
+    // Keeps a snapshot _loadSnap derived, so the epoch's later settlements read it in one piece.
+    function _keepSnap(Snap memory s) internal {
+        uint256 count = s.count;
+        address data = address(1);
+        if (count != 0) {
+            bytes memory blob = new bytes(count << 5);
+            uint256[] memory addrs = s.addrs;
+            uint256[] memory prefix = s.prefix;
+            assembly ("memory-safe") {
+                for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                    let at := shl(5, add(i, 1))
+                    mstore(add(blob, at), or(shl(96, mload(add(addrs, at))), mload(add(prefix, at))))
+                }
+            }
+            data = _writeData(blob);
+        }
+        _snapshotData[_snapshotKey(s.epoch, s.echelon)] = data;
+    }
+
+    // Deploys a contract whose code is 0x00 ‖ data (the STOP byte makes it uncallable).
+    function _writeData(bytes memory data) internal returns (address a) {
+        bytes memory init = abi.encodePacked(hex"61", uint16(data.length + 1), hex"80600a3d393df300", data);
+        assembly ("memory-safe") {
+            a := create(0, add(init, 32), mload(init))
+        }
+        if (a == address(0)) _fail(FAILED_PRECONDITION, "could not store a snapshot");
     }
 
     // Workspace for the draws of up to `cap` draws (reused request after request).
