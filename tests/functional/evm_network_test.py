@@ -13,7 +13,8 @@ client's key and opens an epoch, all as transactions, then:
       dispute slashes it on chain (stake down, a "dispute" slashing, the others rewarded);
   (c) Anvil stopped while the settlement transaction waits in its pool (automine off), and started
       again from its saved state (`--state FILE`): the node's outbox and the backend's transaction
-      journal re-send it and the request settles exactly once.
+      journal re-send it and the request settles exactly once;
+  (d) the operator commands (status, peers, claim, unstake) read and act on the contract.
 
 Five nodes rather than three: a dispute needs a referee, a draw beyond the disputed committee and
 its backups (BackupCount(n) = n). With three nodes sampling:3 draws no backup and no referee, so no
@@ -607,6 +608,46 @@ class EvmNetwork(unittest.TestCase):
         time.sleep(2)  # the outbox has nothing left to send: still once
         self.assertEqual(len(self.settlements_of(out["request_id"])), 1)
         self.assertEqual(self.escrow(), escrow_before - fee)
+
+    # --- the operator commands on the chain ---
+    def test_d_operator_commands_read_and_act_on_the_chain(self):
+        node = max(self.nodes, key=lambda n: self.reward(n.address))
+        rewards = self.reward(node.address)
+        self.assertGreater(rewards, 0, "earlier tests paid every node nothing")
+        st = cli_json("status", "--addr", node.addr, *self.ledger)
+        self.assertEqual(st["address"].lower(), node.address.lower())
+        self.assertEqual(st["registration"]["endpoint"], node.addr)
+        self.assertEqual(int(st["rewards"]), rewards)
+        self.assertEqual(len(st["peers"]), self.NODES - 1)
+        peers = cli_json("peers", *self.ledger)
+        self.assertEqual({p["address"].lower() for p in peers["peers"]},
+                         {n.address.lower() for n in self.nodes})
+        self.assertTrue(all(p["health"] == "SERVING" for p in peers["peers"]), peers)
+
+        # claim pays the whole reward balance out to the node's account (a transaction the node's
+        # key signs); unstake moves stake to unbonding.
+        claimed = cli_json("claim", *self.ledger, "--key", node.key)
+        self.assertEqual(int(claimed["amount"]), rewards)
+        self.assertEqual(int(claimed["rewards"]), 0)
+        self.assertEqual(self.reward(node.address), 0)
+        bonded = self.bonded(node.address)
+        unstaked = cli_json("unstake", *self.ledger, "--key", node.key, "--amount", 1)
+        self.assertEqual(int(unstaked["bonded"]), bonded - 1)
+        self.assertEqual([int(u["amount"]) for u in unstaked["unbonding"]], [1])
+
+        # A key that is not the actor's cannot act for it on a chain; nothing is sent.
+        r = cli("ledger", *self.ledger, "--key", self.client_key, "stake", "--node",
+                node.address, "--amount", 1)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("--key", r.stderr)
+        self.assertEqual(self.bonded(node.address), bonded - 1)
+        # One ledger only, and a contract with the URL.
+        r = cli("peers", "--ledger-db", os.path.join(self.tmp, "x.db"), *self.ledger)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not both", r.stderr)
+        r = cli("ledger", "--rpc-url", self.anvil.url, "info")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--contract", r.stderr)
 
 
 if __name__ == "__main__":
