@@ -958,7 +958,8 @@ void AddGenerateCommand(CLI::App& app) {
       ->group(verified);
   // The ledger: the client reads the signing domain and current epoch from it and verifies the
   // certificate against it. Required with sampling and cross_validation.
-  AddLedgerFlags(cmd, &args->ledger, "--ledger-db,--db", verified + ", their ledger");
+  AddLedgerFlags(cmd, &args->ledger, "--ledger-db,--db", /*signs=*/false,
+                 verified + ": the ledger (required)");
   cmd->add_option("--max-fee", args->max_fee,
                   "most the client pays, decimal base units (default: fee_per_token x "
                   "(prompt tokens + max tokens), the worst case). --max-tokens defaults to 64")

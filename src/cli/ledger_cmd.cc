@@ -240,7 +240,7 @@ void AddLedgerCommand(CLI::App& app) {
       "and deposit change the ledger: on an embedded ledger they act without any signature "
       "(local networks and demos only); on an EVM ledger they are transactions signed and paid "
       "for by the actor's --key.");
-  AddLedgerFlags(cmd, &flags->ledger, "--db,--ledger-db");
+  AddLedgerFlags(cmd, &flags->ledger, "--db,--ledger-db", /*signs=*/true);
   cmd->add_option("--key", flags->keys,
                   "key file of an actor, repeatable. EVM: signs (and pays for) the transactions of "
                   "deploy, register-node, stake, advance-epoch and deposit. Embedded: only names "

@@ -34,7 +34,7 @@ absl::StatusOr<std::shared_ptr<evm::RpcClient>> Rpc(const std::string& rpc_url) 
 
 }  // namespace
 
-void AddLedgerFlags(CLI::App* cmd, LedgerFlags* flags, const std::string& file_names,
+void AddLedgerFlags(CLI::App* cmd, LedgerFlags* flags, const std::string& file_names, bool signs,
                     const std::string& group) {
   cmd->add_option(file_names, flags->db, "embedded ledger: the SQLite ledger file")->group(group);
   cmd->add_option("--rpc-url", flags->rpc_url,
@@ -51,6 +51,7 @@ void AddLedgerFlags(CLI::App* cmd, LedgerFlags* flags, const std::string& file_n
   cmd->add_option("--confirmations", flags->confirmations,
                   "EVM ledger: read views at block latest - N (default 0: latest)")
       ->group(group);
+  if (!signs) return;
   cmd->add_option("--tx-journal", flags->tx_journal,
                   "EVM ledger: SQLite journal of the transactions this command signs (default: "
                   "in memory). Give a running node's DATA_DIR/evm_transactions.db when acting "

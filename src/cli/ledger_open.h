@@ -50,8 +50,10 @@ enum class LedgerKind { kNone, kEmbedded, kEvm };
 
 // Registers the ledger flags on `cmd` in option group `group`. `file_names` is the CLI11 name
 // list of the file option, its usual spelling first ("--db,--ledger-db" or "--ledger-db,--db"),
-// so the commands keep the name they had and accept the other one too.
+// so the commands keep the name they had and accept the other one too. --tx-journal only where
+// the command may sign transactions (`signs`).
 void AddLedgerFlags(CLI::App* cmd, LedgerFlags* flags, const std::string& file_names,
+                    bool signs = false,
                     const std::string& group = "Ledger (an embedded file or an EVM contract)");
 
 // Which ledger the flags name. INVALID_ARGUMENT for both --db and --rpc-url, --rpc-url without

@@ -388,7 +388,7 @@ void AddOperatorCommands(CLI::App& app) {
                false}}) {
     auto flags = std::make_shared<StakeFlags>();
     CLI::App* cmd = app.add_subcommand(a.name, a.help);
-    AddLedgerFlags(cmd, &flags->ledger, "--ledger-db,--db");
+    AddLedgerFlags(cmd, &flags->ledger, "--ledger-db,--db", /*signs=*/true);
     cmd->add_option("--key", flags->key,
                     "the node's key file (embedded: names the account; EVM: signs the "
                     "transaction)")
