@@ -22,16 +22,18 @@ void AddKeyCommands(CLI::App& app);
 // `atoma-cli model synth ...` and `atoma-cli model digest DIR` (src/cli/model.cc).
 void AddModelCommand(CLI::App& app);
 
-// `atoma-cli ledger --db FILE <info|nodes|epoch|escrow|settlements|slashings>` and the dev
-// operations on an embedded ledger (init, register-node, stake, advance-epoch, deposit)
-// (src/cli/ledger_cmd.cc).
+// `atoma-cli ledger LEDGER <info|nodes|epoch|escrow|rewards|settled|settlements|slashings>` and
+// the mutations (register-node, stake, advance-epoch, deposit: unsigned dev operations on an
+// embedded ledger, transactions signed by --key on an EVM ledger), `init` (embedded), `deploy`
+// and `fund` (EVM) (src/cli/ledger_cmd.cc). LEDGER is --db FILE or --rpc-url URL --contract
+// ADDRESS (ledger_open.h).
 void AddLedgerCommand(CLI::App& app);
 
-// `atoma-cli verify --db FILE CERT_FILE [--output FILE]` (src/cli/verify_cmd.cc).
+// `atoma-cli verify LEDGER CERT_FILE [--output FILE]` (src/cli/verify_cmd.cc).
 void AddVerifyCommand(CLI::App& app);
 
 // `atoma-cli status|peers|drain` (a running node's Admin service, peers' health) and
-// `stake|unstake|withdraw|claim` (the node's own stake and rewards on an embedded ledger)
+// `stake|unstake|withdraw|claim` (the node's own stake and rewards on an embedded or EVM ledger)
 // (src/cli/operator.cc).
 void AddOperatorCommands(CLI::App& app);
 
