@@ -1,9 +1,9 @@
 // The model: Llama-family configuration, loading from a Hugging Face folder, and ModelRunner, the
 // seam the scheduler drives (a fake runner can replace it in tests).
 //
-// Determinism contract (DESIGN §3): for a given sequence, the logits a runner returns depend only on
-// that sequence's tokens, never on which other sequences share a Decode call, their order, or the
-// thread count; Prefill depends only on the tokens passed.
+// Determinism contract (DESIGN §3): for a given sequence, the logits a runner returns depend only
+// on that sequence's tokens, never on which other sequences share a Decode call, their order, or
+// the thread count; Prefill depends only on the tokens passed.
 #pragma once
 
 #include <cstdint>
@@ -58,8 +58,11 @@ struct ModelConfig {
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view config_json);
 
 // SHA-256 over the model's files in a defined order (config.json, tokenizer.json,
-// tokenizer_config.json if present, then *.safetensors sorted by name), each framed as
-// (uint32 BE name length, name, uint64 BE size, bytes). It names the model on the ledger.
+// tokenizer_config.json if present, model.safetensors.index.json if present, then *.safetensors
+// sorted by name), each framed as (uint32 BE name length, name, uint64 BE size, bytes). It names
+// the model on the ledger, so it covers every byte the loader reads: the index decides which
+// shard each tensor comes from, and the loader refuses an index that names a shard whose name
+// does not end in ".safetensors" (a file the digest would not cover).
 absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& dir);
 
 enum class DecodeKernel {
@@ -80,8 +83,8 @@ struct RunnerOptions {
   // OpenMP workers do not spin against OpenBLAS's) — prefill bits depend on it.
   int threads = 0;
   DecodeKernel decode_kernel = DecodeKernel::kAuto;
-  int max_batch = 16;       // most sequences in one Decode call
-  int max_seq_len = 2048;   // KV capacity per sequence (clamped to max_position_embeddings)
+  int max_batch = 16;      // most sequences in one Decode call
+  int max_seq_len = 2048;  // KV capacity per sequence (clamped to max_position_embeddings)
   // Prefill splits prompts into chunks of this many tokens (a function of the prompt only).
   int prefill_chunk = 512;
 };

@@ -73,8 +73,8 @@ absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& 
     }
     files.push_back(p);
   }
-  if (std::filesystem::is_regular_file(dir / "tokenizer_config.json", ec)) {
-    files.push_back(dir / "tokenizer_config.json");
+  for (const char* optional : {"tokenizer_config.json", "model.safetensors.index.json"}) {
+    if (std::filesystem::is_regular_file(dir / optional, ec)) files.push_back(dir / optional);
   }
   std::vector<std::filesystem::path> weights;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {

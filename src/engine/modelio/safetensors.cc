@@ -351,6 +351,14 @@ absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::filesyst
       return bad(absl::StrCat("weight_map names shard ", QuoteForError(f), " for tensor ",
                               QuoteForError(tensor), ", which is not a plain file name"));
     }
+    // The model digest covers *.safetensors files only (ComputeModelDigest): a shard under any
+    // other name would be weights the ledger's model digest does not name.
+    if (f.size() <= 12 || !f.ends_with(".safetensors")) {
+      return bad(absl::StrCat("weight_map names shard ", QuoteForError(f), " for tensor ",
+                              QuoteForError(tensor),
+                              ", whose name does not end in \".safetensors\" (the model digest "
+                              "covers only those)"));
+    }
     map[tensor] = f;
   }
   if (map.empty()) return bad("weight_map is empty");

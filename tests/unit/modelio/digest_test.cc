@@ -33,12 +33,13 @@ class DigestTest : public ::testing::Test {
         {"config.json", R"({"architectures":["LlamaForCausalLM"]})"},
         {"tokenizer.json", R"({"model":{"type":"BPE"}})"},
         {"tokenizer_config.json", R"({"eos_token":"<|im_end|>"})"},
+        {"model.safetensors.index.json",
+         R"({"weight_map":{"a":"model-00001-of-00002.safetensors"}})"},
         {"model-00001-of-00002.safetensors", Pattern(64, 1)},
         {"model-00002-of-00002.safetensors", Pattern(48, 2)},
     };
     for (const auto& [name, bytes] : files_) WriteAll(dir_.path() / name, bytes);
-    // Files the digest must ignore.
-    WriteAll(dir_.path() / "model.safetensors.index.json", "{}");
+    // A file the digest must ignore.
     WriteAll(dir_.path() / "README.md", "# model");
   }
 
@@ -68,8 +69,8 @@ TEST_F(DigestTest, MatchesSpecifiedFraming) { EXPECT_EQ(Digest(), Expected()); }
 
 TEST_F(DigestTest, StreamsLargeFiles) {
   // Crosses the 1 MiB read buffer several times, with a partial last block.
-  files_[3].second = Pattern(3 * (1 << 20) + 17, 3);
-  WriteAll(dir_.path() / files_[3].first, files_[3].second);
+  files_[4].second = Pattern(3 * (1 << 20) + 17, 3);
+  WriteAll(dir_.path() / files_[4].first, files_[4].second);
   EXPECT_EQ(Digest(), Expected());
 }
 
@@ -78,7 +79,7 @@ TEST_F(DigestTest, StableAcrossCalls) { EXPECT_EQ(Digest(), Digest()); }
 TEST_F(DigestTest, IgnoresOtherFiles) {
   crypto::Hash256 before = Digest();
   WriteAll(dir_.path() / "generation_config.json", "{}");
-  WriteAll(dir_.path() / "model.safetensors.index.json", "{\"changed\":1}");
+  WriteAll(dir_.path() / "weights.bin", "not read by the loader");
   EXPECT_EQ(Digest(), before);
 }
 
@@ -114,6 +115,13 @@ TEST_F(DigestTest, SensitiveToNamesAndOptionalFile) {
   EXPECT_NE(*without, base);
   files_.erase(files_.begin() + 2);
   EXPECT_EQ(*without, Expected());
+  // So is the shard index: it decides which shard each tensor is read from.
+  std::filesystem::remove(dir_.path() / "model.safetensors.index.json");
+  auto no_index = ComputeModelDigest(dir_.path());
+  ASSERT_TRUE(no_index.ok()) << no_index.status();
+  EXPECT_NE(*no_index, *without);
+  files_.erase(files_.begin() + 2);
+  EXPECT_EQ(*no_index, Expected());
 }
 
 TEST_F(DigestTest, MissingRequiredFiles) {

@@ -391,6 +391,21 @@ TEST(WeightStoreTest, IndexMayNotEscapeTheFolder) {
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("plain file name"));
 }
 
+TEST(WeightStoreTest, IndexMayNameOnlyFilesTheModelDigestCovers) {
+  // The model digest hashes *.safetensors only: a shard under another name would be weights the
+  // ledger's digest does not name (a node could serve other weights under a registered digest).
+  ScratchDir dir;
+  WriteSharded(dir.path(), R"({"weight_map":{"a":"model-00001-of-00002.safetensors",
+                                              "b":"weights.bin"}})");
+  std::filesystem::copy_file(dir.path() / "model-00002-of-00002.safetensors",
+                             dir.path() / "weights.bin");
+  auto store = WeightStore::Open(dir.path());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("weights.bin"));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("model digest"));
+}
+
 TEST(WeightStoreTest, BadIndexJson) {
   ScratchDir dir;
   WriteSharded(dir.path(), R"({"weight_map": 3})");
