@@ -148,7 +148,8 @@ if [ "$chain" = anvil ]; then
   fi
   rpc="http://127.0.0.1:$anvil_port"
   echo "devnet: starting Anvil on $rpc (log: $net/anvil.log)"
-  "$anvil" --port "$anvil_port" --silent > "$net/anvil.log" 2>&1 &
+  # --prune-history: Anvil otherwise writes every old state to ~/.foundry/anvil/tmp for good.
+  "$anvil" --port "$anvil_port" --silent --prune-history 64 > "$net/anvil.log" 2>&1 &
   anvil_pid=$!
   deadline=$((SECONDS + 30))
   until /usr/bin/python3 - "$rpc" 2>/dev/null <<'PY'

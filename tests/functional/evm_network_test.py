@@ -104,7 +104,10 @@ class Anvil:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [ARGS.anvil, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id",
-             str(CHAIN_ID), "--silent", "--state", self.state],
+             str(CHAIN_ID), "--silent", "--state", self.state,
+             # Without it Anvil writes every old state to ~/.foundry/anvil/tmp and never
+             # deletes it (gigabytes a run).
+             "--prune-history", "64"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 30

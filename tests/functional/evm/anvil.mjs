@@ -145,7 +145,10 @@ export async function startAnvil({ args = [], timeoutMs = 30000, chainId = 31337
     const url = `http://127.0.0.1:${port}`;
     const output = [];
     const proc = spawn(ANVIL_BIN, ["--host", "127.0.0.1", "--port", String(port),
-                                   "--chain-id", String(chainId), ...args],
+                                   "--chain-id", String(chainId),
+                                   // Without it Anvil writes every old state to
+                                   // ~/.foundry/anvil/tmp and never deletes it (gigabytes a run).
+                                   "--prune-history", "64", ...args],
                        { stdio: ["ignore", "pipe", "pipe"] });
     running.add(proc);
     const keep = (d) => {

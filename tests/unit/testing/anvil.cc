@@ -123,6 +123,9 @@ absl::Status AnvilProcess::Launch() {
     url_ = absl::StrCat("http://127.0.0.1:", port_);
     // The chain's state is dumped on SIGTERM into state.json and loaded from it at start when it
     // exists (Restart(true) keeps it, Restart(false) and Start begin without it).
+    // --prune-history: Anvil otherwise writes every old block's state to
+    // ~/.foundry/anvil/tmp and never deletes it (gigabytes per test run); 64 recent states in
+    // memory serve eth_call a few blocks back (confirmations).
     std::vector<std::string> args = {BinaryPath().string(),
                                      "--host",
                                      "127.0.0.1",
@@ -131,6 +134,8 @@ absl::Status AnvilProcess::Launch() {
                                      "--chain-id",
                                      std::to_string(options_.chain_id),
                                      "--silent",
+                                     "--prune-history",
+                                     "64",
                                      "--state",
                                      (dir_ / "state.json").string()};
     if (options_.block_time_s > 0) {
