@@ -26,6 +26,7 @@
 #include "atoma/consensus/request.h"
 #include "atoma/consensus/xv.h"
 #include "atoma/ledger/ledger.h"
+#include "batch_verify.h"
 #include "sqlite_db.h"
 
 namespace atoma::ledger {
@@ -518,63 +519,15 @@ class EmbeddedLedger final : public LedgerClient {
     std::vector<SettlementResult> results(items.size());
     // 1. Load the verification inputs. Seeds and snapshots never change once an epoch is open,
     //    so reading them in their own transaction and verifying without the write lock is safe.
-    struct Context {
-      absl::Status status;  // NOT_FOUND when the epoch has not started
-      consensus::CertificateContext context;
-    };
-    std::map<std::pair<uint64_t, Hash256>, Context> contexts;
-    for (size_t i = 0; i < items.size(); ++i) {
-      const consensus::Certificate& cert = items[i].certificate;
-      results[i].request_id = consensus::RequestId(cert.request);
-      if (cert.attestations.empty()) continue;
-      contexts.try_emplace({cert.request.epoch, cert.attestations[0].echelon_id});
-    }
+    BatchVerifier verifier(params_.domain, items, results);
     const absl::Status loaded = Read([&]() -> absl::Status {
-      for (auto& [key, ctx] : contexts) {
-        ctx.context.domain = params_.domain;
-        ctx.context.epoch = key.first;
-        ctx.context.echelon_id = key.second;
-        absl::StatusOr<Epoch> epoch = LoadEpoch(key.first);
-        if (absl::IsNotFound(epoch.status())) {
-          ctx.status = epoch.status();
-          continue;
-        }
-        RETURN_IF_ERROR(epoch.status());
-        ctx.context.epoch_seed = epoch->seed;
-        ASSIGN_OR_RETURN(std::vector<Candidate> snapshot, LoadSnapshot(key.first, key.second));
-        for (const Candidate& c : snapshot) ctx.context.registry.push_back({c.address, c.stake});
-      }
-      return absl::OkStatus();
+      return verifier.Load(
+          [&](uint64_t epoch) { return LoadEpoch(epoch); },
+          [&](uint64_t epoch, const Hash256& echelon) { return LoadSnapshot(epoch, echelon); });
     });
     if (!loaded.ok()) return loaded;
     // 2. Verify (signature recovery is the expensive part; no lock held).
-    std::vector<bool> verified(items.size(), false);
-    for (size_t i = 0; i < items.size(); ++i) {
-      const SettlementItem& item = items[i];
-      const consensus::Certificate& cert = item.certificate;
-      SettlementResult& r = results[i];
-      if (absl::Status form = CheckItemForm(item); !form.ok()) {
-        r.status = form;
-        r.check = consensus::CertificateCheck::kMalformed;
-        continue;
-      }
-      const Context& ctx = contexts.at({cert.request.epoch, cert.attestations[0].echelon_id});
-      if (!ctx.status.ok()) {
-        r.status = ctx.status;
-        continue;
-      }
-      const consensus::CertificateVerdict verdict =
-          item.xv.has_value() ? consensus::VerifyXvCertificate(*item.xv, item.output, ctx.context)
-                              : consensus::VerifyCertificate(cert, item.output, ctx.context);
-      r.check = verdict.check;
-      r.member = verdict.member;
-      if (!verdict.ok()) {
-        r.status = absl::PermissionDeniedError(
-            absl::StrCat("certificate does not verify: ", verdict.reason));
-        continue;
-      }
-      verified[i] = true;
-    }
+    const std::vector<bool> verified = verifier.Verify();
     // 3. Apply, one savepoint per item so a rejected item leaves no trace.
     const absl::Status applied = Write([&]() -> absl::Status {
       ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
@@ -1295,29 +1248,6 @@ class EmbeddedLedger final : public LedgerClient {
     std::sort(candidates.begin(), candidates.end(),
               [](const Candidate& x, const Candidate& y) { return x.address < y.address; });
     return candidates;
-  }
-
-  // The structural rules of one item, before anything is verified (INVALID_ARGUMENT).
-  static absl::Status CheckItemForm(const SettlementItem& item) {
-    const consensus::Certificate& cert = item.certificate;
-    if (item.xv.has_value() && item.xv->base != cert) {
-      // Two copies of one certificate that disagree: settling either would leave the other
-      // unexplained (the journal and the node read `certificate`, the verifier `xv`).
-      return absl::InvalidArgumentError(
-          "cross-validation item: `certificate` is not the cross-validation certificate's base");
-    }
-    if (!item.xv.has_value() &&
-        cert.request.security.mode == consensus::SecurityMode::kCrossValidation) {
-      // The base alone passes VerifyCertificate but proves only the executor's claim: it would
-      // settle a request whose coin drew a check without the validators (and close it to their
-      // dispute).
-      return absl::InvalidArgumentError(
-          "a cross_validation request settles only as a cross-validation certificate (0x02)");
-    }
-    if (cert.attestations.empty()) {
-      return absl::InvalidArgumentError("certificate has no attestations");
-    }
-    return absl::OkStatus();
   }
 
   // The ledger rules of one verified certificate, then its effects. Rule violations return

@@ -21,6 +21,7 @@
 #include "atoma/evm/abi.h"
 #include "atoma/evm/hex.h"
 #include "atoma/evm/tx.h"
+#include "batch_verify.h"
 #include "codec.h"
 #include "tx_journal.h"
 #include "tx_sender.h"
@@ -58,24 +59,6 @@ absl::Status ValidateEchelons(const std::vector<EchelonRef>& echelons) {
             absl::StrCat("echelon ", crypto::ToHex(echelons[i].echelon_id), " is listed twice"));
       }
     }
-  }
-  return absl::OkStatus();
-}
-
-// The embedded backend's structural rules of one settlement item (INVALID_ARGUMENT).
-absl::Status CheckItemForm(const SettlementItem& item) {
-  const consensus::Certificate& cert = item.certificate;
-  if (item.xv.has_value() && item.xv->base != cert) {
-    return absl::InvalidArgumentError(
-        "cross-validation item: `certificate` is not the cross-validation certificate's base");
-  }
-  if (!item.xv.has_value() &&
-      cert.request.security.mode == consensus::SecurityMode::kCrossValidation) {
-    return absl::InvalidArgumentError(
-        "a cross_validation request settles only as a cross-validation certificate (0x02)");
-  }
-  if (cert.attestations.empty()) {
-    return absl::InvalidArgumentError("certificate has no attestations");
   }
   return absl::OkStatus();
 }
@@ -373,60 +356,13 @@ class EvmLedger final : public LedgerClient {
     const std::string head = "latest";
 
     // 1. The verification inputs: the epoch seed and frozen snapshot per (epoch, echelon).
-    struct Context {
-      absl::Status status;  // NOT_FOUND when the epoch has not started
-      consensus::CertificateContext context;
-    };
-    std::map<std::pair<uint64_t, Hash256>, Context> contexts;
-    for (size_t i = 0; i < items.size(); ++i) {
-      const consensus::Certificate& cert = items[i].certificate;
-      results[i].request_id = consensus::RequestId(cert.request);
-      if (cert.attestations.empty()) continue;
-      contexts.try_emplace({cert.request.epoch, cert.attestations[0].echelon_id});
-    }
-    for (auto& [key, ctx] : contexts) {
-      ctx.context.domain = params.domain;
-      ctx.context.epoch = key.first;
-      ctx.context.echelon_id = key.second;
-      absl::StatusOr<Epoch> epoch = EpochAt(key.first, head);
-      if (absl::IsNotFound(epoch.status())) {
-        ctx.status = epoch.status();
-        continue;
-      }
-      RETURN_IF_ERROR(epoch.status());
-      ctx.context.epoch_seed = epoch->seed;
-      ASSIGN_OR_RETURN(std::vector<Candidate> snapshot, SnapshotAt(key.first, key.second, head));
-      for (const Candidate& c : snapshot) ctx.context.registry.push_back({c.address, c.stake});
-    }
+    BatchVerifier verifier(params.domain, items, results);
+    RETURN_IF_ERROR(verifier.Load(
+        [&](uint64_t epoch) { return EpochAt(epoch, head); },
+        [&](uint64_t epoch, const Hash256& echelon) { return SnapshotAt(epoch, echelon, head); }));
 
     // 2. Verify each item exactly as the embedded backend does.
-    std::vector<bool> verified(items.size(), false);
-    for (size_t i = 0; i < items.size(); ++i) {
-      const SettlementItem& item = items[i];
-      const consensus::Certificate& cert = item.certificate;
-      SettlementResult& r = results[i];
-      if (absl::Status form = CheckItemForm(item); !form.ok()) {
-        r.status = form;
-        r.check = consensus::CertificateCheck::kMalformed;
-        continue;
-      }
-      const Context& ctx = contexts.at({cert.request.epoch, cert.attestations[0].echelon_id});
-      if (!ctx.status.ok()) {
-        r.status = ctx.status;
-        continue;
-      }
-      const consensus::CertificateVerdict verdict =
-          item.xv.has_value() ? consensus::VerifyXvCertificate(*item.xv, item.output, ctx.context)
-                              : consensus::VerifyCertificate(cert, item.output, ctx.context);
-      r.check = verdict.check;
-      r.member = verdict.member;
-      if (!verdict.ok()) {
-        r.status = absl::PermissionDeniedError(
-            absl::StrCat("certificate does not verify: ", verdict.reason));
-        continue;
-      }
-      verified[i] = true;
-    }
+    const std::vector<bool> verified = verifier.Verify();
 
     // 3. The ledger rules, in the embedded backend's order: settled before (the contract's
     //    (client, nonce) bit, or earlier in this batch), fee <= max_fee, escrow covering the
