@@ -185,27 +185,6 @@ int64_t SystemUnixSeconds() {
       .count();
 }
 
-absl::Status ValidateEchelons(const std::vector<EchelonRef>& echelons) {
-  if (echelons.size() > LedgerClient::kMaxEchelons) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", LedgerClient::kMaxEchelons,
-                                                   " echelons per node, got ", echelons.size()));
-  }
-  for (size_t i = 0; i < echelons.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (echelons[i].model_digest == echelons[j].model_digest) {
-        return absl::InvalidArgumentError(absl::StrCat("one echelon per model: model ",
-                                                       crypto::ToHex(echelons[i].model_digest),
-                                                       " is listed twice"));
-      }
-      if (echelons[i].echelon_id == echelons[j].echelon_id) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("echelon ", crypto::ToHex(echelons[i].echelon_id), " is listed twice"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 class EmbeddedLedger final : public LedgerClient {
  public:
   EmbeddedLedger(std::unique_ptr<Db> db, Params params, EmbeddedLedgerOptions options)

@@ -435,4 +435,8 @@ absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEmbeddedLedger(
 // Checks a gRPC "host:port" endpoint: host a DNS name, IPv4 or bracketed IPv6; port 1..65535.
 absl::Status ValidateEndpoint(const std::string& endpoint);
 
+// The registry's echelon rules (INVALID_ARGUMENT): at most LedgerClient::kMaxEchelons, one per
+// model, no echelon id twice. Every backend checks them before it registers anything.
+absl::Status ValidateEchelons(const std::vector<EchelonRef>& echelons);
+
 }  // namespace atoma::ledger

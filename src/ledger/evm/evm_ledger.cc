@@ -40,29 +40,6 @@ absl::Status RequirePositive(const Amount& amount) {
   return absl::OkStatus();
 }
 
-// The embedded backend's echelon rules (at most kMaxEchelons, one per model, no id twice), with
-// its messages, so both backends answer alike before anything is sent.
-absl::Status ValidateEchelons(const std::vector<EchelonRef>& echelons) {
-  if (echelons.size() > LedgerClient::kMaxEchelons) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", LedgerClient::kMaxEchelons,
-                                                   " echelons per node, got ", echelons.size()));
-  }
-  for (size_t i = 0; i < echelons.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (echelons[i].model_digest == echelons[j].model_digest) {
-        return absl::InvalidArgumentError(absl::StrCat("one echelon per model: model ",
-                                                       crypto::ToHex(echelons[i].model_digest),
-                                                       " is listed twice"));
-      }
-      if (echelons[i].echelon_id == echelons[j].echelon_id) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("echelon ", crypto::ToHex(echelons[i].echelon_id), " is listed twice"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 // The embedded backend's structural rules of dispute evidence (INVALID_ARGUMENT), checked before
 // the evidence is packed (its counts are u8 in the calldata).
 absl::Status CheckDisputeForm(const DisputeEvidence& ev) {
