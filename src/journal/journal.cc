@@ -165,14 +165,7 @@ class SqliteJournal final : public Journal {
              "SELECT request_id, request_bytes, state, reason, accepted_ms, updated_ms FROM "
              "requests WHERE state < ?1 ORDER BY accepted_ms, rowid");
     get.Bind(1, int64_t{static_cast<int>(RequestState::kCertified)});
-    std::vector<RequestRecord> out;
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, get.Step());
-      if (!row) break;
-      ASSIGN_OR_RETURN(RequestRecord r, ReadRequest(get));
-      out.push_back(std::move(r));
-    }
-    return out;
+    return storage::CollectRows<RequestRecord>(get, ReadRequest);
   }
 
   absl::Status RecordOwnAttestation(const consensus::Attestation& attestation) override {

@@ -108,4 +108,19 @@ class Stmt {
   std::string sql_;
 };
 
+// Steps `stmt` to completion and maps every row with `row` (a callable taking `const Stmt&` and
+// returning absl::StatusOr<T>); the first error of either stops it.
+template <typename T, typename RowFn>
+absl::StatusOr<std::vector<T>> CollectRows(Stmt& stmt, RowFn row) {
+  std::vector<T> out;
+  while (true) {
+    absl::StatusOr<bool> more = stmt.Step();
+    if (!more.ok()) return more.status();
+    if (!*more) return out;
+    absl::StatusOr<T> value = row(static_cast<const Stmt&>(stmt));
+    if (!value.ok()) return value.status();
+    out.push_back(*std::move(value));
+  }
+}
+
 }  // namespace atoma::storage

@@ -133,14 +133,7 @@ absl::StatusOr<std::vector<JournaledTx>> TxJournal::Pending() {
               "SELECT signer, nonce, hash, raw, purpose FROM txs WHERE chain_id = ?1 AND "
               "contract = ?2 AND state = 0 ORDER BY signer, nonce, id");
   select.Bind(1, static_cast<int64_t>(chain_id_)).Bind(2, contract_);
-  std::vector<JournaledTx> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, select.Step());
-    if (!row) break;
-    ASSIGN_OR_RETURN(JournaledTx tx, RowToTx(select));
-    out.push_back(std::move(tx));
-  }
-  return out;
+  return storage::CollectRows<JournaledTx>(select, RowToTx);
 }
 
 absl::StatusOr<TxState> TxJournal::StateOf(const crypto::Hash256& hash) {
@@ -162,14 +155,7 @@ absl::StatusOr<std::vector<JournaledTx>> TxJournal::All(const crypto::Address& s
               "SELECT signer, nonce, hash, raw, purpose FROM txs WHERE chain_id = ?1 AND "
               "contract = ?2 AND signer = ?3 ORDER BY nonce, id");
   select.Bind(1, static_cast<int64_t>(chain_id_)).Bind(2, contract_).Bind(3, signer);
-  std::vector<JournaledTx> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, select.Step());
-    if (!row) break;
-    ASSIGN_OR_RETURN(JournaledTx tx, RowToTx(select));
-    out.push_back(std::move(tx));
-  }
-  return out;
+  return storage::CollectRows<JournaledTx>(select, RowToTx);
 }
 
 }  // namespace atoma::ledger::evm_backend
