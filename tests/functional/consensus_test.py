@@ -12,151 +12,21 @@ Each test class starts its own network in its own temporary folder (kept, with e
 log, when a test fails and ATOMA_KEEP_TMP=1).
 """
 
-import argparse
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
-ARGS = None  # parsed command line, set in __main__
-START_TIMEOUT_S = 120
+import netlib
+from netlib import cli, cli_json, run
+
 SETTLE_TIMEOUT_S = 30
 STAKE = 1000
 DEPOSIT = 1_000_000
-
-
-def run(cmd, timeout=120, **kwargs):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def cli(*args, timeout=120):
-    return run([ARGS.cli, *[str(a) for a in args]], timeout=timeout)
-
-
-def cli_json(*args, timeout=120):
-    r = cli(*args, timeout=timeout)
-    if r.returncode != 0:
-        raise AssertionError(f"atoma-cli {' '.join(map(str, args))} failed ({r.returncode}):\n"
-                             f"{r.stdout}\n{r.stderr}")
-    return json.loads(r.stdout)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    """One atoma-node with its own key, fixed port (so a restart keeps its endpoint), config and
-    log, on the network's ledger."""
-
-    def __init__(self, workdir, index, model_dir, ledger_path):
-        self.workdir = workdir
-        self.index = index
-        os.makedirs(workdir, exist_ok=True)
-        self.key = os.path.join(workdir, "node.key")
-        r = cli("keygen", "--out", self.key)
-        if r.returncode != 0:
-            raise RuntimeError(f"atoma-cli keygen failed: {r.stderr}")
-        self.address = r.stdout.strip()
-        self.port = free_port()
-        self.addr = f"127.0.0.1:{self.port}"
-        self.config = os.path.join(workdir, "node.yaml")
-        with open(self.config, "w") as f:
-            f.write(f"""node:
-  key_file: {self.key}
-  data_dir: {os.path.join(workdir, 'data')}
-api:
-  listen: {self.addr}
-log:
-  level: debug
-engine:
-  threads: 1
-models:
-  - id: tiny
-    path: {model_dir}
-shutdown:
-  drain_deadline_ms: 10000
-ledger:
-  backend: embedded
-  path: {ledger_path}
-consensus:
-  register: true
-  member_timeout_ms: 3000
-  reattest_timeout_ms: 1000
-  referee_timeout_ms: 5000
-  salt_timeout_ms: 3000
-  peer_call_timeout_ms: 2000
-  settlement_max_delay_ms: 200
-""")
-        self.ports_file = os.path.join(workdir, "ports.json")
-        self.log_path = os.path.join(workdir, "node.log")
-        self.proc = None
-        self.log = None
-
-    def start(self):
-        if os.path.exists(self.ports_file):
-            os.remove(self.ports_file)  # a SIGKILLed node leaves it behind
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            [ARGS.node, "--config", self.config, "--ports-file", self.ports_file],
-            stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_started(self):
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not os.path.exists(self.ports_file):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.index} exited with {self.proc.returncode} during "
-                                   f"start-up:\n{self.read_log()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"node {self.index} did not start in {START_TIMEOUT_S} s:\n"
-                                   f"{self.read_log()[-4000:]}")
-            time.sleep(0.05)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.log.close()
-
-    def freeze(self):
-        """SIGSTOP: the node keeps its sockets but answers nothing, like a hung machine."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self):
-        self.proc.send_signal(signal.SIGCONT)
-
-    def terminate(self, timeout=60):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            if self.log and not self.log.closed:
-                self.log.close()
-
-    def read_log(self):
-        if self.log and not self.log.closed:
-            self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
 
 
 class Network:
@@ -167,10 +37,9 @@ class Network:
         self.ledger = os.path.join(tmp, "ledger.db")
         cli_json("ledger", "--db", self.ledger, "init", "--epoch-length-s", 3600, "--json")
         self.client_key = os.path.join(tmp, "client.key")
-        r = cli("keygen", "--out", self.client_key)
-        assert r.returncode == 0, r.stderr
-        self.client = r.stdout.strip()
-        self.nodes = [Node(os.path.join(tmp, f"node{i}"), i, model_dir, self.ledger)
+        self.client = netlib.keygen(self.client_key)
+        self.nodes = [netlib.NetworkNode(os.path.join(tmp, f"node{i}"), i, model_dir,
+                                         ["backend: embedded", f"path: {self.ledger}"])
                       for i in range(n)]
         try:
             for node in self.nodes:
@@ -189,33 +58,18 @@ class Network:
             raise
 
     def wait_registered(self):
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            listed = {n["address"].lower(): n for n in
-                      cli_json("ledger", "--db", self.ledger, "nodes", "--json")}
-            missing = [node.index for node in self.nodes
-                       if not listed.get(node.address.lower(), {}).get("echelons")]
-            if not missing:
-                return listed
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nodes {missing} did not register an echelon in "
-                                   f"{START_TIMEOUT_S} s; log of node {missing[0]}:\n"
-                                   f"{self.nodes[missing[0]].read_log()[-4000:]}")
-            time.sleep(0.2)
+        return netlib.wait_registered(
+            self.nodes, lambda: cli_json("ledger", "--db", self.ledger, "nodes", "--json"))
 
     def by_address(self, address):
-        for node in self.nodes:
-            if node.address.lower() == address.lower():
-                return node
-        raise AssertionError(f"{address} is none of the network's nodes")
+        return netlib.by_address(self.nodes, address)
 
     def stop(self):
         codes = [node.terminate() for node in self.nodes]
         return codes
 
     def logs(self):
-        return "\n".join(f"===== node {n.index} ({n.address}) =====\n{n.read_log()[-6000:]}"
-                         for n in self.nodes)
+        return netlib.node_logs(self.nodes)
 
     # --- ledger views ---
     def settlements(self):
@@ -258,9 +112,8 @@ class Network:
 
     # --- client ---
     def generate_args(self, entry, *extra, security="sampling:3"):
-        return [ARGS.cli, "generate", "--addr", entry.addr, "--model", "tiny", "--security",
-                security, "--client-key", self.client_key, "--ledger-db", self.ledger,
-                "--timeout", "120", *[str(e) for e in extra]]
+        return netlib.generate_args(entry, self.client_key, ["--ledger-db", self.ledger], *extra,
+                                    security=security)
 
     def dry_run(self, entry, nonce, *extra, security="sampling:3"):
         r = run(self.generate_args(entry, "--dry-run", "--json", "--nonce", nonce, *extra,
@@ -311,26 +164,22 @@ def committee_from_summary(text):
 
 
 class ConsensusTestBase(unittest.TestCase):
+    """A Network of NODES nodes in a temporary folder for the class's tests (also the base of
+    operator_cli_test.py's tests)."""
     NODES = 3
+    TMP_PREFIX = "atoma-consensus-"
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix=f"atoma-consensus-{cls.NODES}-")
-        cls.model_dir = os.path.join(cls.tmp, "models", "tiny")
-        r = run([ARGS.cli, "model", "synth", "--preset", "tiny", "--seed", "1", "--out",
-                 cls.model_dir])
-        if r.returncode != 0:
-            raise RuntimeError(f"atoma-cli model synth failed: {r.stderr}")
+        cls.tmp = tempfile.mkdtemp(prefix=f"{cls.TMP_PREFIX}{cls.NODES}-")
+        cls.model_dir = netlib.synth_tiny_model(os.path.join(cls.tmp, "models", "tiny"))
         cls.net = Network(cls.tmp, cls.model_dir, cls.NODES)
 
     @classmethod
     def tearDownClass(cls):
         if cls.net is not None:
             cls.net.stop()
-        if os.environ.get("ATOMA_KEEP_TMP") != "1":
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-        else:
-            print(f"kept {cls.tmp}", file=sys.stderr)
+        netlib.remove_tmp(cls.tmp)
 
     def explain(self):
         return self.net.logs()
@@ -343,13 +192,12 @@ class ThreeNodes(ConsensusTestBase):
         net = self.net
         entry = net.nodes[0]
         escrow_before = net.escrow()
-        rewards_before = {n.address: net.reward(n.address) for n in net.nodes}
+        rewards_before = {n.address.lower(): net.reward(n.address) for n in net.nodes}
         cert = os.path.join(self.tmp, "three.cert")
-        r = run(net.generate_args(entry, "--json", "--save-cert", cert, "--max-tokens", 24,
-                                  "--temperature", 0.8, "--top-p", 0.95, "--seed", 7,
-                                  "Once upon a time"), timeout=180)
-        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
-        out = json.loads(r.stdout)
+        out = netlib.generate_json(
+            self, net.generate_args(entry, "--json", "--save-cert", cert, "--max-tokens", 24,
+                                    "--temperature", 0.8, "--top-p", 0.95, "--seed", 7,
+                                    "Once upon a time"), self.explain)
         self.assertTrue(out["verified"], out)
         self.assertTrue(out["verdict"].startswith("verified: 3/3 members"), out["verdict"])
         self.assertEqual(len(out["committee"]), 3)
@@ -358,33 +206,18 @@ class ThreeNodes(ConsensusTestBase):
         self.assertEqual(len(out["request_id"]), 66)
 
         # `atoma-cli verify` accepts what --save-cert wrote, and refuses it with another output.
-        v = cli("verify", "--db", net.ledger, cert, "--output", cert + ".output")
-        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
-        self.assertIn("verified", v.stdout)
-        with open(cert + ".output") as f:
-            output = json.load(f)
-        output["token_ids"][0] = (output["token_ids"][0] + 1) % 100
-        bad = os.path.join(self.tmp, "three.cert.bad-output")
-        with open(bad, "w") as f:
-            json.dump(output, f)
-        v = cli("verify", "--db", net.ledger, cert, "--output", bad)
-        self.assertEqual(v.returncode, 1, v.stdout + v.stderr)
+        netlib.assert_verify_checks_output(self, ["--db", net.ledger], cert)
 
         # Settled exactly once within a few seconds; the client paid the fee, members got it.
         found = net.wait_settled(out["request_id"])
         self.assertEqual(len(found), 1, f"settlements: {net.settlements()}\n{self.explain()}")
-        usage = out["result"]["usage"]
-        fee = net.fee_per_token() * (int(usage["prompt_tokens"]) +
-                                     int(usage["completion_tokens"]))
+        fee = netlib.fee_of(out, net.fee_per_token())
         self.assertEqual(int(found[0]["fee"]), fee)
         self.assertEqual(found[0]["client"].lower(), net.client.lower())
         self.assertEqual(net.escrow(), escrow_before - fee)
-        gained = 0
-        for node in net.nodes:
-            after = net.reward(node.address)
-            self.assertGreater(after, rewards_before[node.address], node.address)
-            gained += after - rewards_before[node.address]
-        self.assertEqual(gained, fee)
+        # Every node is a member (3 of 3): each gained, together the fee.
+        netlib.assert_fee_shared(self, net.nodes, net.reward, rewards_before,
+                                 [n.address for n in net.nodes], fee)
         # Still once after the outboxes had time to retry.
         time.sleep(1)
         self.assertEqual(
@@ -396,10 +229,9 @@ class ThreeNodes(ConsensusTestBase):
         self.assertEqual(len(plan["committee"]), 3)
         self.assertEqual(plan["epoch"], net.current_epoch())
         self.assertEqual(plan["backups"], [])  # 3 nodes, all in the committee
-        r = run(net.generate_args(net.nodes[1], "--json", "--nonce", 4242, "--max-tokens", 8,
-                                  "hello"), timeout=180)
-        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
-        out = json.loads(r.stdout)
+        out = netlib.generate_json(
+            self, net.generate_args(net.nodes[1], "--json", "--nonce", 4242, "--max-tokens", 8,
+                                    "hello"), self.explain)
         self.assertEqual(out["request_id"], plan["request_id"])
         self.assertEqual([m["address"] for m in out["committee"]],
                          [m["address"] for m in plan["committee"]])
@@ -435,10 +267,9 @@ class ThreeNodes(ConsensusTestBase):
         escrow_before = net.escrow()
         rewards_before = {n.address.lower(): net.reward(n.address) for n in net.nodes}
         cert = os.path.join(self.tmp, f"xv-{nonce}.cert")
-        r = run(net.generate_args(entry, "--json", "--nonce", nonce, "--save-cert", cert, *args,
-                                  security=security), timeout=180)
-        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
-        out = json.loads(r.stdout)
+        out = netlib.generate_json(
+            self, net.generate_args(entry, "--json", "--nonce", nonce, "--save-cert", cert,
+                                    *args, security=security), self.explain)
         self.assertEqual(out["request_id"], plan["request_id"])
         self.assertTrue(out["verified"], out)
         self.assertEqual([m["address"] for m in out["committee"]], [plan["executor"]["address"]])
@@ -450,17 +281,7 @@ class ThreeNodes(ConsensusTestBase):
         self.assertTrue(out["salt_revealed"])
         self.assertFalse(out["unrevealed"])
         # `atoma-cli verify` accepts the saved 0x02 certificate with its output, not another one.
-        v = cli("verify", "--db", net.ledger, cert, "--output", cert + ".output")
-        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
-        self.assertIn("verified", v.stdout)
-        with open(cert + ".output") as f:
-            output = json.load(f)
-        output["token_ids"][0] = (output["token_ids"][0] + 1) % 100
-        bad = cert + ".bad-output"
-        with open(bad, "w") as f:
-            json.dump(output, f)
-        v = cli("verify", "--db", net.ledger, cert, "--output", bad)
-        self.assertEqual(v.returncode, 1, v.stdout + v.stderr)
+        netlib.assert_verify_checks_output(self, ["--db", net.ledger], cert)
         return plan, out, rewards_before, escrow_before
 
     def assert_settled_once_and_paid(self, out, paid, rewards_before, escrow_before):
@@ -469,21 +290,10 @@ class ThreeNodes(ConsensusTestBase):
         net = self.net
         found = net.wait_settled(out["request_id"])
         self.assertEqual(len(found), 1, f"settlements: {net.settlements()}\n{self.explain()}")
-        usage = out["result"]["usage"]
-        fee = net.fee_per_token() * (int(usage["prompt_tokens"]) +
-                                     int(usage["completion_tokens"]))
+        fee = netlib.fee_of(out, net.fee_per_token())
         self.assertEqual(int(found[0]["fee"]), fee)
         self.assertEqual(net.escrow(), escrow_before - fee)
-        paid = {a.lower() for a in paid}
-        gained = 0
-        for node in net.nodes:
-            delta = net.reward(node.address) - rewards_before[node.address.lower()]
-            if node.address.lower() in paid:
-                self.assertGreater(delta, 0, node.address)
-            else:
-                self.assertEqual(delta, 0, node.address)
-            gained += delta
-        self.assertEqual(gained, fee)
+        netlib.assert_fee_shared(self, net.nodes, net.reward, rewards_before, paid, fee)
         time.sleep(1)  # still once after the outboxes had time to retry
         self.assertEqual(
             len([s for s in net.settlements() if s["request_id"] == out["request_id"]]), 1)
@@ -520,10 +330,10 @@ class ThreeNodes(ConsensusTestBase):
         net = self.net
         escrow_before = net.escrow()
         rewards_before = {n.address.lower(): net.reward(n.address) for n in net.nodes}
-        r = run(net.generate_args(net.nodes[0], "--json", "--no-reveal-for-test", "--max-tokens",
-                                  6, "unrevealed", security="cross_validation:1:1"), timeout=180)
-        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
-        out = json.loads(r.stdout)
+        out = netlib.generate_json(
+            self, net.generate_args(net.nodes[0], "--json", "--no-reveal-for-test",
+                                    "--max-tokens", 6, "unrevealed",
+                                    security="cross_validation:1:1"), self.explain)
         self.assertTrue(out["verified"], out)
         self.assertIsNotNone(out["provisional"])
         self.assertFalse(out["salt_revealed"])
@@ -658,8 +468,4 @@ class FourNodes(ConsensusTestBase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--node", required=True)
-    parser.add_argument("--cli", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    unittest.main(argv=netlib.parse_args(), verbosity=2)

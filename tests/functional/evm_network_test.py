@@ -29,22 +29,19 @@ and refuses to reveal its salt before any dispute starts.)
 The temporary folder (node logs, Anvil's log and state) is kept when ATOMA_KEEP_TMP=1.
 """
 
-import argparse
 import json
 import os
-import shutil
 import signal
-import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 import urllib.request
 
-ARGS = None  # parsed command line, set in __main__
-START_TIMEOUT_S = 120
+import netlib
+from netlib import cli, cli_ok, keygen, run
+
 SETTLE_TIMEOUT_S = 60
 CHAIN_ID = 31337
 STAKE = 1000
@@ -54,37 +51,9 @@ SLASH_BPS = 1000
 FUNDS = 10**21
 
 
-def run(cmd, timeout=120, **kwargs):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def cli(*args, timeout=120):
-    return run([ARGS.cli, *[str(a) for a in args]], timeout=timeout)
-
-
-def cli_ok(*args, timeout=120):
-    r = cli(*args, timeout=timeout)
-    if r.returncode != 0:
-        raise AssertionError(f"atoma-cli {' '.join(map(str, args))} failed ({r.returncode}):\n"
-                             f"{r.stdout}\n{r.stderr}")
-    return r.stdout
-
-
 def cli_json(*args, timeout=120):
-    return json.loads(cli_ok(*args, "--json", timeout=timeout))
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def keygen(path):
-    r = cli("keygen", "--out", path)
-    if r.returncode != 0:
-        raise RuntimeError(f"atoma-cli keygen failed: {r.stderr}")
-    return r.stdout.strip()
+    """Every command here is asked for --json."""
+    return netlib.cli_json(*args, "--json", timeout=timeout)
 
 
 class Anvil:
@@ -92,18 +61,19 @@ class Anvil:
     it when it starts again."""
 
     def __init__(self, workdir):
-        self.port = free_port()
+        self.port = netlib.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state = os.path.join(workdir, "anvil-state.json")
         self.log_path = os.path.join(workdir, "anvil.log")
         self.proc = None
 
     def start(self):
-        if not os.path.exists(ARGS.anvil):
-            raise RuntimeError(f"{ARGS.anvil} is missing: run scripts/setup.sh (npm ci)")
+        anvil = netlib.ARGS.anvil
+        if not os.path.exists(anvil):
+            raise RuntimeError(f"{anvil} is missing: run scripts/setup.sh (npm ci)")
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [ARGS.anvil, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id",
+            [anvil, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id",
              str(CHAIN_ID), "--silent", "--state", self.state,
              # Without it Anvil writes every old state to ~/.foundry/anvil/tmp and never
              # deletes it (gigabytes a run).
@@ -213,98 +183,11 @@ class DishonestMember:
         return len(found)
 
 
-class Node:
-    """One atoma-node with its own key, fixed port (so a restart keeps its endpoint), config and
-    log, on the contract."""
-
-    def __init__(self, workdir, index, model_dir, rpc_url, contract):
-        self.workdir = workdir
-        self.index = index
-        os.makedirs(workdir, exist_ok=True)
-        self.key = os.path.join(workdir, "node.key")
-        self.address = keygen(self.key)
-        self.port = free_port()
-        self.addr = f"127.0.0.1:{self.port}"
-        self.config = os.path.join(workdir, "node.yaml")
-        with open(self.config, "w") as f:
-            f.write(f"""node:
-  key_file: {self.key}
-  data_dir: {os.path.join(workdir, 'data')}
-api:
-  listen: {self.addr}
-log:
-  level: debug
-engine:
-  threads: 1
-models:
-  - id: tiny
-    path: {model_dir}
-shutdown:
-  drain_deadline_ms: 10000
-ledger:
-  backend: evm
-  rpc_url: {rpc_url}
-  contract: "{contract}"
-  chain_id: {CHAIN_ID}
-  receipt_timeout_ms: 5000
-consensus:
-  register: true
-  member_timeout_ms: 3000
-  reattest_timeout_ms: 1000
-  referee_timeout_ms: 5000
-  salt_timeout_ms: 3000
-  peer_call_timeout_ms: 2000
-  settlement_max_delay_ms: 200
-""")
-        self.ports_file = os.path.join(workdir, "ports.json")
-        self.log_path = os.path.join(workdir, "node.log")
-        self.proc = None
-        self.log = None
-
-    def start(self):
-        if os.path.exists(self.ports_file):
-            os.remove(self.ports_file)
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            [ARGS.node, "--config", self.config, "--ports-file", self.ports_file],
-            stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_started(self):
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not os.path.exists(self.ports_file):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.index} exited with {self.proc.returncode} during "
-                                   f"start-up:\n{self.read_log()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"node {self.index} did not start in {START_TIMEOUT_S} s:\n"
-                                   f"{self.read_log()[-4000:]}")
-            time.sleep(0.05)
-
-    def terminate(self, timeout=60):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            if self.log and not self.log.closed:
-                self.log.close()
-
-    def restart(self):
-        self.terminate()
-        self.start()
-        self.wait_started()
-
-    def read_log(self):
-        if self.log and not self.log.closed:
-            self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+def evm_node(workdir, index, model_dir, rpc_url, contract):
+    """A network node on the contract (netlib.NetworkNode with an evm ledger section)."""
+    return netlib.NetworkNode(workdir, index, model_dir, [
+        "backend: evm", f"rpc_url: {rpc_url}", f'contract: "{contract}"', f"chain_id: {CHAIN_ID}",
+        "receipt_timeout_ms: 5000"])
 
 
 class EvmNetwork(unittest.TestCase):
@@ -324,10 +207,7 @@ class EvmNetwork(unittest.TestCase):
     @classmethod
     def set_up_network(cls):
         cls.model_dir = os.path.join(cls.tmp, "models", "tiny")
-        r = run([ARGS.cli, "model", "synth", "--preset", "tiny", "--seed", "1", "--out",
-                 cls.model_dir])
-        if r.returncode != 0:
-            raise RuntimeError(f"atoma-cli model synth failed: {r.stderr}")
+        netlib.synth_tiny_model(cls.model_dir)
         cls.anvil = Anvil(cls.tmp)
         cls.anvil.start()
         rpc = cls.anvil.url
@@ -348,8 +228,8 @@ class EvmNetwork(unittest.TestCase):
         cls.client_key = os.path.join(cls.tmp, "client.key")
         cls.client = keygen(cls.client_key)
         cli_ok("ledger", "--rpc-url", rpc, "fund", "--address", cls.client, "--amount", FUNDS)
-        cls.nodes = [Node(os.path.join(cls.tmp, f"node{i}"), i, cls.model_dir, rpc, cls.contract)
-                     for i in range(cls.NODES)]
+        cls.nodes = [evm_node(os.path.join(cls.tmp, f"node{i}"), i, cls.model_dir, rpc,
+                              cls.contract) for i in range(cls.NODES)]
         for node in cls.nodes:
             # Registration is the node's own transaction: it needs coin before it starts.
             cli_ok("ledger", "--rpc-url", rpc, "fund", "--address", node.address, "--amount",
@@ -357,7 +237,7 @@ class EvmNetwork(unittest.TestCase):
             node.start()
         for node in cls.nodes:
             node.wait_started()
-        cls.wait_registered()
+        netlib.wait_registered(cls.nodes, lambda: cls.ledger_json("nodes"))
         for node in cls.nodes:
             staked = cli_json("ledger", *cls.ledger, "--key", node.key, "stake", "--amount", STAKE)
             assert int(staked["bonded"]) == STAKE, staked
@@ -367,30 +247,12 @@ class EvmNetwork(unittest.TestCase):
         cli_json("ledger", *cls.ledger, "--key", deployer_key, "advance-epoch")
 
     @classmethod
-    def wait_registered(cls):
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            listed = {n["address"].lower(): n for n in cls.ledger_json("nodes")}
-            missing = [node.index for node in cls.nodes
-                       if not listed.get(node.address.lower(), {}).get("echelons")]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nodes {missing} did not register an echelon in "
-                                   f"{START_TIMEOUT_S} s; log of node {missing[0]}:\n"
-                                   f"{cls.nodes[missing[0]].read_log()[-4000:]}")
-            time.sleep(0.2)
-
-    @classmethod
     def tear_down_network(cls):
         for node in cls.nodes:
             node.terminate()
         if cls.anvil is not None:
             cls.anvil.stop()
-        if os.environ.get("ATOMA_KEEP_TMP") != "1":
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-        else:
-            print(f"kept {cls.tmp}", file=sys.stderr)
+        netlib.remove_tmp(cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
@@ -428,25 +290,21 @@ class EvmNetwork(unittest.TestCase):
         return True
 
     def by_address(self, address):
-        return next(n for n in self.nodes if n.address.lower() == address.lower())
+        return netlib.by_address(self.nodes, address)
 
     def explain(self):
-        return "\n".join(f"===== node {n.index} ({n.address}) =====\n{n.read_log()[-6000:]}"
-                         for n in self.nodes)
+        return netlib.node_logs(self.nodes)
 
     def generate_args(self, entry, *extra, security="sampling:3"):
-        return [ARGS.cli, "generate", "--addr", entry.addr, "--model", "tiny", "--security",
-                security, "--client-key", self.client_key, *self.ledger, "--timeout", "120",
-                *[str(e) for e in extra]]
+        return netlib.generate_args(entry, self.client_key, self.ledger, *extra,
+                                    security=security)
 
     def assert_paid_once(self, request_id, out, members):
         """One Settled record of the request; the client paid fee_per_token x tokens and exactly
         `members` shared it (checked by the caller against balances taken before)."""
         found = self.settlements_of(request_id)
         self.assertEqual(len(found), 1, f"{found}\n{self.explain()}")
-        usage = out["result"]["usage"]
-        fee = self.fee_per_token() * (int(usage["prompt_tokens"]) +
-                                      int(usage["completion_tokens"]))
+        fee = netlib.fee_of(out, self.fee_per_token())
         self.assertEqual(int(found[0]["fee"]), fee)
         self.assertEqual(found[0]["client"].lower(), self.client.lower())
         return fee
@@ -457,11 +315,10 @@ class EvmNetwork(unittest.TestCase):
         escrow_before = self.escrow()
         rewards_before = {n.address.lower(): self.reward(n.address) for n in self.nodes}
         cert = os.path.join(self.tmp, "a.cert")
-        r = run(self.generate_args(entry, "--json", "--save-cert", cert, "--max-tokens", 24,
-                                   "--temperature", 0.8, "--top-p", 0.95, "--seed", 7,
-                                   "Once upon a time"), timeout=180)
-        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
-        out = json.loads(r.stdout)
+        out = netlib.generate_json(
+            self, self.generate_args(entry, "--json", "--save-cert", cert, "--max-tokens", 24,
+                                     "--temperature", 0.8, "--top-p", 0.95, "--seed", 7,
+                                     "Once upon a time"), self.explain)
         self.assertTrue(out["verified"], out)
         self.assertTrue(out["verdict"].startswith("verified: 3/3 members"), out["verdict"])
         members = [m["address"].lower() for m in out["committee"]]
@@ -469,31 +326,13 @@ class EvmNetwork(unittest.TestCase):
 
         # `atoma-cli verify` checks the saved certificate against the contract's seed and
         # snapshot, and refuses it with another output.
-        v = cli("verify", *self.ledger, cert, "--output", cert + ".output")
-        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
-        self.assertIn("verified", v.stdout)
-        with open(cert + ".output") as f:
-            output = json.load(f)
-        output["token_ids"][0] = (output["token_ids"][0] + 1) % 100
-        bad = cert + ".bad-output"
-        with open(bad, "w") as f:
-            json.dump(output, f)
-        v = cli("verify", *self.ledger, cert, "--output", bad)
-        self.assertEqual(v.returncode, 1, v.stdout + v.stderr)
+        netlib.assert_verify_checks_output(self, self.ledger, cert)
 
         self.assertTrue(self.wait_settled(out["request_id"]), self.explain())
         fee = self.assert_paid_once(out["request_id"], out, members)
         self.assertGreater(fee, 0)
         self.assertEqual(self.escrow(), escrow_before - fee)
-        gained = 0
-        for node in self.nodes:
-            delta = self.reward(node.address) - rewards_before[node.address.lower()]
-            if node.address.lower() in members:
-                self.assertGreater(delta, 0, node.address)
-            else:
-                self.assertEqual(delta, 0, node.address)
-            gained += delta
-        self.assertEqual(gained, fee)
+        netlib.assert_fee_shared(self, self.nodes, self.reward, rewards_before, members, fee)
         time.sleep(1)  # still once after the outboxes had time to retry
         self.assertEqual(len(self.settlements_of(out["request_id"])), 1)
 
@@ -528,11 +367,11 @@ class EvmNetwork(unittest.TestCase):
 
         request_id = plan["request_id"]
         try:
-            liar.proc.send_signal(signal.SIGSTOP)  # a still node while its memory is changed
+            liar.freeze()  # a still node while its memory is changed
             try:
                 copies = DishonestMember.corrupt(liar.proc.pid, self.model_dir)
             finally:
-                liar.proc.send_signal(signal.SIGCONT)
+                liar.thaw()
             self.assertGreaterEqual(copies, 1, "the embedding was not found in the node")
             r = run(self.generate_args(entry, "--json", "--nonce", nonce, *prompt_args,
                                        security=security), timeout=180)
@@ -569,10 +408,9 @@ class EvmNetwork(unittest.TestCase):
         self.anvil.rpc("evm_setAutomine", False)
         restarted = False
         try:
-            r = run(self.generate_args(entry, "--json", "--max-tokens", 12, "--seed", 5,
-                                       "The chain goes away"), timeout=180)
-            self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
-            out = json.loads(r.stdout)
+            out = netlib.generate_json(
+                self, self.generate_args(entry, "--json", "--max-tokens", 12, "--seed", 5,
+                                         "The chain goes away"), self.explain)
             self.assertTrue(out["verified"], out)
             members = [m["address"].lower() for m in out["committee"]]
             deadline = time.monotonic() + 30
@@ -653,13 +491,12 @@ class EvmNetwork(unittest.TestCase):
         self.assertIn("--contract", r.stderr)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--node", required=True)
-    parser.add_argument("--cli", required=True)
+def add_anvil_argument(parser):
     parser.add_argument(
         "--anvil",
         default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                              "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil"))
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=netlib.parse_args(add_anvil_argument), verbosity=2)

@@ -8,102 +8,44 @@ exits 0, also while a generation is running.
         --cli BUILD/src/atoma-cli --source-dir .
 """
 
-import argparse
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
-ARGS = None  # parsed command line, set in __main__
-START_TIMEOUT_S = 120
+import netlib
+from netlib import cli, run
+
 USAGE_RE = re.compile(r"\[(\w+)\] prompt tokens: (\d+), completion tokens: (\d+), "
                       r"time to first token: ([\d.]+) ms, ([\d.]+) tokens/s")
 
 
-def run(cmd, timeout=120, **kwargs):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-class Node:
-    """One atoma-node process on a free port, with its own key, config and log."""
+class Node(netlib.NodeProcess):
+    """One atoma-node process on a free port (port 0: the node picks it and writes it to its ports
+    file), with its own key, config and log; started and serving when the constructor returns."""
 
     def __init__(self, workdir, model_dir, drain_deadline_ms=30000):
-        self.workdir = workdir
-        os.makedirs(workdir, exist_ok=True)
+        super().__init__(workdir, "atoma-node")
         key = os.path.join(workdir, "node.key")
-        r = run([ARGS.cli, "keygen", "--out", key])
-        if r.returncode != 0:
-            raise RuntimeError(f"atoma-cli keygen failed: {r.stderr}")
-        self.config = os.path.join(workdir, "node.yaml")
+        netlib.keygen(key)
         with open(self.config, "w") as f:
-            f.write(f"""node:
-  key_file: {key}
-  data_dir: {os.path.join(workdir, 'data')}
-api:
-  listen: 127.0.0.1:0
-log:
-  level: info
-engine:
-  threads: 1
-models:
-  - id: tiny
-    path: {model_dir}
-shutdown:
-  drain_deadline_ms: {drain_deadline_ms}
-metrics:
-  listen: 127.0.0.1:0
-""")
-        self.ports_file = os.path.join(workdir, "ports.json")
-        self.log_path = os.path.join(workdir, "node.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [ARGS.node, "--config", self.config, "--listen", "127.0.0.1:0", "--ports-file",
-             self.ports_file], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not os.path.exists(self.ports_file):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"atoma-node exited with {self.proc.returncode} during "
-                                   f"start-up:\n{self.read_log()}")
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"atoma-node did not write {self.ports_file} in "
-                                   f"{START_TIMEOUT_S} s:\n{self.read_log()}")
-            time.sleep(0.05)
+            f.write(netlib.node_config(key, workdir, "127.0.0.1:0", model_dir, "info",
+                                       drain_deadline_ms))
+            f.write("metrics:\n  listen: 127.0.0.1:0\n")
+        self.start("--listen", "127.0.0.1:0")
+        self.wait_started()
         with open(self.ports_file) as f:
             ports = json.load(f)
         self.port = ports["grpc"]
         self.metrics_port = ports.get("metrics")
         self.addr = f"127.0.0.1:{self.port}"
 
-    def read_log(self):
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()
-
-    def terminate(self, timeout=60, signal_first=True):
-        """SIGTERM (unless already sent: a second one means "exit at once"), then the exit code
-        (None, after a kill, if the process does not exit in time)."""
-        if signal_first and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self.log.close()
-
 
 def load_stubs():
-    sys.path.insert(0, os.path.join(ARGS.source_dir, "examples", "python"))
+    sys.path.insert(0, os.path.join(netlib.ARGS.source_dir, "examples", "python"))
     import generate  # the example's own stub generation
     return generate.import_stubs(None)
 
@@ -112,11 +54,7 @@ class NodeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="atoma-functional-")
-        cls.model_dir = os.path.join(cls.tmp, "models", "tiny")
-        r = run([ARGS.cli, "model", "synth", "--preset", "tiny", "--seed", "1", "--out",
-                 cls.model_dir])
-        if r.returncode != 0:
-            raise RuntimeError(f"atoma-cli model synth failed: {r.stderr}")
+        cls.model_dir = netlib.synth_tiny_model(os.path.join(cls.tmp, "models", "tiny"))
         cls.node = Node(os.path.join(cls.tmp, "node0"), cls.model_dir)
         cls.pb, cls.pb_grpc = load_stubs()
 
@@ -124,19 +62,13 @@ class NodeTest(unittest.TestCase):
     def tearDownClass(cls):
         if cls.node.proc.poll() is None:
             cls.node.terminate()
-        if os.environ.get("ATOMA_KEEP_TMP"):
-            print(f"kept {cls.tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    def cli(self, *args, timeout=120):
-        return run([ARGS.cli, *args], timeout=timeout)
+        netlib.remove_tmp(cls.tmp)
 
     def generate_cli(self, *args):
-        return self.cli("generate", "--addr", self.node.addr, "--model", "tiny", *args)
+        return cli("generate", "--addr", self.node.addr, "--model", "tiny", *args)
 
     def python_example(self, *args):
-        script = os.path.join(ARGS.source_dir, "examples", "python", "generate.py")
+        script = os.path.join(netlib.ARGS.source_dir, "examples", "python", "generate.py")
         return run(["/usr/bin/python3", script, "--addr", self.node.addr, *args])
 
     def check_usage(self, stderr, max_tokens):
@@ -208,7 +140,7 @@ class NodeTest(unittest.TestCase):
         self.assertIn("max_tokens", big.stderr)
 
     def test_models_lists_the_model(self):
-        r = self.cli("models", "--addr", self.node.addr, "--json")
+        r = cli("models", "--addr", self.node.addr, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         models = json.loads(r.stdout)["models"]
         self.assertEqual([m["id"] for m in models], ["tiny"])
@@ -219,7 +151,7 @@ class NodeTest(unittest.TestCase):
         # A second process on the same model folder measures the canary again at start-up
         # (DESIGN §4.2): same digest, same fingerprint, bit for bit.
         def listing(addr):
-            r = self.cli("models", "--addr", addr, "--json")
+            r = cli("models", "--addr", addr, "--json")
             self.assertEqual(r.returncode, 0, r.stderr)
             return json.loads(r.stdout)["models"][0]
 
@@ -234,7 +166,7 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(second["fingerprint_hex"], first["fingerprint_hex"])
 
     def test_chat_follows_the_models_chat_format(self):
-        r = self.cli("models", "--addr", self.node.addr, "--json")
+        r = cli("models", "--addr", self.node.addr, "--json")
         chat_format = json.loads(r.stdout)["models"][0]["chat_format"]
         chat = self.generate_cli("--max-tokens", "4", "--system", "Be brief.", "--chat", "Hi")
         if chat_format:
@@ -278,7 +210,7 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(after.get(running), 0)
 
     def test_errors_have_codes_and_field_names(self):
-        r = self.cli("generate", "--addr", self.node.addr, "--model", "nope", "x")
+        r = cli("generate", "--addr", self.node.addr, "--model", "nope", "x")
         self.assertEqual(r.returncode, 1)
         self.assertIn("NOT_FOUND", r.stderr)
         py = self.python_example("--model", "tiny", "--max-tokens", "0", "x")
@@ -287,7 +219,7 @@ class NodeTest(unittest.TestCase):
         self.assertIn("max_tokens", py.stderr)
         py = self.python_example("--model", "tiny", "--top-p", "1.5", "x")
         self.assertIn("sampling.top_p", py.stderr)
-        unreachable = self.cli("generate", "--addr", "127.0.0.1:1", "--model", "tiny",
+        unreachable = cli("generate", "--addr", "127.0.0.1:1", "--model", "tiny",
                                "--timeout", "5", "x")
         self.assertEqual(unreachable.returncode, 1)
         self.assertIn("UNAVAILABLE", unreachable.stderr)
@@ -401,9 +333,5 @@ class NodeTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--node", required=True)
-    parser.add_argument("--cli", required=True)
-    parser.add_argument("--source-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    unittest.main(argv=netlib.parse_args(
+        lambda parser: parser.add_argument("--source-dir", required=True)), verbosity=2)

@@ -9,42 +9,19 @@ The network (ledger, staked nodes, funded client, fresh epoch) is consensus_test
 tests run in name order on one network: the later ones drain and stop node 1.
 """
 
-import argparse
-import json
 import os
-import shutil
-import sys
-import tempfile
-import time
 import unittest
 
 import consensus_test
-from consensus_test import STAKE, Network, cli, cli_json, run
+import netlib
+from consensus_test import STAKE
+from netlib import cli, cli_json
 
-ARGS = None  # parsed command line, set in __main__
 
-
-class OperatorCli(unittest.TestCase):
+class OperatorCli(consensus_test.ConsensusTestBase):
+    NODES = 2
+    TMP_PREFIX = "atoma-operator-cli-"
     net = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="atoma-operator-cli-")
-        model_dir = os.path.join(cls.tmp, "models", "tiny")
-        r = run([ARGS.cli, "model", "synth", "--preset", "tiny", "--seed", "1", "--out", model_dir])
-        if r.returncode != 0:
-            raise RuntimeError(f"atoma-cli model synth failed: {r.stderr}")
-        cls.net = Network(cls.tmp, model_dir, 2)
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.net is not None:
-            cls.net.stop()
-        if os.environ.get("ATOMA_KEEP_TMP") != "1":
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    def explain(self):
-        return self.net.logs()
 
     def status(self, node):
         return cli_json("status", "--addr", node.addr, "--ledger-db", self.net.ledger, "--json")
@@ -113,10 +90,9 @@ class OperatorCli(unittest.TestCase):
         net = self.net
         node = net.nodes[0]
         before = int(self.status(node)["rewards"])
-        r = run(net.generate_args(node, "--json", "--max-tokens", 8, "hello",
-                                  security="sampling:2"), timeout=180)
-        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n{self.explain()}")
-        out = json.loads(r.stdout)
+        out = netlib.generate_json(
+            self, net.generate_args(node, "--json", "--max-tokens", 8, "hello",
+                                    security="sampling:2"), self.explain)
         self.assertTrue(out["verified"], out)
         self.assertEqual(len(net.wait_settled(out["request_id"])), 1, self.explain())
         reward = int(self.status(node)["rewards"])
@@ -196,9 +172,4 @@ class OperatorCli(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--node", required=True)
-    parser.add_argument("--cli", required=True)
-    ARGS, rest = parser.parse_known_args()
-    consensus_test.ARGS = ARGS  # its Node and cli helpers read it
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    unittest.main(argv=netlib.parse_args(), verbosity=2)
