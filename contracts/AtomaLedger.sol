@@ -13,7 +13,9 @@ import {AtomaDisputes} from "./AtomaDisputes.sol";
 //
 // Actors: the actor of a call is msg.sender. Money: the chain's native coin, in wei.
 // Errors: reverts are Error(string) "<absl status code name>: <reason>"; settle() judges each item
-// on its own and reports rejections as SettlementRejected events instead of reverting.
+// on its own and reports rejections as SettlementRejected events instead of reverting, and so does
+// settleCosigned() (one co-signature per member and batch), which reverts the whole batch with
+// PERMISSION_DENIED when a co-signature or a member index is wrong.
 // Thread-safety: transactions are serialized by the chain. Withdrawals follow
 // checks-effects-interactions behind a reentrancy guard.
 //
@@ -604,8 +606,15 @@ contract AtomaLedger is AtomaLedgerBase {
         uint256 word;
         uint256 att; // memory of the attestation digest input (230 bytes)
         uint256 commit; // memory of the commitment input (13 + 64 × 32 bytes)
-        uint256[] members; // the slots' recovered signers
+        uint256[] members; // the slots' recovered signers (co-signed: their table addresses)
         uint256[] payees; // snapshot indices of the payees (the members; xv: executor, validators)
+        // settleCosigned only (table 0: settle): the member table's calldata offset and size, and
+        // the memory of the members' running hashes over their slots' attestation digests (one
+        // word each), followed by their slot counts.
+        uint256 slotSize; // 97 (p ‖ signature), co-signed 33 (p ‖ member index)
+        uint256 table;
+        uint256 tableCount;
+        uint256 chains;
     }
 
     // Where one item's parts lie in calldata, and what judging it found (filled in place).
@@ -623,6 +632,7 @@ contract AtomaLedger is AtomaLedgerBase {
         uint256 fee;
         uint256 payees; // how many of b.payees
         bytes32 executorDigest; // slot 0's attestation digest (the cross-validation coin's input)
+        bool commitOk; // C = H(p's)
     }
 
     // Reason codes of SettlementRejected.
@@ -638,6 +648,16 @@ contract AtomaLedger is AtomaLedgerBase {
     uint8 private constant R_VALIDATORS = 10;
 
     function settle(bytes calldata batch) external {
+        _settle(batch, false);
+    }
+
+    // docs/ledger_evm.md "Co-signed batches": the member table after the item count, slots of
+    // p ‖ member index, one co-signature per member over its slots' digests, checked at the end.
+    function settleCosigned(bytes calldata batch) external {
+        _settle(batch, true);
+    }
+
+    function _settle(bytes calldata batch, bool cosigned) private {
         uint256 p;
         uint256 end;
         assembly ("memory-safe") {
@@ -651,9 +671,10 @@ contract AtomaLedger is AtomaLedgerBase {
         }
         p += 2;
         Batch memory b = _newBatch(count);
+        if (cosigned) p = _table(b, p);
         Item memory it = b.it;
         for (uint256 i; i < count;) {
-            p = _frame(b.r, it, p, end);
+            p = _frame(b.r, it, p, end, b.slotSize);
             if (p == 0) _framing(i);
             _emitJudged(i, it, b.r, _judge(b, it));
             unchecked {
@@ -661,6 +682,7 @@ contract AtomaLedger is AtomaLedgerBase {
             }
         }
         if (p != end) _fail(INVALID_ARGUMENT, "settle batch: trailing bytes after the last item");
+        if (cosigned) _checkCosigners(b);
         _flushClient(b);
         _payOut(b);
     }
@@ -685,6 +707,111 @@ contract AtomaLedger is AtomaLedgerBase {
         }
         b.att = a;
         b.commit = c;
+        b.slotSize = 97;
+    }
+
+    // The member table of a co-signed batch at p: u8 count, then per member address ‖ signature.
+    // A table running past the batch is caught by the framing (the first item, or the trailing
+    // bytes check of an empty batch, finds p past the end) before any entry is read.
+    function _table(Batch memory b, uint256 p) private pure returns (uint256 next) {
+        uint256 m;
+        uint256 mem;
+        assembly ("memory-safe") {
+            m := shr(248, calldataload(p))
+            next := add(add(p, 1), mul(m, 85))
+            // zeroed (copied from past the calldata): a chain and a count per member
+            mem := mload(0x40)
+            calldatacopy(mem, calldatasize(), shl(6, m))
+            mstore(0x40, add(mem, shl(6, m)))
+        }
+        b.slotSize = 33;
+        b.table = p + 1;
+        b.tableCount = m;
+        b.chains = mem;
+    }
+
+    // One co-signed slot or validator entry at calldata `at` (p ‖ member index): its attestation
+    // digest (the item's header is in b.att) joins its member's chain,
+    // h = H("atoma/cosign-chain", h, digest); returns the digest and the member's address. An
+    // index outside the table reverts the batch.
+    function _link(Batch memory b, uint256 at) private view returns (bytes32 d, uint256 member) {
+        uint256 att = b.att;
+        uint256 table = b.table;
+        uint256 m = b.tableCount;
+        uint256 mem = b.chains;
+        bool bad;
+        assembly ("memory-safe") {
+            calldatacopy(add(att, 142), at, 32)
+            if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
+            d := mload(0)
+            let idx := byte(0, calldataload(add(at, 32)))
+            bad := iszero(lt(idx, m))
+            if iszero(bad) {
+                let ptr := mload(0x40)
+                mstore(ptr, "atoma/cosign-chain")
+                let h := add(mem, shl(5, idx))
+                mstore(add(ptr, 19), mload(h))
+                mstore(add(ptr, 51), d)
+                if iszero(staticcall(gas(), 2, ptr, 83, h, 32)) { revert(0, 0) }
+                let count := add(h, shl(5, m))
+                mstore(count, add(mload(count), 1))
+                member := shr(96, calldataload(add(table, mul(idx, 85))))
+            }
+        }
+        if (bad) _denied();
+    }
+
+    // Co-signed: every slot (and validator entry) of a well-formed item joins its member's chain
+    // whatever the item's fate, so the list a member signs follows from the batch's bytes alone.
+    // Fills b.members with the slots' table addresses and the item's commitment check.
+    function _chain(Batch memory b, Item memory it) private view {
+        _attestationHeader(b, it);
+        uint256 n = it.n;
+        uint256 slots = it.slots;
+        uint256 c = b.commit;
+        uint256[] memory members = b.members;
+        for (uint256 i; i < n; ++i) {
+            uint256 at = slots + i * 33;
+            (bytes32 d, uint256 m) = _link(b, at);
+            if (i == 0) it.executorDigest = d;
+            assembly ("memory-safe") {
+                mstore(add(members, shl(5, add(i, 1))), m)
+                mstore(add(add(c, 13), shl(5, i)), calldataload(at))
+            }
+        }
+        it.commitOk = _sha(c, 13 + 32 * n) == bytes32(_cd(it.reqEnd + 97, 32));
+        for (uint256 i; i < it.vCount; ++i) _link(b, it.vAt + i * 33);
+    }
+
+    // Each table member has a slot and signed H("atoma/cosign", chain id u64, ledger, its chain,
+    // u32 its slot count); else the whole batch reverts.
+    function _checkCosigners(Batch memory b) private view {
+        uint256 m = b.tableCount;
+        uint256 mem = b.chains;
+        for (uint256 i; i < m; ++i) {
+            uint256 entry = b.table + i * 85;
+            uint256 count;
+            bytes32 digest;
+            assembly ("memory-safe") {
+                count := mload(add(mem, shl(5, add(m, i))))
+                let ptr := mload(0x40)
+                mstore(ptr, "atoma/cosign")
+                mstore(add(ptr, 13), shl(192, chainid()))
+                mstore(add(ptr, 21), shl(96, address()))
+                mstore(add(ptr, 41), mload(add(mem, shl(5, i))))
+                mstore(add(ptr, 73), shl(224, count))
+                if iszero(staticcall(gas(), 2, ptr, 77, 0, 32)) { revert(0, 0) }
+                digest := mload(0)
+            }
+            address signer = _recover(digest, entry + 20);
+            if (count == 0 || signer == address(0) || uint160(signer) != _cd(entry, 20)) {
+                _denied();
+            }
+        }
+    }
+
+    function _denied() private pure {
+        _fail(PERMISSION_DENIED, "cosigned batch: a member index outside the table, or a member with no slot or a bad co-signature");
     }
 
     function _framing(uint256 index) private pure {
@@ -703,7 +830,11 @@ contract AtomaLedger is AtomaLedgerBase {
 
     // The item at p: its extent, and its request parsed into r. Returns where the next item
     // starts, or 0 when the framing is broken (an extent that cannot be read or runs past end).
-    function _frame(Req memory r, Item memory it, uint256 p, uint256 end) private pure returns (uint256 next) {
+    function _frame(Req memory r, Item memory it, uint256 p, uint256 end, uint256 slotSize)
+        private
+        pure
+        returns (uint256 next)
+    {
         unchecked {
             if (p + 5 > end) return 0;
             uint256 reqStart = p + 5;
@@ -725,8 +856,8 @@ contract AtomaLedger is AtomaLedgerBase {
             // client signature (65), echelon, C, completion tokens (8), Merkle root, then the slots
             uint256 slots = reqEnd + 169;
             it.slots = slots;
-            if (slots > end || n > (end - slots) / 97) return 0;
-            next = slots + n * 97;
+            if (slots > end || n > (end - slots) / slotSize) return 0;
+            next = slots + n * slotSize;
             if (kind == 2) {
                 if (next >= end) return 0;
                 uint256 flag = _cd(next, 1);
@@ -740,7 +871,7 @@ contract AtomaLedger is AtomaLedgerBase {
                 uint256 vCount = _cd(next, 1);
                 it.vCount = vCount;
                 it.vAt = next + 1;
-                next = next + 1 + vCount * 97;
+                next = next + 1 + vCount * slotSize;
                 if (next > end) return 0;
             }
         }
@@ -781,6 +912,7 @@ contract AtomaLedger is AtomaLedgerBase {
             if (it.status != 0) return R_MALFORMED;
             it.rid = _requestId(it.reqStart, it.reqEnd - it.reqStart);
             if (it.kind == 1 ? r.mode != 1 : (it.kind != 2 || r.mode != 2)) return R_MALFORMED;
+            if (b.table != 0) _chain(b, it);
             // 2: the request's epoch has started
             if (r.epoch > b.current) return R_EPOCH;
             // 3: the client authorized the request
@@ -840,11 +972,13 @@ contract AtomaLedger is AtomaLedgerBase {
                 payees := add(py, 32)
             }
         }
-        _attestationHeader(b, it);
-        (bytes32 first, bool commitOk) = _recoverSlots(b.att, b.commit, it.slots, n, members, it.reqEnd + 97);
-        it.executorDigest = first;
+        if (b.table == 0) {
+            _attestationHeader(b, it);
+            (it.executorDigest, it.commitOk) =
+                _recoverSlots(b.att, b.commit, it.slots, n, members, it.reqEnd + 97);
+        }
         if (!_checkView(b, s, it, n, members, payees)) return R_COMMITTEE;
-        if (!commitOk) return R_COMMITMENT;
+        if (!it.commitOk) return R_COMMITMENT;
         it.payees = n;
         return 0;
     }
@@ -975,36 +1109,43 @@ contract AtomaLedger is AtomaLedgerBase {
             // Unrevealed: no coin was computed, so no validator can have attested.
             return vCount == 0 ? 0 : R_MALFORMED;
         }
-        bytes32 salt = bytes32(_cd(it.saltAt, 32));
-        Req memory r = b.r;
-        if (_hash1("atoma/xv-salt", 13, salt) != r.saltHash) return R_SALT;
-        uint256 coin = uint256(_hash2("atoma/xv", 8, salt, it.executorDigest)) % COIN_SCALE;
-        if (coin >= r.pMicro) return vCount == 0 ? 0 : R_MALFORMED;
-        uint256 k = r.k;
+        {
+            bytes32 salt = bytes32(_cd(it.saltAt, 32));
+            if (_hash1("atoma/xv-salt", 13, salt) != b.r.saltHash) return R_SALT;
+            uint256 coin = uint256(_hash2("atoma/xv", 8, salt, it.executorDigest)) % COIN_SCALE;
+            if (coin >= b.r.pMicro) return vCount == 0 ? 0 : R_MALFORMED;
+        }
+        uint256 k = b.r.k;
         // Draws 2 .. k+1 (after the executor's draw and its backup) are the validators; an
         // echelon too small to supply k of them fails the check (k = 0 needs none).
         if (k != 0 && _drawUpTo(s, b.d, 2 + k) < 2 + k) return R_VALIDATORS;
         if (vCount < k) return R_VALIDATORS;
         if (vCount > k) return R_MALFORMED;
-        uint256 att = b.att;
         uint256 vAt = it.vAt;
         uint256[] memory drawn = b.d.drawn;
         uint256[] memory addrs = s.addrs;
         uint256[] memory payees = b.payees;
         for (uint256 i; i < k; ++i) {
-            uint256 at = vAt + i * 97;
-            bytes32 digest;
-            assembly ("memory-safe") {
-                calldatacopy(add(att, 142), at, 32)
-                if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
-                digest := mload(0)
-            }
             uint256 j = drawn[2 + i];
-            if (uint160(_recover(digest, at + 32)) != addrs[j]) return R_VALIDATORS;
+            if (_signer(b, vAt + i * b.slotSize) != addrs[j]) return R_VALIDATORS;
             payees[1 + i] = j;
         }
         it.payees = 1 + k;
         return 0;
+    }
+
+    // Who vouches for the validator entry at `at` (p, then its signature or, co-signed, its member
+    // index): the signer of its attestation digest (the item's header is in b.att), or the member.
+    function _signer(Batch memory b, uint256 at) private view returns (uint256) {
+        if (b.table != 0) return _cd(b.table + _cd(at + 32, 1) * 85, 20);
+        uint256 att = b.att;
+        bytes32 digest;
+        assembly ("memory-safe") {
+            calldatacopy(add(att, 142), at, 32)
+            if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
+            digest := mload(0)
+        }
+        return uint160(_recover(digest, at + 32));
     }
 
     // The ledger rules of a verified item (6 settled, 7 fee, 8 escrow) and, when they pass, its

@@ -917,6 +917,172 @@ describe("settlement", () => {
      });
 });
 
+// ---- co-signed batches (docs/ledger_evm.md "Co-signed batches") -------------------------------
+describe("co-signed settlement", () => {
+  before(ensureChain);
+  let net;
+  before(async () => { net = await network(); });
+  beforeEach(async () => { await net.w.rollback(net.cp); });
+
+  // What a batch changed: the events, every node's reward balance, both clients' escrow and the
+  // settled bits of `certs`.
+  async function effects(res, certs) {
+    const { w, client, other } = net;
+    return {
+      settled: res.settled,
+      rejected: res.rejected,
+      rewards: await w.rewards(w.nodes),
+      escrow: [big(await w.ledger.escrowBalance(client.address)),
+               big(await w.ledger.escrowBalance(other.address))],
+      bits: await Promise.all(certs.map((c) => w.ledger.isSettled(c.request.client,
+                                                                  c.request.client_nonce))),
+    };
+  }
+  async function unchanged(certs) {
+    const { w } = net;
+    return effects({ settled: [], rejected: [] }, certs).then((e) => {
+      assert.ok(e.bits.every((b) => b === false));
+      assert.ok(e.rewards.every((r) => r === 0n));
+      return e;
+    });
+  }
+
+  async function honestBatch() {
+    const { w, client, other } = net;
+    const certs = [];
+    for (let i = 0; i < 7; ++i) {
+      certs.push(await w.certificate({ client: i < 4 ? client : other, n: [3, 1, 5, 3][i % 4] }));
+    }
+    return certs;
+  }
+
+  it("settles an honest batch with overlapping members exactly as settle does", async () => {
+    const { w } = net;
+    const certs = await honestBatch();
+    const items = certs.map((c) => c.item);
+    const slotsOf = new Map();
+    for (const c of certs) for (const m of c.committee) slotsOf.set(m, (slotsOf.get(m) ?? 0) + 1);
+    assert.ok([...slotsOf.values()].some((k) => k > 1), "some member serves two certificates");
+    const viaSettle = await effects(await w.settle(items), certs);
+    assert.equal(viaSettle.settled.length, certs.length);
+    await w.rollback(net.cp);
+    const res = await w.settleCosigned(items);
+    const viaCosigned = await effects(res, certs);
+    assert.deepEqual(viaCosigned, viaSettle);
+    // One table entry per distinct member, each over its own slots in batch order.
+    const chains = P.cosignChains(w.domain, items);
+    assert.equal(chains.size, slotsOf.size);
+    for (const [m, c] of chains) assert.equal(c.count, slotsOf.get(m));
+    assert.equal(P.bytesOf(res.batch).length,
+                 P.bytesOf(P.encodeSettleBatch(items)).length + 1 + 85 * slotsOf.size -
+                   64 * [...slotsOf.values()].reduce((a, b) => a + b, 0));
+  });
+
+  it("reverts the whole batch (PERMISSION_DENIED) for a bad co-signature, a member signing "
+     + "another list, an index outside the table or a member with no slot", async () => {
+    const { w } = net;
+    const certs = await honestBatch();
+    const items = certs.map((c) => c.item);
+    const chains = P.cosignChains(w.domain, items);
+    const members = [...chains.keys()];
+    // A member with several slots (one exists: checked by the test above).
+    const victim = members.find((m) => chains.get(m).count > 1);
+    const send = (options) => w.send(chain.deployer, "settleCosigned",
+                                     [w.cosignedBatch(items, options)]);
+    // Signed by another key.
+    const stranger = P.testKey("stranger");
+    await expectRevert(() => send({ signature: (m, i, d) => (m === victim ? P.sign(stranger, d)
+                                                                          : undefined) }),
+                       "PERMISSION_DENIED", /co-signature/);
+    // The victim co-signs only its first slot's digest: another list than the batch's.
+    const first = chains.get(victim).digests[0];
+    const short = P.cosignDigest(w.domain, P.cosignStep("0x" + "00".repeat(32), first), 1);
+    await expectRevert(() => send({ signature: (m) => (m === victim
+      ? P.sign(w.keyOf(victim), short) : undefined) }), "PERMISSION_DENIED");
+    // The same list in another order.
+    const ds = [...chains.get(victim).digests].reverse();
+    const reordered = P.cosignDigest(w.domain,
+                                     ds.reduce((h, d) => P.cosignStep(h, d), "0x" + "00".repeat(32)),
+                                     ds.length);
+    await expectRevert(() => send({ signature: (m) => (m === victim
+      ? P.sign(w.keyOf(victim), reordered) : undefined) }), "PERMISSION_DENIED");
+    // A co-signature for another ledger.
+    const otherDomain = P.cosignDigest({ chainId: w.domain.chainId, ledger: "0x" + "11".repeat(20) },
+                                       chains.get(victim).chain, chains.get(victim).count);
+    await expectRevert(() => send({ signature: (m) => (m === victim
+      ? P.sign(w.keyOf(victim), otherDomain) : undefined) }), "PERMISSION_DENIED");
+    // A slot pointing past the table.
+    await expectRevert(() => send({ index: (s) => (s.member === victim ? members.length
+                                                                       : members.indexOf(s.member)) }),
+                       "PERMISSION_DENIED", /index/);
+    // A slot pointing at another (existing) member of the table.
+    const other = members.find((m) => m !== victim);
+    await expectRevert(() => send({ index: (s) => members.indexOf(s.member === victim ? other
+                                                                                      : s.member) }),
+                       "PERMISSION_DENIED");
+    // A table member with no slot (it co-signs the empty list).
+    const idle = w.nodes.find((m) => !chains.has(m));
+    await expectRevert(() => send({ members: [...members, idle] }), "PERMISSION_DENIED", /no slot/);
+    await unchanged(certs);
+    // Broken framing is INVALID_ARGUMENT, as for settle.
+    const good = w.cosignedBatch(items);
+    await expectRevert(() => w.send(chain.deployer, "settleCosigned", ["0x0001"]),
+                       "INVALID_ARGUMENT");
+    await expectRevert(() => w.send(chain.deployer, "settleCosigned", [good.slice(0, 200)]),
+                       "INVALID_ARGUMENT");
+    await expectRevert(() => w.send(chain.deployer, "settleCosigned", [good + "00"]),
+                       "INVALID_ARGUMENT");
+    await unchanged(certs);
+    // And the honest batch goes through.
+    assert.equal((await w.settleCosigned(items)).settled.length, certs.length);
+  });
+
+  it("rejects only the bad items: client signature, committee, double settlement, fee",
+     async () => {
+       const { w, client, other } = net;
+       const [a, b, c] = [await w.certificate({ client, n: 3 }),
+                          await w.certificate({ client, n: 3 }),
+                          await w.certificate({ client: other, n: 1 })];
+       const forged = { ...b.item, clientSignature: w.signRequest(other.address, b.request) };
+       const referees = await w.certificate({ client, n: 3,
+                                              committee: (d) => d.referees.slice(0, 3) });
+       const dearer = await w.certificate({ client: other, n: 3, maxFee: 1n });
+       const items = [a.item, forged, referees.item, c.item, a.item, dearer.item];
+       const viaSettle = await effects(await w.settle(items), [a, b, c, referees, dearer]);
+       assert.deepEqual(viaSettle.settled.map((s) => s.index), [0, 3]);
+       assert.deepEqual(viaSettle.rejected.map((r) => [r.index, r.code]),
+                        [[1, P.REJECT.BAD_CLIENT_SIGNATURE], [2, P.REJECT.WRONG_COMMITTEE],
+                         [4, P.REJECT.ALREADY_SETTLED], [5, P.REJECT.FEE_ABOVE_MAX]]);
+       await w.rollback(net.cp);
+       const viaCosigned = await effects(await w.settleCosigned(items),
+                                         [a, b, c, referees, dearer]);
+       assert.deepEqual(viaCosigned, viaSettle);
+       // A certificate settled through settle is ALREADY_EXISTS through settleCosigned.
+       const again = await w.settleCosigned([c.item]);
+       assert.deepEqual(again.rejected.map((r) => r.code), [P.REJECT.ALREADY_SETTLED]);
+     });
+
+  it("rejects a copied C (code 5) and settles a malformed item's neighbours (code 1)",
+     async () => {
+       const { w, client } = net;
+       const cert = await w.certificate({ client, n: 3 });
+       const lazy = w.attest(cert.committee[1], { request: cert.request, committee: cert.committee,
+                                                 proofOverride: randomHash("made up p"),
+                                                 commitmentOverride: cert.attestations[0].commitment });
+       const copied = P.settleItemFromAttestations({
+         request: cert.request, clientSignature: cert.clientSignature,
+         attestations: [cert.attestations[0], lazy, cert.attestations[2]] });
+       const good = await w.certificate({ client, n: 1 });
+       const wrongKind = await w.certificate({ client, n: 1 });
+       // Rejected as malformed: its slots are in no member's list.
+       const asKind2 = { ...wrongKind.item, kind: 2, salt: null, validators: [], unchained: true };
+       const res = await w.settleCosigned([copied, asKind2, good.item]);
+       assert.deepEqual(res.settled.map((s) => s.index), [2]);
+       assert.deepEqual(res.rejected.map((r) => [r.index, r.code]),
+                        [[0, P.REJECT.CONFLICTING_COMMITMENTS], [1, P.REJECT.MALFORMED]]);
+     });
+});
+
 // ---- cross-validation certificates --------------------------------------------------------------
 describe("cross-validation settlement", () => {
   before(ensureChain);
@@ -978,6 +1144,32 @@ describe("cross-validation settlement", () => {
     assert.deepEqual(res.rejected, []);
     assert.deepEqual(await w.rewards([x.executor, ...x.validators]), [14n, 13n, 13n]);
     assert.equal(await w.ledger.isSettled(x.request.client, x.request.client_nonce), true);
+  });
+
+  it("settles drawn and undrawn certificates co-signed, validators included", async () => {
+    const { w } = net;
+    const x = await xvCertificate({ drawn: true, label: "cosigned-drawn" });
+    const y = await xvCertificate({ drawn: false, label: "cosigned-undrawn" });
+    const z = await xvCertificate({ drawn: true, label: "cosigned-missing" });
+    const items = [x.item({ validators: x.validatorAtts }), y.item(),
+                   z.item({ validators: [z.validatorAtts[1], z.validatorAtts[0]] })];
+    const res = await w.settleCosigned(items);
+    assert.deepEqual(res.settled.map((s) => s.index), [0, 1]);
+    assert.deepEqual(res.rejected.map((r) => [r.index, r.code]),
+                     [[2, P.REJECT.MISSING_VALIDATORS]]);
+    // x: 14 to its executor, 13 to each validator; y: 40 to its executor (who may be any of them).
+    const expected = new Map();
+    const credit = (a, v) => expected.set(a, (expected.get(a) ?? 0n) + v);
+    credit(x.executor, 14n);
+    for (const v of x.validators) credit(v, 13n);
+    credit(y.executor, 40n);
+    const paid = [...expected.keys()];
+    assert.deepEqual(await w.rewards(paid), paid.map((a) => expected.get(a)));
+    // A validator entry pointing past the table reverts the batch.
+    await expectRevert(() => w.send(chain.deployer, "settleCosigned", [w.cosignedBatch(
+      [x.item({ validators: x.validatorAtts })],
+      { index: (s) => (s.member === x.validators[1] ? 7 : [x.executor, ...x.validators]
+        .indexOf(s.member)) })]), "PERMISSION_DENIED");
   });
 
   it("rejects missing or misplaced validators (code 10) and a bad salt (code 9)", async () => {

@@ -328,7 +328,7 @@ export function encodeAttestationBody(a) {
 //         kind 2: salt (null = not present), validators: [{proof, signature}] }
 // `slots` are written as given: their count is the tests' business (the contract derives n from
 // the request).
-export function encodeSettleItem(item) {
+export function encodeSettleItem(item, slot = (s) => [hash32(s.proof), bytesOf(s.signature, 65)]) {
   const req = item.requestBytes ? bytesOf(item.requestBytes) : encodeRequest(item.request);
   const parts = [
     u8(item.kind),
@@ -340,13 +340,13 @@ export function encodeSettleItem(item) {
     u64(item.completionTokens),
     hash32(item.merkleRoot),
   ];
-  for (const s of item.slots) parts.push(hash32(s.proof), bytesOf(s.signature, 65));
+  for (const s of item.slots) parts.push(...slot(s));
   if (item.kind === 2) {
     if (item.salt === null || item.salt === undefined) parts.push(u8(0));
     else parts.push(u8(1), hash32(item.salt));
     const validators = item.validators ?? [];
     parts.push(u8(validators.length));
-    for (const v of validators) parts.push(hash32(v.proof), bytesOf(v.signature, 65));
+    for (const v of validators) parts.push(...slot(v));
   }
   if (item.trailing) parts.push(bytesOf(item.trailing));
   return cat(parts);
@@ -370,13 +370,77 @@ export function settleItemFromAttestations({ request, clientSignature, attestati
     commitment: a0.commitment,
     completionTokens: a0.completionTokens,
     merkleRoot: a0.merkleRoot,
-    slots: attestations.map((a) => ({ proof: a.proof, signature: a.signature })),
+    slots: attestations.map((a) => ({ proof: a.proof, signature: a.signature, member: a.member })),
   };
   if (item.kind === 2) {
     item.salt = salt ?? null;
-    item.validators = (validators ?? []).map((a) => ({ proof: a.proof, signature: a.signature }));
+    item.validators = (validators ?? []).map((a) => ({ proof: a.proof, signature: a.signature,
+                                                       member: a.member }));
   }
   return item;
+}
+
+// ---- calldata of settleCosigned(bytes) (docs/ledger_evm.md "Co-signed batches") ---------------
+// h_m = H("atoma/cosign-chain", h_m, digest), from zero; a member co-signs
+// H("atoma/cosign", chain_id u64, ledger, h_m, u32 count_m).
+export const cosignStep = (h, digest) =>
+  hex(taggedHash("atoma/cosign-chain", cat([hash32(h), hash32(digest)])));
+export const cosignDigest = (domain, chain, count) =>
+  hex(taggedHash("atoma/cosign", cat([u64(domain.chainId), addr(domain.ledger), hash32(chain),
+                                      u32(count)])));
+
+// The attestation digest of a slot (or validator entry) of `item` as the contract computes it:
+// the item's shared fields, the slot's p, the request's prompt length and epoch.
+export function slotDigest(domain, item, slot) {
+  return attestationDigest({
+    chainId: domain.chainId, ledger: domain.ledger, requestId: requestId(item.request),
+    echelonId: item.echelonId, commitment: item.commitment, proof: slot.proof,
+    promptTokens: item.request.prompt_token_ids.length,
+    completionTokens: item.completionTokens, merkleRoot: item.merkleRoot,
+    epoch: item.request.epoch,
+  });
+}
+
+// Every member's chain over the batch, in batch order: the slots then the validator entries of
+// each item (items with `unchained: true`, the malformed ones the contract rejects with code 1,
+// are left out as the contract leaves them out). Returns Map(member -> {chain, count, digests}),
+// members in order of first appearance.
+export function cosignChains(domain, items) {
+  const chains = new Map();
+  for (const item of items) {
+    if (item.unchained) continue;
+    for (const s of [...item.slots, ...(item.kind === 2 ? item.validators ?? [] : [])]) {
+      const m = s.member.toLowerCase();
+      const c = chains.get(m) ?? { chain: "0x" + "00".repeat(32), count: 0, digests: [] };
+      const d = slotDigest(domain, item, s);
+      c.chain = cosignStep(c.chain, d);
+      c.count += 1;
+      c.digests.push(d);
+      chains.set(m, c);
+    }
+  }
+  return chains;
+}
+
+// A settleCosigned batch: u16 count ‖ u8 members ‖ (address ‖ co-signature) per member ‖ items
+// whose slots are p ‖ u8 member index. `sign(member, digest)` makes a co-signature. Options for
+// tests: `members` (the table's addresses in order; default: order of first appearance),
+// `signature(member, i, digest)` overriding a member's co-signature, `index(slot)` overriding a
+// slot's member index.
+export function encodeCosignedBatch(domain, items, sign, { members, signature, index } = {}) {
+  const chains = cosignChains(domain, items);
+  const table = (members ?? [...chains.keys()]).map((m) => m.toLowerCase());
+  const entries = table.map((m, i) => {
+    const c = chains.get(m) ?? { chain: "0x" + "00".repeat(32), count: 0 };
+    const digest = cosignDigest(domain, c.chain, c.count);
+    const sig = signature ? signature(m, i, digest) : undefined;
+    return cat([addr(m), bytesOf(sig ?? sign(m, digest), 65)]);
+  });
+  // A member missing from the table (a malformed item's) gets 255, outside any table.
+  const at = (s) => { const i = table.indexOf(s.member.toLowerCase()); return i < 0 ? 255 : i; };
+  const slot = (s) => [hash32(s.proof), u8(index ? index(s) : at(s))];
+  return hex(cat([u16(items.length), u8(table.length), ...entries,
+                  ...items.map((i) => encodeSettleItem(i, slot))]));
 }
 
 // ---- calldata of settleDispute(bytes) -----------------------------------------------------------

@@ -235,6 +235,17 @@ export class World {
     return { receipt, batch, ...this.settlementEvents(receipt) };
   }
 
+  // The same batch as settleCosigned (docs/ledger_evm.md "Co-signed batches"): every member
+  // co-signs its slots once; `options` as P.encodeCosignedBatch's.
+  cosignedBatch(items, options = {}) {
+    return P.encodeCosignedBatch(this.domain, items, (m, d) => P.sign(this.keyOf(m), d), options);
+  }
+  async settleCosigned(items, options = {}, submitter = this.chain.deployer) {
+    const batch = this.cosignedBatch(items, options);
+    const receipt = await this.send(submitter, "settleCosigned", [batch]);
+    return { receipt, batch, ...this.settlementEvents(receipt) };
+  }
+
   settlementEvents(receipt) {
     const settled = [];
     const rejected = [];
