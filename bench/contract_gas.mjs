@@ -2,7 +2,9 @@
 // Gas and settlement throughput of contracts/AtomaLedger.sol, measured on a local Anvil started by
 // this run (docs/ledger_evm_gas.md holds the last table): deploy, registerNode, stake,
 // advanceEpoch with 5 and 50 nodes, settle one certificate at n = 1, 3, 5, batches of 10 and 100
-// certificates at n = 3 (gas per certificate), the marginal gas of a prompt token,
+// certificates at n = 3 (gas per certificate), batches of 10 and 100 at n = 1, 3, 5 through
+// settle and settleCosigned side by side (a co-signed batch pays one ecrecover per distinct
+// member of the 50-node echelon, so its note says how many), the marginal gas of a prompt token,
 // reportEquivocation, settleDispute at n = 3, and certificates per second end to end (encode,
 // send, mined receipt) in batches of 100.
 //
@@ -63,13 +65,26 @@ const fmt = (x) => Number(x).toLocaleString("en-US");
 const byClient = (certs) => [...certs].sort((x, y) => P.compareAddresses(x.request.client,
                                                                         y.request.client));
 
+// Each client numbers its requests 1, 2, 3, ... as a real client does, so its settled bits fill
+// one bitmap word after another (a fresh word, ~20,000 gas, every 256 requests of a client). With
+// nonces numbered across all clients instead, every client would touch a fresh word in whichever
+// batch crosses a multiple of 256: ~2,000 gas a certificate on that batch alone, which would make
+// the rows below depend on their order.
+const nonces = new Map();
+function nextNonce(client) {
+  const a = (client.address ?? client).toLowerCase();
+  const n = nonces.get(a) ?? 1n;
+  nonces.set(a, n + 1n);
+  return n;
+}
+
 // Certificates at n from `clients` round robin, with prompts of `promptLen` tokens.
-async function certificates(w, clients, count, n, promptLen, nonceBase) {
+async function certificates(w, clients, count, n, promptLen) {
   const out = [];
   for (let i = 0; i < count; ++i) {
-    out.push(await w.certificate({ client: clients[i % clients.length], n,
-                                   prompt: promptIds(promptLen, i), output: OUTPUT,
-                                   nonce: nonceBase + BigInt(i) }));
+    const client = clients[i % clients.length];
+    out.push(await w.certificate({ client, n, prompt: promptIds(promptLen, i), output: OUTPUT,
+                                   nonce: nextNonce(client) }));
   }
   return out;
 }
@@ -81,6 +96,19 @@ async function settleAll(w, certs, label) {
                     JSON.stringify(res.rejected));
   }
   return res.receipt.gasUsed;
+}
+
+// settleCosigned of `certs` (docs/ledger_evm.md "Co-signed batches"); returns the gas and the
+// number of distinct members (table entries, one co-signature each).
+async function settleCosignedAll(w, certs, label) {
+  const items = certs.map((c) => c.item);
+  const res = await w.settleCosigned(items);
+  if (res.settled.length !== certs.length) {
+    throw new Error(`${label}: ${res.settled.length} of ${certs.length} settled; rejected ` +
+                    JSON.stringify(res.rejected));
+  }
+  return { gas: res.receipt.gasUsed, members: P.cosignChains(w.domain, items).size,
+           bytes: P.bytesOf(res.batch).length, batch: res.batch };
 }
 
 async function main() {
@@ -100,6 +128,27 @@ async function main() {
     row("advanceEpoch, 5 nodes", (await small.advanceEpoch()).gasUsed, "epoch 0 -> 1");
     row("advanceEpoch, 5 nodes (again)", (await small.advanceEpoch()).gasUsed, "epoch 1 -> 2");
 
+    // --- an echelon of 10 nodes: both forms at n = 3 in batches of 100 (fewer distinct members to
+    // pay and to co-sign than with 50) ---
+    const ten = await World.deploy(chain);
+    await ten.addNodes(10, { prefix: "bench-ten-" });
+    await ten.advanceEpoch();
+    const tenClients = [];
+    for (let i = 0; i < CLIENTS; ++i) {
+      tenClients.push(await ten.client(`bench-ten-client-${i}`, 10n ** 20n));
+    }
+    await settleAll(ten, await certificates(ten, tenClients, 100, 3, PROMPT), "10 nodes warm-up");
+    const tenSettle = await settleAll(ten, byClient(await certificates(ten, tenClients, 100, 3, PROMPT)),
+                                      "10 nodes settle");
+    row("settle batch of 100, n = 3, echelon of 10 nodes", tenSettle,
+        `**${fmt(Math.round(Number(tenSettle) / 100))} gas/cert**`);
+    const tenCosigned = await settleCosignedAll(
+      ten, byClient(await certificates(ten, tenClients, 100, 3, PROMPT)), "10 nodes settleCosigned");
+    row("settleCosigned batch of 100, n = 3, echelon of 10 nodes", tenCosigned.gas,
+        `**${fmt(Math.round(Number(tenCosigned.gas) / 100))} gas/cert**; ${tenCosigned.members} ` +
+        "distinct members co-sign");
+    const small10 = [Number(tenSettle) / 100, Number(tenCosigned.gas) / 100];
+
     // --- 50 nodes: epochs, settlement, slashing ---
     const w = await World.deploy(chain);
     await w.addNodes(50, { prefix: "bench-node-" });
@@ -107,50 +156,72 @@ async function main() {
     row("advanceEpoch, 50 nodes (again)", (await w.advanceEpoch()).gasUsed, "epoch 1 -> 2");
     const clients = [];
     for (let i = 0; i < CLIENTS; ++i) clients.push(await w.client(`bench-client-${i}`, 10n ** 20n));
-    let nonce = 1n;
-    const take = (k) => { const b = nonce; nonce += BigInt(k); return b; };
 
     // Warm-up: the first batch pays for fresh storage (reward balances of members never paid,
     // settlement bitmap words); reported apart, the rest is steady state.
-    const warm = await certificates(w, clients, 100, 3, PROMPT, take(100));
+    const warm = await certificates(w, clients, 100, 3, PROMPT);
     const coldGas = await settleAll(w, warm, "warm-up");
 
     for (const n of [1, 3, 5]) {
-      const [c] = await certificates(w, clients, 1, n, PROMPT, take(1));
+      const [c] = await certificates(w, clients, 1, n, PROMPT);
       row(`settle 1 certificate, n = ${n}`, await settleAll(w, [c], `n=${n}`),
           `batch of 1, prompt ${PROMPT} + completion ${OUTPUT.token_ids.length} tokens`);
     }
-    const [longPrompt] = await certificates(w, clients, 1, 3, PROMPT + EXTRA_PROMPT, take(1));
-    const [shortPrompt] = await certificates(w, clients, 1, 3, PROMPT, take(1));
+    const [longPrompt] = await certificates(w, clients, 1, 3, PROMPT + EXTRA_PROMPT);
+    const [shortPrompt] = await certificates(w, clients, 1, 3, PROMPT);
     const gasLong = await settleAll(w, [longPrompt], "long prompt");
     const gasShort = await settleAll(w, [shortPrompt], "short prompt");
     const perToken = Number(gasLong - gasShort) / EXTRA_PROMPT;
 
-    const b10 = byClient(await certificates(w, clients, 10, 3, PROMPT, take(10)));
-    const gas10 = await settleAll(w, b10, "batch 10");
-    row("settle batch of 10, n = 3", gas10, `${fmt(Number(gas10) / 10)} gas/cert`);
     // A settler can order its batch freely (results come back by index): grouped by client, the
-    // contract writes each client's escrow and bitmap word once. Interleaved clients make it
-    // write them at every change of client.
-    const b100 = byClient(await certificates(w, clients, 100, 3, PROMPT, take(100)));
-    const gas100 = await settleAll(w, b100, "batch 100");
-    const perCert100 = Number(gas100) / 100;
-    row("settle batch of 100, n = 3", gas100,
-        `${fmt(perCert100)} gas/cert (${CLIENTS} clients, items grouped by client)`);
-    // What the calldata alone costs of that (16 gas a non-zero byte, 4 a zero byte).
-    const data = P.bytesOf(w.ledger.interface.encodeFunctionData(
-      "settle", [P.encodeSettleBatch(b100.map((c) => c.item))]));
-    const nonZero = data.reduce((k, x) => k + (x !== 0 ? 1 : 0), 0);
-    const calldataGas = 16 * nonZero + 4 * (data.length - nonZero);
-    row("  of which calldata, per certificate", Math.round(calldataGas / 100),
-        `${fmt(Math.round(data.length / 100))} bytes per certificate`);
-    row("  of which signature recovery, per certificate", 4 * 3000,
-        "4 ecrecover (client + 3 members) at 3,000");
-    const mixed = await certificates(w, clients, 100, 3, PROMPT, take(100));
+    // contract writes each client's escrow and bitmap word once (the batches below are). Interleaved
+    // clients make it write them at every change of client (measured after them).
+    // What the calldata alone costs (16 gas a non-zero byte, 4 a zero byte), per certificate.
+    const calldataPerCert = (method, batch, size) => {
+      const data = P.bytesOf(w.ledger.interface.encodeFunctionData(method, [batch]));
+      const nonZero = data.reduce((k, x) => k + (x !== 0 ? 1 : 0), 0);
+      return [Math.round((16 * nonZero + 4 * (data.length - nonZero)) / size),
+              Math.round(data.length / size)];
+    };
+    // Both forms side by side: per-certificate signatures (settle) and one co-signature per
+    // member and batch (settleCosigned), each on its own certificates of the same shape.
+    let perCert100 = 0;
+    let cosigned100 = 0;
+    for (const n of [1, 3, 5]) {
+      for (const size of [10, 100]) {
+        const a = byClient(await certificates(w, clients, size, n, PROMPT));
+        const gasA = await settleAll(w, a, `settle ${size} n=${n}`);
+        const bytesA = P.bytesOf(P.encodeSettleBatch(a.map((c) => c.item))).length;
+        row(`settle batch of ${size}, n = ${n}`, gasA,
+            `**${fmt(Math.round(Number(gasA) / size))} gas/cert**, ` +
+            `${fmt(Math.round(bytesA / size))} batch bytes/cert`);
+        if (n === 3 && size === 100) {
+          perCert100 = Number(gasA) / 100;
+          const [gas, bytes] = calldataPerCert("settle", P.encodeSettleBatch(a.map((x) => x.item)), 100);
+          row("  of which calldata, per certificate", gas, `${fmt(bytes)} bytes per certificate`);
+          row("  of which signature recovery, per certificate", 4 * 3000,
+              "4 ecrecover (client + 3 members) at 3,000");
+        }
+        const c = byClient(await certificates(w, clients, size, n, PROMPT));
+        const r = await settleCosignedAll(w, c, `settleCosigned ${size} n=${n}`);
+        row(`settleCosigned batch of ${size}, n = ${n}`, r.gas,
+            `**${fmt(Math.round(Number(r.gas) / size))} gas/cert**, ` +
+            `${fmt(Math.round(r.bytes / size))} batch bytes/cert; ${r.members} distinct members ` +
+            `of the 50-node echelon co-sign`);
+        if (n === 3 && size === 100) {
+          cosigned100 = Number(r.gas) / 100;
+          const [gas, bytes] = calldataPerCert("settleCosigned", r.batch, 100);
+          row("  of which calldata, per certificate", gas, `${fmt(bytes)} bytes per certificate`);
+          row("  of which signature recovery, per certificate", 3000 + (r.members * 3000) / 100,
+              `1 ecrecover (client) + ${r.members} co-signatures / 100`);
+        }
+      }
+    }
+    const mixed = await certificates(w, clients, 100, 3, PROMPT);
     const gasMixed = await settleAll(w, mixed, "batch 100 interleaved");
     row("settle batch of 100, n = 3, clients interleaved", gasMixed,
         `${fmt(Number(gasMixed) / 100)} gas/cert (client changes at every item)`);
-    const one = await certificates(w, [clients[0]], 100, 3, PROMPT, take(100));
+    const one = await certificates(w, [clients[0]], 100, 3, PROMPT);
     const gasOne = await settleAll(w, one, "batch 100 one client");
     row("settle batch of 100, n = 3, one client", gasOne, `${fmt(Number(gasOne) / 100)} gas/cert`);
     row("settle batch of 100, n = 3, first batch", coldGas,
@@ -159,7 +230,8 @@ async function main() {
         `settle n = 3, prompt ${PROMPT} vs ${PROMPT + EXTRA_PROMPT} tokens`);
 
     // Equivocation: a member of a settled-looking request signs two outputs.
-    const eq = await w.certificate({ client: clients[0], n: 3, nonce: take(1), output: OUTPUT });
+    const eq = await w.certificate({ client: clients[0], n: 3, nonce: nextNonce(clients[0]),
+                                     output: OUTPUT });
     const m = eq.committee[0];
     const other = w.attest(m, { request: eq.request, committee: eq.committee,
                                 output: { token_ids: [1, 2, 3], finish_reason: 1 } });
@@ -169,7 +241,8 @@ async function main() {
     row("reportEquivocation", eqr.gasUsed);
 
     // Dispute at n = 3: member 2 lies, 4 of 7 referees confirm C, 1 dissents, 2 silent.
-    const d = await w.certificate({ client: clients[1], n: 3, nonce: take(1), output: OUTPUT });
+    const d = await w.certificate({ client: clients[1], n: 3, nonce: nextNonce(clients[1]),
+                                    output: OUTPUT });
     const wrong = { token_ids: [4, 5, 6], finish_reason: 1 };
     const members = [d.attestations[0], d.attestations[1],
                      w.attest(d.committee[2], { request: d.request, committee: d.committee,
@@ -187,7 +260,7 @@ async function main() {
     // timed: encoding, eth_estimateGas, eth_sendRawTransaction, the mined receipt).
     const batches = [];
     for (let b = 0; b < BATCHES; ++b) {
-      batches.push(byClient(await certificates(w, clients, 100, 3, PROMPT, take(100))));
+      batches.push(byClient(await certificates(w, clients, 100, 3, PROMPT)));
     }
     const t0 = process.hrtime.bigint();
     let gasTotal = 0n;
@@ -195,25 +268,32 @@ async function main() {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const perSecond = (BATCHES * 100) / seconds;
 
-    print(chain, perCert100, perSecond, seconds, gasTotal);
+    print(chain, perCert100, cosigned100, small10, perSecond, seconds, gasTotal);
   } finally {
     await chain.stop();
   }
 }
 
-function print(chain, perCert100, perSecond, seconds, gasTotal) {
+function print(chain, perCert100, cosigned100, small10, perSecond, seconds, gasTotal) {
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   if (MARKDOWN) {
     console.log("| operation | gas | note |\n|---|---:|---|");
     for (const r of rows) console.log(`| ${r.what} | ${fmt(r.gas)} | ${r.note} |`);
   } else {
     const w = Math.max(...rows.map((r) => r.what.length));
-    for (const r of rows) console.log(`${r.what.padEnd(w)}  ${fmt(r.gas).padStart(12)}  ${r.note}`);
+    for (const r of rows) {
+      console.log(`${r.what.padEnd(w)}  ${fmt(r.gas).padStart(12)}  ${r.note.replaceAll("**", "")}`);
+    }
   }
   console.log(`\nthroughput: ${BATCHES} batches of 100 certificates (n = 3) in ${seconds.toFixed(2)} s` +
               ` = ${perSecond.toFixed(0)} certificates/s end to end against Anvil ` +
               `(${os.cpus().length} cores, ${cpu}); ${fmt(Number(gasTotal) / (BATCHES * 100))} gas/cert`);
   console.log(`certificates per 30M-gas block at n = 3: ${Math.floor(30e6 / perCert100)}`);
+  console.log(`certificates per 30M-gas block at n = 3, co-signed: ${Math.floor(30e6 / cosigned100)}`);
+  console.log(`echelon of 10 nodes: batch 100 @ n=3: ${Math.round(small10[0])} gas/cert, ` +
+              `co-signed ${Math.round(small10[1])} gas/cert (target <= 30000)`);
+  console.log(`echelon of 50 nodes: co-signed batch 100 @ n=3: ${Math.round(cosigned100)} ` +
+              "gas/cert (target <= 30000)");
   console.log(`batch 100 @ n=3: ${Math.round(perCert100)} gas/cert (target <= 30000)`);
 }
 
