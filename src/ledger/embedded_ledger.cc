@@ -531,6 +531,15 @@ class EmbeddedLedger final : public LedgerClient {
     return results;
   }
 
+  absl::StatusOr<bool> IsNonceSettled(const Address& client, uint64_t nonce) override {
+    std::optional<Hash256> closed_by;
+    RETURN_IF_ERROR(Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(closed_by, NonceClosedBy(client, nonce));
+      return absl::OkStatus();
+    }));
+    return closed_by.has_value();
+  }
+
   absl::StatusOr<bool> IsSettled(const Hash256& request_id) override {
     bool settled = false;
     const absl::Status status = Read([&]() -> absl::Status {

@@ -639,6 +639,16 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
         absl::StrCat("escrow: the client's escrow ", escrow.ToDecimal(),
                      " does not cover the worst-case fee ", worst.ToDecimal()));
   }
+  // A (client, nonce) settles once (ledger.h): a request reusing a settled nonce could never be
+  // paid, so refuse it before any member works on it.
+  ASSIGN_OR_RETURN(const bool nonce_used,
+                   deps_.ledger->IsNonceSettled(request.client, request.client_nonce));
+  if (nonce_used) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("client_nonce: nonce ", request.client_nonce, " of client ",
+                     crypto::AddressToString(request.client),
+                     " was already settled (a client nonce settles once); use a fresh nonce"));
+  }
   const Hash256 request_id = consensus::RequestId(request);
   auto known = deps_.journal->GetRequest(request_id);
   if (known.ok()) {

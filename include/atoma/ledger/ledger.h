@@ -291,6 +291,9 @@ class LedgerClient {
       const Address& submitter, std::span<const SettlementItem> items) = 0;
   // True once a certificate (SettleCertificates) or a dispute (SettleDispute) settled the id.
   virtual absl::StatusOr<bool> IsSettled(const Hash256& request_id) = 0;
+  // True once any request of `client` with `nonce` settled (by certificate or dispute): no other
+  // request with that pair can settle any more, so an entry node refuses it before it works.
+  virtual absl::StatusOr<bool> IsNonceSettled(const Address& client, uint64_t nonce) = 0;
 
   // --- Slashing (DESIGN §4.6) ---
   // Equivocation: `a` and `b` are validly signed (this ledger's domain) by the same registered

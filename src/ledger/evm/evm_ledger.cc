@@ -456,6 +456,15 @@ class EvmLedger final : public LedgerClient {
     return results;
   }
 
+  absl::StatusOr<bool> IsNonceSettled(const Address& client, uint64_t nonce) override {
+    ASSIGN_OR_RETURN(const std::string block, ViewBlock());
+    ASSIGN_OR_RETURN(
+        std::vector<AbiValue> settled,
+        View("isSettled(address,uint64)",
+             {AbiValue::Address(client), AbiValue::Uint(Amount(nonce))}, "bool", block));
+    return settled[0].boolean();
+  }
+
   absl::StatusOr<bool> IsSettled(const Hash256& request_id) override {
     ASSIGN_OR_RETURN(const uint64_t to, ViewBlockNumber());
     ASSIGN_OR_RETURN(const uint64_t from, DeployBlock());

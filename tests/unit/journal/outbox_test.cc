@@ -110,6 +110,9 @@ class FaultyLedger final : public ledger::LedgerClient {
     return inner_.WithdrawRewards(n, a);
   }
   absl::StatusOr<bool> IsSettled(const Hash256& id) override { return inner_.IsSettled(id); }
+  absl::StatusOr<bool> IsNonceSettled(const ledger::Address& client, uint64_t nonce) override {
+    return inner_.IsNonceSettled(client, nonce);
+  }
   absl::StatusOr<ledger::SlashResult> ReportEquivocation(const ledger::Address& r,
                                                          const consensus::Attestation& a,
                                                          const consensus::Attestation& b) override {

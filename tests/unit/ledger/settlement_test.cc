@@ -187,8 +187,12 @@ TEST_P(SettlementTest, AClientNonceSettlesOnce) {
   const SettlementItem second = Honest(Request(7, 2'000), Output());
   ASSERT_NE(consensus::RequestId(first.certificate.request),
             consensus::RequestId(second.certificate.request));
+  EXPECT_FALSE(ledger_->IsNonceSettled(client_, 7).value());
   auto results = ledger_->SettleCertificates(submitter_, {&first, 1}).value();
   ASSERT_TRUE(results[0].status.ok()) << results[0].status;
+  EXPECT_TRUE(ledger_->IsNonceSettled(client_, 7).value());
+  EXPECT_FALSE(ledger_->IsNonceSettled(client_, 8).value());
+  EXPECT_FALSE(ledger_->IsNonceSettled(submitter_, 7).value());
   results = ledger_->SettleCertificates(submitter_, {&second, 1}).value();
   EXPECT_EQ(results[0].status.code(), absl::StatusCode::kAlreadyExists);
   EXPECT_THAT(std::string(results[0].status.message()), HasSubstr("nonce 7"));

@@ -306,6 +306,14 @@ TEST_F(PeerTest, HonestRoundCertifiesPaysMembersAndDebitsEscrowOnce) {
   // Submitting the same request again is refused (it was accepted before).
   auto again = nodes_[0]->consensus->Submit(r, Sign(r));
   EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+  // Another request with the settled nonce could never be paid: refused before any work.
+  ConsensusRequest reused = Request(3, 1);
+  reused.max_fee = CheckedAdd(reused.max_fee, Uint256(1)).value();
+  auto refused = nodes_[0]->consensus->Submit(reused, Sign(reused));
+  EXPECT_TRUE(absl::IsAlreadyExists(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("client_nonce: nonce 1"), std::string::npos)
+      << refused.status();
+  EXPECT_EQ(nodes_[0]->consensus->stats().rounds_started, 1u);
   EXPECT_EQ(nodes_[0]->consensus->stats().rounds_certified, 1u);
 }
 
