@@ -29,6 +29,37 @@ absl::Status CheckItemForm(const SettlementItem& item) {
   return absl::OkStatus();
 }
 
+absl::Status CheckDisputeForm(const DisputeEvidence& ev) {
+  const bool xv = ev.request.security.mode == consensus::SecurityMode::kCrossValidation;
+  const uint64_t k = xv ? ev.request.security.k : 0;
+  if (ev.member_attestations.empty()) {
+    return absl::InvalidArgumentError("dispute evidence has no member attestations");
+  }
+  if (xv && k > consensus::kMaxCommitteeSize) {
+    return absl::InvalidArgumentError(absl::StrCat("cross-validation request wants ", k,
+                                                   " validators; at most ",
+                                                   consensus::kMaxCommitteeSize));
+  }
+  if (ev.committee.size() > consensus::kMaxCommitteeSize ||
+      ev.member_attestations.size() < ev.committee.size() ||
+      ev.member_attestations.size() > ev.committee.size() + k) {
+    return absl::InvalidArgumentError(
+        xv ? absl::StrCat("cross-validation dispute evidence has ", ev.committee.size(),
+                          " members and ", ev.member_attestations.size(),
+                          " member attestations (the executor's, then at most ", k, " validators')")
+           : absl::StrCat("dispute evidence has ", ev.committee.size(), " members and ",
+                          ev.member_attestations.size(),
+                          " member attestations (one per member, at most ",
+                          consensus::kMaxCommitteeSize, ")"));
+  }
+  if (ev.referee_attestations.size() > consensus::RefereeCount(consensus::kMaxCommitteeSize)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dispute evidence has ", ev.referee_attestations.size(), " referee attestations; at most ",
+        consensus::RefereeCount(consensus::kMaxCommitteeSize)));
+  }
+  return absl::OkStatus();
+}
+
 BatchVerifier::BatchVerifier(const consensus::Domain& domain, std::span<const SettlementItem> items,
                              std::span<SettlementResult> results)
     : items_(items), results_(results) {

@@ -1,8 +1,10 @@
-// Steps 1 and 2 of LedgerClient::SettleCertificates, shared by the embedded and EVM backends so
-// that both judge every certificate the same way (ledger.h): load the epoch seed and frozen
-// snapshot once per (request epoch, echelon), then check each item's form and verify it with
-// consensus::VerifyCertificate / VerifyXvCertificate. The backends differ only in where the seed
-// and snapshot come from (SQLite rows, contract views) and in what they do with verified items.
+// What the embedded and EVM backends check the same way before anything is applied: the
+// structure of settlement items and dispute evidence, and steps 1 and 2 of
+// LedgerClient::SettleCertificates, so that both judge every certificate alike (ledger.h): load
+// the epoch seed and frozen snapshot once per (request epoch, echelon), then check each item's
+// form and verify it with consensus::VerifyCertificate / VerifyXvCertificate. The backends differ
+// only in where the seed and snapshot come from (SQLite rows, contract views) and in what they do
+// with verified items.
 //
 // Internal to the ledger libraries (not a public header). Not thread-safe; one per batch.
 #pragma once
@@ -25,6 +27,14 @@ namespace atoma::ledger {
 // carry `certificate` as its base, a cross_validation request settles only with `xv`, and the
 // certificate needs an attestation to name its echelon.
 absl::Status CheckItemForm(const SettlementItem& item);
+
+// The structural rules of dispute evidence (INVALID_ARGUMENT), checked before any signature is
+// recovered (they bound every loop of SettleDispute; the EVM backend also needs them before it
+// packs the evidence, whose counts are u8 in the calldata): member attestations present, k within
+// kMaxCommitteeSize, one member attestation per member (cross-validation: the executor's, then at
+// most k validators'), at most kMaxCommitteeSize members and RefereeCount(kMaxCommitteeSize)
+// referee attestations.
+absl::Status CheckDisputeForm(const DisputeEvidence& evidence);
 
 class BatchVerifier {
  public:

@@ -40,39 +40,6 @@ absl::Status RequirePositive(const Amount& amount) {
   return absl::OkStatus();
 }
 
-// The embedded backend's structural rules of dispute evidence (INVALID_ARGUMENT), checked before
-// the evidence is packed (its counts are u8 in the calldata).
-absl::Status CheckDisputeForm(const DisputeEvidence& ev) {
-  const bool xv = ev.request.security.mode == consensus::SecurityMode::kCrossValidation;
-  const uint64_t k = xv ? ev.request.security.k : 0;
-  if (ev.member_attestations.empty()) {
-    return absl::InvalidArgumentError("dispute evidence has no member attestations");
-  }
-  if (xv && k > consensus::kMaxCommitteeSize) {
-    return absl::InvalidArgumentError(absl::StrCat("cross-validation request wants ", k,
-                                                   " validators; at most ",
-                                                   consensus::kMaxCommitteeSize));
-  }
-  if (ev.committee.size() > consensus::kMaxCommitteeSize ||
-      ev.member_attestations.size() < ev.committee.size() ||
-      ev.member_attestations.size() > ev.committee.size() + k) {
-    return absl::InvalidArgumentError(
-        xv ? absl::StrCat("cross-validation dispute evidence has ", ev.committee.size(),
-                          " members and ", ev.member_attestations.size(),
-                          " member attestations (the executor's, then at most ", k, " validators')")
-           : absl::StrCat("dispute evidence has ", ev.committee.size(), " members and ",
-                          ev.member_attestations.size(),
-                          " member attestations (one per member, at most ",
-                          consensus::kMaxCommitteeSize, ")"));
-  }
-  if (ev.referee_attestations.size() > consensus::RefereeCount(consensus::kMaxCommitteeSize)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dispute evidence has ", ev.referee_attestations.size(), " referee attestations; at most ",
-        consensus::RefereeCount(consensus::kMaxCommitteeSize)));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<crypto::PrivateKey> CopyKey(const crypto::PrivateKey& key) {
   return crypto::PrivateKey::FromHex(key.SecretHex());
 }
