@@ -23,6 +23,7 @@
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/xv.h"
 #include "atoma/metrics/metrics.h"
+#include "atoma/metrics/request_meter.h"
 #include "atoma/v1/admin.grpc.pb.h"
 #include "atoma/v1/inference.pb.h"
 #include "consensus_fields.h"
@@ -87,61 +88,32 @@ class StreamSlot {
   bool acquired_ = false;
 };
 
-// Prometheus observations of one generation (no-op without metrics): time to first token,
-// inter-token latency, and, when it ends, its duration, token counts and outcome.
-class RequestMeter {
- public:
-  RequestMeter(metrics::NodeMetrics* metrics, std::string model, std::string security,
-               Clock::time_point accepted)
-      : metrics_(metrics),
-        model_(std::move(model)),
-        security_(std::move(security)),
-        accepted_(accepted) {}
+using metrics::RequestMeter;
 
-  void Token(Clock::time_point now) {
-    ++tokens_;
-    if (metrics_ == nullptr) return;
-    const double seconds = std::chrono::duration<double>(now - last_.value_or(accepted_)).count();
-    if (last_.has_value()) {
-      metrics_->ObserveInterTokenLatency(model_, seconds);
-    } else {
-      metrics_->ObserveTimeToFirstToken(model_, seconds);
-    }
-    last_ = now;
+// The requests_total outcome of a generation's final status.
+const char* OutcomeOf(const grpc::Status& status) {
+  if (status.ok()) return "ok";
+  switch (status.error_code()) {
+    case grpc::StatusCode::CANCELLED:
+      return "cancelled";
+    case grpc::StatusCode::ABORTED:
+      return "disputed";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "refused";
+    default:
+      return "error";
   }
+}
 
-  // Returns `status` (so a handler can `return meter.Done(...)`).
-  grpc::Status Done(grpc::Status status, int prompt_tokens) {
-    if (metrics_ == nullptr) return status;
-    const char* outcome = status.ok()                                          ? "ok"
-                          : status.error_code() == grpc::StatusCode::CANCELLED ? "cancelled"
-                          : status.error_code() == grpc::StatusCode::ABORTED   ? "disputed"
-                          : status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
-                                  status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-                                  status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-                                  status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED
-                              ? "refused"
-                              : "error";
-    metrics_->CountRequest(model_, security_, outcome);
-    if (status.ok()) {
-      metrics_->ObserveRequestLatency(
-          model_, security_, std::chrono::duration<double>(Clock::now() - accepted_).count());
-    }
-    if (prompt_tokens > 0 && (status.ok() || tokens_ > 0)) {
-      metrics_->AddPromptTokens(model_, static_cast<uint64_t>(prompt_tokens));
-    }
-    if (tokens_ > 0) metrics_->AddGenerationTokens(model_, static_cast<uint64_t>(tokens_));
-    return status;
-  }
-
- private:
-  metrics::NodeMetrics* metrics_;
-  std::string model_;
-  std::string security_;
-  Clock::time_point accepted_;
-  std::optional<Clock::time_point> last_;
-  int tokens_ = 0;
-};
+// Ends `meter` with `status`'s outcome and returns `status` (so a handler can `return
+// Metered(meter, ...)`).
+grpc::Status Metered(RequestMeter& meter, grpc::Status status, int prompt_tokens) {
+  meter.Done(OutcomeOf(status), prompt_tokens);
+  return status;
+}
 
 const char* SecurityLabel(const v1::GenerateRequest& request) {
   if (!request.has_security()) return "none";
@@ -249,7 +221,7 @@ class InferenceService final : public grpc::Service {
       int prompt_tokens = 0;
       grpc::Status status =
           GenerateVerified(context, *request, *engine, accepted, writer, &meter, &prompt_tokens);
-      return meter.Done(std::move(status), prompt_tokens);
+      return Metered(meter, std::move(status), prompt_tokens);
     }
     if (!state_.options.allow_anonymous) {
       // Client signatures arrive with consensus (reserved fields of GenerateRequest); until then
@@ -274,10 +246,11 @@ class InferenceService final : public grpc::Service {
         engine->Submit(std::move(*native));
     if (!handle.ok()) {
       log_->debug("Generate: engine refused the request: {}", handle.status().ToString());
-      return meter.Done(ToGrpcStatus(handle.status()), 0);
+      return Metered(meter, ToGrpcStatus(handle.status()), 0);
     }
-    return meter.Done(Stream(context, **handle, *engine, prompt_tokens, accepted, writer, &meter),
-                      prompt_tokens);
+    return Metered(meter,
+                   Stream(context, **handle, *engine, prompt_tokens, accepted, writer, &meter),
+                   prompt_tokens);
   }
 
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,

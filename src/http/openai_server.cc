@@ -33,6 +33,7 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/common/tcp_listener.h"
+#include "atoma/metrics/request_meter.h"
 #include "atoma/v1/inference.pb.h"
 #include "convert.h"
 #include "nlohmann/json.hpp"
@@ -586,6 +587,7 @@ class SocketServer final : public OpenAiServer {
   }
 
   void Generate(int conn, const std::string& body_text, bool chat) {
+    const auto accepted = metrics::RequestMeter::Clock::now();
     const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) {
       return SendError(conn, BadField("", "the request body is not valid JSON"));
@@ -608,9 +610,18 @@ class SocketServer final : public OpenAiServer {
         api::ToEngineRequest(request.proto, *engine, limits_);
     if (!native.ok()) return SendError(conn, FromStatus(native.status(), chat));
     native->request_key = api::AnonymousRequestKey(engine->info(), *native);
+    const int prompt_tokens = static_cast<int>(native->prompt_ids.size());
+    metrics::RequestMeter meter(options_.metrics, engine->info().id, "none", accepted);
     absl::StatusOr<std::shared_ptr<engine::RequestHandle>> handle =
         engine->Submit(std::move(*native));
-    if (!handle.ok()) return SendError(conn, FromStatus(handle.status(), chat));
+    if (!handle.ok()) {
+      meter.Done(
+          absl::IsResourceExhausted(handle.status()) || absl::IsInvalidArgument(handle.status())
+              ? "refused"
+              : "error",
+          0);
+      return SendError(conn, FromStatus(handle.status(), chat));
+    }
     const std::string id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", NextId());
     const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                                 std::chrono::system_clock::now().time_since_epoch())
@@ -621,12 +632,10 @@ class SocketServer final : public OpenAiServer {
                 engine->info().id,
                 id,
                 created,
-                LogprobsBuilder(engine->tokenizer(), chat)};
-    if (request.stream) {
-      Stream(r, **handle);
-    } else {
-      Complete(r, **handle);
-    }
+                LogprobsBuilder(engine->tokenizer(), chat),
+                meter};
+    const char* outcome = request.stream ? Stream(r, **handle) : Complete(r, **handle);
+    meter.Done(outcome, prompt_tokens);
   }
 
   struct Responder {
@@ -637,6 +646,7 @@ class SocketServer final : public OpenAiServer {
     std::string id;
     int64_t created;
     LogprobsBuilder logprobs;
+    metrics::RequestMeter& meter;
   };
 
   // Next event, cancelling when the server stops. False when stopped.
@@ -654,27 +664,31 @@ class SocketServer final : public OpenAiServer {
                 {"total_tokens", final.prompt_tokens + final.completion_tokens}};
   }
 
-  void Complete(Responder& r, engine::RequestHandle& handle) {
+  // Both return the requests_total outcome of the generation.
+  const char* Complete(Responder& r, engine::RequestHandle& handle) {
     std::string text;
     engine::StreamEvent event;
     while (true) {
       if (!NextEvent(handle, &event)) {
-        return SendError(r.conn, HttpError{503, "server shutting down", "", "service_unavailable",
-                                           "server_error"});
+        SendError(r.conn, HttpError{503, "server shutting down", "", "service_unavailable",
+                                    "server_error"});
+        return "cancelled";
       }
       if (event.final) break;
+      r.meter.Token(metrics::RequestMeter::Clock::now());
       if (r.request.logprobs) r.logprobs.Add(event, text.size());
       text += event.text;
     }
     if (event.finish_reason == engine::FinishReason::kError) {
-      return SendError(r.conn, FromStatus(event.status.ok() ? absl::InternalError("generation "
-                                                                                  "failed")
-                                                            : event.status,
-                                          r.chat));
+      SendError(r.conn, FromStatus(event.status.ok() ? absl::InternalError("generation failed")
+                                                     : event.status,
+                                   r.chat));
+      return "error";
     }
     if (event.finish_reason == engine::FinishReason::kCancelled) {
-      return SendError(r.conn, HttpError{503, "generation cancelled: the node is shutting down", "",
-                                         "service_unavailable", "server_error"});
+      SendError(r.conn, HttpError{503, "generation cancelled: the node is shutting down", "",
+                                  "service_unavailable", "server_error"});
+      return "cancelled";
     }
     json choice = {{"index", 0},
                    {"finish_reason", FinishName(event.finish_reason)},
@@ -691,6 +705,7 @@ class SocketServer final : public OpenAiServer {
                   {"model", r.model},
                   {"choices", json::array({std::move(choice)})},
                   {"usage", Usage(event)}});
+    return "ok";
   }
 
   json Chunk(Responder& r, json choice) const {
@@ -708,25 +723,26 @@ class SocketServer final : public OpenAiServer {
   }
 
   // Server-sent events, the body delimited by the connection's close (no Content-Length).
-  void Stream(Responder& r, engine::RequestHandle& handle) {
+  const char* Stream(Responder& r, engine::RequestHandle& handle) {
     if (!SendAll(r.conn,
                  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                  "Cache-Control: no-cache\r\nConnection: close\r\n\r\n")) {
       handle.Cancel();
-      return;
+      return "cancelled";
     }
     if (r.chat && !SendEvent(r.conn, Chunk(r, {{"index", 0},
                                                {"delta", {{"role", "assistant"}, {"content", ""}}},
                                                {"logprobs", nullptr},
                                                {"finish_reason", nullptr}}))) {
       handle.Cancel();
-      return;
+      return "cancelled";
     }
     size_t offset = 0;
     engine::StreamEvent event;
     while (true) {
-      if (!NextEvent(handle, &event)) return;
+      if (!NextEvent(handle, &event)) return "cancelled";
       if (event.final) break;
+      r.meter.Token(metrics::RequestMeter::Clock::now());
       json lp = r.request.logprobs ? r.logprobs.Add(event, offset) : json(nullptr);
       offset += event.text.size();
       if (event.text.empty() && !r.request.logprobs) continue;
@@ -738,7 +754,7 @@ class SocketServer final : public OpenAiServer {
       }
       if (!SendEvent(r.conn, Chunk(r, std::move(choice)))) {
         handle.Cancel();  // the client went away
-        return;
+        return "cancelled";
       }
     }
     if (event.finish_reason == engine::FinishReason::kError ||
@@ -751,7 +767,7 @@ class SocketServer final : public OpenAiServer {
                     event.status.ok() ? absl::InternalError("generation failed") : event.status,
                     r.chat);
       SendEvent(r.conn, ErrorBody(e));
-      return;
+      return event.finish_reason == engine::FinishReason::kCancelled ? "cancelled" : "error";
     }
     json last = {
         {"index", 0}, {"logprobs", nullptr}, {"finish_reason", FinishName(event.finish_reason)}};
@@ -760,14 +776,17 @@ class SocketServer final : public OpenAiServer {
     } else {
       last["text"] = "";
     }
-    if (!SendEvent(r.conn, Chunk(r, std::move(last)))) return;
+    // The generation itself ended well; a client that leaves before the last events does not
+    // change that.
+    if (!SendEvent(r.conn, Chunk(r, std::move(last)))) return "ok";
     if (r.request.include_usage) {
       json usage = Chunk(r, nullptr);
       usage["choices"] = json::array();
       usage["usage"] = Usage(event);
-      if (!SendEvent(r.conn, usage)) return;
+      if (!SendEvent(r.conn, usage)) return "ok";
     }
     SendAll(r.conn, "data: [DONE]\n\n");
+    return "ok";
   }
 
   std::string NextId() {

@@ -258,6 +258,7 @@ absl::Status StartHttp(const config::NodeConfig& c, NodeContext& ctx) {
   options.max_connections = c.api.max_concurrent_generations;
   std::atomic<bool>* draining = &ctx.draining;
   options.draining = [draining] { return draining->load(); };
+  options.metrics = ctx.metrics.get();
   auto server = http::OpenAiServer::Start(c.http.listen, std::move(engines), std::move(options));
   if (!server.ok()) return Annotate(server.status(), "http.listen");
   ctx.http_server = std::move(*server);

@@ -35,12 +35,14 @@ class Node(netlib.NodeProcess):
             f.write(netlib.node_config(key, workdir, "127.0.0.1:0", model_dir, "info",
                                        drain_deadline_ms))
             f.write("metrics:\n  listen: 127.0.0.1:0\n")
+            f.write("http:\n  listen: 127.0.0.1:0\n")
         self.start("--listen", "127.0.0.1:0")
         self.wait_started()
         with open(self.ports_file) as f:
             ports = json.load(f)
         self.port = ports["grpc"]
         self.metrics_port = ports.get("metrics")
+        self.http_port = ports.get("http")
         self.addr = f"127.0.0.1:{self.port}"
 
 
@@ -202,10 +204,19 @@ class NodeTest(unittest.TestCase):
         for prompt in ("one", "two"):
             r = self.generate_cli("--max-tokens", "5", "--ignore-eos", prompt)
             self.assertEqual(r.returncode, 0, r.stderr)
+        # The OpenAI-compatible HTTP API is metered the same way.
+        import urllib.request
+        body = json.dumps({"model": "tiny", "prompt": "three", "max_tokens": 5}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.node.http_port}/v1/completions",
+                                         data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as r:
+            self.assertEqual(r.status, 200)
+            http_tokens = json.loads(r.read())["usage"]["completion_tokens"]
+        self.assertGreater(http_tokens, 0)
         after = self.scrape()
-        self.assertEqual(after.get(ok, 0) - before.get(ok, 0), 2)
-        self.assertEqual(after.get(gen, 0) - before.get(gen, 0), 10)
-        self.assertEqual(after.get(ttft, 0) - before.get(ttft, 0), 2)
+        self.assertEqual(after.get(ok, 0) - before.get(ok, 0), 3)
+        self.assertEqual(after.get(gen, 0) - before.get(gen, 0), 10 + http_tokens)
+        self.assertEqual(after.get(ttft, 0) - before.get(ttft, 0), 3)
         running = ("atoma_requests_running", frozenset({("model", "tiny")}))
         self.assertEqual(after.get(running), 0)
 

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "atoma/engine/engine.h"
+#include "atoma/metrics/metrics.h"
 
 namespace atoma::http {
 
@@ -33,6 +34,9 @@ struct OpenAiOptions {
   int default_max_tokens = 256;      // when the request leaves max_tokens unset
   // True while the node drains or shuts down: generations are refused with 503. May be empty.
   std::function<bool()> draining;
+  // Prometheus observations of every generation (as the gRPC API's, security "none"); not
+  // owned, must outlive the server. Null: not metered.
+  metrics::NodeMetrics* metrics = nullptr;
 };
 
 class OpenAiServer {
