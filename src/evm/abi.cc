@@ -469,70 +469,25 @@ constexpr std::array<uint8_t, 4> kPanicSelector = {0x4e, 0x48, 0x7b, 0x71};  // 
 
 // ---- AbiType ----
 
-AbiType AbiType::Uint(int bits) {
-  AbiType t;
-  t.kind_ = Kind::kUint;
-  t.bits_ = bits;
-  return t;
-}
-AbiType AbiType::Int(int bits) {
-  AbiType t;
-  t.kind_ = Kind::kInt;
-  t.bits_ = bits;
-  return t;
-}
-AbiType AbiType::Address() {
-  AbiType t;
-  t.kind_ = Kind::kAddress;
-  t.bits_ = 0;
-  return t;
-}
-AbiType AbiType::Bool() {
-  AbiType t;
-  t.kind_ = Kind::kBool;
-  t.bits_ = 0;
-  return t;
-}
-AbiType AbiType::FixedBytes(size_t n) {
-  AbiType t;
-  t.kind_ = Kind::kFixedBytes;
-  t.bits_ = 0;
-  t.size_ = n;
-  return t;
-}
-AbiType AbiType::Bytes() {
-  AbiType t;
-  t.kind_ = Kind::kBytes;
-  t.bits_ = 0;
-  return t;
-}
-AbiType AbiType::String() {
-  AbiType t;
-  t.kind_ = Kind::kString;
-  t.bits_ = 0;
-  return t;
-}
+AbiType AbiType::Uint(int bits) { return AbiType(Kind::kUint, bits, 0, {}); }
+AbiType AbiType::Int(int bits) { return AbiType(Kind::kInt, bits, 0, {}); }
+AbiType AbiType::Address() { return AbiType(Kind::kAddress, 0, 0, {}); }
+AbiType AbiType::Bool() { return AbiType(Kind::kBool, 0, 0, {}); }
+AbiType AbiType::FixedBytes(size_t n) { return AbiType(Kind::kFixedBytes, 0, n, {}); }
+AbiType AbiType::Bytes() { return AbiType(Kind::kBytes, 0, 0, {}); }
+AbiType AbiType::String() { return AbiType(Kind::kString, 0, 0, {}); }
 AbiType AbiType::Array(AbiType element) {
-  AbiType t;
-  t.kind_ = Kind::kArray;
-  t.bits_ = 0;
-  t.children_.push_back(std::move(element));
-  return t;
+  std::vector<AbiType> children;
+  children.push_back(std::move(element));
+  return AbiType(Kind::kArray, 0, 0, std::move(children));
 }
 AbiType AbiType::FixedArray(AbiType element, size_t k) {
-  AbiType t;
-  t.kind_ = Kind::kFixedArray;
-  t.bits_ = 0;
-  t.size_ = k;
-  t.children_.push_back(std::move(element));
-  return t;
+  std::vector<AbiType> children;
+  children.push_back(std::move(element));
+  return AbiType(Kind::kFixedArray, 0, k, std::move(children));
 }
 AbiType AbiType::Tuple(std::vector<AbiType> components) {
-  AbiType t;
-  t.kind_ = Kind::kTuple;
-  t.bits_ = 0;
-  t.children_ = std::move(components);
-  return t;
+  return AbiType(Kind::kTuple, 0, 0, std::move(components));
 }
 
 bool AbiType::IsDynamic() const {

@@ -95,27 +95,7 @@ class SqliteJournal final : public Journal {
       : db_(std::move(db)), options_(std::move(options)) {}
 
   absl::Status Init() {
-    RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
-    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    absl::Status s = [&]() -> absl::Status {
-      RETURN_IF_ERROR(Exec(kSchema));
-      Stmt get(*db_, "SELECT value FROM meta WHERE key = 'schema_version'");
-      ASSIGN_OR_RETURN(bool row, get.Step());
-      if (!row) {
-        Stmt put(*db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)");
-        return put.BindText(1, std::to_string(kSchemaVersion)).Run();
-      }
-      if (get.Text(0) != std::to_string(kSchemaVersion)) {
-        return absl::FailedPreconditionError(absl::StrCat("journal: schema version ", get.Text(0),
-                                                          ", this build reads ", kSchemaVersion));
-      }
-      return absl::OkStatus();
-    }();
-    if (!s.ok()) {
-      (void)Exec("ROLLBACK");
-      return s;
-    }
-    return Exec("COMMIT");
+    return storage::InitVersionedSchema(*db_, kSchema, kSchemaVersion, "journal");
   }
 
   absl::Status RecordAccepted(const Hash256& request_id,

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "atoma/common/status.h"
 
 namespace atoma::storage {
 
@@ -133,6 +134,31 @@ absl::Status Stmt::BlobInto(int column, std::span<uint8_t> out) const {
   }
   std::memcpy(out.data(), data, out.size());
   return absl::OkStatus();
+}
+
+absl::Status InitVersionedSchema(Db& db, absl::string_view schema_sql, int64_t version,
+                                 absl::string_view label) {
+  RETURN_IF_ERROR(db.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
+  RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  const absl::Status s = [&]() -> absl::Status {
+    RETURN_IF_ERROR(db.Exec(schema_sql));
+    Stmt get(db, "SELECT value FROM meta WHERE key = 'schema_version'");
+    ASSIGN_OR_RETURN(bool row, get.Step());
+    if (!row) {
+      Stmt put(db, "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)");
+      return put.BindText(1, std::to_string(version)).Run();
+    }
+    if (get.Text(0) != std::to_string(version)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(label, ": schema version ", get.Text(0), ", this build reads ", version));
+    }
+    return absl::OkStatus();
+  }();
+  if (!s.ok()) {
+    (void)db.Exec("ROLLBACK");
+    return s;
+  }
+  return db.Exec("COMMIT");
 }
 
 }  // namespace atoma::storage

@@ -108,6 +108,13 @@ class Stmt {
   std::string sql_;
 };
 
+// Opens a journal-style store: WAL with synchronous=FULL (a write survives a power cut once it
+// returns), then, in one write transaction, runs `schema_sql` (CREATE ... IF NOT EXISTS, with a
+// `meta(key, value)` table) and records `version` as meta.schema_version in a new file, or checks
+// it in an existing one (FAILED_PRECONDITION naming `label` otherwise).
+absl::Status InitVersionedSchema(Db& db, absl::string_view schema_sql, int64_t version,
+                                 absl::string_view label);
+
 // Steps `stmt` to completion and maps every row with `row` (a callable taking `const Stmt&` and
 // returning absl::StatusOr<T>); the first error of either stops it.
 template <typename T, typename RowFn>

@@ -96,6 +96,9 @@ class AbiType {
   friend bool operator==(const AbiType&, const AbiType&) = default;
 
  private:
+  AbiType(Kind kind, int bits, size_t size, std::vector<AbiType> children)
+      : kind_(kind), bits_(bits), size_(size), children_(std::move(children)) {}
+
   Kind kind_ = Kind::kUint;
   int bits_ = 256;
   size_t size_ = 0;

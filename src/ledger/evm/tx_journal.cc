@@ -63,28 +63,8 @@ absl::StatusOr<std::unique_ptr<TxJournal>> TxJournal::Open(const std::filesystem
 
 absl::Status TxJournal::Init() {
   absl::MutexLock lock(&mu_);
-  // FULL: a journaled transaction must survive a power cut before it is broadcast.
-  RETURN_IF_ERROR(db_->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
-  RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-  const absl::Status s = [&]() -> absl::Status {
-    RETURN_IF_ERROR(db_->Exec(kSchema));
-    Stmt get(*db_, "SELECT value FROM meta WHERE key = 'schema_version'");
-    ASSIGN_OR_RETURN(bool row, get.Step());
-    if (!row) {
-      Stmt put(*db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)");
-      return put.BindText(1, std::to_string(kSchemaVersion)).Run();
-    }
-    if (get.Text(0) != std::to_string(kSchemaVersion)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "evm tx journal: schema version ", get.Text(0), ", this build reads ", kSchemaVersion));
-    }
-    return absl::OkStatus();
-  }();
-  if (!s.ok()) {
-    (void)db_->Exec("ROLLBACK");
-    return s;
-  }
-  return db_->Exec("COMMIT");
+  // FULL synchronous: a journaled transaction must survive a power cut before it is broadcast.
+  return storage::InitVersionedSchema(*db_, kSchema, kSchemaVersion, "evm tx journal");
 }
 
 absl::Status TxJournal::Record(const JournaledTx& tx) {
