@@ -15,12 +15,9 @@
 // Needs `npm ci`; compiles the contract (scripts/compile_contracts.mjs) when the artifact is
 // missing or older than the source. A program, not a test: it asserts only that what it
 // measures settled.
-import { spawnSync } from "node:child_process";
-import fs from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import * as P from "../tests/functional/evm/protocol.mjs";
-import { ARTIFACT, ROOT, startAnvil } from "../tests/functional/evm/anvil.mjs";
+import { ensureArtifact, startAnvil } from "../tests/functional/evm/anvil.mjs";
 import { DEFAULT_PARAMS, ECHELON_1, World } from "../tests/functional/evm/world.mjs";
 
 function option(name, fallback) {
@@ -38,24 +35,6 @@ const promptIds = (count, salt) =>
   Array.from({ length: count }, (_, i) => (1000 + 7919 * (i + 31 * salt)) % 50000);
 const OUTPUT = { token_ids: promptIds(20, 999), finish_reason: 0 };
 
-// Uses the checked-in artifact (contracts/build/AtomaLedger.json); compiles it only when it is
-// missing. A stale one (older than a source) is used with a warning rather than rewritten under
-// whoever is editing the contract: `node scripts/compile_contracts.mjs` refreshes it.
-function ensureArtifact() {
-  const dir = path.join(ROOT, "contracts");
-  if (!fs.existsSync(ARTIFACT)) {
-    const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
-                        { cwd: ROOT, encoding: "utf8", timeout: 300000 });
-    if (r.status !== 0) throw new Error(`compile_contracts.mjs failed:\n${r.stdout}\n${r.stderr}`);
-    return;
-  }
-  const newest = Math.max(...fs.readdirSync(dir).filter((f) => f.endsWith(".sol"))
-                                .map((f) => fs.statSync(path.join(dir, f)).mtimeMs));
-  if (!process.env.ATOMA_LEDGER_ARTIFACT && fs.statSync(ARTIFACT).mtimeMs < newest) {
-    console.error(`warning: ${ARTIFACT} is older than contracts/*.sol ` +
-                  "(node scripts/compile_contracts.mjs refreshes it)");
-  }
-}
 
 const rows = [];
 function row(what, gas, note = "") {

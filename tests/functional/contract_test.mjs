@@ -11,34 +11,15 @@
 // is (re)built with scripts/compile_contracts.mjs when it is missing or older than the source.
 import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import * as P from "./evm/protocol.mjs";
-import { ARTIFACT, ROOT, revertReason, startAnvil } from "./evm/anvil.mjs";
+import { ensureArtifact, ROOT, revertReason, startAnvil } from "./evm/anvil.mjs";
 import { DEFAULT_OUTPUT, DEFAULT_PARAMS, ECHELON_1, ECHELON_2, MODEL_1, MODEL_2,
          World } from "./evm/world.mjs";
 
 const { ethers } = P;
 
-// Uses the checked-in artifact (contracts/build/AtomaLedger.json); compiles it only when it is
-// missing. A stale one (older than a source) is used with a warning rather than rewritten under
-// whoever is editing the contract: `node scripts/compile_contracts.mjs` refreshes it.
-function ensureArtifact() {
-  const dir = path.join(ROOT, "contracts");
-  if (!fs.existsSync(ARTIFACT)) {
-    const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
-                        { cwd: ROOT, encoding: "utf8", timeout: 300000 });
-    if (r.status !== 0) throw new Error(`compile_contracts.mjs failed:\n${r.stdout}\n${r.stderr}`);
-    return;
-  }
-  const newest = Math.max(...fs.readdirSync(dir).filter((f) => f.endsWith(".sol"))
-                                .map((f) => fs.statSync(path.join(dir, f)).mtimeMs));
-  if (!process.env.ATOMA_LEDGER_ARTIFACT && fs.statSync(ARTIFACT).mtimeMs < newest) {
-    console.error(`warning: ${ARTIFACT} is older than contracts/*.sol ` +
-                  "(node scripts/compile_contracts.mjs refreshes it)");
-  }
-}
 
 // Awaits `fn()` and requires a revert whose reason is "CODE: <reason>" (docs/ledger_evm.md
 // "Errors"); returns the reason.

@@ -8,7 +8,7 @@
 // message carries Anvil's last output); contract calls reject with ethers errors (see
 // revertReason). One Chain per test process; its methods may be called concurrently, but the
 // tests send one transaction at a time per signer (nonces come from the node).
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -126,6 +126,25 @@ export class Chain {
 // Read once per file and kept: every deploy of a run uses the same bytes, even if the file is
 // rewritten meanwhile.
 const artifacts = new Map();
+// Uses the checked-in artifact (contracts/build/AtomaLedger.json); compiles it only when it is
+// missing. A stale one (older than a source) is used with a warning rather than rewritten under
+// whoever is editing the contract: `node scripts/compile_contracts.mjs` refreshes it.
+export function ensureArtifact() {
+  const dir = path.join(ROOT, "contracts");
+  if (!fs.existsSync(ARTIFACT)) {
+    const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "compile_contracts.mjs")],
+                        { cwd: ROOT, encoding: "utf8", timeout: 300000 });
+    if (r.status !== 0) throw new Error(`compile_contracts.mjs failed:\n${r.stdout}\n${r.stderr}`);
+    return;
+  }
+  const newest = Math.max(...fs.readdirSync(dir).filter((f) => f.endsWith(".sol"))
+                                .map((f) => fs.statSync(path.join(dir, f)).mtimeMs));
+  if (!process.env.ATOMA_LEDGER_ARTIFACT && fs.statSync(ARTIFACT).mtimeMs < newest) {
+    console.error(`warning: ${ARTIFACT} is older than contracts/*.sol ` +
+                  "(node scripts/compile_contracts.mjs refreshes it)");
+  }
+}
+
 export function loadArtifact(file = ARTIFACT) {
   if (!artifacts.has(file)) artifacts.set(file, JSON.parse(fs.readFileSync(file, "utf8")));
   const a = artifacts.get(file);
