@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/keys.h"
 #include "vectors.h"
 
 namespace atoma::consensus {
@@ -60,13 +61,7 @@ class CertificateTest : public ::testing::Test {
     outsider_ = NonMemberKey();
   }
 
-  const crypto::PrivateKey& KeyOf(const Address& a) const {
-    for (const auto& k : keys_) {
-      if (k.address() == a) return k;
-    }
-    ADD_FAILURE() << "no key";
-    return keys_[0];
-  }
+  const crypto::PrivateKey& KeyOf(const Address& a) const { return test::KeyFor(keys_, a); }
 
   const crypto::PrivateKey* NonMemberKey() const {
     for (const auto& k : keys_) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <string>
 
+#include "testing/keys.h"
+
 namespace atoma::consensus {
 namespace {
 
@@ -71,19 +73,8 @@ class RoundTest : public ::testing::Test {
     return in;
   }
 
-  const crypto::PrivateKey& Key(const Address& a) const {
-    for (const auto& k : keys_) {
-      if (k.address() == a) return k;
-    }
-    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
-    return keys_[0];
-  }
-  const crypto::PrivateKey* Outsider() const {
-    for (const auto& k : keys_) {
-      if (!IsDrawn(draws_, k.address())) return &k;
-    }
-    return nullptr;
-  }
+  const crypto::PrivateKey& Key(const Address& a) const { return test::KeyFor(keys_, a); }
+  const crypto::PrivateKey* Outsider() const { return test::FirstNotDrawn(keys_, draws_); }
 
   // What `signer` attests after computing `output`, for `committee` (members and referees alike:
   // its own p is for its own address, C is over the committee).

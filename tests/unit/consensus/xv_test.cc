@@ -8,6 +8,7 @@
 #include <iterator>
 #include <string>
 
+#include "testing/keys.h"
 #include "vectors.h"
 
 namespace atoma::consensus {
@@ -140,19 +141,8 @@ class XvCertificateTest : public ::testing::Test {
     FAIL() << "no salt found";
   }
 
-  const crypto::PrivateKey& Key(const Address& a) const {
-    for (const auto& k : keys_) {
-      if (k.address() == a) return k;
-    }
-    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
-    return keys_[0];
-  }
-  const crypto::PrivateKey* Outsider() const {
-    for (const auto& k : keys_) {
-      if (!IsDrawn(draws_, k.address())) return &k;
-    }
-    return nullptr;
-  }
+  const crypto::PrivateKey& Key(const Address& a) const { return test::KeyFor(keys_, a); }
+  const crypto::PrivateKey* Outsider() const { return test::FirstNotDrawn(keys_, draws_); }
 
   // `signer`'s attestation of `output` with C over `committee` and p for its own address (the
   // executor and validators alike).

@@ -21,6 +21,7 @@
 #include "atoma/crypto/sha256.h"
 #include "atoma/ledger/ledger.h"
 #include "gtest/gtest.h"
+#include "testing/keys.h"
 
 namespace atoma::test {
 
@@ -113,13 +114,7 @@ class World {
         consensus::ClientRequestDigest(params_.domain, consensus::RequestId(r)));
   }
 
-  const crypto::PrivateKey& KeyOf(const Address& a) const {
-    for (const auto& k : node_keys_) {
-      if (k.address() == a) return k;
-    }
-    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
-    return node_keys_[0];
-  }
+  const crypto::PrivateKey& KeyOf(const Address& a) const { return test::KeyFor(node_keys_, a); }
 
   // SelectCommittee over the ledger's snapshot of epoch 1: committee, backups and referees.
   consensus::CommitteeDraws DrawsOf(const consensus::ConsensusRequest& r) const {

@@ -32,6 +32,7 @@
 #include "atoma/crypto/sha256.h"
 #include "atoma/ledger/ledger.h"
 #include "gtest/gtest.h"
+#include "testing/keys.h"
 
 namespace atoma::test {
 
@@ -161,13 +162,7 @@ class LedgerFixture {
         consensus::ClientRequestDigest(params_.domain, consensus::RequestId(r)));
   }
 
-  const crypto::PrivateKey& KeyOf(const Address& a) const {
-    for (const auto& k : keys_) {
-      if (k.address() == a) return k;
-    }
-    ADD_FAILURE() << "no key for " << crypto::AddressToString(a);
-    return keys_[0];
-  }
+  const crypto::PrivateKey& KeyOf(const Address& a) const { return test::KeyFor(keys_, a); }
 
   std::vector<Address> CommitteeOf(const consensus::ConsensusRequest& r) const {
     std::vector<consensus::Candidate> registry;
