@@ -211,6 +211,14 @@ PrivateKey::~PrivateKey() { explicit_bzero(secret_.data(), secret_.size()); }
 
 std::string PrivateKey::SecretHex() const { return ToHex(secret_); }
 
+PrivateKey PrivateKey::Clone() const {
+  PrivateKey copy;
+  copy.secret_ = secret_;
+  copy.public_key_ = public_key_;
+  copy.address_ = address_;
+  return copy;
+}
+
 Signature PrivateKey::Sign(const Hash256& digest) const {
   secp256k1_ecdsa_recoverable_signature sig;
   // Fails only for an invalid secret, which FromBytes already excluded.

@@ -126,9 +126,7 @@ absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> OpenLedger(const config::N
     if (!contract.ok()) return Annotate(contract.status(), "ledger.contract");
     eo.contract = *contract;
     eo.confirmations = c.ledger.confirmations;
-    auto signer = crypto::PrivateKey::FromHex(key.SecretHex());
-    if (!signer.ok()) return signer.status();
-    eo.signers.push_back(*std::move(signer));
+    eo.signers.push_back(key.Clone());
     // The node's own transactions (registration, epochs, settlements) survive a restart here.
     eo.journal_path = c.node.data_dir / "evm_transactions.db";
     eo.receipt_timeout = absl::Milliseconds(c.ledger.receipt_timeout_ms);

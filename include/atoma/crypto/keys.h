@@ -58,6 +58,9 @@ class PrivateKey {
   const Address& address() const { return address_; }
   // Lowercase hex of the secret, without "0x" (for key files only; never log it).
   std::string SecretHex() const;
+  // An explicit copy (the type is move-only so copies of the secret are deliberate), e.g. for a
+  // ledger client that signs with the node's key.
+  PrivateKey Clone() const;
 
   // Deterministic (RFC 6979) recoverable signature over `digest`; s is normalized to the lower
   // half of the curve order, as EIP-2 requires.

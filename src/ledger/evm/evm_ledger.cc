@@ -40,10 +40,6 @@ absl::Status RequirePositive(const Amount& amount) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<crypto::PrivateKey> CopyKey(const crypto::PrivateKey& key) {
-  return crypto::PrivateKey::FromHex(key.SecretHex());
-}
-
 // An address in an indexed topic: the low 20 bytes of the word (the rest must be zero).
 absl::StatusOr<Address> TopicAddress(const Hash256& topic) {
   for (size_t i = 0; i < 12; ++i) {
@@ -925,8 +921,7 @@ absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEvmLedger(const EvmLedgerOptio
   sender_options.poll_interval = options.poll_interval;
   auto sender = std::make_unique<TxSender>(eth, std::move(journal), sender_options);
   for (const crypto::PrivateKey& key : options.signers) {
-    ASSIGN_OR_RETURN(crypto::PrivateKey copy, CopyKey(key));
-    sender->AddKey(std::move(copy));
+    sender->AddKey(key.Clone());
   }
   // Finish what a previous run left: the same bytes are re-sent, nothing is signed anew.
   if (absl::Status recovered = sender->Recover(); !recovered.ok()) {

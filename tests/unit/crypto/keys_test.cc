@@ -285,5 +285,15 @@ TEST_F(KeyFileTest, AcceptsPrefixAndWhitespaceRejectsGarbage) {
   EXPECT_EQ(ReadKeyFile(dir_).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(Keys, CloneIsTheSameKey) {
+  const PrivateKey key = PrivateKey::FromHex(std::string(63, '0') + "7").value();
+  const PrivateKey copy = key.Clone();
+  EXPECT_EQ(copy.address(), key.address());
+  EXPECT_EQ(copy.SecretHex(), key.SecretHex());
+  const Hash256 digest = Sha256Of(std::string_view("clone"));
+  EXPECT_EQ(copy.Sign(digest), key.Sign(digest));  // RFC 6979: same key, same signature
+  EXPECT_TRUE(VerifySignature(digest, copy.Sign(digest), key.address()));
+}
+
 }  // namespace
 }  // namespace atoma::crypto
