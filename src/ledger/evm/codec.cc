@@ -59,7 +59,11 @@ std::vector<uint8_t> AttestationBody(const consensus::Attestation& attestation) 
   return encoded;
 }
 
-std::vector<uint8_t> EncodeSettleItem(const SettlementItem& item) {
+namespace {
+
+// An item of either batch form; `put_slot` writes one slot or validator entry.
+template <typename PutSlotFn>
+std::vector<uint8_t> EncodeItem(const SettlementItem& item, PutSlotFn put_slot) {
   const consensus::Certificate& cert = item.certificate;
   const consensus::Attestation& first = cert.attestations.front();
   std::vector<uint8_t> out;
@@ -70,7 +74,7 @@ std::vector<uint8_t> EncodeSettleItem(const SettlementItem& item) {
   PutRaw(out, cert.commitment);
   PutU64(out, first.completion_tokens);
   PutRaw(out, first.merkle_root);
-  for (const consensus::Attestation& a : cert.attestations) PutSlot(out, a);
+  for (const consensus::Attestation& a : cert.attestations) put_slot(out, a);
   if (item.xv.has_value()) {
     if (item.xv->salt.has_value()) {
       PutU8(out, 1);
@@ -79,8 +83,48 @@ std::vector<uint8_t> EncodeSettleItem(const SettlementItem& item) {
       PutU8(out, 0);
     }
     PutU8(out, static_cast<uint8_t>(item.xv->validators.size()));
-    for (const consensus::Attestation& v : item.xv->validators) PutSlot(out, v);
+    for (const consensus::Attestation& v : item.xv->validators) put_slot(out, v);
   }
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> EncodeSettleItem(const SettlementItem& item) {
+  return EncodeItem(item, PutSlot);
+}
+
+std::vector<CosignSlot> CosignSlots(const SettlementItem& item) {
+  std::vector<CosignSlot> out;
+  auto add = [&out](const consensus::Attestation& a) {
+    out.push_back({a.member, {consensus::AttestationDigest(a), a.signature}});
+  };
+  for (const consensus::Attestation& a : item.certificate.attestations) add(a);
+  if (item.xv.has_value()) {
+    for (const consensus::Attestation& v : item.xv->validators) add(v);
+  }
+  return out;
+}
+
+std::vector<uint8_t> EncodeCosignedItem(
+    const SettlementItem& item, const std::function<uint8_t(const Address&)>& member_index) {
+  return EncodeItem(item,
+                    [&member_index](std::vector<uint8_t>& out, const consensus::Attestation& a) {
+                      PutRaw(out, a.proof);
+                      PutU8(out, member_index(a.member));
+                    });
+}
+
+std::vector<uint8_t> EncodeCosignedBatch(std::span<const CosignedMember> table,
+                                         std::span<const std::vector<uint8_t>> items) {
+  std::vector<uint8_t> out;
+  PutU16(out, static_cast<uint16_t>(items.size()));
+  PutU8(out, static_cast<uint8_t>(table.size()));
+  for (const CosignedMember& m : table) {
+    PutRaw(out, m.address);
+    PutRaw(out, m.cosignature);
+  }
+  for (const std::vector<uint8_t>& item : items) PutRaw(out, item);
   return out;
 }
 
@@ -92,12 +136,17 @@ std::vector<uint8_t> EncodeSettleBatch(std::span<const std::vector<uint8_t>> ite
 }
 
 absl::StatusOr<std::vector<consensus::ConsensusRequest>> DecodeSettleBatchRequests(
-    std::span<const uint8_t> batch) {
-  if (batch.size() < 2) return absl::InvalidArgumentError("settle batch without its count");
+    std::span<const uint8_t> batch, bool cosigned) {
+  const size_t header = cosigned ? 3 : 2;
+  if (batch.size() < header) return absl::InvalidArgumentError("settle batch without its count");
   const uint16_t count = static_cast<uint16_t>((batch[0] << 8) | batch[1]);
-  consensus::Decoder items(batch.subspan(2));
+  const size_t table = cosigned ? batch[2] * size_t{20 + 65} : 0;
+  if (batch.size() < header + table) {
+    return absl::InvalidArgumentError("co-signed batch cut short in its member table");
+  }
+  consensus::Decoder items(batch.subspan(header + table));
   std::vector<consensus::ConsensusRequest> requests;
-  constexpr size_t kSlot = 32 + 65;
+  const size_t kSlot = cosigned ? 32 + 1 : 32 + 65;
   constexpr size_t kShared = 65 + 32 + 32 + 8 + 32;  // client signature .. Merkle root
   auto skip = [&items](size_t n) -> absl::Status {
     if (items.remaining() < n) return absl::InvalidArgumentError("item cut short");

@@ -1,12 +1,13 @@
-// Internal to the EVM ledger backend: the contract's packed calldata (settle, settleDispute,
-// reportEquivocation; docs/ledger_evm.md), the mapping of its revert reasons "CODE: reason" and
-// SettlementRejected codes back to absl statuses, and the event signatures it emits.
+// Internal to the EVM ledger backend: the contract's packed calldata (settle, settleCosigned,
+// settleDispute, reportEquivocation; docs/ledger_evm.md), the mapping of its revert reasons "CODE:
+// reason" and SettlementRejected codes back to absl statuses, and the event signatures it emits.
 //
 // Pure functions over values; thread-safe. Encoders never fail on verified input; the few that can
 // see unbounded input return INVALID_ARGUMENT.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -15,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "atoma/consensus/attestation.h"
+#include "atoma/consensus/cosign.h"
 #include "atoma/ledger/ledger.h"
 
 namespace atoma::ledger::evm_backend {
@@ -30,12 +32,33 @@ std::vector<uint8_t> EncodeSettleItem(const SettlementItem& item);
 // u16 count ‖ items. Precondition: items.size() <= LedgerClient::kMaxSettlementBatch.
 std::vector<uint8_t> EncodeSettleBatch(std::span<const std::vector<uint8_t>> items);
 
-// The requests of a settle batch, in item order (what ListSettlements reads back from settle
-// transactions: the Settled event does not carry the request's epoch). Stops at the first item it
-// cannot read and returns the requests before it; INVALID_ARGUMENT when not even the count is
-// there.
+// settleCosigned (docs/ledger_evm.md "Co-signed batches").
+// A slot or validator entry of an item in the contract's chain order (slots, then validators):
+// the member it names and what that member co-signs for it.
+struct CosignSlot {
+  Address member{};
+  consensus::CosignEntry entry;
+};
+std::vector<CosignSlot> CosignSlots(const SettlementItem& item);
+// An item as EncodeSettleItem's, each slot and validator entry as p ‖ u8 member_index(member).
+std::vector<uint8_t> EncodeCosignedItem(const SettlementItem& item,
+                                        const std::function<uint8_t(const Address&)>& member_index);
+// A member table row.
+struct CosignedMember {
+  Address address{};
+  crypto::Signature cosignature{};
+};
+// u16 count ‖ u8 members ‖ (address ‖ co-signature) per member ‖ items. Preconditions: at most
+// 255 members, items.size() <= LedgerClient::kMaxSettlementBatch.
+std::vector<uint8_t> EncodeCosignedBatch(std::span<const CosignedMember> table,
+                                         std::span<const std::vector<uint8_t>> items);
+
+// The requests of a settle (or, `cosigned`, settleCosigned) batch, in item order (what
+// ListSettlements reads back from settle transactions: the Settled event does not carry the
+// request's epoch). Stops at the first item it cannot read and returns the requests before it;
+// INVALID_ARGUMENT when not even the count (and member table) is there.
 absl::StatusOr<std::vector<consensus::ConsensusRequest>> DecodeSettleBatchRequests(
-    std::span<const uint8_t> batch);
+    std::span<const uint8_t> batch, bool cosigned = false);
 
 // settleDispute(bytes evidence). INVALID_ARGUMENT when a count does not fit its u8 (the contract
 // could not be told; LedgerClient::SettleDispute bounds them far below anyway).

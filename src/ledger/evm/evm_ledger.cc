@@ -100,7 +100,8 @@ class EvmLedger final : public LedgerClient {
         sender_(std::move(sender)),
         contract_(options.contract),
         confirmations_(options.confirmations),
-        default_signer_(default_signer) {}
+        default_signer_(default_signer),
+        cosigner_(options.cosigner) {}
 
   // ---- Parameters ----
 
@@ -362,60 +363,48 @@ class EvmLedger final : public LedgerClient {
     }
     if (to_send.empty()) return results;
 
-    // 4. One settle transaction for the items that passed; their results come from its events.
-    std::vector<std::vector<uint8_t>> packed;
-    packed.reserve(to_send.size());
-    for (size_t i : to_send) packed.push_back(evm_backend::EncodeSettleItem(items[i]));
-    const std::vector<uint8_t> batch = evm_backend::EncodeSettleBatch(packed);
-    ASSIGN_OR_RETURN(evm::Receipt receipt,
-                     Send(submitter, "settle(bytes)", {AbiValue::Bytes(batch)}, Amount(),
-                          absl::StrCat("settle ", to_send.size(), " certificate(s)")));
-    std::vector<bool> reported(to_send.size(), false);
-    const Hash256 settled_topic = evm::EventTopic(evm_backend::kSettledEvent);
-    const Hash256 rejected_topic = evm::EventTopic(evm_backend::kSettlementRejectedEvent);
-    for (const evm::Log& log : receipt.logs) {
-      if (log.address != contract_ || log.topics.empty()) continue;
-      const bool ok = log.topics[0] == settled_topic;
-      if (!ok && log.topics[0] != rejected_topic) continue;
-      ASSIGN_OR_RETURN(std::vector<AbiValue> v,
-                       DecodeAs(ok ? "uint16,uint64,uint256" : "uint16,uint8", log.data,
-                                ok ? "Settled event" : "SettlementRejected event"));
-      ASSIGN_OR_RETURN(uint64_t index, v[0].AsU64());
-      if (index >= to_send.size() || reported[index] || log.topics.size() < 2) {
-        return absl::DataLossError(absl::StrCat("the ledger contract reported item ", index,
-                                                " of a batch of ", to_send.size(),
-                                                " twice"
-                                                " or out of range"));
+    // 4. The items whose members all co-signed go out as one settleCosigned transaction (when
+    //    co-signing pays), the rest as one settle transaction; results come from their events.
+    CosignPlan plan = PlanCosigned(params.domain, items, to_send);
+    if (!plan.items.empty()) {
+      std::map<Address, uint8_t> index;
+      for (size_t m = 0; m < plan.table.size(); ++m) {
+        index.emplace(plan.table[m].address, static_cast<uint8_t>(m));
       }
-      reported[index] = true;
-      SettlementResult& r = results[to_send[index]];
-      if (ok) {
-        if (log.topics[1] != r.request_id) {
-          return absl::DataLossError(absl::StrCat("the ledger contract settled item ", index,
-                                                  " as request ", HashHex(log.topics[1]),
-                                                  ", expected ", HashHex(r.request_id)));
+      std::vector<std::vector<uint8_t>> packed;
+      packed.reserve(plan.items.size());
+      for (size_t i : plan.items) {
+        packed.push_back(evm_backend::EncodeCosignedItem(
+            items[i], [&index](const Address& a) { return index.at(a); }));
+      }
+      const absl::Status sent =
+          SendSettlement(submitter, "settleCosigned(bytes)",
+                         evm_backend::EncodeCosignedBatch(plan.table, packed), plan.items, results);
+      if (!sent.ok()) {
+        // Transient: the call fails and the outbox retries the batch (what landed is
+        // ALREADY_EXISTS then). A revert of the co-signed form that settle would not hit (a
+        // contract and client that disagree on a chain) must not stop settlement: those items
+        // go through settle below.
+        if (absl::IsUnavailable(sent) || absl::IsDeadlineExceeded(sent) || absl::IsAborted(sent) ||
+            absl::IsDataLoss(sent) || absl::IsInternal(sent)) {
+          return sent;
         }
-        r.status = absl::OkStatus();
-        r.fee = v[2].uint();
-      } else {
-        ASSIGN_OR_RETURN(uint64_t code, v[1].AsU64());
-        evm_backend::RejectedItem rejected = evm_backend::MapRejectCode(static_cast<uint8_t>(code));
-        r.status = rejected.status;
-        if (rejected.check != consensus::CertificateCheck::kValid) r.check = rejected.check;
+        GetLogger("ledger")->warn("settleCosigned refused ({}); settling those {} with settle",
+                                  sent.ToString(), plan.items.size());
+        plan.items.clear();
       }
     }
-    size_t settled = 0;
-    for (size_t j = 0; j < to_send.size(); ++j) {
-      SettlementResult& r = results[to_send[j]];
-      if (!reported[j]) {
-        r.status = absl::InternalError(absl::StrCat(
-            "the settle transaction ", HashHex(receipt.tx_hash), " reported nothing for item ", j));
-      }
-      settled += r.status.ok() ? 1 : 0;
+    std::vector<size_t> plain;
+    for (size_t i : to_send) {
+      if (!std::binary_search(plan.items.begin(), plan.items.end(), i)) plain.push_back(i);
     }
-    GetLogger("ledger")->info("settled {} of {} certificates submitted by {} (tx {}, gas {})",
-                              settled, items.size(), Hex(submitter), HashHex(receipt.tx_hash),
-                              receipt.gas_used);
+    if (!plain.empty()) {
+      std::vector<std::vector<uint8_t>> packed;
+      packed.reserve(plain.size());
+      for (size_t i : plain) packed.push_back(evm_backend::EncodeSettleItem(items[i]));
+      RETURN_IF_ERROR(SendSettlement(submitter, "settle(bytes)",
+                                     evm_backend::EncodeSettleBatch(packed), plain, results));
+    }
     return results;
   }
 
@@ -444,6 +433,141 @@ class EvmLedger final : public LedgerClient {
       }
     }
     return false;
+  }
+
+  // Co-signing saves about this much per slot (64 calldata bytes and an ecrecover, less the
+  // chain hash) and costs about this much per distinct member (85 calldata bytes, a SHA-256 call
+  // and an ecrecover): docs/ledger_evm_gas.md.
+  static constexpr size_t kCosignSavingPerSlot = 3'900;
+  static constexpr size_t kCosignCostPerMember = 5'000;
+
+  struct CosignPlan {
+    std::vector<size_t> items;  // indices into the call's items, ascending
+    std::vector<evm_backend::CosignedMember> table;
+  };
+
+  // Which of `candidates` (ascending) settle co-signed, and the member table. Asks every member
+  // named by them; items naming a member that did not co-sign (unreachable, refused, a bad
+  // signature) are dropped and the members whose lists changed are asked once more. Empty when
+  // there is no cosigner, co-signing would not pay, more than 255 members are named, or the
+  // second round failed too.
+  CosignPlan PlanCosigned(const consensus::Domain& domain, std::span<const SettlementItem> items,
+                          std::vector<size_t> candidates) {
+    if (!cosigner_) return {};
+    std::map<std::pair<Address, Hash256>, crypto::Signature> cosigned;  // (member, digest)
+    for (int round = 0; round < 2 && !candidates.empty(); ++round) {
+      std::vector<Address> order;  // first appearance
+      std::map<Address, std::vector<consensus::CosignEntry>> entries;
+      size_t slots = 0;
+      for (size_t i : candidates) {
+        for (evm_backend::CosignSlot& slot : evm_backend::CosignSlots(items[i])) {
+          auto [it, inserted] = entries.try_emplace(slot.member);
+          if (inserted) order.push_back(slot.member);
+          it->second.push_back(slot.entry);
+          ++slots;
+        }
+      }
+      if (order.size() > 255 ||
+          slots * kCosignSavingPerSlot <= order.size() * kCosignCostPerMember) {
+        return {};
+      }
+      std::vector<Hash256> digests;
+      std::vector<Cosigner::Request> requests;
+      for (const Address& m : order) {
+        digests.push_back(consensus::CosignDigestOf(domain, entries[m]));
+        if (!cosigned.contains({m, digests.back()})) requests.push_back({m, entries[m]});
+      }
+      std::vector<absl::StatusOr<crypto::Signature>> answers = cosigner_->Cosign(requests);
+      std::set<Address> failed;
+      for (size_t k = 0; k < requests.size(); ++k) {
+        const Cosigner::Request& r = requests[k];
+        absl::Status status = k < answers.size()
+                                  ? answers[k].status()
+                                  : absl::InternalError("the cosigner gave no answer");
+        if (status.ok()) {
+          status = consensus::VerifyCosignature(domain, r.member, r.entries, *answers[k]);
+        }
+        if (status.ok()) {
+          cosigned[{r.member, consensus::CosignDigestOf(domain, r.entries)}] = *answers[k];
+        } else {
+          GetLogger("ledger")->info("no co-signature from {} for {} slot(s): {}", Hex(r.member),
+                                    r.entries.size(), status.ToString());
+          failed.insert(r.member);
+        }
+      }
+      if (failed.empty()) {
+        CosignPlan plan;
+        plan.items = std::move(candidates);
+        for (size_t m = 0; m < order.size(); ++m) {
+          plan.table.push_back({order[m], cosigned.at({order[m], digests[m]})});
+        }
+        return plan;
+      }
+      std::erase_if(candidates, [&](size_t i) {
+        for (const evm_backend::CosignSlot& slot : evm_backend::CosignSlots(items[i])) {
+          if (failed.contains(slot.member)) return true;
+        }
+        return false;
+      });
+    }
+    return {};
+  }
+
+  // Sends one settle or settleCosigned transaction for `indices` (ascending, into `results`) and
+  // fills their results from its Settled / SettlementRejected events.
+  absl::Status SendSettlement(const Address& submitter, std::string_view method,
+                              const std::vector<uint8_t>& batch, const std::vector<size_t>& indices,
+                              std::vector<SettlementResult>& results) {
+    const std::string name(method.substr(0, method.find('(')));
+    ASSIGN_OR_RETURN(evm::Receipt receipt,
+                     Send(submitter, method, {AbiValue::Bytes(batch)}, Amount(),
+                          absl::StrCat(name, " ", indices.size(), " certificate(s)")));
+    std::vector<bool> reported(indices.size(), false);
+    const Hash256 settled_topic = evm::EventTopic(evm_backend::kSettledEvent);
+    const Hash256 rejected_topic = evm::EventTopic(evm_backend::kSettlementRejectedEvent);
+    for (const evm::Log& log : receipt.logs) {
+      if (log.address != contract_ || log.topics.empty()) continue;
+      const bool ok = log.topics[0] == settled_topic;
+      if (!ok && log.topics[0] != rejected_topic) continue;
+      ASSIGN_OR_RETURN(std::vector<AbiValue> v,
+                       DecodeAs(ok ? "uint16,uint64,uint256" : "uint16,uint8", log.data,
+                                ok ? "Settled event" : "SettlementRejected event"));
+      ASSIGN_OR_RETURN(uint64_t index, v[0].AsU64());
+      if (index >= indices.size() || reported[index] || log.topics.size() < 2) {
+        return absl::DataLossError(absl::StrCat("the ledger contract reported item ", index,
+                                                " of a batch of ", indices.size(),
+                                                " twice or out of range"));
+      }
+      reported[index] = true;
+      SettlementResult& r = results[indices[index]];
+      if (ok) {
+        if (log.topics[1] != r.request_id) {
+          return absl::DataLossError(absl::StrCat("the ledger contract settled item ", index,
+                                                  " as request ", HashHex(log.topics[1]),
+                                                  ", expected ", HashHex(r.request_id)));
+        }
+        r.status = absl::OkStatus();
+        r.fee = v[2].uint();
+      } else {
+        ASSIGN_OR_RETURN(uint64_t code, v[1].AsU64());
+        evm_backend::RejectedItem rejected = evm_backend::MapRejectCode(static_cast<uint8_t>(code));
+        r.status = rejected.status;
+        if (rejected.check != consensus::CertificateCheck::kValid) r.check = rejected.check;
+      }
+    }
+    size_t settled = 0;
+    for (size_t j = 0; j < indices.size(); ++j) {
+      SettlementResult& r = results[indices[j]];
+      if (!reported[j]) {
+        r.status = absl::InternalError(absl::StrCat(
+            "the settle transaction ", HashHex(receipt.tx_hash), " reported nothing for item ", j));
+      }
+      settled += r.status.ok() ? 1 : 0;
+    }
+    GetLogger("ledger")->info("{}: settled {} of {} certificates submitted by {} (tx {}, gas {})",
+                              name, settled, indices.size(), Hex(submitter),
+                              HashHex(receipt.tx_hash), receipt.gas_used);
+    return absl::OkStatus();
   }
 
   // ---- Slashing ----
@@ -615,15 +739,19 @@ class EvmLedger final : public LedgerClient {
     if (!sender.ok() || !input.ok())
       return absl::DataLossError(absl::StrCat(m, ": malformed answer"));
     out.from = *sender;
-    const std::array<uint8_t, 4> selector = evm::Selector("settle(bytes)");
-    if (input->size() < 4 || !std::equal(selector.begin(), selector.end(), input->begin())) {
+    auto is_call = [&input](std::string_view method) {
+      const std::array<uint8_t, 4> selector = evm::Selector(method);
+      return input->size() >= 4 && std::equal(selector.begin(), selector.end(), input->begin());
+    };
+    const bool cosigned = is_call("settleCosigned(bytes)");
+    if (!cosigned && !is_call("settle(bytes)")) {
       return absl::DataLossError(
           absl::StrCat("transaction ", HashHex(hash), " emitted Settled but is not a settle call"));
     }
     ASSIGN_OR_RETURN(std::vector<AbiValue> args,
                      DecodeAs("bytes", std::span(*input).subspan(4), "settle calldata"));
     absl::StatusOr<std::vector<consensus::ConsensusRequest>> requests =
-        evm_backend::DecodeSettleBatchRequests(args[0].bytes());
+        evm_backend::DecodeSettleBatchRequests(args[0].bytes(), cosigned);
     if (!requests.ok()) return absl::DataLossError(requests.status().message());
     out.requests = *std::move(requests);
     return out;
@@ -860,6 +988,7 @@ class EvmLedger final : public LedgerClient {
   const Address contract_;
   const uint64_t confirmations_;
   const std::optional<Address> default_signer_;  // sends advanceEpoch (anyone may)
+  const std::shared_ptr<Cosigner> cosigner_;     // null: settle only
   absl::Mutex mu_;
   std::optional<Params> params_ ABSL_GUARDED_BY(mu_);
   std::optional<uint64_t> deploy_block_ ABSL_GUARDED_BY(mu_);

@@ -205,6 +205,34 @@ TEST(EvmCodecTest, SettleBatchRequestsReadBack) {
   EXPECT_EQ(DecodeSettleBatchRequests(batch).value().size(), 2u);
   EXPECT_EQ(DecodeSettleBatchRequests(std::vector<uint8_t>{0}).status().code(),
             absl::StatusCode::kInvalidArgument);
+
+  // The co-signed form: member table first, 33-byte slots (p ‖ member index).
+  const std::vector<CosignSlot> slots = CosignSlots(xv);
+  ASSERT_EQ(slots.size(), 3u);  // the executor, then both validators
+  EXPECT_EQ(slots[0].member, one.attestations[0].member);
+  EXPECT_EQ(slots[0].entry.digest, consensus::AttestationDigest(one.attestations[0]));
+  EXPECT_EQ(slots[0].entry.signature, one.attestations[0].signature);
+  std::vector<CosignedMember> table(2);
+  table[0].address.fill(0xa1);
+  table[1].address.fill(0xb2);
+  auto index = [](const Address&) { return uint8_t{1}; };
+  const std::vector<uint8_t> cosigned_sampling = EncodeCosignedItem(sampling, index);
+  EXPECT_EQ(cosigned_sampling.size(), EncodeSettleItem(sampling).size() - 3 * 64);
+  EXPECT_EQ(cosigned_sampling.back(), 1);  // the last slot's member index
+  const std::vector<std::vector<uint8_t>> cosigned_items = {EncodeCosignedItem(xv, index),
+                                                            cosigned_sampling};
+  const std::vector<uint8_t> cosigned = EncodeCosignedBatch(table, cosigned_items);
+  ASSERT_EQ(cosigned.size(), 3 + 2 * 85 + cosigned_items[0].size() + cosigned_items[1].size());
+  EXPECT_EQ(cosigned[2], 2);     // member count
+  EXPECT_EQ(cosigned[3], 0xa1);  // the first member's address
+  const auto cosigned_requests = DecodeSettleBatchRequests(cosigned, /*cosigned=*/true);
+  ASSERT_TRUE(cosigned_requests.ok()) << cosigned_requests.status();
+  ASSERT_EQ(cosigned_requests->size(), 2u);
+  EXPECT_EQ((*cosigned_requests)[0], one.request);
+  EXPECT_EQ((*cosigned_requests)[1], three.request);
+  const std::vector<uint8_t> cut_table(cosigned.begin(), cosigned.begin() + 3 + 85);
+  EXPECT_EQ(DecodeSettleBatchRequests(cut_table, true).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EvmCodecTest, DisputeEvidenceFollowsTheDocumentedLayout) {

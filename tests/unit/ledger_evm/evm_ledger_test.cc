@@ -11,7 +11,9 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +21,8 @@
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "atoma/common/status.h"
+#include "atoma/consensus/cosign.h"
+#include "atoma/evm/abi.h"
 #include "atoma/evm/hex.h"
 #include "atoma/evm/rpc.h"
 #include "atoma/evm/tx.h"
@@ -803,6 +807,197 @@ TEST_F(EvmLedgerTest, UnsentTransactionIsFinishedByTheNextCall) {
   ASSERT_TRUE(anvil_->Restart(/*keep_state=*/true).ok());
   ASSERT_TRUE(client->Stake(world_.node(0), Amount(3)).ok());
   EXPECT_EQ(client->GetStake(world_.node(0)).value().bonded, Amount(10'003));
+}
+
+// ---- Co-signed settlement (docs/ledger_evm.md "Co-signed batches") ----
+
+// Co-signs with the world's node keys (consensus::MakeCosignature); members in `refuse` answer
+// UNAVAILABLE, members in `forge` answer with another key's signature. Records what it was asked.
+class KeyCosigner final : public Cosigner {
+ public:
+  KeyCosigner(const World& world, consensus::Domain domain) : world_(world), domain_(domain) {}
+
+  std::vector<absl::StatusOr<crypto::Signature>> Cosign(
+      std::span<const Request> requests) override {
+    std::vector<absl::StatusOr<crypto::Signature>> out;
+    for (const Request& r : requests) {
+      asked.push_back(r);
+      if (refuse.contains(r.member)) {
+        out.push_back(absl::UnavailableError("injected: member unreachable"));
+      } else if (forge.contains(r.member)) {
+        out.push_back(test::StrangerKey().Sign(consensus::CosignDigestOf(domain_, r.entries)));
+      } else {
+        out.push_back(consensus::MakeCosignature(domain_, r.entries, world_.KeyOf(r.member)));
+      }
+    }
+    return out;
+  }
+
+  std::set<Address> refuse;
+  std::set<Address> forge;
+  std::vector<Request> asked;
+
+ private:
+  const World& world_;
+  const consensus::Domain domain_;
+};
+
+class EvmCosignTest : public EvmLedgerTest {
+ protected:
+  void SetUp() override {
+    EvmLedgerTest::SetUp();
+    if (HasFatalFailure()) return;
+    SetUpWorld();
+    if (HasFatalFailure()) return;
+    cosigner_ = std::make_shared<KeyCosigner>(world_, world_.params().domain);
+    EvmLedgerOptions o = Options();
+    o.cosigner = cosigner_;
+    absl::StatusOr<std::unique_ptr<LedgerClient>> ledger = OpenEvmLedger(o);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    cosigning_ = std::move(*ledger);
+  }
+
+  // The method names of the transactions mined after block `after`, in order.
+  std::vector<std::string> MethodsSince(uint64_t after) {
+    std::vector<std::string> out;
+    const uint64_t head = eth_->BlockNumber().value();
+    for (uint64_t b = after + 1; b <= head; ++b) {
+      const nlohmann::json block =
+          eth_->rpc().Call("eth_getBlockByNumber", {evm::QuantityHex(b), true}).value();
+      for (const nlohmann::json& tx : block["transactions"]) {
+        const std::string input = tx["input"].get<std::string>();
+        for (std::string_view m : {"settle(bytes)", "settleCosigned(bytes)"}) {
+          if (absl::StartsWith(input, evm::ToHex(evm::Selector(m)))) out.emplace_back(m);
+        }
+      }
+    }
+    return out;
+  }
+
+  std::vector<SettlementItem> Batch(uint64_t first_nonce, size_t count) {
+    std::vector<SettlementItem> items;
+    for (size_t i = 0; i < count; ++i)
+      items.push_back(world_.Honest(world_.Request(first_nonce + i)));
+    return items;
+  }
+
+  // Every item settled with fee 20, and each member got 8 (first slot) or 6 per certificate.
+  void ExpectAllPaid(const std::vector<SettlementItem>& items,
+                     const std::vector<SettlementResult>& results,
+                     const std::map<Address, Amount>& rewards_before) {
+    ASSERT_EQ(results.size(), items.size());
+    std::map<Address, uint64_t> expected;
+    for (size_t i = 0; i < items.size(); ++i) {
+      EXPECT_TRUE(results[i].status.ok()) << i << ": " << results[i].status;
+      EXPECT_EQ(results[i].fee, Amount(20));
+      const std::vector<Address>& committee = items[i].certificate.committee;
+      for (size_t j = 0; j < committee.size(); ++j) expected[committee[j]] += j == 0 ? 8 : 6;
+    }
+    for (const auto& [member, gained] : expected) {
+      EXPECT_EQ(cosigning_->RewardBalance(member).value(),
+                CheckedAdd(rewards_before.at(member), Amount(gained)).value());
+    }
+  }
+
+  std::map<Address, Amount> Rewards() {
+    std::map<Address, Amount> out;
+    for (size_t i = 0; i < World::kNodes; ++i) {
+      out[world_.node(i)] = cosigning_->RewardBalance(world_.node(i)).value();
+    }
+    return out;
+  }
+
+  std::shared_ptr<KeyCosigner> cosigner_;
+  std::unique_ptr<LedgerClient> cosigning_;
+};
+
+TEST_F(EvmCosignTest, ABatchSettlesCoSignedWithTheSameEffectsAndIsListed) {
+  const std::vector<SettlementItem> items = Batch(1, 8);
+  const std::map<Address, Amount> before = Rewards();
+  const uint64_t block = eth_->BlockNumber().value();
+  const std::vector<SettlementResult> results =
+      cosigning_->SettleCertificates(world_.node(0), items).value();
+  ExpectAllPaid(items, results, before);
+  EXPECT_EQ(MethodsSince(block), std::vector<std::string>{"settleCosigned(bytes)"});
+  EXPECT_EQ(world_.Escrow(), Amount(100'000 - 8 * 20));
+  // Each member was asked once, for its slots in batch order.
+  std::set<Address> members;
+  for (const Cosigner::Request& r : cosigner_->asked) {
+    EXPECT_TRUE(members.insert(r.member).second) << "asked twice";
+    size_t slots = 0;
+    for (const SettlementItem& item : items) {
+      for (const consensus::Attestation& a : item.certificate.attestations) {
+        if (a.member != r.member) continue;
+        ASSERT_LT(slots, r.entries.size());
+        EXPECT_EQ(r.entries[slots].digest, consensus::AttestationDigest(a));
+        ++slots;
+      }
+    }
+    EXPECT_EQ(slots, r.entries.size());
+  }
+  // Settled bits, IsSettled and the listing read the co-signed transaction back.
+  for (const SettlementItem& item : items) {
+    EXPECT_TRUE(cosigning_->IsSettled(consensus::RequestId(item.certificate.request)).value());
+  }
+  const std::vector<SettlementRecord> records = cosigning_->ListSettlements(0).value();
+  ASSERT_EQ(records.size(), items.size());
+  for (const SettlementRecord& r : records) {
+    EXPECT_EQ(r.submitter, world_.node(0));
+    EXPECT_EQ(r.request_epoch, 1u);
+    EXPECT_EQ(r.fee, Amount(20));
+  }
+  // A second settlement of the same batch is refused before anything is sent.
+  const std::vector<SettlementResult> again =
+      cosigning_->SettleCertificates(world_.node(0), items).value();
+  for (const SettlementResult& r : again) {
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kAlreadyExists) << r.status;
+  }
+}
+
+TEST_F(EvmCosignTest, ItemsOfAMemberThatDoesNotCoSignGoThroughSettle) {
+  const std::vector<SettlementItem> items = Batch(1, 16);
+  const Address silent = world_.node(4);
+  cosigner_->refuse.insert(silent);
+  size_t with_silent = 0;
+  for (const SettlementItem& item : items) {
+    const auto& c = item.certificate.committee;
+    with_silent += std::find(c.begin(), c.end(), silent) != c.end() ? 1 : 0;
+  }
+  ASSERT_GT(with_silent, 0u) << "no item names node 4; pick another node";
+  ASSERT_LT(with_silent, items.size() - 2) << "too few items without node 4";
+  const std::map<Address, Amount> before = Rewards();
+  const uint64_t block = eth_->BlockNumber().value();
+  const std::vector<SettlementResult> results =
+      cosigning_->SettleCertificates(world_.node(1), items).value();
+  ExpectAllPaid(items, results, before);
+  EXPECT_EQ(MethodsSince(block),
+            (std::vector<std::string>{"settleCosigned(bytes)", "settle(bytes)"}));
+  // The silent member was asked once; after dropping its items nobody asks it again.
+  size_t asked_silent = 0;
+  for (const Cosigner::Request& r : cosigner_->asked) asked_silent += r.member == silent ? 1 : 0;
+  EXPECT_EQ(asked_silent, 1u);
+}
+
+TEST_F(EvmCosignTest, BadCoSignaturesAreCaughtBeforeSendingAndSmallBatchesAreNotCoSigned) {
+  // Every member answers with a stranger's signature: nothing co-signed, one settle, all paid.
+  for (size_t i = 0; i < World::kNodes; ++i) cosigner_->forge.insert(world_.node(i));
+  const std::vector<SettlementItem> items = Batch(1, 6);
+  std::map<Address, Amount> before = Rewards();
+  uint64_t block = eth_->BlockNumber().value();
+  ExpectAllPaid(items, cosigning_->SettleCertificates(world_.node(0), items).value(), before);
+  EXPECT_EQ(MethodsSince(block), std::vector<std::string>{"settle(bytes)"});
+  EXPECT_FALSE(cosigner_->asked.empty());
+
+  // One certificate of 3 slots and 3 members: co-signing would cost more than it saves, so
+  // nobody is asked.
+  cosigner_->forge.clear();
+  cosigner_->asked.clear();
+  const std::vector<SettlementItem> one = Batch(100, 1);
+  before = Rewards();
+  block = eth_->BlockNumber().value();
+  ExpectAllPaid(one, cosigning_->SettleCertificates(world_.node(0), one).value(), before);
+  EXPECT_EQ(MethodsSince(block), std::vector<std::string>{"settle(bytes)"});
+  EXPECT_TRUE(cosigner_->asked.empty());
 }
 
 }  // namespace
