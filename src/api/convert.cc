@@ -301,6 +301,29 @@ absl::StatusOr<std::vector<int32_t>> TokenizeForRequest(const v1::TokenizeReques
   return absl::InvalidArgumentError("input: one of text or chat is required");
 }
 
+absl::Status PromptToTokenIds(v1::GenerateRequest* request, const engine::Engine& engine,
+                              const ConvertLimits& limits) {
+  std::vector<int32_t> ids;
+  switch (request->prompt_case()) {
+    case v1::GenerateRequest::kTokenIds:
+      return absl::OkStatus();
+    case v1::GenerateRequest::kText: {
+      ASSIGN_OR_RETURN(ids, EncodeText("text", request->text(), /*add_special_tokens=*/true,
+                                       engine, limits));
+      break;
+    }
+    case v1::GenerateRequest::kChat: {
+      ASSIGN_OR_RETURN(ids, EncodeChat("chat", request->chat(), engine, limits));
+      break;
+    }
+    case v1::GenerateRequest::PROMPT_NOT_SET:
+      return absl::InvalidArgumentError("prompt: one of text, chat or token_ids is required");
+  }
+  // Setting the oneof's token_ids clears text or chat.
+  request->mutable_token_ids()->mutable_ids()->Assign(ids.begin(), ids.end());
+  return absl::OkStatus();
+}
+
 crypto::Hash256 AnonymousRequestKey(const engine::ModelInfo& model,
                                     const engine::GenerateRequest& request) {
   crypto::Sha256 h;

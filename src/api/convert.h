@@ -37,6 +37,14 @@ absl::StatusOr<std::vector<int32_t>> TokenizeForRequest(const v1::TokenizeReques
                                                         const engine::Engine& engine,
                                                         const ConvertLimits& limits);
 
+// Replaces a text or chat prompt of `request` by its token ids, computed as TokenizeForRequest
+// computes them for the same input (text with special tokens; chat rendered with the generation
+// prompt). A client that signs a verified request over the ids Tokenize gave it and sends the text
+// (the OpenAI HTTP API) thus names the same canonical request. Token ids are left as they are;
+// no prompt → INVALID_ARGUMENT. Errors as ToEngineRequest's for the prompt.
+absl::Status PromptToTokenIds(v1::GenerateRequest* request, const engine::Engine& engine,
+                              const ConvertLimits& limits);
+
 // Key of the sampling PRNG for an anonymous single-node request: SHA-256 over the model digest and
 // everything in `request` that shapes the output, in a fixed canonical encoding (never protobuf
 // bytes). Equal requests get equal keys, so a seeded request is reproducible.

@@ -1,5 +1,6 @@
 // OpenAiServer: the OpenAI-compatible HTTP endpoint on a socket of our own (as metrics/server.cc),
-// with a thread per connection.
+// with a thread per connection. Bodies are read by ParseOpenAiBody (openai_body.h); verified
+// requests go through the gRPC layer's converters and the node's ConsensusNode.
 #include "atoma/http/openai_server.h"
 
 #include <fcntl.h>
@@ -33,10 +34,16 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/common/tcp_listener.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/xv.h"
+#include "atoma/crypto/sha256.h"
 #include "atoma/metrics/request_meter.h"
+#include "atoma/peer/consensus_node.h"
 #include "atoma/v1/inference.pb.h"
+#include "consensus_fields.h"
 #include "convert.h"
 #include "nlohmann/json.hpp"
+#include "openai_body.h"
 
 namespace atoma::http {
 namespace {
@@ -70,16 +77,28 @@ const char* Reason(int status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
       return "Method Not Allowed";
     case 413:
       return "Payload Too Large";
+    case 409:
+      return "Conflict";
     case 429:
       return "Too Many Requests";
     case 500:
       return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
     case 503:
       return "Service Unavailable";
     default:
@@ -87,32 +106,73 @@ const char* Reason(int status) {
   }
 }
 
-// The OpenAI parameter a validation message of api::ToEngineRequest or Engine::Submit is about
-// ("sampling.top_p: ..." → "top_p", "chat.messages[1].role: ..." → "messages[1].role").
+// The OpenAI parameter a validation message of api::ToEngineRequest, Engine::Submit,
+// api::ConsensusRequestFromProto or ConsensusNode::Submit is about ("sampling.top_p: ..." →
+// "top_p", "chat.messages[1].role: ..." → "messages[1].role", "authorization.signature: ..." →
+// "atoma_client.signature").
 std::string ParamOf(absl::string_view message, bool chat) {
   const size_t colon = message.find(':');
   std::string field(colon == absl::string_view::npos ? "" : message.substr(0, colon));
   if (absl::StartsWith(field, "sampling.")) field = field.substr(9);
   if (absl::StartsWith(field, "chat.")) return field.substr(5);
-  if (field == "text" || field == "prompt" || field == "prompt_ids" || field == "chat") {
+  if (field == "text" || field == "prompt" || field == "prompt_ids" || field == "chat" ||
+      absl::StartsWith(field, "token_ids")) {
     return chat ? "messages" : "prompt";
   }
+  if (absl::StartsWith(field, "stop_token_ids")) return "stop_token_ids";
   if (absl::StartsWith(field, "stop")) return "stop";
   if (field == "max_tokens" || field == "temperature" || field == "top_p" || field == "seed" ||
-      field == "top_logprobs") {
+      field == "top_logprobs" || field == "top_k") {
     return field;
   }
+  if (absl::StartsWith(field, "security")) return "atoma_security";
+  if (field == "authorization.client_address") return "atoma_client.address";
+  if (field == "authorization.signature") return "atoma_client.signature";
+  if (field == "authorization.max_fee" || field == "max_fee") return "atoma_client.max_fee";
+  if (field == "authorization") return "atoma_client";
+  if (field == "epoch") return "atoma_client.epoch";
+  if (field == "client_nonce") return "atoma_client.nonce";
   return "";
 }
 
-// Maps an engine or conversion status onto an HTTP error.
+// Maps an engine, conversion or consensus status onto an HTTP error. Verified requests
+// (ConsensusNode::Submit and the round's outcome): PERMISSION_DENIED (the client signature does
+// not authorize the request) → 403; a stale epoch or an already used nonce / request → 409;
+// max_fee below the worst case or escrow short → 402; too few staked nodes for the committee →
+// 503; a round ended by a dispute → 502. The messages start with the field they are about.
 HttpError FromStatus(const absl::Status& s, bool chat) {
   const std::string message(s.message());
   switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kFailedPrecondition:
+      if (absl::StartsWith(message, "epoch:")) {
+        return HttpError{409, message, "atoma_client.epoch", "stale_epoch",
+                         "invalid_request_error"};
+      }
+      if (absl::StartsWith(message, "max_fee:")) {
+        return HttpError{402, message, "atoma_client.max_fee", "max_fee_too_low",
+                         "invalid_request_error"};
+      }
+      if (absl::StartsWith(message, "escrow:")) {
+        return HttpError{402, message, "atoma_client.address", "insufficient_escrow",
+                         "invalid_request_error"};
+      }
+      if (absl::StartsWith(message, "committee:") ||
+          absl::StartsWith(message, "the echelon cannot serve")) {
+        return HttpError{503, message, "", "committee_unavailable", "server_error"};
+      }
+      return BadField(ParamOf(message, chat), message);
+    case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kOutOfRange:
       return BadField(ParamOf(message, chat), message);
+    case absl::StatusCode::kPermissionDenied:
+      return HttpError{403, message, "atoma_client.signature", "invalid_client_signature",
+                       "permission_error"};
+    case absl::StatusCode::kAlreadyExists:
+      return HttpError{409, message, "atoma_client.nonce", "nonce_used", "invalid_request_error"};
+    case absl::StatusCode::kNotFound:
+      return HttpError{404, message, "model", "model_not_found", "invalid_request_error"};
+    case absl::StatusCode::kAborted:
+      return HttpError{502, message, "", "round_disputed", "server_error"};
     case absl::StatusCode::kUnimplemented:
       return HttpError{400, message, "", "", "invalid_request_error"};
     case absl::StatusCode::kResourceExhausted:
@@ -125,156 +185,23 @@ HttpError FromStatus(const absl::Status& s, bool chat) {
   }
 }
 
-struct ParsedRequest {
-  bool chat = false;
-  bool stream = false;
-  bool include_usage = false;
-  bool logprobs = false;  // report logprobs
-  v1::GenerateRequest proto;
-};
-
-// Reads the OpenAI body into a v1::GenerateRequest (validated further by api::ToEngineRequest).
-// Unknown fields are ignored, as OpenAI clients send many we do not use (user, penalties...).
-std::optional<HttpError> ParseBody(const json& body, bool chat, ParsedRequest* out) {
-  if (!body.is_object()) return BadField("", "the request body must be a JSON object");
-  out->chat = chat;
-  v1::GenerateRequest& p = out->proto;
-  const auto get = [&](const char* key) -> const json* {
-    auto it = body.find(key);
-    return it == body.end() || it->is_null() ? nullptr : &*it;
-  };
-  const json* model = get("model");
-  if (model == nullptr || !model->is_string() || model->get<std::string>().empty()) {
-    return BadField("model", "model: a model id (string) is required");
+// The requests_total outcome of a generation that ended with `s` (as the gRPC API counts them).
+const char* OutcomeOf(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kOk:
+      return "ok";
+    case absl::StatusCode::kCancelled:
+      return "cancelled";
+    case absl::StatusCode::kAborted:
+      return "disputed";
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kResourceExhausted:
+      return "refused";
+    default:
+      return "error";
   }
-  p.set_model(model->get<std::string>());
-  if (const json* sec = get("atoma_security")) {
-    if (!sec->is_string() || sec->get<std::string>() != "none") {
-      return BadField("atoma_security",
-                      "atoma_security: only \"none\" is served over HTTP; verified requests "
-                      "(sampling, cross_validation) need the gRPC API");
-    }
-  }
-  if (const json* n = get("n")) {
-    if (!n->is_number_integer() || n->get<int64_t>() != 1) {
-      return BadField("n", "n: only 1 completion per request is supported");
-    }
-  }
-  if (chat) {
-    const json* messages = get("messages");
-    if (messages == nullptr || !messages->is_array() || messages->empty()) {
-      return BadField("messages", "messages: a non-empty array of messages is required");
-    }
-    for (size_t i = 0; i < messages->size(); ++i) {
-      const json& m = (*messages)[i];
-      const std::string where = absl::StrCat("messages[", i, "]");
-      if (!m.is_object()) return BadField(where, absl::StrCat(where, ": must be an object"));
-      auto role = m.find("role");
-      auto content = m.find("content");
-      if (role == m.end() || !role->is_string()) {
-        return BadField(where + ".role", absl::StrCat(where, ".role: a string is required"));
-      }
-      if (content == m.end() || !content->is_string()) {
-        return BadField(where + ".content",
-                        absl::StrCat(where,
-                                     ".content: a string is required (content parts are "
-                                     "not supported)"));
-      }
-      v1::ChatMessage* msg = p.mutable_chat()->add_messages();
-      msg->set_role(role->get<std::string>());
-      msg->set_content(content->get<std::string>());
-    }
-  } else {
-    const json* prompt = get("prompt");
-    if (prompt != nullptr && prompt->is_array() && prompt->size() == 1 &&
-        (*prompt)[0].is_string()) {
-      prompt = &(*prompt)[0];
-    }
-    if (prompt == nullptr || !prompt->is_string()) {
-      return BadField("prompt", "prompt: a string is required");
-    }
-    p.set_text(prompt->get<std::string>());
-  }
-  const json* max_tokens = get("max_tokens");
-  const char* max_tokens_name = "max_tokens";
-  if (max_tokens == nullptr && chat) {
-    max_tokens = get("max_completion_tokens");
-    max_tokens_name = "max_completion_tokens";
-  }
-  if (max_tokens != nullptr) {
-    if (!max_tokens->is_number_integer() || max_tokens->get<int64_t>() < 1 ||
-        max_tokens->get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-      return BadField(max_tokens_name,
-                      absl::StrCat(max_tokens_name, ": must be a positive integer"));
-    }
-    p.set_max_tokens(static_cast<int32_t>(max_tokens->get<int64_t>()));
-  }
-  // OpenAI's default temperature is 1 (sampling); 0 is greedy.
-  double temperature = 1.0;
-  if (const json* t = get("temperature")) {
-    if (!t->is_number()) return BadField("temperature", "temperature: must be a number");
-    temperature = t->get<double>();
-    if (!std::isfinite(temperature) || temperature < 0 || temperature > 2) {
-      return BadField("temperature", "temperature: must be between 0 and 2");
-    }
-  }
-  p.mutable_sampling()->set_temperature(temperature);
-  if (const json* t = get("top_p")) {
-    if (!t->is_number()) return BadField("top_p", "top_p: must be a number");
-    p.mutable_sampling()->set_top_p(t->get<double>());
-  }
-  if (const json* s = get("seed")) {
-    if (!s->is_number_integer()) return BadField("seed", "seed: must be an integer");
-    p.mutable_sampling()->set_seed(
-        s->is_number_unsigned() ? s->get<uint64_t>() : static_cast<uint64_t>(s->get<int64_t>()));
-  }
-  if (const json* stop = get("stop")) {
-    if (stop->is_string()) {
-      p.add_stop(stop->get<std::string>());
-    } else if (stop->is_array()) {
-      for (const json& s : *stop) {
-        if (!s.is_string()) return BadField("stop", "stop: must be a string or strings");
-        p.add_stop(s.get<std::string>());
-      }
-    } else {
-      return BadField("stop", "stop: must be a string or an array of strings");
-    }
-  }
-  int top_logprobs = 0;
-  if (const json* lp = get("logprobs")) {
-    if (chat) {
-      if (!lp->is_boolean()) return BadField("logprobs", "logprobs: must be a boolean");
-      out->logprobs = lp->get<bool>();
-    } else {
-      if (!lp->is_number_integer() || lp->get<int64_t>() < 0 || lp->get<int64_t>() > 5) {
-        return BadField("logprobs", "logprobs: must be an integer from 0 to 5");
-      }
-      out->logprobs = true;
-      top_logprobs = static_cast<int>(lp->get<int64_t>());
-    }
-  }
-  if (chat) {
-    if (const json* tl = get("top_logprobs")) {
-      if (!tl->is_number_integer() || tl->get<int64_t>() < 0 || tl->get<int64_t>() > 20) {
-        return BadField("top_logprobs", "top_logprobs: must be an integer from 0 to 20");
-      }
-      if (!out->logprobs && tl->get<int64_t>() > 0) {
-        return BadField("top_logprobs", "top_logprobs: needs logprobs: true");
-      }
-      top_logprobs = static_cast<int>(tl->get<int64_t>());
-    }
-  }
-  p.mutable_sampling()->set_top_logprobs(top_logprobs);
-  if (const json* s = get("stream")) {
-    if (!s->is_boolean()) return BadField("stream", "stream: must be a boolean");
-    out->stream = s->get<bool>();
-  }
-  if (const json* so = get("stream_options")) {
-    if (!so->is_object()) return BadField("stream_options", "stream_options: must be an object");
-    auto it = so->find("include_usage");
-    out->include_usage = it != so->end() && it->is_boolean() && it->get<bool>();
-  }
-  return std::nullopt;
 }
 
 const char* FinishName(engine::FinishReason r) {
@@ -592,8 +519,10 @@ class SocketServer final : public OpenAiServer {
     if (body.is_discarded()) {
       return SendError(conn, BadField("", "the request body is not valid JSON"));
     }
-    ParsedRequest request;
-    if (std::optional<HttpError> e = ParseBody(body, chat, &request)) return SendError(conn, *e);
+    OpenAiRequest request;
+    if (std::optional<BodyError> e = ParseOpenAiBody(body, chat, &request)) {
+      return SendError(conn, BadField(e->param, e->message));
+    }
     engine::Engine* engine = Find(request.proto.model());
     if (engine == nullptr) {
       return SendError(conn,
@@ -605,6 +534,14 @@ class SocketServer final : public OpenAiServer {
     if (options_.draining && options_.draining()) {
       return SendError(conn, HttpError{503, "node is draining: it accepts no new generations", "",
                                        "service_unavailable", "server_error"});
+    }
+    if (request.verified) return GenerateVerified(conn, request, *engine, accepted);
+    if (!options_.allow_anonymous) {
+      return SendError(
+          conn, HttpError{401,
+                          "atoma_security: this node does not serve anonymous (unsigned) "
+                          "requests; send atoma_security sampling:N with atoma_client",
+                          "atoma_security", "anonymous_not_allowed", "authentication_error"});
     }
     absl::StatusOr<engine::GenerateRequest> native =
         api::ToEngineRequest(request.proto, *engine, limits_);
@@ -622,6 +559,126 @@ class SocketServer final : public OpenAiServer {
           0);
       return SendError(conn, FromStatus(handle.status(), chat));
     }
+    EngineSource source(**handle);
+    Respond(conn, request, *engine, source, meter, prompt_tokens);
+  }
+
+  // atoma_security sampling:N: the prompt is tokenized as Tokenize does, the canonical request is
+  // built by api::ConsensusRequestFromProto (the gRPC path's converter) and the round runs through
+  // ConsensusNode::Submit, as gRPC's GenerateVerified does; metered as "sampling" like it.
+  void GenerateVerified(int conn, OpenAiRequest& request, engine::Engine& engine,
+                        metrics::RequestMeter::Clock::time_point accepted) {
+    metrics::RequestMeter meter(options_.metrics, engine.info().id, "sampling", accepted);
+    const auto refuse = [&](const absl::Status& status, int prompt_tokens) {
+      meter.Done(OutcomeOf(status), prompt_tokens);
+      SendError(conn, FromStatus(status, request.chat));
+    };
+    if (!options_.submit_verified) {
+      // The text of the gRPC API's UNIMPLEMENTED answer.
+      meter.Done("error", 0);
+      return SendError(
+          conn, HttpError{501,
+                          "atoma_security: this node runs without a ledger "
+                          "(ledger.backend: none) and serves only security none",
+                          "atoma_security", "verification_unavailable", "invalid_request_error"});
+    }
+    if (absl::Status s = api::PromptToTokenIds(&request.proto, engine, limits_); !s.ok()) {
+      return refuse(s, 0);
+    }
+    absl::StatusOr<api::ParsedConsensusRequest> parsed =
+        api::ConsensusRequestFromProto(request.proto, engine.info().digest);
+    if (!parsed.ok()) return refuse(parsed.status(), 0);
+    const int prompt_tokens = static_cast<int>(parsed->request.prompt_token_ids.size());
+    absl::StatusOr<std::shared_ptr<peer::RoundHandle>> round =
+        options_.submit_verified(parsed->request, parsed->client_signature);
+    if (!round.ok()) {
+      GetLogger("http")->info("verified request refused: {}", round.status().ToString());
+      return refuse(round.status(), 0);
+    }
+    RoundSource source(*round, prompt_tokens);
+    Respond(conn, request, engine, source, meter, prompt_tokens);
+  }
+
+  // Where a response's tokens come from: the engine (security none) or a consensus round.
+  class Source {
+   public:
+    virtual ~Source() = default;
+    // A token event (final == false), or the final event (finish_reason, status, token
+    // counts) once; false when nothing came within `timeout`.
+    virtual bool Next(engine::StreamEvent* event, std::chrono::milliseconds timeout) = 0;
+    // The client went away or the server stops.
+    virtual void Abandon() = 0;
+    // Adds what the response carries besides OpenAI's fields (after a successful final event).
+    virtual void AddExtras(json*) const {}
+  };
+
+  class EngineSource final : public Source {
+   public:
+    explicit EngineSource(engine::RequestHandle& handle) : handle_(handle) {}
+    bool Next(engine::StreamEvent* event, std::chrono::milliseconds timeout) override {
+      return handle_.Next(event, timeout);
+    }
+    void Abandon() override { handle_.Cancel(); }
+
+   private:
+    engine::RequestHandle& handle_;
+  };
+
+  // A round's tokens, then its outcome as a final event; the response then carries the
+  // certificate (atoma_certificate), the request id (atoma_request_id) and the output the
+  // certificate commits to (atoma_output, the file `atoma-cli verify --output` reads).
+  class RoundSource final : public Source {
+   public:
+    RoundSource(std::shared_ptr<peer::RoundHandle> round, int prompt_tokens)
+        : round_(std::move(round)), prompt_tokens_(prompt_tokens) {}
+    bool Next(engine::StreamEvent* event, std::chrono::milliseconds timeout) override {
+      if (done_) return false;
+      const peer::RoundHandle::Wait w = round_->Next(event, timeout);
+      if (w == peer::RoundHandle::Wait::kToken) return true;
+      // kProvisional comes only with cross-validation, which the body parser refuses.
+      if (w != peer::RoundHandle::Wait::kDone) return false;
+      done_ = true;
+      const peer::RoundOutcome& outcome = round_->outcome();
+      *event = engine::StreamEvent{};
+      event->final = true;
+      event->prompt_tokens = prompt_tokens_;
+      if (!outcome.status.ok()) {
+        event->finish_reason = engine::FinishReason::kError;
+        event->status = outcome.status;
+        return true;
+      }
+      event->finish_reason = outcome.output.finish_reason == consensus::FinishReason::kLength
+                                 ? engine::FinishReason::kLength
+                                 : engine::FinishReason::kStop;
+      event->completion_tokens = static_cast<int>(outcome.output.token_ids.size());
+      return true;
+    }
+    // The round goes on and settles without the client: the request was accepted.
+    void Abandon() override {}
+    void AddExtras(json* out) const override {
+      const peer::RoundOutcome& outcome = round_->outcome();
+      const std::vector<uint8_t> certificate =
+          outcome.xv_certificate.has_value()
+              ? consensus::EncodeXvCertificate(*outcome.xv_certificate)
+              : consensus::EncodeCertificate(outcome.certificate);
+      (*out)["atoma_request_id"] = "0x" + crypto::ToHex(round_->request_id());
+      (*out)["atoma_certificate"] = "0x" + crypto::ToHex(certificate);
+      (*out)["atoma_output"] = {
+          {"token_ids", outcome.output.token_ids},
+          {"finish_reason",
+           outcome.output.finish_reason == consensus::FinishReason::kLength ? "length" : "stop"}};
+    }
+
+   private:
+    std::shared_ptr<peer::RoundHandle> round_;
+    const int prompt_tokens_;
+    bool done_ = false;
+  };
+
+  // Streams or answers `source` and ends `meter`.
+  void Respond(int conn, const OpenAiRequest& request, const engine::Engine& engine, Source& source,
+               metrics::RequestMeter& meter, int prompt_tokens) {
+    const bool chat = request.chat;
     const std::string id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", NextId());
     const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                                 std::chrono::system_clock::now().time_since_epoch())
@@ -629,32 +686,34 @@ class SocketServer final : public OpenAiServer {
     Responder r{conn,
                 chat,
                 request,
-                engine->info().id,
+                engine.info().id,
                 id,
                 created,
-                LogprobsBuilder(engine->tokenizer(), chat),
-                meter};
-    const char* outcome = request.stream ? Stream(r, **handle) : Complete(r, **handle);
+                LogprobsBuilder(engine.tokenizer(), chat),
+                meter,
+                source};
+    const char* outcome = request.stream ? Stream(r) : Complete(r);
     meter.Done(outcome, prompt_tokens);
   }
 
   struct Responder {
     int conn;
     bool chat;
-    const ParsedRequest& request;
+    const OpenAiRequest& request;
     std::string model;
     std::string id;
     int64_t created;
     LogprobsBuilder logprobs;
     metrics::RequestMeter& meter;
+    Source& source;
   };
 
-  // Next event, cancelling when the server stops. False when stopped.
-  bool NextEvent(engine::RequestHandle& handle, engine::StreamEvent* event) {
+  // Next event, abandoning the source when the server stops. False when stopped.
+  bool NextEvent(Source& source, engine::StreamEvent* event) {
     while (!stop_) {
-      if (handle.Next(event, std::chrono::milliseconds(100))) return true;
+      if (source.Next(event, std::chrono::milliseconds(100))) return true;
     }
-    handle.Cancel();
+    source.Abandon();
     return false;
   }
 
@@ -664,12 +723,30 @@ class SocketServer final : public OpenAiServer {
                 {"total_tokens", final.prompt_tokens + final.completion_tokens}};
   }
 
+  // The error a final event that did not finish well stands for.
+  static HttpError FinalError(const engine::StreamEvent& event, bool chat) {
+    if (event.finish_reason == engine::FinishReason::kCancelled) {
+      return HttpError{503, "generation cancelled: the node is shutting down", "",
+                       "service_unavailable", "server_error"};
+    }
+    return FromStatus(event.status.ok() ? absl::InternalError("generation failed") : event.status,
+                      chat);
+  }
+  static const char* FinalOutcome(const engine::StreamEvent& event) {
+    if (event.finish_reason == engine::FinishReason::kCancelled) return "cancelled";
+    return event.status.ok() ? "error" : OutcomeOf(event.status);
+  }
+  static bool FinishedWell(const engine::StreamEvent& event) {
+    return event.finish_reason != engine::FinishReason::kError &&
+           event.finish_reason != engine::FinishReason::kCancelled;
+  }
+
   // Both return the requests_total outcome of the generation.
-  const char* Complete(Responder& r, engine::RequestHandle& handle) {
+  const char* Complete(Responder& r) {
     std::string text;
     engine::StreamEvent event;
     while (true) {
-      if (!NextEvent(handle, &event)) {
+      if (!NextEvent(r.source, &event)) {
         SendError(r.conn, HttpError{503, "server shutting down", "", "service_unavailable",
                                     "server_error"});
         return "cancelled";
@@ -679,16 +756,9 @@ class SocketServer final : public OpenAiServer {
       if (r.request.logprobs) r.logprobs.Add(event, text.size());
       text += event.text;
     }
-    if (event.finish_reason == engine::FinishReason::kError) {
-      SendError(r.conn, FromStatus(event.status.ok() ? absl::InternalError("generation failed")
-                                                     : event.status,
-                                   r.chat));
-      return "error";
-    }
-    if (event.finish_reason == engine::FinishReason::kCancelled) {
-      SendError(r.conn, HttpError{503, "generation cancelled: the node is shutting down", "",
-                                  "service_unavailable", "server_error"});
-      return "cancelled";
+    if (!FinishedWell(event)) {
+      SendError(r.conn, FinalError(event, r.chat));
+      return FinalOutcome(event);
     }
     json choice = {{"index", 0},
                    {"finish_reason", FinishName(event.finish_reason)},
@@ -698,13 +768,14 @@ class SocketServer final : public OpenAiServer {
     } else {
       choice["text"] = text;
     }
-    SendJson(r.conn, 200,
-             json{{"id", r.id},
-                  {"object", r.chat ? "chat.completion" : "text_completion"},
-                  {"created", r.created},
-                  {"model", r.model},
-                  {"choices", json::array({std::move(choice)})},
-                  {"usage", Usage(event)}});
+    json response = {{"id", r.id},
+                     {"object", r.chat ? "chat.completion" : "text_completion"},
+                     {"created", r.created},
+                     {"model", r.model},
+                     {"choices", json::array({std::move(choice)})},
+                     {"usage", Usage(event)}};
+    r.source.AddExtras(&response);
+    SendJson(r.conn, 200, response);
     return "ok";
   }
 
@@ -723,24 +794,24 @@ class SocketServer final : public OpenAiServer {
   }
 
   // Server-sent events, the body delimited by the connection's close (no Content-Length).
-  const char* Stream(Responder& r, engine::RequestHandle& handle) {
+  const char* Stream(Responder& r) {
     if (!SendAll(r.conn,
                  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                  "Cache-Control: no-cache\r\nConnection: close\r\n\r\n")) {
-      handle.Cancel();
+      r.source.Abandon();
       return "cancelled";
     }
     if (r.chat && !SendEvent(r.conn, Chunk(r, {{"index", 0},
                                                {"delta", {{"role", "assistant"}, {"content", ""}}},
                                                {"logprobs", nullptr},
                                                {"finish_reason", nullptr}}))) {
-      handle.Cancel();
+      r.source.Abandon();
       return "cancelled";
     }
     size_t offset = 0;
     engine::StreamEvent event;
     while (true) {
-      if (!NextEvent(handle, &event)) return "cancelled";
+      if (!NextEvent(r.source, &event)) return "cancelled";
       if (event.final) break;
       r.meter.Token(metrics::RequestMeter::Clock::now());
       json lp = r.request.logprobs ? r.logprobs.Add(event, offset) : json(nullptr);
@@ -753,21 +824,13 @@ class SocketServer final : public OpenAiServer {
         choice["text"] = event.text;
       }
       if (!SendEvent(r.conn, Chunk(r, std::move(choice)))) {
-        handle.Cancel();  // the client went away
+        r.source.Abandon();  // the client went away
         return "cancelled";
       }
     }
-    if (event.finish_reason == engine::FinishReason::kError ||
-        event.finish_reason == engine::FinishReason::kCancelled) {
-      const HttpError e =
-          event.finish_reason == engine::FinishReason::kCancelled
-              ? HttpError{503, "generation cancelled: the node is shutting down", "",
-                          "service_unavailable", "server_error"}
-              : FromStatus(
-                    event.status.ok() ? absl::InternalError("generation failed") : event.status,
-                    r.chat);
-      SendEvent(r.conn, ErrorBody(e));
-      return event.finish_reason == engine::FinishReason::kCancelled ? "cancelled" : "error";
+    if (!FinishedWell(event)) {
+      SendEvent(r.conn, ErrorBody(FinalError(event, r.chat)));
+      return FinalOutcome(event);
     }
     json last = {
         {"index", 0}, {"logprobs", nullptr}, {"finish_reason", FinishName(event.finish_reason)}};
@@ -776,9 +839,12 @@ class SocketServer final : public OpenAiServer {
     } else {
       last["text"] = "";
     }
+    // The chunk with the finish reason carries the verification (certificate, request id).
+    json last_chunk = Chunk(r, std::move(last));
+    r.source.AddExtras(&last_chunk);
     // The generation itself ended well; a client that leaves before the last events does not
     // change that.
-    if (!SendEvent(r.conn, Chunk(r, std::move(last)))) return "ok";
+    if (!SendEvent(r.conn, last_chunk)) return "ok";
     if (r.request.include_usage) {
       json usage = Chunk(r, nullptr);
       usage["choices"] = json::array();

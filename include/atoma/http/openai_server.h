@@ -2,18 +2,37 @@
 // GET /v1/models, POST /v1/completions, POST /v1/chat/completions, streaming as server-sent
 // events). Requests go through the same validation (api::ToEngineRequest) and the same engine
 // queue (Engine::Submit) as the gRPC Generate path; the sampling key is api::AnonymousRequestKey,
-// so an HTTP request and the equal gRPC request produce the same tokens. Only the security level
-// "none" is served (the body field "atoma_security"; other values are refused with 400).
+// so an HTTP request and the equal gRPC request produce the same tokens.
+//
+// Verification per request (docs/http.md): the body field "atoma_security" is "none" (default) or
+// "sampling:N", and a sampling request carries "atoma_client" {address, signature, nonce, max_fee,
+// epoch}, the ClientAuthorization of the gRPC API (src/http/openai_body.h has the exact forms).
+// The node tokenizes the prompt as Inference.Tokenize does, builds the canonical request with the
+// gRPC path's api::ConsensusRequestFromProto (so a client signs the same request id over HTTP as
+// over gRPC, see `atoma-cli authorize`) and runs the round through ConsensusNode::Submit
+// (OpenAiOptions::submit_verified). The response (the chunk with the finish reason, when
+// streaming) adds "atoma_request_id", "atoma_certificate" ("0x" hex of the certificate bytes) and
+// "atoma_output" ({token_ids, finish_reason}: what the certificate commits to, the file
+// `atoma-cli verify --output` reads).
+// "cross_validation:P:K" is refused with 400: its salt reveal step is served by gRPC only.
 //
 // Each connection carries one request (the response says Connection: close) and gets a thread of
 // its own, up to OpenAiOptions::max_connections; past that the server answers 503 at once.
 //
 // Thread-safety: Start and the destructor are called from one thread; the server's own threads do
-// the rest. The destructor stops accepting, cancels running generations and joins every thread.
+// the rest. The destructor stops accepting, cancels running generations (a consensus round goes on
+// without its client: it was accepted, so it finishes and settles) and joins every thread.
 //
 // Errors: Start returns INVALID_ARGUMENT for a malformed listen address and UNAVAILABLE when the
-// socket cannot be bound. Client errors are answered in OpenAI's JSON error shape, never logged
-// above debug level.
+// socket cannot be bound. Client errors are answered in OpenAI's JSON error shape ({"error":
+// {message, type, param, code}}), never logged above debug level (refused verified requests:
+// info). HTTP codes: 400 a malformed field (param names it); 401 security none on a node with
+// api.allow_anonymous false; 402 max_fee below the worst-case fee or escrow short; 403 a client
+// signature that does not authorize the request; 404 unknown model or path; 409 a stale epoch
+// (sign again for the current one) or a nonce / request already used; 413 body too large; 429
+// engine queue full; 501 a verified request on a node without a ledger; 502 a round ended by a
+// dispute; 503 draining, shutting down, too many connections or too few staked nodes for the
+// committee; 500 anything else.
 #pragma once
 
 #include <functional>
@@ -22,8 +41,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "atoma/crypto/keys.h"
 #include "atoma/engine/engine.h"
 #include "atoma/metrics/metrics.h"
+
+namespace atoma::consensus {
+struct ConsensusRequest;
+}
+namespace atoma::peer {
+class RoundHandle;
+}
 
 namespace atoma::http {
 
@@ -37,6 +64,15 @@ struct OpenAiOptions {
   // Prometheus observations of every generation (as the gRPC API's, security "none"); not
   // owned, must outlive the server. Null: not metered.
   metrics::NodeMetrics* metrics = nullptr;
+  // Runs the round of an atoma_security sampling:N request: the node's ConsensusNode::Submit (its
+  // error contract), a seam the tests replace. Must stay callable while the server lives. Empty
+  // (ledger.backend none): such requests are answered 501.
+  using SubmitVerified = std::function<absl::StatusOr<std::shared_ptr<peer::RoundHandle>>(
+      const consensus::ConsensusRequest&, const crypto::Signature&)>;
+  SubmitVerified submit_verified;
+  // api.allow_anonymous: false refuses security-none requests with 401, as the gRPC API refuses
+  // them with UNAUTHENTICATED.
+  bool allow_anonymous = true;
 };
 
 class OpenAiServer {

@@ -1,4 +1,5 @@
-// OpenAiServer over real sockets against the fake engine of the API tests.
+// OpenAiServer over real sockets against the fake engine of the API tests, and verified requests
+// against a fake ConsensusNode.
 #include "atoma/http/openai_server.h"
 
 #include <arpa/inet.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +16,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "atoma/common/uint256.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/request.h"
+#include "atoma/crypto/sha256.h"
+#include "atoma/peer/consensus_node.h"
+#include "consensus_fields.h"
+#include "convert.h"
 #include "fake_engine.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -449,6 +458,293 @@ TEST_F(OpenAiServerTest, StopsWithStreamsRunning) {
   server_.reset();
   client.join();
   EXPECT_GE(engine_->cancels_seen(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verified requests (atoma_security sampling:N) against a fake consensus runtime.
+
+// A round that yields its tokens at once, then its outcome.
+class FakeRound final : public peer::RoundHandle {
+ public:
+  FakeRound(std::vector<engine::StreamEvent> tokens, peer::RoundOutcome outcome, crypto::Hash256 id)
+      : tokens_(std::move(tokens)), outcome_(std::move(outcome)), id_(id) {}
+  Wait Next(engine::StreamEvent* token, std::chrono::milliseconds) override {
+    if (next_ < tokens_.size()) {
+      *token = tokens_[next_++];
+      return Wait::kToken;
+    }
+    return Wait::kDone;
+  }
+  std::optional<Provisional> provisional() const override { return std::nullopt; }
+  const peer::RoundOutcome& outcome() const override { return outcome_; }
+  const crypto::Hash256& request_id() const override { return id_; }
+  const std::vector<crypto::Address>& initial_committee() const override { return committee_; }
+
+ private:
+  std::vector<engine::StreamEvent> tokens_;
+  size_t next_ = 0;
+  peer::RoundOutcome outcome_;
+  crypto::Hash256 id_;
+  std::vector<crypto::Address> committee_;
+};
+
+// ConsensusNode::Submit's stand-in (OpenAiOptions::submit_verified): records what it was asked
+// to run; answers with `submit_status` or a round whose output is "ok" (token ids 'o', 'k') and
+// whose outcome status is `round_status`.
+class FakeConsensus {
+ public:
+  absl::StatusOr<std::shared_ptr<peer::RoundHandle>> Submit(
+      const consensus::ConsensusRequest& request, const crypto::Signature& client_signature) {
+    std::lock_guard lock(mu_);
+    submitted_.push_back(request);
+    if (!submit_status.ok()) return submit_status;
+    peer::RoundOutcome outcome;
+    outcome.status = round_status;
+    outcome.output.token_ids = {'o', 'k'};
+    outcome.output.finish_reason = consensus::FinishReason::kLength;
+    outcome.certificate = Certificate(request, client_signature);
+    std::vector<engine::StreamEvent> tokens;
+    for (char c : std::string("ok")) {
+      engine::StreamEvent e;
+      e.token_id = c;
+      e.text = std::string(1, c);
+      e.logprob = -0.5;
+      tokens.push_back(e);
+    }
+    return std::make_shared<FakeRound>(tokens, outcome, consensus::RequestId(request));
+  }
+  static consensus::Certificate Certificate(const consensus::ConsensusRequest& request,
+                                            const crypto::Signature& client_signature) {
+    consensus::Certificate c;
+    c.request = request;
+    c.client_signature = client_signature;
+    c.committee = {crypto::Address{1}, crypto::Address{2}, crypto::Address{3}};
+    c.commitment[0] = 0xcc;
+    return c;
+  }
+  std::vector<consensus::ConsensusRequest> submitted() const {
+    std::lock_guard lock(mu_);
+    return submitted_;
+  }
+
+  absl::Status submit_status;
+  absl::Status round_status;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<consensus::ConsensusRequest> submitted_;
+};
+
+std::string Hex0x(std::span<const uint8_t> bytes) { return "0x" + crypto::ToHex(bytes); }
+
+class VerifiedHttpTest : public OpenAiServerTest {
+ protected:
+  void SetUp() override { StartVerified(); }
+  // The server goes before the fake runtime it calls.
+  void TearDown() override { server_.reset(); }
+  void StartVerified(bool with_consensus = true) {
+    OpenAiOptions options;
+    if (with_consensus) {
+      options.submit_verified = [this](const consensus::ConsensusRequest& request,
+                                       const crypto::Signature& signature) {
+        return consensus_.Submit(request, signature);
+      };
+    }
+    StartWith(FakeEngineOptions{}, std::move(options));
+  }
+
+  static json Body(bool chat, bool stream) {
+    json body = {{"model", "fake"},
+                 {"max_tokens", 6},
+                 {"temperature", 0.5},
+                 {"seed", 11},
+                 {"stream", stream},
+                 {"atoma_security", "sampling:3"},
+                 {"atoma_client",
+                  {{"address", "0x" + std::string(40, 'a')},
+                   {"signature", "0x" + std::string(130, '1')},
+                   {"nonce", "77"},
+                   {"max_fee", "1000"},
+                   {"epoch", 4}}}};
+    if (chat) {
+      body["messages"] = {{{"role", "user"}, {"content", "Hi"}}};
+    } else {
+      body["prompt"] = "Hi";
+    }
+    return body;
+  }
+
+  // The canonical request the gRPC path builds for the same input: the prompt tokenized as
+  // Inference.Tokenize does (the fake tokenizer: BOS then bytes; chat: ChatML), through
+  // api::ToGenerateRequest and api::ConsensusRequestFromProto.
+  consensus::ConsensusRequest GrpcEquivalent(bool chat) const {
+    consensus::ConsensusRequest r;
+    r.model_digest = engine_->info().digest;
+    v1::TokenizeRequest tokenize;
+    tokenize.set_model("fake");
+    if (chat) {
+      v1::ChatMessage* m = tokenize.mutable_chat()->add_messages();
+      m->set_role("user");
+      m->set_content("Hi");
+    } else {
+      tokenize.set_text("Hi");
+    }
+    auto ids = api::TokenizeForRequest(tokenize, *engine_, api::ConvertLimits{});
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    for (int32_t id : *ids) r.prompt_token_ids.push_back(static_cast<uint32_t>(id));
+    r.temperature_micro = 500'000;
+    r.max_tokens = 6;
+    r.seed = 11;
+    r.security = {consensus::SecurityMode::kSampling, 3, 0, 0, {}};
+    r.max_fee = Uint256(1000);
+    r.client.fill(0xaa);
+    r.client_nonce = 77;
+    r.epoch = 4;
+    crypto::Signature sig;
+    sig.fill(0x11);
+    auto parsed =
+        api::ConsensusRequestFromProto(api::ToGenerateRequest(r, "fake", sig), r.model_digest);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    return parsed->request;
+  }
+
+  void ExpectVerification(const json& j, const consensus::ConsensusRequest& request) {
+    crypto::Signature sig;
+    sig.fill(0x11);
+    EXPECT_EQ(j["atoma_request_id"], Hex0x(consensus::RequestId(request))) << j.dump();
+    EXPECT_EQ(j["atoma_certificate"],
+              Hex0x(consensus::EncodeCertificate(FakeConsensus::Certificate(request, sig))));
+    // 'o', 'k'
+    EXPECT_EQ(j["atoma_output"], (json{{"token_ids", {111, 107}}, {"finish_reason", "length"}}));
+  }
+
+  Response PostVerified(const json& body, bool chat = false) {
+    return Post(port_, chat ? "/v1/chat/completions" : "/v1/completions", body.dump());
+  }
+
+  FakeConsensus consensus_;
+};
+
+TEST_F(VerifiedHttpTest, CompletionRunsARoundAndReturnsTheCertificate) {
+  Response r = PostVerified(Body(false, false));
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(consensus_.submitted().size(), 1u);
+  const consensus::ConsensusRequest expected = GrpcEquivalent(false);
+  EXPECT_EQ(consensus::RequestId(consensus_.submitted()[0]), consensus::RequestId(expected));
+  const json j = r.Json();
+  EXPECT_EQ(j["choices"][0]["text"], "ok");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["prompt_tokens"], expected.prompt_token_ids.size());
+  EXPECT_EQ(j["usage"]["completion_tokens"], 2);
+  ExpectVerification(j, expected);
+  EXPECT_EQ(engine_->submitted(), 0);  // the round, not the anonymous path, ran it
+}
+
+TEST_F(VerifiedHttpTest, ChatStreamingCarriesTheCertificateInTheFinishChunk) {
+  json body = Body(true, true);
+  body["stream_options"] = {{"include_usage", true}};
+  Response r = PostVerified(body, /*chat=*/true);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::vector<std::string> data = SseData(r.body);
+  ASSERT_GE(data.size(), 4u) << r.body;
+  EXPECT_EQ(data.back(), "[DONE]");
+  std::string text;
+  json finish;
+  for (size_t i = 0; i + 1 < data.size(); ++i) {
+    const json chunk = json::parse(data[i]);
+    if (chunk["choices"].empty()) continue;  // the usage chunk
+    text += chunk["choices"][0]["delta"].value("content", "");
+    if (!chunk["choices"][0]["finish_reason"].is_null()) {
+      finish = chunk;
+    } else {
+      EXPECT_FALSE(chunk.contains("atoma_certificate"));
+    }
+  }
+  EXPECT_EQ(text, "ok");
+  ASSERT_FALSE(finish.is_null()) << r.body;
+  ASSERT_EQ(consensus_.submitted().size(), 1u);
+  EXPECT_EQ(consensus::RequestId(consensus_.submitted()[0]),
+            consensus::RequestId(GrpcEquivalent(true)));
+  ExpectVerification(finish, GrpcEquivalent(true));
+}
+
+TEST_F(VerifiedHttpTest, SubmitRefusalsMapToHttpCodes) {
+  struct Case {
+    absl::Status status;
+    int http;
+    std::string param;
+    std::string code;
+  };
+  const std::vector<Case> cases = {
+      {absl::PermissionDeniedError("authorization.signature: recovers to 0x1, not to the client"),
+       403, "atoma_client.signature", "invalid_client_signature"},
+      {absl::FailedPreconditionError("epoch: the request is for epoch 4 but the ledger's current "
+                                     "epoch is 5"),
+       409, "atoma_client.epoch", "stale_epoch"},
+      {absl::AlreadyExistsError("client_nonce: nonce 77 of client 0xaa was already settled"), 409,
+       "atoma_client.nonce", "nonce_used"},
+      {absl::FailedPreconditionError("max_fee: 1000 is below the worst-case fee 2000"), 402,
+       "atoma_client.max_fee", "max_fee_too_low"},
+      {absl::FailedPreconditionError("escrow: the client's escrow 5 does not cover 2000"), 402,
+       "atoma_client.address", "insufficient_escrow"},
+      {absl::FailedPreconditionError("committee: 2 staked nodes, 3 needed"), 503, "",
+       "committee_unavailable"},
+      {absl::UnavailableError("the node is shutting down"), 503, "", "service_unavailable"},
+      {absl::InternalError("journal write failed"), 500, "", ""},
+  };
+  for (const Case& c : cases) {
+    consensus_.submit_status = c.status;
+    ExpectError(PostVerified(Body(false, false)), c.http, c.param, c.code);
+  }
+}
+
+TEST_F(VerifiedHttpTest, FailedRoundIsAnError) {
+  consensus_.round_status = absl::AbortedError("dispute: member 2 slashed");
+  ExpectError(PostVerified(Body(false, false)), 502, "", "round_disputed");
+  // Streaming: the tokens, then the error as the last event, no [DONE].
+  Response r = PostVerified(Body(false, true));
+  ASSERT_EQ(r.status, 200);
+  const std::vector<std::string> data = SseData(r.body);
+  ASSERT_FALSE(data.empty());
+  const json last = json::parse(data.back(), nullptr, false);
+  ASSERT_TRUE(last.contains("error")) << r.body;
+  EXPECT_EQ(last["error"]["code"], "round_disputed");
+}
+
+TEST_F(VerifiedHttpTest, CanonicalRequestErrorsNameTheBodyField) {
+  json body = Body(false, false);
+  body.erase("max_tokens");
+  ExpectError(PostVerified(body), 400, "max_tokens");
+  body = Body(false, false);
+  body["top_p"] = 1e-9;  // rounds to 0 millionths
+  ExpectError(PostVerified(body), 400, "top_p");
+  body = Body(false, false);
+  body["atoma_security"] = "sampling:65";  // past consensus::kMaxCommitteeSize
+  ExpectError(PostVerified(body), 400, "atoma_security");
+  body = Body(false, false);
+  body["atoma_client"]["signature"] = "0x12";
+  ExpectError(PostVerified(body), 400, "atoma_client.signature");
+  body = Body(false, false);
+  body["atoma_security"] = "cross_validation:0.5:2";
+  ExpectError(PostVerified(body), 400, "atoma_security");
+  EXPECT_TRUE(consensus_.submitted().empty());
+}
+
+TEST_F(VerifiedHttpTest, WithoutLedgerIs501) {
+  StartVerified(/*with_consensus=*/false);
+  Response r = PostVerified(Body(false, false));
+  ExpectError(r, 501, "atoma_security", "verification_unavailable");
+  EXPECT_NE(r.Json()["error"]["message"].get<std::string>().find("without a ledger"),
+            std::string::npos);
+}
+
+TEST_F(OpenAiServerTest, AnonymousRefusedWhenNotAllowed) {
+  OpenAiOptions options;
+  options.allow_anonymous = false;
+  StartWith(FakeEngineOptions{}, std::move(options));
+  ExpectError(Post(port_, "/v1/completions", R"({"model":"fake","prompt":"x"})"), 401,
+              "atoma_security", "anonymous_not_allowed");
+  EXPECT_EQ(engine_->submitted(), 0);
 }
 
 }  // namespace
