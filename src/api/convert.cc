@@ -308,8 +308,8 @@ absl::Status PromptToTokenIds(v1::GenerateRequest* request, const engine::Engine
     case v1::GenerateRequest::kTokenIds:
       return absl::OkStatus();
     case v1::GenerateRequest::kText: {
-      ASSIGN_OR_RETURN(ids, EncodeText("text", request->text(), /*add_special_tokens=*/true,
-                                       engine, limits));
+      ASSIGN_OR_RETURN(
+          ids, EncodeText("text", request->text(), /*add_special_tokens=*/true, engine, limits));
       break;
     }
     case v1::GenerateRequest::kChat: {
