@@ -1,48 +1,20 @@
 // atoma-cli model synth / digest.
 #include "atoma/engine/model.h"
 
-#include <unistd.h>
-
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "atoma/common/progress.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/engine/synth.h"
 #include "commands.h"
 
 namespace atoma::cli {
-namespace {
-
-// A one-line progress bar redrawn in place; only when stderr is a terminal (logs and CI output
-// should not fill with carriage returns).
-class ProgressBar {
- public:
-  explicit ProgressBar(std::string label) : label_(std::move(label)), tty_(::isatty(2) == 1) {}
-  void Update(double fraction) {
-    if (!tty_) return;
-    const int percent = static_cast<int>(fraction * 100.0 + 0.5);
-    if (percent == last_) return;
-    last_ = percent;
-    constexpr int kWidth = 30;
-    const int filled = percent * kWidth / 100;
-    std::fprintf(stderr, "\r%s [%s%s] %3d%%", label_.c_str(), std::string(filled, '#').c_str(),
-                 std::string(kWidth - filled, ' ').c_str(), percent);
-    std::fflush(stderr);
-  }
-  void Finish() {
-    if (tty_ && last_ >= 0) std::fprintf(stderr, "\n");
-  }
-
- private:
-  std::string label_;
-  bool tty_;
-  int last_ = -1;
-};
-
-}  // namespace
 
 void AddModelCommand(CLI::App& app) {
   CLI::App* model = app.add_subcommand("model", "Model folders: synthesize test models, digests.");
@@ -77,7 +49,10 @@ void AddModelCommand(CLI::App& app) {
     absl::Status s = engine::SynthesizeModel(options);
     bar.Finish();
     if (!s.ok()) Fail(s);
-    auto digest = engine::ComputeModelDigest(args->out);
+    ProgressBar digest_bar("digest");
+    auto digest = engine::ComputeModelDigest(
+        args->out, [&](uint64_t done, uint64_t total) { digest_bar.UpdateBytes(done, total); });
+    digest_bar.Finish();
     if (!digest.ok()) Fail(digest.status());
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -94,7 +69,13 @@ void AddModelCommand(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   digest->add_option("dir", *dir, "model folder")->required();
   digest->callback([dir] {
-    auto d = engine::ComputeModelDigest(*dir);
+    // A multi-GB checkpoint takes a while to hash: show how far it got (on a terminal only).
+    std::filesystem::path name = std::filesystem::path(*dir).filename();
+    if (name.empty()) name = std::filesystem::path(*dir).parent_path().filename();  // "DIR/"
+    ProgressBar bar(absl::StrCat("digest ", name.string()));
+    auto d = engine::ComputeModelDigest(
+        *dir, [&bar](uint64_t done, uint64_t total) { bar.UpdateBytes(done, total); });
+    bar.Finish();
     if (!d.ok()) Fail(d.status());
     std::printf("%s\n", crypto::ToHex(*d).c_str());
   });

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -63,7 +64,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view config_json);
 // the model on the ledger, so it covers every byte the loader reads: the index decides which
 // shard each tensor comes from, and the loader refuses an index that names a shard whose name
 // does not end in ".safetensors" (a file the digest would not cover).
-absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& dir);
+//
+// `progress`, when set, is called on the calling thread with (bytes hashed, total bytes of the
+// files): first (0, total), then after each 1 MiB read, last (total, total) on success. Hashing a
+// multi-GB folder takes a while; `atoma-cli model digest` draws a progress bar with it.
+using DigestProgressFn = std::function<void(uint64_t hashed, uint64_t total)>;
+absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& dir,
+                                                   const DigestProgressFn& progress = nullptr);
 
 enum class DecodeKernel {
   kAuto,      // AVX2/FMA when the CPU has it, else portable (both fixed-order, batch-invariant)

@@ -24,7 +24,9 @@ void PutBigEndian(uint64_t v, int bytes, crypto::Sha256& h) {
 
 // Hashes (uint32 BE name length, name, uint64 BE size, bytes) of one file, streaming it so a
 // multi-GB checkpoint never sits in memory.
-absl::Status HashFile(const std::filesystem::path& path, crypto::Sha256& h) {
+// `hashed` counts the bytes of every file so far, for `progress` (may be null).
+absl::Status HashFile(const std::filesystem::path& path, crypto::Sha256& h, uint64_t total,
+                      uint64_t& hashed, const DigestProgressFn& progress) {
   ASSIGN_OR_RETURN(const modelio::OpenedFile file, modelio::OpenReadOnly(path));
   const int fd = file.fd;
   const std::string name = path.filename().string();
@@ -46,6 +48,8 @@ absl::Status HashFile(const std::filesystem::path& path, crypto::Sha256& h) {
     done += static_cast<uint64_t>(n);
     if (done > size) break;
     h.Update(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
+    hashed += static_cast<uint64_t>(n);
+    if (progress) progress(std::min(hashed, total), total);
   }
   ::close(fd);
   RETURN_IF_ERROR(status);
@@ -60,7 +64,8 @@ absl::Status HashFile(const std::filesystem::path& path, crypto::Sha256& h) {
 
 }  // namespace
 
-absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& dir) {
+absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& dir,
+                                                   const DigestProgressFn& progress) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
     return absl::NotFoundError(absl::StrCat("model folder ", dir.string(), " does not exist"));
@@ -94,8 +99,19 @@ absl::StatusOr<crypto::Hash256> ComputeModelDigest(const std::filesystem::path& 
     return a.filename().string() < b.filename().string();
   });
   files.insert(files.end(), weights.begin(), weights.end());
+  // The total is only for progress; a file that changes size meanwhile fails in HashFile.
+  uint64_t total = 0;
+  if (progress) {
+    for (const auto& f : files) {
+      const uintmax_t size = std::filesystem::file_size(f, ec);
+      if (!ec) total += size;
+    }
+    progress(0, total);
+  }
+  uint64_t hashed = 0;
   crypto::Sha256 h;
-  for (const auto& f : files) RETURN_IF_ERROR(HashFile(f, h));
+  for (const auto& f : files) RETURN_IF_ERROR(HashFile(f, h, total, hashed, progress));
+  if (progress) progress(total, total);
   return h.Final();
 }
 

@@ -1,4 +1,5 @@
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "atoma/crypto/sha256.h"
@@ -72,6 +73,25 @@ TEST_F(DigestTest, StreamsLargeFiles) {
   files_[4].second = Pattern(3 * (1 << 20) + 17, 3);
   WriteAll(dir_.path() / files_[4].first, files_[4].second);
   EXPECT_EQ(Digest(), Expected());
+}
+
+TEST_F(DigestTest, ReportsProgressOverEveryFile) {
+  files_[4].second = Pattern(3 * (1 << 20) + 17, 3);
+  WriteAll(dir_.path() / files_[4].first, files_[4].second);
+  uint64_t expected_total = 0;
+  for (const auto& [name, bytes] : files_) expected_total += bytes.size();
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  auto d = ComputeModelDigest(
+      dir_.path(), [&](uint64_t hashed, uint64_t total) { calls.emplace_back(hashed, total); });
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(*d, Expected());    // progress changes nothing about the digest
+  ASSERT_GE(calls.size(), 5u);  // the 3 MiB shard alone takes 4 reads
+  EXPECT_EQ(calls.front(), std::make_pair(uint64_t{0}, expected_total));
+  EXPECT_EQ(calls.back(), std::make_pair(expected_total, expected_total));
+  for (size_t i = 1; i < calls.size(); ++i) {
+    EXPECT_LE(calls[i - 1].first, calls[i].first) << "call " << i;
+    EXPECT_EQ(calls[i].second, expected_total) << "call " << i;
+  }
 }
 
 TEST_F(DigestTest, StableAcrossCalls) { EXPECT_EQ(Digest(), Digest()); }
