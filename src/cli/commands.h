@@ -16,6 +16,10 @@ namespace atoma::cli {
 // `atoma-cli generate`: streams a generation from a running node over gRPC (src/cli/generate.cc).
 void AddGenerateCommand(CLI::App& app);
 
+// `atoma-cli authorize BODY --client-key FILE LEDGER [--addr A]`: the atoma_security and
+// atoma_client fields of a verified request over the OpenAI HTTP API (src/cli/authorize.cc).
+void AddAuthorizeCommand(CLI::App& app);
+
 // `atoma-cli keygen --out FILE [--force]` and `atoma-cli address --key FILE` (src/cli/keys.cc).
 void AddKeyCommands(CLI::App& app);
 

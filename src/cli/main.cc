@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   atoma::cli::AddKeyCommands(app);
   atoma::cli::AddModelCommand(app);
   atoma::cli::AddGenerateCommand(app);
+  atoma::cli::AddAuthorizeCommand(app);
   atoma::cli::AddLedgerCommand(app);
   atoma::cli::AddVerifyCommand(app);
   atoma::cli::AddOperatorCommands(app);

@@ -257,6 +257,16 @@ absl::Status StartHttp(const config::NodeConfig& c, NodeContext& ctx) {
   std::atomic<bool>* draining = &ctx.draining;
   options.draining = [draining] { return draining->load(); };
   options.metrics = ctx.metrics.get();
+  // Verified requests run their rounds here too (the consensus runtime outlives the HTTP server:
+  // Shutdown and Unwind reset http_server first).
+  if (ctx.consensus) {
+    peer::ConsensusNode* runtime = ctx.consensus.get();
+    options.submit_verified = [runtime](const consensus::ConsensusRequest& request,
+                                        const crypto::Signature& signature) {
+      return runtime->Submit(request, signature);
+    };
+  }
+  options.allow_anonymous = c.api.allow_anonymous;
   auto server = http::OpenAiServer::Start(c.http.listen, std::move(engines), std::move(options));
   if (!server.ok()) return Annotate(server.status(), "http.listen");
   ctx.http_server = std::move(*server);

@@ -2,6 +2,15 @@
 // the real atoma-node (synthesized tiny model, http.listen on a free port), then chat
 // (non-streaming and streaming), completions, and an unknown model (404 → NotFoundError).
 //
+// Then verified requests over HTTP (docs/http.md): a 3-node network on one embedded ledger (as
+// tests/functional/consensus_test.py sets it up), node 0 with http.listen. `atoma-cli authorize`
+// signs the body; the official client sends it with the extra body fields atoma_security
+// "sampling:3" and atoma_client; the response's atoma_certificate is checked with `atoma-cli
+// verify` against the ledger and the request settles; streaming carries the certificate in the
+// finish chunk; refusals come back as 403 / 409 / 402 / 400 / 501. The request id `authorize`
+// signs equals the one `atoma-cli generate --security sampling:3 --dry-run` (the gRPC client)
+// computes for the same input and nonce.
+//
 // Usage: node openai_test.mjs --node PATH --cli PATH --source-dir DIR
 // The openai package comes from the repository's package.json (npm ci in the source dir).
 import { spawn, spawnSync } from "node:child_process";
@@ -22,14 +31,16 @@ const SOURCE_DIR = path.resolve(arg("--source-dir"));
 
 // Resolve `openai` from the source tree's node_modules, wherever this script runs from.
 const require = createRequire(path.join(SOURCE_DIR, "package.json"));
-const { default: OpenAI, NotFoundError, BadRequestError } = await import(
-  require.resolve("openai"));
+const { default: OpenAI, NotFoundError, BadRequestError, PermissionDeniedError, ConflictError,
+        APIError } = await import(require.resolve("openai"));
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 120000 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr}`);
   return r.stdout;
 }
+function runJson(cmd, args) { return JSON.parse(run(cmd, args)); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "atoma-openai-"));
 const modelDir = path.join(tmp, "models", "tiny");
@@ -81,6 +92,234 @@ async function test(name, fn) {
     failed++;
     console.log(`FAIL ${name}: ${e.stack || e}`);
   }
+}
+
+// --- verified requests over HTTP on a 3-node network -------------------------------------------
+
+const network = [];  // { proc, exited, log, address, dir }
+
+function networkLogs() {
+  return network.map((n, i) => `===== node ${i} =====\n` +
+                               fs.readFileSync(n.log, "utf8").slice(-6000)).join("\n");
+}
+
+async function stopNetwork() {
+  for (const n of network) if (n.exited === null) n.proc.kill("SIGTERM");
+  const deadline = Date.now() + 60000;
+  while (network.some((n) => n.exited === null) && Date.now() < deadline) await sleep(50);
+  for (const n of network) {
+    if (n.exited === null) n.proc.kill("SIGKILL");
+    else if (n.exited !== 0) {
+      failed++;
+      console.log(`FAIL network node ${n.address} exited with ${n.exited}`);
+    }
+  }
+}
+
+async function startNetwork(ledger) {
+  for (let i = 0; i < 3; i++) {
+    const dir = path.join(tmp, `node${i}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const nodeKey = path.join(dir, "node.key");
+    const address = run(CLI, ["keygen", "--out", nodeKey]).trim();
+    const cfg = path.join(dir, "node.yaml");
+    fs.writeFileSync(cfg, `node:
+  key_file: ${nodeKey}
+  data_dir: ${path.join(dir, "data")}
+api:
+  listen: 127.0.0.1:0
+log:
+  level: debug
+engine:
+  threads: 1
+models:
+  - id: tiny
+    path: ${modelDir}
+shutdown:
+  drain_deadline_ms: 10000
+ledger:
+  backend: embedded
+  path: ${ledger}
+consensus:
+  register: true
+  member_timeout_ms: 3000
+  reattest_timeout_ms: 1000
+  referee_timeout_ms: 5000
+  peer_call_timeout_ms: 2000
+  settlement_max_delay_ms: 200
+${i === 0 ? "http:\n  listen: 127.0.0.1:0\n" : ""}`);
+    const log = path.join(dir, "node.log");
+    const fd = fs.openSync(log, "w");
+    const ports = path.join(dir, "ports.json");
+    const proc = spawn(NODE, ["--config", cfg, "--ports-file", ports],
+                       { stdio: ["ignore", fd, fd] });
+    const n = { proc, exited: null, log, address, dir, ports };
+    proc.on("exit", (code) => { n.exited = code; });
+    network.push(n);
+  }
+  for (const n of network) {
+    const deadline = Date.now() + 120000;
+    while (!fs.existsSync(n.ports)) {
+      if (n.exited !== null || Date.now() > deadline) {
+        throw new Error(`network node did not start:\n${networkLogs()}`);
+      }
+      await sleep(50);
+    }
+    n.portsJson = JSON.parse(fs.readFileSync(n.ports, "utf8"));
+  }
+  // Each node registers its echelon at start.
+  const deadline = Date.now() + 120000;
+  while (true) {
+    const listed = runJson(CLI, ["ledger", "--db", ledger, "nodes", "--json"]);
+    const registered = new Set(listed.filter((x) => x.echelons && x.echelons.length)
+                                     .map((x) => x.address.toLowerCase()));
+    if (network.every((n) => registered.has(n.address.toLowerCase()))) break;
+    if (Date.now() > deadline) throw new Error(`nodes did not register:\n${networkLogs()}`);
+    await sleep(200);
+  }
+}
+
+async function verifiedTests(hasChat) {
+  const ledger = path.join(tmp, "ledger.db");
+  runJson(CLI, ["ledger", "--db", ledger, "init", "--epoch-length-s", "3600", "--json"]);
+  const clientKey = path.join(tmp, "client.key");
+  const clientAddress = run(CLI, ["keygen", "--out", clientKey]).trim();
+  await startNetwork(ledger);
+  for (const n of network) {
+    runJson(CLI, ["ledger", "--db", ledger, "stake", "--node", n.address, "--amount", "1000",
+                  "--json"]);
+  }
+  runJson(CLI, ["ledger", "--db", ledger, "deposit", "--client", clientAddress, "--amount",
+                "1000000", "--json"]);
+  runJson(CLI, ["ledger", "--db", ledger, "advance-epoch", "--json"]);
+  const entry = network[0];
+  const grpcAddr = `127.0.0.1:${entry.portsJson.grpc}`;
+  const verified = new OpenAI({ baseURL: `http://127.0.0.1:${entry.portsJson.http}/v1`,
+                                apiKey: "dummy", maxRetries: 0, timeout: 120000 });
+
+  // The body a client would send; `atoma-cli authorize` adds atoma_security and atoma_client.
+  const body = hasChat
+      ? { model: "tiny", max_tokens: 8, temperature: 0.8, top_p: 0.95, seed: 7,
+          messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }] }
+      : { model: "tiny", max_tokens: 8, temperature: 0.8, top_p: 0.95, seed: 7, prompt: "Hi" };
+  const create = (params, opts) => hasChat ? verified.chat.completions.create(params, opts)
+                                           : verified.completions.create(params, opts);
+  let bodyCount = 0;
+  const authorize = (b, ...extra) => {
+    const file = path.join(tmp, `body${bodyCount++}.json`);
+    fs.writeFileSync(file, JSON.stringify(b));
+    return runJson(CLI, ["authorize", "--addr", grpcAddr, "--client-key", clientKey,
+                         "--ledger-db", ledger, "--security", "sampling:3", ...extra, file]);
+  };
+  // `atoma-cli verify` of a response's certificate and output; returns its stdout.
+  let certCount = 0;
+  const verify = (certHex, output) => {
+    const cert = path.join(tmp, `http${certCount++}.cert`);
+    fs.writeFileSync(cert, Buffer.from(certHex.replace(/^0x/, ""), "hex"));
+    fs.writeFileSync(`${cert}.output`, JSON.stringify(output));
+    return run(CLI, ["verify", "--db", ledger, cert, "--output", `${cert}.output`]);
+  };
+  const waitSettled = async (requestId) => {
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline) {
+      const s = runJson(CLI, ["ledger", "--db", ledger, "settlements", "--json"]);
+      const found = s.filter((x) => x.request_id.toLowerCase() === requestId.toLowerCase());
+      if (found.length) return found;
+      await sleep(200);
+    }
+    return [];
+  };
+
+  await test("verified: authorize signs the gRPC client's request id", async () => {
+    const auth = authorize(body, "--nonce", "4242");
+    const prompt = hasChat ? ["--system", "Be brief.", "Hi"] : ["Hi"];
+    const plan = runJson(CLI, [
+        "generate", "--addr", grpcAddr, "--model", "tiny", "--security", "sampling:3",
+        "--client-key", clientKey, "--ledger-db", ledger, "--max-tokens", "8",
+        "--temperature", "0.8", "--top-p", "0.95", "--seed", "7", "--nonce", "4242",
+        "--dry-run", "--json", ...prompt]);
+    assert.equal(auth.request_id, plan.request_id);
+    assert.equal(auth.atoma_client.max_fee, plan.max_fee);
+  });
+
+  let settledAuth = null;
+  await test("verified: sampling:3 over HTTP is certified, verified and settled", async () => {
+    const auth = authorize(body);
+    const r = await create({ ...body, atoma_security: auth.atoma_security,
+                             atoma_client: auth.atoma_client });
+    assert.equal(r.atoma_request_id, auth.request_id);
+    assert.match(r.atoma_certificate, /^0x[0-9a-f]+$/);
+    assert.deepEqual(Object.keys(r.atoma_output).sort(), ["finish_reason", "token_ids"]);
+    assert.equal(r.atoma_output.token_ids.length, r.usage.completion_tokens);
+    assert.equal(r.atoma_output.finish_reason, r.choices[0].finish_reason);
+    assert.equal(r.usage.prompt_tokens, auth.prompt_tokens);
+    const out = verify(r.atoma_certificate, r.atoma_output);
+    assert.match(out, /verified/);
+    // One token changed: the certificate no longer matches.
+    const bad = { ...r.atoma_output,
+                  token_ids: [(r.atoma_output.token_ids[0] + 1) % 100,
+                              ...r.atoma_output.token_ids.slice(1)] };
+    assert.throws(() => verify(r.atoma_certificate, bad));
+    const settled = await waitSettled(auth.request_id);
+    assert.equal(settled.length, 1, `not settled once:\n${networkLogs()}`);
+    assert.equal(settled[0].client.toLowerCase(), clientAddress.toLowerCase());
+    settledAuth = auth;
+  });
+
+  await test("verified: streaming carries the certificate in the finish chunk", async () => {
+    const auth = authorize(body);
+    const stream = await create({ ...body, stream: true, atoma_security: auth.atoma_security,
+                                  atoma_client: auth.atoma_client });
+    let text = "";
+    let finish = null;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      text += (hasChat ? choice?.delta?.content : choice?.text) ?? "";
+      if (choice?.finish_reason) finish = chunk;
+    }
+    assert.ok(finish, "no finish chunk");
+    assert.equal(finish.atoma_request_id, auth.request_id);
+    assert.equal(finish.atoma_output.token_ids.length > 0, text.length > 0);
+    assert.match(verify(finish.atoma_certificate, finish.atoma_output), /verified/);
+    assert.equal((await waitSettled(auth.request_id)).length, 1);
+  });
+
+  await test("verified: refusals map to HTTP codes", async () => {
+    const withAuth = (auth) => ({ ...body, atoma_security: auth.atoma_security,
+                                  atoma_client: auth.atoma_client });
+    // A signature over another request (one hex digit changed).
+    const forged = authorize(body);
+    const sig = forged.atoma_client.signature;
+    forged.atoma_client.signature = sig.slice(0, 10) + (sig[10] === "0" ? "1" : "0") +
+                                    sig.slice(11);
+    await assert.rejects(create(withAuth(forged)),
+                         (e) => e instanceof PermissionDeniedError && e.status === 403 &&
+                                e.code === "invalid_client_signature");
+    // Signed for an epoch that is not the ledger's current one.
+    const current = runJson(CLI, ["ledger", "--db", ledger, "info", "--json"])
+                        .current_epoch.number;
+    const stale = authorize(body, "--epoch-for-test", String(current + 5));
+    await assert.rejects(create(withAuth(stale)),
+                         (e) => e instanceof ConflictError && e.code === "stale_epoch");
+    // The nonce of a settled request.
+    if (settledAuth) {
+      await assert.rejects(create(withAuth(settledAuth)),
+                           (e) => e instanceof ConflictError && e.code === "nonce_used");
+    }
+    // A max_fee below the worst case.
+    const cheap = authorize(body, "--max-fee", "1");
+    await assert.rejects(create(withAuth(cheap)),
+                         (e) => e instanceof APIError && e.status === 402 &&
+                                e.code === "max_fee_too_low");
+    // Cross-validation needs the gRPC API's salt reveal.
+    await assert.rejects(create({ ...withAuth(cheap), atoma_security: "cross_validation:0.5:2" }),
+                         (e) => e instanceof BadRequestError && e.param === "atoma_security");
+    // max_tokens is part of what the client signs.
+    const { max_tokens, ...unbounded } = withAuth(cheap);
+    assert.equal(max_tokens, 8);
+    await assert.rejects(create(unbounded),
+                         (e) => e instanceof BadRequestError && e.param === "max_tokens");
+  });
 }
 
 try {
@@ -170,10 +409,21 @@ try {
         client.completions.create({ model: "tiny", prompt: "x", temperature: 9 }),
         (e) => e instanceof BadRequestError && e.param === "temperature");
   });
+  await test("verified request on a node without a ledger is a 501", async () => {
+    await assert.rejects(
+        client.completions.create({
+          model: "tiny", prompt: "x", max_tokens: 2, atoma_security: "sampling:3",
+          atoma_client: { address: `0x${"a".repeat(40)}`, signature: `0x${"1".repeat(130)}`,
+                          nonce: "1", max_fee: "1", epoch: 1 } }),
+        (e) => e instanceof APIError && e.status === 501 && e.param === "atoma_security");
+  });
+
+  await verifiedTests(hasChat);
 } catch (e) {
   failed++;
   console.log(`FAIL setup: ${e.stack || e}`);
 } finally {
+  await stopNetwork();
   if (exited === null) {
     node.kill("SIGTERM");
     const deadline = Date.now() + 60000;

@@ -1,0 +1,219 @@
+// `atoma-cli authorize`: the client authorization of a verified request sent over the node's
+// OpenAI-compatible HTTP API (docs/http.md). It reads the OpenAI body the client is about to send,
+// with the HTTP server's own parser (src/http/openai_body.h), tokenizes its prompt on the node
+// (Inference.Tokenize: the ids the HTTP server computes for the same text or messages), builds the
+// canonical request with api::ConsensusRequestFromProto (the server's converter, so the request id
+// is the one the node computes), signs that id with the client key for the ledger's domain, and
+// prints the body fields atoma_security and atoma_client (and the request id), or the whole body
+// with them (--merge).
+//
+// The body must set max_tokens (it bounds the fee the client signs). Sampling parameters the body
+// leaves out take the OpenAI defaults the server applies (temperature 1).
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "atoma/common/uint256.h"
+#include "atoma/consensus/attestation.h"
+#include "atoma/consensus/request.h"
+#include "atoma/crypto/keys.h"
+#include "atoma/crypto/sha256.h"
+#include "atoma/ledger/ledger.h"
+#include "atoma/v1/inference.grpc.pb.h"
+#include "commands.h"
+#include "consensus_fields.h"
+#include "ledger_open.h"
+#include "nlohmann/json.hpp"
+#include "openai_body.h"
+
+namespace atoma::cli {
+namespace {
+
+using nlohmann::json;
+
+struct AuthorizeArgs {
+  std::string addr = "127.0.0.1:50051";
+  std::string body_file;  // "-" = stdin
+  std::string security = "sampling:3";
+  std::string client_key;
+  LedgerFlags ledger;
+  std::string max_fee;  // decimal; empty = the worst case
+  std::optional<uint64_t> nonce;
+  bool merge = false;
+  std::optional<uint64_t> epoch;  // test seam: sign for another epoch
+};
+
+template <typename T>
+T OrFail(absl::StatusOr<T> value) {
+  if (!value.ok()) Fail(value.status());
+  return *std::move(value);
+}
+
+void FailRpc(const char* what, const grpc::Status& status) {
+  Fail(absl::StrCat("authorize: ", what, ": ", status.error_message(), " (gRPC code ",
+                    static_cast<int>(status.error_code()), ")"));
+}
+
+json ReadBodyOrFail(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) Fail(absl::StrCat("cannot read ", path));
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    Fail(absl::StrCat(path == "-" ? "stdin" : path, ": not a JSON object"));
+  }
+  return body;
+}
+
+// The body as the server reads it, with `client` as its atoma_client.
+http::OpenAiRequest ParseOrFail(json body, const std::string& security, const json& client) {
+  body["atoma_security"] = security;
+  body["atoma_client"] = client;
+  http::OpenAiRequest request;
+  const bool chat = body.contains("messages");
+  if (std::optional<http::BodyError> e = http::ParseOpenAiBody(body, chat, &request)) {
+    Fail(absl::StrCat("body: ", e->message));
+  }
+  if (!request.verified) Fail("--security must be sampling:N");
+  return request;
+}
+
+void RunAuthorize(const AuthorizeArgs& args) {
+  if (absl::Status s = RequireLedger(args.ledger, "authorize").status(); !s.ok()) Fail(s);
+  const json body = ReadBodyOrFail(args.body_file);
+  const crypto::PrivateKey key = OrFail(crypto::ReadKeyFile(args.client_key));
+  auto ledger = OrFail(OpenLedger(args.ledger));
+  const ledger::Params params = OrFail(ledger->GetParams());
+  const uint64_t epoch = args.epoch ? *args.epoch : OrFail(ledger->CurrentEpoch()).number;
+  uint64_t nonce = 0;
+  if (args.nonce) {
+    nonce = *args.nonce;
+  } else {
+    std::random_device rd;  // getrandom(): unpredictable, so two clients do not collide
+    nonce = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
+  json client = {{"address", crypto::AddressToString(key.address())},
+                 {"signature", "0x" + std::string(130, '0')},  // not part of the request id
+                 {"nonce", std::to_string(nonce)},
+                 {"max_fee", args.max_fee.empty() ? std::string("0") : args.max_fee},
+                 {"epoch", epoch}};
+  http::OpenAiRequest request = ParseOrFail(body, args.security, client);
+  if (!request.proto.has_max_tokens()) {
+    Fail("body: max_tokens is required for a verified request (it bounds the fee)");
+  }
+
+  // The model's digest and the prompt's ids, from the node the request goes to.
+  auto stub =
+      v1::Inference::NewStub(grpc::CreateChannel(args.addr, grpc::InsecureChannelCredentials()));
+  const auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(60); };
+  v1::ListModelsResponse models;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    const grpc::Status s = stub->ListModels(&context, v1::ListModelsRequest(), &models);
+    if (!s.ok()) FailRpc("ListModels", s);
+  }
+  std::optional<crypto::Hash256> digest;
+  for (const v1::ModelInfo& m : models.models()) {
+    if (m.id() != request.proto.model()) continue;
+    auto bytes = crypto::ParseHex(m.digest_hex());
+    if (!bytes.ok() || bytes->size() != 32) Fail("the node reports a malformed model digest");
+    digest.emplace();
+    std::copy(bytes->begin(), bytes->end(), digest->begin());
+  }
+  if (!digest) Fail(absl::StrCat("the node does not serve model '", request.proto.model(), "'"));
+  std::vector<int32_t> ids(request.proto.token_ids().ids().begin(),
+                           request.proto.token_ids().ids().end());
+  if (request.proto.prompt_case() != v1::GenerateRequest::kTokenIds) {
+    v1::TokenizeRequest tokenize;
+    tokenize.set_model(request.proto.model());
+    if (request.proto.has_chat()) {
+      *tokenize.mutable_chat() = request.proto.chat();
+    } else {
+      tokenize.set_text(request.proto.text());
+    }
+    v1::TokenizeResponse tokens;
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    const grpc::Status s = stub->Tokenize(&context, tokenize, &tokens);
+    if (!s.ok()) FailRpc("Tokenize", s);
+    ids.assign(tokens.ids().begin(), tokens.ids().end());
+  }
+
+  if (args.max_fee.empty()) {
+    // The worst case the node checks before accepting: every prompt token plus max_tokens.
+    const Uint256 worst = OrFail(CheckedMul(
+        params.fee_per_token, ids.size() + static_cast<uint64_t>(request.proto.max_tokens())));
+    client["max_fee"] = worst.ToDecimal();
+    request = ParseOrFail(body, args.security, client);
+  }
+  request.proto.mutable_token_ids()->mutable_ids()->Assign(ids.begin(), ids.end());
+  const api::ParsedConsensusRequest parsed =
+      OrFail(api::ConsensusRequestFromProto(request.proto, *digest));
+  const crypto::Signature signature =
+      key.Sign(consensus::ClientRequestDigest(params.domain, parsed.request_id));
+  client["signature"] = "0x" + crypto::ToHex(signature);
+
+  json out;
+  if (args.merge) {
+    out = body;
+    out["atoma_security"] = args.security;
+    out["atoma_client"] = client;
+  } else {
+    out = {{"atoma_security", args.security},
+           {"atoma_client", client},
+           {"request_id", "0x" + crypto::ToHex(parsed.request_id)},
+           {"prompt_tokens", ids.size()}};
+  }
+  std::printf("%s\n", out.dump().c_str());
+}
+
+}  // namespace
+
+void AddAuthorizeCommand(CLI::App& app) {
+  auto args = std::make_shared<AuthorizeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "authorize",
+      "Sign a verified request for the OpenAI-compatible HTTP API: reads the JSON body you will "
+      "POST to /v1/chat/completions (a body with `messages`) or /v1/completions, and prints the "
+      "fields to add to it, {\"atoma_security\", \"atoma_client\"} plus the request id, or the "
+      "whole body with them (--merge). The body must set max_tokens; the prompt is tokenized on "
+      "the node at --addr (gRPC), the epoch and signing domain come from the ledger.");
+  cmd->add_option("body", args->body_file, "the request body, a JSON file ('-' = stdin)")
+      ->required();
+  cmd->add_option("--addr", args->addr, "the node's gRPC address host:port (tokenizes the prompt)")
+      ->capture_default_str();
+  cmd->add_option("--security", args->security,
+                  "sampling:N: a committee of N nodes executes and certifies the output "
+                  "(cross_validation needs the gRPC API)")
+      ->capture_default_str();
+  cmd->add_option("--client-key", args->client_key,
+                  "client key file (atoma-cli keygen): signs the request and pays from its escrow")
+      ->required();
+  AddLedgerFlags(cmd, &args->ledger, "--ledger-db,--db", /*signs=*/false,
+                 "Ledger (required): the signing domain and current epoch");
+  cmd->add_option("--max-fee", args->max_fee,
+                  "most the client pays, decimal base units (default: fee_per_token x (prompt "
+                  "tokens + max_tokens), the worst case)");
+  cmd->add_option("--nonce", args->nonce, "client nonce (default: random 64-bit)");
+  cmd->add_flag("--merge", args->merge, "print the whole body with the two fields added");
+  cmd->add_option("--epoch-for-test", args->epoch)->group("");  // hidden: a stale epoch
+  cmd->callback([args] { RunAuthorize(*args); });
+}
+
+}  // namespace atoma::cli
