@@ -102,6 +102,7 @@ void Unwind(NodeContext& ctx) {
   ctx.http_server.reset();
   StopEpochTimer(ctx);
   if (ctx.consensus) ctx.consensus->Shutdown(std::chrono::milliseconds(0));
+  if (ctx.cosigner) ctx.cosigner->Bind(nullptr);
   if (ctx.server) {
     ctx.server->Shutdown(std::chrono::milliseconds(0));
     ctx.server->Wait();
@@ -116,8 +117,9 @@ void Unwind(NodeContext& ctx) {
 }
 
 // The ledger of `c.ledger.backend` (embedded or evm).
-absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> OpenLedger(const config::NodeConfig& c,
-                                                                 const crypto::PrivateKey& key) {
+absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> OpenLedger(
+    const config::NodeConfig& c, const crypto::PrivateKey& key,
+    std::shared_ptr<ledger::Cosigner> cosigner) {
   if (c.ledger.backend == "evm") {
     ledger::EvmLedgerOptions eo;
     eo.rpc_url = c.ledger.rpc_url;
@@ -130,6 +132,7 @@ absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> OpenLedger(const config::N
     // The node's own transactions (registration, epochs, settlements) survive a restart here.
     eo.journal_path = c.node.data_dir / "evm_transactions.db";
     eo.receipt_timeout = absl::Milliseconds(c.ledger.receipt_timeout_ms);
+    eo.cosigner = std::move(cosigner);
     auto ledger = ledger::OpenEvmLedger(eo);
     if (!ledger.ok()) {
       return Annotate(ledger.status(), absl::StrCat("ledger (evm: ", c.ledger.rpc_url,
@@ -151,7 +154,8 @@ absl::StatusOr<std::unique_ptr<ledger::LedgerClient>> OpenLedger(const config::N
 // engines.
 absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
   auto log = Log();
-  auto ledger = OpenLedger(c, *ctx.key);
+  ctx.cosigner = std::make_shared<ledger::LateCosigner>();
+  auto ledger = OpenLedger(c, *ctx.key, ctx.cosigner);
   if (!ledger.ok()) return ledger.status();
   ctx.ledger = std::move(*ledger);
   auto journal = journal::OpenJournal(c.node.data_dir);
@@ -193,6 +197,7 @@ absl::Status StartConsensus(const config::NodeConfig& c, NodeContext& ctx) {
   auto consensus = peer::ConsensusNode::Make(std::move(deps), po);
   if (!consensus.ok()) return Annotate(consensus.status(), "consensus");
   ctx.consensus = std::move(*consensus);
+  ctx.cosigner->Bind(&ctx.consensus->cosigner());
   const auto params = ctx.ledger->GetParams();
   const auto epoch = ctx.ledger->CurrentEpoch();
   if (params.ok() && epoch.ok()) {
@@ -601,6 +606,8 @@ void Shutdown(NodeContext& ctx) {
     absl::Status flushed = ctx.outbox->Flush(absl::Now() + absl::Seconds(3));
     if (!flushed.ok()) log->warn("settlement outbox: {}", flushed.ToString());
   }
+  // The outbox may still run (it stops with the context); it must no longer reach the runtime.
+  if (ctx.cosigner) ctx.cosigner->Bind(nullptr);
   StopEpochTimer(ctx);
   if (!ctx.config.api.ports_file.empty()) {
     std::error_code ec;

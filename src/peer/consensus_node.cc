@@ -35,6 +35,7 @@ using std::chrono::milliseconds;
 constexpr char kExecute[] = "Execute";
 constexpr char kAttest[] = "Attest";
 constexpr char kGetAttestations[] = "GetAttestations";
+constexpr char kCosign[] = "Cosign";
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -184,7 +185,7 @@ class EntryRound : public RoundHandle, public std::enable_shared_from_this<Entry
 
 class PeerService;
 
-class ConsensusNodeImpl : public ConsensusNode {
+class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
  public:
   ConsensusNodeImpl(Dependencies deps, ConsensusOptions options, ledger::Params params);
   ~ConsensusNodeImpl() override { Shutdown(milliseconds(0)); }
@@ -198,6 +199,9 @@ class ConsensusNodeImpl : public ConsensusNode {
   absl::StatusOr<int> ResumeJournaled() override;
   void Shutdown(milliseconds deadline) override;
   PeerStats stats() const override;
+  ledger::Cosigner& cosigner() override { return *this; }
+  std::vector<absl::StatusOr<crypto::Signature>> Cosign(
+      std::span<const ledger::Cosigner::Request> requests) override;
 
   // --- Used by the service and the rounds ---
   const Address& self() const { return deps_.key->address(); }
@@ -257,6 +261,15 @@ class ConsensusNodeImpl : public ConsensusNode {
   }
   absl::StatusOr<Opened> OpenFrom(const v1::SignedMessage& m, const char* method);
   absl::StatusOr<std::shared_ptr<v1::Peer::Stub>> StubFor(const Address& node);
+  // This node's co-signature over entries it signed (consensus::MakeCosignature), counted.
+  absl::StatusOr<crypto::Signature> CosignOwn(std::span<const consensus::CosignEntry> entries) {
+    absl::StatusOr<crypto::Signature> s =
+        consensus::MakeCosignature(params_.domain, entries, *deps_.key);
+    if (s.ok()) Count([](PeerStats& st) { ++st.cosignatures_signed; });
+    return s;
+  }
+  // One member's co-signature: signed here for this node's own entries, else Peer.Cosign.
+  absl::StatusOr<crypto::Signature> CosignOne(const ledger::Cosigner::Request& request);
   // Keeps a valid attestation (a member's, pushed or received); reports equivocation. Returns
   // false (with `reason`) when it was not kept.
   bool StoreAttestation(const Attestation& attestation, std::string* reason);
@@ -308,6 +321,8 @@ class PeerService final : public v1::Peer::Service {
                        grpc::ServerWriter<v1::ExecuteResponse>* writer) override;
   grpc::Status Attest(grpc::ServerContext* context, const v1::SignedMessage* in,
                       v1::AttestResponse* out) override;
+  grpc::Status Cosign(grpc::ServerContext* context, const v1::SignedMessage* in,
+                      v1::CosignResponse* out) override;
   grpc::Status GetAttestations(grpc::ServerContext* context, const v1::SignedMessage* in,
                                v1::GetAttestationsResponse* out) override;
 
@@ -788,6 +803,52 @@ void ConsensusNodeImpl::Shutdown(milliseconds deadline) {
 PeerStats ConsensusNodeImpl::stats() const {
   std::lock_guard lock(stats_mu_);
   return stats_;
+}
+
+std::vector<absl::StatusOr<crypto::Signature>> ConsensusNodeImpl::Cosign(
+    std::span<const ledger::Cosigner::Request> requests) {
+  constexpr size_t kParallel = 16;
+  std::vector<absl::StatusOr<crypto::Signature>> out(requests.size(),
+                                                     absl::UnavailableError("not asked"));
+  for (size_t begin = 0; begin < requests.size(); begin += kParallel) {
+    std::vector<std::thread> calls;
+    for (size_t k = begin; k < std::min(begin + kParallel, requests.size()); ++k) {
+      calls.emplace_back([this, &requests, &out, k] { out[k] = CosignOne(requests[k]); });
+    }
+    for (std::thread& t : calls) t.join();
+  }
+  return out;
+}
+
+absl::StatusOr<crypto::Signature> ConsensusNodeImpl::CosignOne(
+    const ledger::Cosigner::Request& request) {
+  if (shutting_down()) return absl::UnavailableError("the consensus runtime is shutting down");
+  if (request.member == self()) return CosignOwn(request.entries);
+  ASSIGN_OR_RETURN(std::shared_ptr<v1::Peer::Stub> stub, StubFor(request.member));
+  v1::PeerMessage msg;
+  v1::CosignCall* call = msg.mutable_cosign();
+  for (const consensus::CosignEntry& e : request.entries) {
+    call->add_digests(e.digest.data(), e.digest.size());
+    call->add_signatures(e.signature.data(), e.signature.size());
+  }
+  const v1::SignedMessage signed_msg = Sign(std::move(msg), kCosign);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       milliseconds(options_.peer_call_timeout_ms));
+  v1::CosignResponse response;
+  const grpc::Status s = stub->Cosign(&context, signed_msg, &response);
+  if (!s.ok()) {
+    Count([](PeerStats& st) { ++st.peer_call_errors; });
+    return absl::Status(
+        static_cast<absl::StatusCode>(s.error_code()),
+        absl::StrCat("Peer.Cosign to ", Short(request.member), ": ", s.error_message()));
+  }
+  crypto::Signature signature{};
+  if (!CopyBytes(response.signature(), &signature)) {
+    return absl::DataLossError(absl::StrCat("Peer.Cosign to ", Short(request.member),
+                                            ": the answer is not a 65-byte signature"));
+  }
+  return signature;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1386,6 +1447,38 @@ grpc::Status PeerService::Attest(grpc::ServerContext*, const v1::SignedMessage* 
     node_->Reject(reason);
     out->set_reason(reason);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status PeerService::Cosign(grpc::ServerContext*, const v1::SignedMessage* in,
+                                 v1::CosignResponse* out) {
+  auto opened = node_->OpenFrom(*in, kCosign);
+  if (!opened.ok()) return ToGrpc(opened.status());
+  const v1::CosignCall& call = opened->message.cosign();
+  const size_t n = static_cast<size_t>(call.digests_size());
+  if (n == 0 || n > consensus::kMaxCosignEntries || call.signatures_size() != call.digests_size()) {
+    node_->Reject("malformed");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("cosign: 1..", consensus::kMaxCosignEntries,
+                                     " digests, each with one signature"));
+  }
+  std::vector<consensus::CosignEntry> entries(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!CopyBytes(call.digests(static_cast<int>(i)), &entries[i].digest) ||
+        !CopyBytes(call.signatures(static_cast<int>(i)), &entries[i].signature)) {
+      node_->Reject("malformed");
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("cosign entry ", i, ": a digest is 32 bytes and a signature 65"));
+    }
+  }
+  absl::StatusOr<crypto::Signature> cosignature = node_->CosignOwn(entries);
+  if (!cosignature.ok()) {
+    node_->Reject(absl::IsPermissionDenied(cosignature.status()) ? "not_own_attestation"
+                                                                 : "malformed");
+    return ToGrpc(cosignature.status());
+  }
+  out->set_signature(cosignature->data(), cosignature->size());
   return grpc::Status::OK;
 }
 

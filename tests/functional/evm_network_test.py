@@ -14,7 +14,10 @@ client's key and opens an epoch, all as transactions, then:
   (c) Anvil stopped while the settlement transaction waits in its pool (automine off), and started
       again from its saved state (`--state FILE`): the node's outbox and the backend's transaction
       journal re-send it and the request settles exactly once;
-  (d) the operator commands (status, peers, claim, unstake) read and act on the contract.
+  (d) the operator commands (status, peers, claim, unstake) read and act on the contract;
+  (e) a burst of verified requests through a node that settles in batches of BURST lands in one
+      settleCosigned transaction: every member co-signed its slots once over Peer.Cosign
+      (docs/ledger_evm.md "Co-signed batches"); the gas per certificate is printed.
 
 Five nodes rather than three: a dispute needs a referee, a draw beyond the disputed committee and
 its backups (BackupCount(n) = n). With three nodes sampling:3 draws no backup and no referee, so no
@@ -31,18 +34,21 @@ The temporary folder (node logs, Anvil's log and state) is kept when ATOMA_KEEP_
 
 import json
 import os
+import sys
 import signal
 import struct
 import subprocess
 import tempfile
 import time
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 import urllib.request
 
 import netlib
 from netlib import cli, cli_ok, keygen, run
 
 SETTLE_TIMEOUT_S = 60
+BURST = 6  # certificates per settlement batch of the last node (test e)
 CHAIN_ID = 31337
 STAKE = 1000
 DEPOSIT = 1_000_000
@@ -183,11 +189,11 @@ class DishonestMember:
         return len(found)
 
 
-def evm_node(workdir, index, model_dir, rpc_url, contract):
+def evm_node(workdir, index, model_dir, rpc_url, contract, settlement=(64, 200)):
     """A network node on the contract (netlib.NetworkNode with an evm ledger section)."""
     return netlib.NetworkNode(workdir, index, model_dir, [
         "backend: evm", f"rpc_url: {rpc_url}", f'contract: "{contract}"', f"chain_id: {CHAIN_ID}",
-        "receipt_timeout_ms: 5000"])
+        "receipt_timeout_ms: 5000"], settlement)
 
 
 class EvmNetwork(unittest.TestCase):
@@ -228,8 +234,10 @@ class EvmNetwork(unittest.TestCase):
         cls.client_key = os.path.join(cls.tmp, "client.key")
         cls.client = keygen(cls.client_key)
         cli_ok("ledger", "--rpc-url", rpc, "fund", "--address", cls.client, "--amount", FUNDS)
+        # The last node settles in batches of BURST (test e), waiting up to 20 s for them.
         cls.nodes = [evm_node(os.path.join(cls.tmp, f"node{i}"), i, cls.model_dir, rpc,
-                              cls.contract) for i in range(cls.NODES)]
+                              cls.contract, (BURST, 20000) if i == cls.NODES - 1 else (64, 200))
+                     for i in range(cls.NODES)]
         for node in cls.nodes:
             # Registration is the node's own transaction: it needs coin before it starts.
             cli_ok("ledger", "--rpc-url", rpc, "fund", "--address", node.address, "--amount",
@@ -489,6 +497,53 @@ class EvmNetwork(unittest.TestCase):
         r = cli("ledger", "--rpc-url", self.anvil.url, "info")
         self.assertEqual(r.returncode, 1)
         self.assertIn("--contract", r.stderr)
+
+    # --- (e) ---
+    def settlement_txs(self, sender, after_block):
+        """The settle / settleCosigned transactions `sender` got mined after `after_block`, as
+        (method, receipt) pairs in order."""
+        artifact = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "contracts", "build", "AtomaLedger.json")
+        with open(artifact) as f:
+            ids = json.load(f)["methodIdentifiers"]
+        methods = {"0x" + ids[m]: m for m in ("settle(bytes)", "settleCosigned(bytes)")}
+        out = []
+        head = int(self.anvil.rpc("eth_blockNumber"), 16)
+        for number in range(after_block + 1, head + 1):
+            block = self.anvil.rpc("eth_getBlockByNumber", hex(number), True)
+            for tx in block["transactions"]:
+                method = methods.get(tx["input"][:10])
+                if method and tx["from"].lower() == sender.lower():
+                    out.append((method, self.anvil.rpc("eth_getTransactionReceipt", tx["hash"])))
+        return out
+
+    def test_e_a_burst_settles_in_one_co_signed_batch(self):
+        entry = self.nodes[-1]
+        start_block = int(self.anvil.rpc("eth_blockNumber"), 16)
+        escrow_before = self.escrow()
+
+        def one(i):
+            return netlib.generate_json(
+                self, self.generate_args(entry, "--json", "--max-tokens", 8, "--seed", i,
+                                         f"Burst request number {i}"), self.explain)
+
+        with ThreadPoolExecutor(BURST) as pool:
+            outs = list(pool.map(one, range(BURST)))
+        fees = 0
+        for out in outs:
+            self.assertTrue(out["verified"], out)
+            self.assertTrue(self.wait_settled(out["request_id"]), self.explain())
+            fees += self.assert_paid_once(out["request_id"], out, None)
+        self.assertEqual(self.escrow(), escrow_before - fees)
+        txs = self.settlement_txs(entry.address, start_block)
+        self.assertEqual([m for m, _ in txs], ["settleCosigned(bytes)"],
+                         f"{txs}\n{entry.read_log()[-4000:]}")
+        receipt = txs[0][1]
+        self.assertEqual(receipt["status"], "0x1")
+        gas = int(receipt["gasUsed"], 16)
+        print(f"\nco-signed batch of {BURST} certificates (sampling:3, 5-node echelon): "
+              f"{gas} gas, {gas // BURST} per certificate", file=sys.stderr)
+
 
 
 def add_anvil_argument(parser):

@@ -52,38 +52,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "atoma/consensus/cosign.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/evm/rpc.h"
 #include "atoma/ledger/ledger.h"
 
 namespace atoma::ledger {
-
-// Collects batch co-signatures for settleCosigned (docs/ledger_evm.md "Co-signed batches"): the
-// node asks each committee member named in a settlement batch to sign once for all of its slots
-// (peer RPC Cosign). Implementations may block (network); they are called from the thread that
-// settles.
-class Cosigner {
- public:
-  virtual ~Cosigner() = default;
-  struct Request {
-    Address member{};
-    // The member's slots in the batch, in the contract's chain order, each with the member's own
-    // signature over the attestation digest (from the certificates).
-    std::vector<consensus::CosignEntry> entries;
-  };
-  // One result per request, in order: the member's signature over
-  // consensus::CosignDigestOf(domain, entries), or why there is none. The backend verifies every
-  // co-signature itself before it uses one.
-  virtual std::vector<absl::StatusOr<crypto::Signature>> Cosign(
-      std::span<const Request> requests) = 0;
-};
 
 struct EvmLedgerOptions {
   // http(s) JSON-RPC endpoint of the chain, e.g. "http://127.0.0.1:8545".

@@ -36,7 +36,9 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -45,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "atoma/common/uint256.h"
 #include "atoma/consensus/attestation.h"
+#include "atoma/consensus/cosign.h"
 #include "atoma/consensus/xv.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
@@ -208,6 +211,50 @@ struct SlashRecord {
   Amount reporter_reward;  // equivocation: the reporter's share; dispute: zero (the pool is
                            // shared by DisputeResult::rewarded)
   uint64_t epoch = 0;      // the ledger's current epoch when it was slashed
+};
+
+// Collects batch co-signatures (docs/ledger_evm.md "Co-signed batches"; the EVM backend uses them
+// through EvmLedgerOptions::cosigner to settle with one signature per member and batch): the node
+// asks each committee member named in a settlement batch to sign once for all of its slots (peer
+// RPC Cosign). Implementations may block (network); they are called from the settling thread.
+class Cosigner {
+ public:
+  virtual ~Cosigner() = default;
+  struct Request {
+    Address member{};
+    // The member's slots in the batch, in the contract's chain order, each with the member's own
+    // signature over the attestation digest (from the certificates).
+    std::vector<consensus::CosignEntry> entries;
+  };
+  // One result per request, in order: the member's signature over
+  // consensus::CosignDigestOf(domain, entries), or why there is none. The backend verifies every
+  // co-signature itself before it uses one.
+  virtual std::vector<absl::StatusOr<crypto::Signature>> Cosign(
+      std::span<const Request> requests) = 0;
+};
+
+// A Cosigner bound after it is handed out (the node opens its ledger before the consensus runtime
+// that reaches the members). Unbound, every request is UNAVAILABLE. Bind waits for calls in
+// flight, so after Bind(nullptr) returns the old target may be destroyed.
+class LateCosigner final : public Cosigner {
+ public:
+  void Bind(Cosigner* target) {
+    std::unique_lock lock(mu_);
+    target_ = target;
+  }
+  std::vector<absl::StatusOr<crypto::Signature>> Cosign(
+      std::span<const Request> requests) override {
+    std::shared_lock lock(mu_);
+    if (target_ == nullptr) {
+      return std::vector<absl::StatusOr<crypto::Signature>>(
+          requests.size(), absl::UnavailableError("no co-signer is running"));
+    }
+    return target_->Cosign(requests);
+  }
+
+ private:
+  std::shared_mutex mu_;
+  Cosigner* target_ = nullptr;
 };
 
 class LedgerClient {

@@ -73,6 +73,9 @@ struct NodeContext {
   std::vector<std::unique_ptr<engine::Engine>> engines;
   // Consensus (ledger.backend != none): the ledger, this node's journal, the settlement outbox
   // and the runtime, in dependency order.
+  // ledger.backend evm: settlement asks members for co-signatures through the runtime, bound once
+  // it runs and unbound before it goes away.
+  std::shared_ptr<ledger::LateCosigner> cosigner;
   std::unique_ptr<ledger::LedgerClient> ledger;
   std::unique_ptr<journal::Journal> journal;
   std::unique_ptr<journal::SettlementOutbox> outbox;

@@ -23,6 +23,9 @@
 // re-execute deterministically or answer from their cache), and certificates settle exactly once
 // (journal + outbox + the ledger's ALREADY_EXISTS).
 //
+// Settlement: a submitter of a co-signed settlement batch asks each member named in it to co-sign
+// its slots once (Peer.Cosign); a member co-signs only entries carrying its own signature.
+//
 // Thread-safety: all methods are thread-safe. The key, ledger, journal, outbox and engines must
 // outlive the ConsensusNode; call Shutdown before destroying any of them.
 #pragma once
@@ -128,7 +131,8 @@ class RoundHandle {
 
 // Counters for logs and metrics. Rejections are keyed by reason ("bad_signature",
 // "unregistered_sender", "wrong_method", "stale_message", "stale_epoch", "not_drawn",
-// "bad_client_signature", "malformed", "unknown_model", and the Round's ignored-attestation
+// "bad_client_signature", "malformed", "unknown_model", "not_own_attestation" (a Cosign entry this
+// node never signed), and the Round's ignored-attestation
 // causes "foreign", "invalid", "not_participant", "duplicate", "equivocating", "late").
 struct PeerStats {
   uint64_t rounds_started = 0;
@@ -141,6 +145,7 @@ struct PeerStats {
   uint64_t equivocations_reported = 0;
   uint64_t slashings_submitted = 0;  // disputes settled on the ledger by us
   uint64_t peer_call_errors = 0;
+  uint64_t cosignatures_signed = 0;  // settlement batch co-signatures given to submitters
   std::map<std::string, uint64_t> rejected;
 };
 
@@ -183,6 +188,13 @@ class ConsensusNode {
   virtual void Shutdown(std::chrono::milliseconds deadline) = 0;
 
   virtual PeerStats stats() const = 0;
+
+  // Settlement co-signatures (docs/ledger_evm.md "Co-signed batches") for this node's settlement
+  // batches: asks each member over Peer.Cosign (this node signs its own entries itself), up to 16
+  // members at once, each call bounded by peer_call_timeout_ms. After Shutdown every request
+  // answers UNAVAILABLE (the batch then settles with per-slot signatures). Lives as long as this
+  // ConsensusNode.
+  virtual ledger::Cosigner& cosigner() = 0;
 };
 
 }  // namespace atoma::peer

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/committee.h"
+#include "atoma/consensus/cosign.h"
 #include "atoma/consensus/request.h"
 #include "atoma/consensus/xv.h"
 #include "atoma/journal/journal.h"
@@ -912,6 +913,74 @@ TEST_F(PeerServiceTest, PushedEquivocationIsReportedAndSlashed) {
   bad.signature[10] ^= 1;
   EXPECT_FALSE(push(bad).accepted());
   EXPECT_EQ(Rejected("invalid"), 1u);
+}
+
+TEST_F(PeerServiceTest, MembersCoSignOnlyTheirOwnAttestations) {
+  ASSERT_FALSE(HasFatalFailure());
+  const consensus::Domain domain = admin_->GetParams().value().domain;
+  const crypto::PrivateKey& self = *nodes_[0]->key;
+  const crypto::PrivateKey& member = *nodes_[1]->key;
+  const crypto::PrivateKey& other = *nodes_[2]->key;
+  auto entries_of = [](const crypto::PrivateKey& key, uint8_t first) {
+    std::vector<consensus::CosignEntry> out;
+    for (uint8_t b = first; b < first + 3; ++b) {
+      Hash256 digest;
+      digest.fill(b);
+      out.push_back({digest, key.Sign(digest)});
+    }
+    return out;
+  };
+  ledger::Cosigner& cosigner = nodes_[0]->consensus->cosigner();
+
+  // A remote member (over Peer.Cosign) and this node itself.
+  std::vector<ledger::Cosigner::Request> requests = {{member.address(), entries_of(member, 1)},
+                                                     {self.address(), entries_of(self, 7)}};
+  std::vector<absl::StatusOr<crypto::Signature>> answers = cosigner.Cosign(requests);
+  ASSERT_EQ(answers.size(), 2u);
+  for (size_t i = 0; i < answers.size(); ++i) {
+    ASSERT_TRUE(answers[i].ok()) << answers[i].status();
+    EXPECT_TRUE(
+        consensus::VerifyCosignature(domain, requests[i].member, requests[i].entries, *answers[i])
+            .ok());
+  }
+  EXPECT_EQ(nodes_[1]->consensus->stats().cosignatures_signed, 1u);
+
+  // An entry the member never signed: refused, named, counted; nothing co-signed.
+  std::vector<consensus::CosignEntry> mixed = entries_of(member, 20);
+  mixed[1] = entries_of(other, 30)[0];
+  answers = cosigner.Cosign(std::vector<ledger::Cosigner::Request>{{member.address(), mixed}});
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status().code(), absl::StatusCode::kPermissionDenied) << answers[0].status();
+  EXPECT_NE(answers[0].status().message().find("entry 1"), std::string::npos)
+      << answers[0].status();
+  EXPECT_EQ(Rejected("not_own_attestation"), 1u);
+  EXPECT_EQ(nodes_[1]->consensus->stats().cosignatures_signed, 1u);
+
+  // Malformed calls: digests without signatures, a short digest.
+  auto call = [&](const v1::PeerMessage& m) {
+    grpc::ClientContext context;
+    v1::CosignResponse response;
+    return stub_->Cosign(&context, Seal(m, self, domain), &response).error_code();
+  };
+  v1::PeerMessage m;
+  m.set_method("Cosign");
+  m.set_sent_unix_ms(static_cast<uint64_t>(NowMs()));
+  m.mutable_cosign()->add_digests(std::string(32, 'a'));
+  EXPECT_EQ(call(m), grpc::StatusCode::INVALID_ARGUMENT);
+  m.mutable_cosign()->add_signatures(std::string(65, 'b'));
+  m.mutable_cosign()->set_digests(0, std::string(31, 'a'));
+  EXPECT_EQ(call(m), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Rejected("malformed"), 2u);
+  // Signed for another method.
+  m.set_method("Attest");
+  EXPECT_EQ(call(m), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Rejected("wrong_method"), 1u);
+
+  // After Shutdown the runtime co-signs nothing (the batch then settles with per-slot
+  // signatures).
+  nodes_[0]->consensus->Shutdown(milliseconds(0));
+  answers = cosigner.Cosign(requests);
+  EXPECT_EQ(answers[0].status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace
