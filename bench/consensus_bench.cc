@@ -61,6 +61,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "atoma/common/logging.h"
+#include "atoma/common/progress.h"
 #include "atoma/common/status.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/committee.h"
@@ -778,7 +779,10 @@ int Run(const Args& args) {
     engine::SynthOptions so;
     so.preset = args.preset;
     so.out_dir = model;
+    ProgressBar synth_bar("synth " + args.preset);
+    so.progress = [&synth_bar](double f) { synth_bar.Update(f); };
     const absl::Status s = engine::SynthesizeModel(so);
+    synth_bar.Finish();
     if (!s.ok()) {
       std::printf("FAILED: synthesizing the %s model into %s: %s\n", args.preset.c_str(),
                   model.c_str(), s.ToString().c_str());
@@ -786,6 +790,10 @@ int Run(const Args& args) {
     }
   }
 
+  // One line on stderr (a terminal only) says where the run is: building the network, the
+  // requests (most of the time), verification. Cleared before anything goes to stdout.
+  ProgressBar bar("consensus bench");
+  bar.Update(0.0, "building the network (3 engines, canary fingerprints)");
   NetworkOptions no;
   no.dir = tmp.path / "net";
   no.model_dir = model;
@@ -793,6 +801,7 @@ int Run(const Args& args) {
   const Clock::time_point build_start = Clock::now();
   absl::StatusOr<std::unique_ptr<Network>> built = Network::Build(no);
   std::vector<ConsensusSample> certified3;
+  bar.Clear();
   if (!built.ok()) {
     std::printf("FAILED: building the network: %s\n", built.status().ToString().c_str());
     std::printf("(steps 1 and 2 need it; step 3's attestation loop runs anyway)\n");
@@ -835,11 +844,19 @@ int Run(const Args& args) {
     std::map<std::string, int> errors;  // first error of each kind, counted
     auto note = [&](const std::string& mode, const absl::Status& s) {
       const std::string key = absl::StrCat(mode, ": ", s.ToString());
-      if (errors[key]++ == 0) std::printf("  request failed: %s\n", key.c_str());
+      if (errors[key]++ == 0) {
+        bar.Clear();
+        std::printf("  request failed: %s\n", key.c_str());
+      }
       std::fflush(stdout);
     };
+    const int total = kWarmupRequests + args.requests;
     for (int i = -kWarmupRequests; i < args.requests; ++i) {
       const bool measured = i >= 0;
+      const int done = i + kWarmupRequests;
+      bar.Update(0.05 + 0.85 * done / total,
+                 absl::StrCat("requests ", done, "/", total, measured ? "" : " (warm-up)",
+                              ": baseline, n=1, n=3"));
       auto base = RunBaseline(net, next_baseline++, args.max_tokens);
       if (!base.ok()) {
         note("baseline", base.status());
@@ -872,6 +889,7 @@ int Run(const Args& args) {
       }
     }
 
+    bar.Clear();
     std::printf(
         "[1] certificate overhead, sampling n=3, entry a member: last member's final "
         "engine event -> client holds a verified certificate\n");
@@ -980,6 +998,8 @@ int Run(const Args& args) {
   std::printf(
       "\n[3] verification on one thread (per core): rate by the thread's CPU time "
       "(by wall time in brackets)\n");
+  std::fflush(stdout);
+  bar.Update(0.9, "verification rates");
   auto print = [&](const char* label, const char* what, const VerifyFigures& f) {
     const double n = static_cast<double>(std::max<uint64_t>(f.verified, 1));
     const double cpu = f.cpu_seconds > 0 ? f.cpu_seconds : f.seconds;
@@ -991,6 +1011,7 @@ int Run(const Args& args) {
     if (f.rejected != 0) step_failed(label, absl::InternalError("valid ones were rejected"));
   };
   auto att = MeasureAttestations(4000, args.max_tokens);
+  bar.Clear();
   if (!att.ok()) {
     step_failed("attestations", att.status());
   } else {
@@ -999,8 +1020,11 @@ int Run(const Args& args) {
   if (certified3.empty()) {
     std::printf("  VerifyCertificate n=3    skipped: no certificate from step 2\n");
   } else {
-    print("VerifyCertificate n=3", "certificates",
-          MeasureCertificates(certified3, (*built)->context()));
+    std::fflush(stdout);
+    bar.Update(0.95, "verification rates");
+    const VerifyFigures certs = MeasureCertificates(certified3, (*built)->context());
+    bar.Clear();
+    print("VerifyCertificate n=3", "certificates", certs);
   }
   std::printf("\nload average at end %s\n", LoadAverage().c_str());
   std::fflush(stdout);

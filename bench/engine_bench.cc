@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "atoma/common/logging.h"
+#include "atoma/common/progress.h"
 #include "atoma/engine/gemm.h"
 #include "atoma/engine/model.h"
 #include "atoma/engine/synth.h"
@@ -161,15 +162,29 @@ int main(int argc, char** argv) {
     model = cache;
     if (!fs::exists(model / "config.json")) {
       std::printf("synthesizing bench-135m into %s ...\n", model.c_str());
+      std::fflush(stdout);
       atoma::engine::SynthOptions so;
       so.preset = "bench-135m";
       so.out_dir = model;
+      atoma::ProgressBar synth_bar("synth bench-135m");
+      so.progress = [&synth_bar](double f) { synth_bar.Update(f); };
       Check(atoma::engine::SynthesizeModel(so), "synthesize");
     }
   }
 
+  // One line on stderr (a terminal only) says which phase runs: bandwidth, loads, prefill and
+  // eight decode points take a minute or more on a small machine. Cleared before each result.
+  atoma::ProgressBar bar("engine bench");
+  const int kPhases = 12;  // bandwidth, load, prefill, 4 fixed decode, load, 4 torch decode
+  int phase = 0;
+  auto next_phase = [&](const std::string& what) {
+    bar.Update(static_cast<double>(phase++) / kPhases, what);
+  };
+  next_phase("read bandwidth");
   const double bw = MeasureBandwidth(threads);
+  next_phase("load (fixed-order kernel)");
   auto fixed = Load(model, DecodeKernel::kAuto, threads);
+  bar.Clear();
   const ModelConfig& cfg = fixed->config();
   const double wbytes = DecodeWeightBytes(cfg);
   const double limit_ms = wbytes / bw * 1e3;
@@ -183,6 +198,8 @@ int main(int argc, char** argv) {
 
   // Prefill: time to first token for the full prompt; effective GFLOPS counts the projections
   // and attention.
+  std::fflush(stdout);
+  next_phase(std::to_string(prompt) + "-token prefill");
   std::vector<float> logits;
   {
     auto s = fixed->AddSequence(prompt + 8);
@@ -203,6 +220,7 @@ int main(int argc, char** argv) {
                        2.0 * cfg.vocab_size * cfg.hidden_size +
                        4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * T * T / 2;
   const double gflops = flops / prefill_s / 1e9;
+  bar.Clear();
   std::printf("prefill          %d tokens in %.1f ms = %.0f tok/s, %.1f GFLOPS effective\n", prompt,
               prefill_s * 1e3, T / prefill_s, gflops);
   std::printf("time to first    %.1f ms (%d-token prompt, prefill + LM head)\n", prefill_s * 1e3,
@@ -210,11 +228,20 @@ int main(int argc, char** argv) {
 
   const int concs[] = {1, 4, 8, 16};
   double fixed_ms[4], torch_ms[4];
-  for (int i = 0; i < 4; ++i) fixed_ms[i] = DecodeMsPerStep(*fixed, concs[i], steps);
+  std::fflush(stdout);
+  for (int i = 0; i < 4; ++i) {
+    next_phase("decode, fixed-order kernel, " + std::to_string(concs[i]) + " sequences");
+    fixed_ms[i] = DecodeMsPerStep(*fixed, concs[i], steps);
+  }
   fixed.reset();
+  next_phase("load (libtorch GEMM)");
   auto torch = Load(model, DecodeKernel::kTorch, threads);
-  for (int i = 0; i < 4; ++i) torch_ms[i] = DecodeMsPerStep(*torch, concs[i], steps);
+  for (int i = 0; i < 4; ++i) {
+    next_phase("decode, libtorch GEMM, " + std::to_string(concs[i]) + " sequences");
+    torch_ms[i] = DecodeMsPerStep(*torch, concs[i], steps);
+  }
   torch.reset();
+  bar.Clear();
 
   std::printf("\ndecode (median of %d steps, 32-token prompts)\n", steps);
   std::printf("%-6s %12s %12s %12s %12s %10s\n", "conc", "fixed ms", "fixed tok/s", "torch ms",
