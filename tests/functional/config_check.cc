@@ -1,7 +1,8 @@
 // atoma_config_check: parses atoma-node configuration files with the node's own parser
 // (config::LoadConfigFile: YAML syntax, unknown keys, ranges, relations; the files a config names
-// need not exist) and prints, as one JSON array, the values container_files_test.py compares
-// with the container and systemd files. A test helper, not an operator tool.
+// need not exist) and prints, as one JSON array (null for a file that fails), the values
+// container_files_test.py compares with the container and systemd files. A test helper, not an
+// operator tool.
 //
 //   atoma_config_check --defaults        the built-in defaults (an empty NodeConfig)
 //   atoma_config_check FILE...           each file; exit 1 (the error on stderr) if one fails
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     auto config = atoma::config::LoadConfigFile(arg);
     if (!config.ok()) {
       std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
+      out.push_back(nullptr);  // keeps each file's position in the array
       ++failed;
       continue;
     }
