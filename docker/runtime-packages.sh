@@ -30,6 +30,7 @@ declare -A where
 while read -r name arrow path _; do
   [ "$arrow" = "=>" ] || continue
   if [ "$path" = "not" ]; then
+    case "$name" in libcuda.so.* | libnvidia-ml.so.*) continue ;; esac  # the driver's, see below
     echo "runtime-packages: $name is not found by the loader" >&2
     exit 1
   fi
