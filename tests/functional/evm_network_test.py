@@ -545,7 +545,6 @@ class EvmNetwork(unittest.TestCase):
               f"{gas} gas, {gas // BURST} per certificate", file=sys.stderr)
 
 
-
 def add_anvil_argument(parser):
     parser.add_argument(
         "--anvil",
