@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 
 #include "absl/strings/cord.h"
@@ -494,7 +496,39 @@ absl::StatusOr<std::optional<Receipt>> EthClient::GetTransactionReceipt(
   return receipt;
 }
 
+bool IsLogRangeError(const absl::Status& status) {
+  const std::optional<RpcError> error = RpcErrorOf(status);
+  if (!error.has_value()) return false;
+  std::string message = error->message;
+  std::transform(message.begin(), message.end(), message.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* hint : {"block range", "range too large", "range is too large", "more than",
+                           "too many", "limit exceeded", "exceed maximum", "exceeds the limit",
+                           "response size", "query timeout", "10000 results"}) {
+    if (message.find(hint) != std::string::npos) return true;
+  }
+  return error->code == -32005;  // "limit exceeded" (EIP-1474)
+}
+
 absl::StatusOr<std::vector<Log>> EthClient::GetLogs(const LogFilter& filter) {
+  absl::StatusOr<std::vector<Log>> logs = GetLogsOnce(filter);
+  if (logs.ok() || !IsLogRangeError(logs.status())) return logs;
+  LogFilter range = filter;
+  if (!range.to_block.has_value()) {
+    ASSIGN_OR_RETURN(range.to_block, BlockNumber());
+  }
+  if (*range.to_block <= range.from_block) return logs;  // one block: nothing left to split
+  const uint64_t mid = range.from_block + (*range.to_block - range.from_block) / 2;
+  LogFilter low = range, high = range;
+  low.to_block = mid;
+  high.from_block = mid + 1;
+  ASSIGN_OR_RETURN(std::vector<Log> out, GetLogs(low));
+  ASSIGN_OR_RETURN(std::vector<Log> rest, GetLogs(high));
+  out.insert(out.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
+  return out;
+}
+
+absl::StatusOr<std::vector<Log>> EthClient::GetLogsOnce(const LogFilter& filter) {
   constexpr char m[] = "eth_getLogs";
   json f = json::object();
   if (!filter.addresses.empty()) {

@@ -81,6 +81,9 @@ std::optional<RpcError> RpcErrorOf(const absl::Status& status);
 // carries no JSON-RPC error or its data is not hex bytes. An empty vector for a reason-less revert
 // whose node sent "0x".
 std::optional<std::vector<uint8_t>> RevertData(const absl::Status& status);
+// True when the status is a JSON-RPC error by which a node refuses an eth_getLogs query as too
+// large (a block range or result count over its limit), as opposed to a bad filter or an outage.
+bool IsLogRangeError(const absl::Status& status);
 // True when the status is a JSON-RPC error that says the EVM reverted (code 3, a message starting
 // with "execution reverted", or hex revert data).
 bool IsRevert(const absl::Status& status);
@@ -202,9 +205,17 @@ class EthClient {
   absl::StatusOr<crypto::Hash256> SendRawTransaction(std::span<const uint8_t> raw);
   // nullopt while the transaction is not mined (or unknown).
   absl::StatusOr<std::optional<Receipt>> GetTransactionReceipt(const crypto::Hash256& tx_hash);
+  // eth_getLogs, in block order. Public nodes cap a query's block range or result count and
+  // answer with an error instead (Infura/Alchemy -32005 "query returned more than 10000
+  // results", -32602/-32600 "block range too large", geth's "exceed maximum block range", ...):
+  // on such an error (IsLogRangeError) the range is split in halves and each half queried,
+  // recursively down to one block, so the result is the same as one unlimited query. Other errors
+  // are returned as they are.
   absl::StatusOr<std::vector<Log>> GetLogs(const LogFilter& filter);
 
  private:
+  absl::StatusOr<std::vector<Log>> GetLogsOnce(const LogFilter& filter);
+
   std::shared_ptr<RpcClient> rpc_;
 };
 

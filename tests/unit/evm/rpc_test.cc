@@ -291,5 +291,65 @@ TEST(EthClient, PriorityFeeFallsBackToGasPriceMinusBaseFee) {
   EXPECT_EQ(block->timestamp, 16u);
 }
 
+// A node that refuses eth_getLogs over more than 100 blocks (as public nodes cap ranges) holds one
+// log every 7th block of 0..1000: the client splits the range and returns them all, in order,
+// also for "latest"; other errors are not split.
+TEST(EthClient, GetLogsSplitsARangeTheNodeRefusesAsTooLarge) {
+  std::atomic<int> refused{0};
+  ScriptedServer server([&refused](const json& r) {
+    const std::string m = r["method"];
+    if (m == "eth_blockNumber") return std::make_pair(200, Result(r, "0x3e8"));  // 1000
+    if (m != "eth_getLogs") return std::make_pair(404, std::string());
+    const json& f = r["params"][0];
+    if (f["topics"].size() == 1) {
+      return std::make_pair(200, Error(r, {{"code", -32602}, {"message", "invalid topic"}}));
+    }
+    const uint64_t from = std::stoull(f["fromBlock"].get<std::string>(), nullptr, 16);
+    const uint64_t to =
+        f["toBlock"] == "latest" ? 1000 : std::stoull(f["toBlock"].get<std::string>(), nullptr, 16);
+    if (to - from + 1 > 100) {
+      ++refused;
+      return std::make_pair(
+          200, Error(r, {{"code", -32005}, {"message", "query returned more than 10000 results"}}));
+    }
+    json logs = json::array();
+    for (uint64_t b = from; b <= to; ++b) {
+      if (b % 7 != 0) continue;
+      logs.push_back({{"address", "0x" + std::string(40, 'a')},
+                      {"topics", json::array()},
+                      {"data", "0x"},
+                      {"blockNumber", absl::StrCat("0x", absl::Hex(b))},
+                      {"blockHash", "0x" + std::string(64, '1')},
+                      {"transactionHash", "0x" + std::string(64, '2')},
+                      {"logIndex", "0x0"}});
+    }
+    return std::make_pair(200, Result(r, logs));
+  });
+  EthClient eth(std::shared_ptr<RpcClient>(Client(server.url())));
+  for (const std::optional<uint64_t> to :
+       {std::optional<uint64_t>(1000), std::optional<uint64_t>()}) {
+    LogFilter filter;
+    filter.to_block = to;
+    absl::StatusOr<std::vector<Log>> logs = eth.GetLogs(filter);
+    ASSERT_TRUE(logs.ok()) << logs.status();
+    ASSERT_EQ(logs->size(), 1000u / 7 + 1);
+    for (size_t i = 0; i < logs->size(); ++i) EXPECT_EQ((*logs)[i].block_number, 7 * i);
+  }
+  EXPECT_GT(refused.load(), 0);
+  // A small range is one query; a bad filter is an error, not split.
+  const int before = server.requests();
+  LogFilter small;
+  small.from_block = 10;
+  small.to_block = 50;
+  EXPECT_EQ(eth.GetLogs(small).value().size(), 6u);  // 14, 21, 28, 35, 42, 49
+  EXPECT_EQ(server.requests(), before + 1);
+  LogFilter bad;
+  bad.to_block = 1000;
+  bad.topics = {std::nullopt};
+  EXPECT_EQ(eth.GetLogs(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(server.requests(), before + 2);
+  EXPECT_TRUE(IsLogRangeError(absl::InternalError("x")) == false);
+}
+
 }  // namespace
 }  // namespace atoma::evm
