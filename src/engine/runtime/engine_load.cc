@@ -32,7 +32,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Make(const EngineOptions& option
   if (!tokenizer.ok()) {
     return Annotate(tokenizer.status(), absl::StrCat("loading the tokenizer from ", dir.string()));
   }
-  auto digest = ComputeModelDigest(dir);
+  // A daemon draws no progress bar: a line every 5 s while a large folder is hashed.
+  auto last_report = t0;
+  auto digest = ComputeModelDigest(dir, [&](uint64_t hashed, uint64_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (hashed == 0 || hashed == total || now - last_report < std::chrono::seconds(5)) return;
+    last_report = now;
+    log->info("model {}: digest {:.0f}% ({:.2f} of {:.2f} GB hashed)", dir.string(),
+              100.0 * static_cast<double>(hashed) / static_cast<double>(total),
+              static_cast<double>(hashed) / 1e9, static_cast<double>(total) / 1e9);
+  });
   if (!digest.ok()) {
     return Annotate(digest.status(), absl::StrCat("computing the model digest of ", dir.string()));
   }
