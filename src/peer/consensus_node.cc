@@ -277,6 +277,8 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
   void Broadcast(const Attestation& attestation, const std::vector<Address>& committee);
   std::shared_ptr<EntryRound> ActiveRound(const Hash256& request_id);
   void RoundEnded(const Hash256& request_id);
+  // The round of `request_id` settles nothing (it failed): its (client, nonce) is free again.
+  void ReleaseNonceClaim(const Hash256& request_id);
   Executions& executions() { return executions_; }
   ledger::LedgerClient& ledger() { return *deps_.ledger; }
   journal::Journal& journal() { return *deps_.journal; }
@@ -304,6 +306,10 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
 
   std::mutex mu_;
   std::map<Hash256, std::shared_ptr<EntryRound>> rounds_;
+  // (client, nonce) → (request id, request epoch) of the requests this node accepted whose rounds
+  // run or may still settle: a second request with the same pair could never be paid (a client
+  // nonce settles once). Claims of epochs no request may use any more are dropped.
+  std::map<std::pair<Address, uint64_t>, std::pair<Hash256, uint64_t>> nonce_claims_;
   std::map<std::string, std::shared_ptr<v1::Peer::Stub>> stubs_;  // by endpoint
   // Attestations received per request (first valid one per signer), bounded.
   std::map<Hash256, std::map<Address, Attestation>> attestations_;
@@ -610,6 +616,11 @@ void ConsensusNodeImpl::RoundEnded(const Hash256& request_id) {
   rounds_.erase(request_id);
 }
 
+void ConsensusNodeImpl::ReleaseNonceClaim(const Hash256& request_id) {
+  std::lock_guard lock(mu_);
+  std::erase_if(nonce_claims_, [&](const auto& claim) { return claim.second.first == request_id; });
+}
+
 absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
     const ConsensusRequest& request, const crypto::Signature& client_signature) {
   if (shutting_down()) return absl::UnavailableError("the node is shutting down");
@@ -672,9 +683,35 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
                      std::string(journal::RequestStateName(known->state)), "); use a new nonce"));
   }
   if (!absl::IsNotFound(known.status())) return known.status();
-  ASSIGN_OR_RETURN(std::shared_ptr<EntryRound> round,
-                   StartRound(request, client_signature, request_id, *model, true));
-  return round;
+  const auto nonce_key = std::make_pair(request.client, request.client_nonce);
+  bool claimed = false;
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(nonce_claims_, [&](const auto& claim) {
+      return claim.second.second + 1 < checked.current_epoch;
+    });
+    auto [claim, inserted] =
+        nonce_claims_.try_emplace(nonce_key, std::make_pair(request_id, request.epoch));
+    if (!inserted && claim->second.first != request_id) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "client_nonce: nonce ", request.client_nonce, " of client ",
+          crypto::AddressToString(request.client), " is in use by request ",
+          crypto::ToHex(claim->second.first),
+          " (running or certified, not settled yet; a client nonce settles once); use a fresh "
+          "nonce"));
+    }
+    claimed = inserted;
+  }
+  absl::StatusOr<std::shared_ptr<EntryRound>> round =
+      StartRound(request, client_signature, request_id, *model, true);
+  if (!round.ok()) {
+    if (claimed) {
+      std::lock_guard lock(mu_);
+      nonce_claims_.erase(nonce_key);
+    }
+    return round.status();
+  }
+  return *std::move(round);
 }
 
 absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
@@ -729,6 +766,7 @@ absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
              request.epoch);
   if (!TrackThread([round] { round->Drive(); })) {
     RoundEnded(request_id);
+    ReleaseNonceClaim(request_id);
     return absl::UnavailableError("the node is shutting down (the request stays journaled)");
   }
   return round;
@@ -1009,9 +1047,15 @@ void EntryRound::Drive() {
 }
 
 void EntryRound::Finish(absl::Status status, std::string detail) {
+  // Certified (OK) and dispute-decided (ABORTED) rounds settle on the ledger, which closes the
+  // nonce; the others (UNAVAILABLE: no members left or shutdown, INTERNAL) settle nothing.
+  const bool settles = status.ok() || absl::IsAborted(status);
   {
     std::lock_guard lock(mu_);
     if (finished_) return;
+    // Before the client can see the outcome, so that it may reuse the nonce at once. (Lock
+    // order: a round's mu_, then the node's; the node never takes a round's lock under its own.)
+    if (!settles) node_->ReleaseNonceClaim(request_id_);
     outcome_.status = std::move(status);
     outcome_.detail = std::move(detail);
     finished_ = true;

@@ -166,8 +166,9 @@ class ConsensusNode {
   // (before anything is journaled): INVALID_ARGUMENT (security none, n or k too large), NOT_FOUND
   // (model digest not served), PERMISSION_DENIED (client signature), FAILED_PRECONDITION (epoch
   // not current, max_fee below the worst-case fee, escrow short, fewer staked nodes than n in
-  // the echelon), ALREADY_EXISTS (this request id was accepted before), UNAVAILABLE (shutting
-  // down, or the ledger is busy).
+  // the echelon), ALREADY_EXISTS (this request id was accepted before; or its client nonce was
+  // settled, or is used by another request whose round runs or whose certificate waits for
+  // settlement here), UNAVAILABLE (shutting down, or the ledger is busy).
   virtual absl::StatusOr<std::shared_ptr<RoundHandle>> Submit(
       const consensus::ConsensusRequest& request, const crypto::Signature& client_signature) = 0;
 

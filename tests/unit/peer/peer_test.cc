@@ -565,6 +565,42 @@ TEST_F(PeerTest, SilentMemberIsReplacedByABackup) {
   EXPECT_EQ(admin_->RewardBalance(gone->address()).value(), Uint256(0));
 }
 
+// A (client, nonce) settles once, so while a round for it runs (or its certificate waits for
+// settlement) the entry refuses another request with the same pair; a round that ends settling
+// nothing (no members left) frees the pair.
+TEST_F(PeerTest, ANonceInUseIsRefusedUntilItsRoundFailsWithoutSettling) {
+  Build(Net(3, 700));
+  ASSERT_FALSE(HasFatalFailure());
+  const ConsensusRequest r = Request(3, 77);
+  // 3 nodes, n = 3: no backups, so a stopped member fails the round after 700 ms.
+  TestNode* gone = nullptr;
+  for (const Address& m : Draws(r).committee) {
+    if (m != nodes_[0]->address()) gone = NodeOf(m);
+  }
+  ASSERT_NE(gone, nullptr);
+  gone->Stop();
+  auto handle = nodes_[0]->consensus->Submit(r, Sign(r));
+  ASSERT_TRUE(handle.ok()) << handle.status();
+
+  const ConsensusRequest same_nonce = Request(3, 77, /*max_tokens=*/9);
+  auto refused = nodes_[0]->consensus->Submit(same_nonce, Sign(same_nonce));
+  EXPECT_TRUE(absl::IsAlreadyExists(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("is in use by request"), std::string::npos)
+      << refused.status();
+  // Another nonce is not affected.
+  const ConsensusRequest other = Request(3, 78);
+  auto accepted = nodes_[0]->consensus->Submit(other, Sign(other));
+  EXPECT_TRUE(accepted.ok()) << accepted.status();
+
+  RunToEnd(**handle);
+  EXPECT_TRUE(absl::IsUnavailable((*handle)->outcome().status)) << (*handle)->outcome().status;
+  if (accepted.ok()) RunToEnd(**accepted);
+  // Nothing of r settles: the nonce is free again.
+  auto retried = nodes_[0]->consensus->Submit(same_nonce, Sign(same_nonce));
+  EXPECT_TRUE(retried.ok()) << retried.status();
+  if (retried.ok()) RunToEnd(**retried);
+}
+
 TEST_F(PeerTest, EntryRestartResumesTheJournaledRoundAndSettlesOnce) {
   Build(Net(3));
   ASSERT_FALSE(HasFatalFailure());
