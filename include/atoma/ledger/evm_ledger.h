@@ -31,7 +31,9 @@
 //                       next mutating call of the same signer or the next OpenEvmLedger; the
 //                       contract's state decides (a settled certificate is never paid twice).
 //   DEADLINE_EXCEEDED   a sent transaction was not mined within receipt_timeout; the message
-//                       holds its hash; it stays journaled and is waited for again later.
+//                       holds its hash; it stays journaled, and the signer's next call replaces
+//                       it with a higher-fee transaction of the same nonce (at most one of the
+//                       two is ever mined) and waits for that.
 //   DATA_LOSS           the chain answered something the contract never produces (malformed
 //                       return data or events).
 //   INTERNAL            the RPC URL answered with an HTTP error (probably a wrong URL).

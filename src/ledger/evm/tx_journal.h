@@ -36,6 +36,9 @@ struct JournaledTx {
   crypto::Hash256 hash{};
   std::vector<uint8_t> raw;
   std::string purpose;  // e.g. "settle 3 certificates", for logs and operators
+  // In memory only (not stored): it was not mined within a receipt timeout, so the signer's next
+  // call replaces it with a higher-fee transaction of the same nonce (TxSender).
+  bool stuck = false;
 };
 
 enum class TxState : int64_t { kPending = 0, kMined = 1, kDropped = 2 };

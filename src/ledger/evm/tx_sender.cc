@@ -145,20 +145,78 @@ void TxSender::AddUnfinished(Signer& signer, const JournaledTx& tx) {
 }
 
 void TxSender::RecordMined(const evm::Receipt& receipt) {
-  const absl::Status s = journal_->MarkMined(receipt.tx_hash, receipt.block_number,
-                                             receipt.status ? "ok" : "reverted");
+  auto log = GetLogger("ledger");
+  absl::Status s = journal_->MarkMined(receipt.tx_hash, receipt.block_number,
+                                       receipt.status ? "ok" : "reverted");
   if (!s.ok()) {
-    GetLogger("ledger")->warn("evm ledger: cannot mark transaction {} mined in the journal: {}",
-                              Hex(receipt.tx_hash), s.ToString());
+    log->warn("evm ledger: cannot mark transaction {} mined in the journal: {}",
+              Hex(receipt.tx_hash), s.ToString());
+    return;
   }
+  // A replaced transaction (or its replacement) of the same nonce can never be mined now.
+  absl::StatusOr<std::vector<JournaledTx>> all = journal_->All(receipt.from);
+  if (!all.ok()) return;
+  uint64_t nonce = 0;
+  bool found = false;
+  for (const JournaledTx& tx : *all) {
+    if (tx.hash == receipt.tx_hash) {
+      nonce = tx.nonce;
+      found = true;
+    }
+  }
+  if (!found) return;
+  for (const JournaledTx& tx : *all) {
+    if (tx.nonce != nonce || tx.hash == receipt.tx_hash) continue;
+    absl::StatusOr<TxState> state = journal_->StateOf(tx.hash);
+    if (state.ok() && *state == TxState::kPending) {
+      s = journal_->MarkDropped(tx.hash, absl::StrCat("nonce taken by ", Hex(receipt.tx_hash)));
+      if (!s.ok()) log->warn("evm ledger: journal: {}", s.ToString());
+    }
+  }
+}
+
+absl::StatusOr<JournaledTx> TxSender::Replacement(const Signer& signer, const JournaledTx& tx) {
+  absl::StatusOr<evm::SignedTx> old = evm::DecodeSignedTx(tx.raw);
+  if (!old.ok()) {
+    return absl::InternalError(absl::StrCat("journaled transaction ", Hex(tx.hash),
+                                            " does not decode: ", Msg(old.status())));
+  }
+  ASSIGN_OR_RETURN(evm::FeeSuggestion fees, eth_->SuggestFees());
+  // v + v/8 + 1: strictly above the 10 % (geth) and 12.5 % (some clients) replacement bumps.
+  auto raised = [](const Uint256& v) -> absl::StatusOr<Uint256> {
+    ASSIGN_OR_RETURN(Uint256 more, CheckedAdd(v, v >> 3));
+    return CheckedAdd(more, Uint256(1));
+  };
+  evm::Eip1559Tx next = old->tx;
+  ASSIGN_OR_RETURN(Uint256 tip, raised(old->tx.max_priority_fee_per_gas));
+  ASSIGN_OR_RETURN(Uint256 max_fee, raised(old->tx.max_fee_per_gas));
+  next.max_priority_fee_per_gas = std::max(tip, fees.max_priority_fee_per_gas);
+  next.max_fee_per_gas = std::max({max_fee, fees.max_fee_per_gas, next.max_priority_fee_per_gas});
+  JournaledTx replacement;
+  replacement.signer = tx.signer;
+  replacement.nonce = tx.nonce;
+  replacement.raw = evm::SignTx(next, *signer.key);
+  replacement.hash = evm::TxHash(replacement.raw);
+  replacement.purpose = tx.purpose;
+  RETURN_IF_ERROR(journal_->Record(replacement));
+  GetLogger("ledger")->warn(
+      "evm ledger: transaction {} ({}) of {} was not mined in time; replacing it with {} at max "
+      "fee {} wei/gas (was {}), tip {} (was {})",
+      Hex(tx.hash), tx.purpose, Addr(tx.signer), Hex(replacement.hash),
+      next.max_fee_per_gas.ToDecimal(), old->tx.max_fee_per_gas.ToDecimal(),
+      next.max_priority_fee_per_gas.ToDecimal(), old->tx.max_priority_fee_per_gas.ToDecimal());
+  return replacement;
 }
 
 absl::Status TxSender::FinishUnfinished(Signer& signer) {
   if (signer.unfinished.empty()) return absl::OkStatus();
   auto log = GetLogger("ledger");
-  // 1. Re-send, in nonce order.
+  // 1. Re-send, in nonce order; a stuck one is replaced by a higher-fee one first.
   std::vector<JournaledTx> waiting;
-  for (const JournaledTx& tx : signer.unfinished) {
+  for (JournaledTx tx : signer.unfinished) {
+    if (tx.stuck && signer.key.has_value()) {
+      ASSIGN_OR_RETURN(tx, Replacement(signer, tx));
+    }
     const absl::StatusOr<crypto::Hash256> sent = eth_->SendRawTransaction(tx.raw);
     switch (Classify(sent.status())) {
       case SendOutcome::kSent:
@@ -214,6 +272,7 @@ absl::Status TxSender::FinishUnfinished(Signer& signer) {
     }
     first_error = receipt.status();
     still.push_back(tx);
+    still.back().stuck = absl::IsDeadlineExceeded(receipt.status());
   }
   signer.unfinished = std::move(still);
   return first_error;
@@ -343,6 +402,7 @@ absl::StatusOr<evm::Receipt> TxSender::Transact(const crypto::Address& actor,
       (void)journal_->MarkDropped(tx.hash, Msg(receipt.status()));
       signer->next_nonce.reset();
     } else {
+      tx.stuck = absl::IsDeadlineExceeded(receipt.status());
       AddUnfinished(*signer, tx);
     }
     return receipt.status();

@@ -18,6 +18,14 @@
 // skip. While a receipt is awaited the transaction is also re-sent every few seconds (a chain
 // restart loses its pool).
 //
+// Stuck transactions: one that was not mined within receipt_timeout (its fees too low for the
+// chain now, e.g. a base fee that rose above its max fee) is replaced by the signer's next call:
+// the same nonce, call and gas limit, fees raised to at least 9/8 of the old ones (nodes replace a
+// pooled transaction only for a 10 % higher fee) and to the chain's current suggestion, journaled
+// before broadcast like any transaction. Both share one nonce, so at most one is ever mined; the
+// other is marked dropped when the nonce is passed. Replacements need the signer's key (a
+// journal-only signer's transactions are re-sent as they are).
+//
 // Thread-safety: thread-safe. A signer's nonce, its unfinished list and its sends are under that
 // signer's mutex; receipt polling runs outside it, so one signer may have several transactions in
 // flight.
@@ -102,8 +110,12 @@ class TxSender {
   absl::Status FinishUnfinished(Signer& signer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(signer.mu);
   void AddUnfinished(Signer& signer, const JournaledTx& tx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(signer.mu);
-  // Marks a mined receipt in the journal (errors logged: the chain is the truth).
+  // Marks a mined receipt in the journal (errors logged: the chain is the truth), and every other
+  // pending transaction of its signer and nonce (a replaced one) dropped.
   void RecordMined(const evm::Receipt& receipt);
+  // The higher-fee replacement of the stuck `tx` (see the file comment), journaled, not sent.
+  absl::StatusOr<JournaledTx> Replacement(const Signer& signer, const JournaledTx& tx)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(signer.mu);
 
   std::shared_ptr<evm::EthClient> eth_;
   std::unique_ptr<TxJournal> journal_;

@@ -729,6 +729,51 @@ TEST_F(EvmLedgerTest, ReopenWaitsForAJournaledTransactionStillInThePool) {
   EXPECT_EQ(ChainNonce(n0), nonce_before + 1);
 }
 
+// A transaction priced out by a base fee that jumped above its max fee is not mined in time
+// (DEADLINE_EXCEEDED); the signer's next call replaces it — same nonce, higher fees, journaled —
+// and the intent lands exactly once, the stale one marked dropped.
+TEST_F(EvmLedgerTest, AStuckTransactionIsReplacedWithHigherFeesAndLandsOnce) {
+  SetUpWorld();
+  const std::filesystem::path journal = dir_ / "tx.db";
+  const Address n0 = world_.node(0);
+  const uint64_t nonce_before = ChainNonce(n0);
+  EvmLedgerOptions o = Options(journal);
+  o.receipt_timeout = absl::Milliseconds(800);
+  std::unique_ptr<LedgerClient> client = OpenEvmLedger(o).value();
+  ASSERT_TRUE(Rpc("evm_setAutomine", nlohmann::json::array({false})).ok());
+  std::thread pricer([&] {
+    // Once the stake transaction waits in the pool: the next block's base fee is 1,000 gwei,
+    // far above the ~2 gwei the transaction offers, and that block leaves it out.
+    absl::SleepFor(absl::Milliseconds(300));
+    auto rpc = evm::RpcClient::MakeHttp({.url = anvil_->url()}).value();
+    (void)rpc->Call("anvil_setNextBlockBaseFeePerGas", nlohmann::json::array({"0xe8d4a51000"}));
+    (void)rpc->Call("evm_mine", nlohmann::json::array());
+  });
+  EXPECT_EQ(client->Stake(n0, Amount(7)).code(), absl::StatusCode::kDeadlineExceeded);
+  pricer.join();
+  ASSERT_TRUE(Rpc("evm_setAutomine", nlohmann::json::array({true})).ok());
+  EXPECT_EQ(ChainNonce(n0), nonce_before);  // still not mined: priced out
+
+  // The next call of the same signer replaces it, waits for it, then sends its own.
+  ASSERT_TRUE(client->Stake(n0, Amount(5)).ok());
+  EXPECT_EQ(ledger_->GetStake(n0).value().bonded, Amount(10'000 + 7 + 5));
+  EXPECT_EQ(ChainNonce(n0), nonce_before + 2);
+  auto tx_journal = evm_backend::TxJournal::Open(journal, 31337, contract_).value();
+  std::vector<evm_backend::JournaledTx> all = tx_journal->All(n0).value();
+  std::erase_if(all, [&](const evm_backend::JournaledTx& t) { return t.nonce < nonce_before; });
+  ASSERT_EQ(all.size(), 3u);  // the stuck one, its replacement (same nonce), the second stake
+  EXPECT_EQ(all[0].nonce, all[1].nonce);
+  EXPECT_EQ(tx_journal->StateOf(all[0].hash).value(), evm_backend::TxState::kDropped);
+  EXPECT_EQ(tx_journal->StateOf(all[1].hash).value(), evm_backend::TxState::kMined);
+  EXPECT_EQ(tx_journal->StateOf(all[2].hash).value(), evm_backend::TxState::kMined);
+  const evm::SignedTx stuck = evm::DecodeSignedTx(all[0].raw).value();
+  const evm::SignedTx replacement = evm::DecodeSignedTx(all[1].raw).value();
+  EXPECT_GT(replacement.tx.max_fee_per_gas, stuck.tx.max_fee_per_gas);
+  EXPECT_GT(replacement.tx.max_priority_fee_per_gas, stuck.tx.max_priority_fee_per_gas);
+  EXPECT_EQ(replacement.tx.data, stuck.tx.data);
+  EXPECT_TRUE(tx_journal->Pending().value().empty());
+}
+
 // The chain goes away right after it took the settle transaction: UNAVAILABLE; after it restarts
 // (state kept) the next call finds the journaled transaction mined and the request settled once.
 TEST_F(EvmLedgerTest, ChainStoppedMidSettlementIsUnavailableThenPaidOnce) {
