@@ -70,10 +70,11 @@ std::optional<std::string> HexBytes(const json& v, size_t size) {
   return std::string(bytes->begin(), bytes->end());
 }
 
-// atoma_security → proto.security; sets out->verified.
+// atoma_security → proto.security; sets out->verified (and out->cross_validation).
 std::optional<BodyError> ParseSecurity(const json& sec, OpenAiRequest* out) {
   if (!sec.is_string()) {
-    return Bad("atoma_security", "atoma_security: must be a string: none or sampling:N");
+    return Bad("atoma_security",
+               "atoma_security: must be a string: none, sampling:N or cross_validation:P:K");
   }
   const std::string text = sec.get<std::string>();
   if (text == "none") return std::nullopt;
@@ -89,29 +90,59 @@ std::optional<BodyError> ParseSecurity(const json& sec, OpenAiRequest* out) {
     out->proto.mutable_security()->mutable_sampling()->set_committee_size(static_cast<uint32_t>(n));
     return std::nullopt;
   }
-  if (absl::StartsWith(text, "cross_validation")) {
-    return Bad("atoma_security",
-               "atoma_security: cross_validation needs the client to reveal its salt after the "
-               "executor's provisional result (Inference.RevealSalt), which the HTTP API does not "
-               "serve; use the gRPC API (atoma-cli generate --security cross_validation:P:K)");
+  if (absl::StartsWith(text, "cross_validation:")) {
+    // P a probability in [0, 1] and K validators, as `atoma-cli generate --security` reads them;
+    // the node rounds P to millionths (api::ConsensusRequestFromProto) and bounds K.
+    const std::string_view rest = std::string_view(text).substr(17);
+    const size_t colon = rest.find(':');
+    double p = -1;
+    uint64_t k = 0;
+    bool ok = colon != std::string_view::npos;
+    if (ok) {
+      const std::string_view p_text = rest.substr(0, colon);
+      const char* end = p_text.data() + p_text.size();
+      const auto [ptr, ec] = std::from_chars(p_text.data(), end, p);
+      ok = !p_text.empty() && ec == std::errc() && ptr == end && p >= 0.0 && p <= 1.0 &&
+           ParseU64(rest.substr(colon + 1), &k) && k <= std::numeric_limits<uint32_t>::max();
+    }
+    if (!ok) {
+      return Bad("atoma_security",
+                 absl::StrCat("atoma_security: cross_validation:P:K needs P a probability in "
+                              "[0, 1] and K a validator count, got \"",
+                              text.substr(0, 64), "\""));
+    }
+    out->verified = true;
+    out->cross_validation = true;
+    auto* xv = out->proto.mutable_security()->mutable_cross_validation();
+    xv->set_probability(p);
+    xv->set_validators(static_cast<uint32_t>(k));
+    return std::nullopt;
   }
   return Bad("atoma_security", absl::StrCat("atoma_security: \"", text.substr(0, 64),
-                                            "\" is not none or sampling:N"));
+                                            "\" is not none, sampling:N or cross_validation:P:K"));
 }
 
 // atoma_client → proto.authorization.
-std::optional<BodyError> ParseClient(const json& client, v1::ClientAuthorization* auth) {
+// With cross-validation (`xv` not null) also atoma_client.salt_hash → xv->salt_hash: the client
+// signs the request that carries it, so it sits with the rest of what the client authorizes.
+std::optional<BodyError> ParseClient(const json& client, v1::ClientAuthorization* auth,
+                                     v1::Security::CrossValidation* xv) {
   if (!client.is_object()) {
     return Bad("atoma_client",
                "atoma_client: must be an object {address, signature, nonce, max_fee, epoch}");
   }
   for (const auto& [key, value] : client.items()) {
+    if (key == "salt_hash" && xv == nullptr) {
+      return Bad("atoma_client.salt_hash",
+                 "atoma_client.salt_hash: only cross_validation requests carry a salt hash");
+    }
     if (key != "address" && key != "signature" && key != "nonce" && key != "max_fee" &&
-        key != "epoch") {
+        key != "epoch" && key != "salt_hash") {
       return Bad("atoma_client." + key.substr(0, 32),
                  absl::StrCat("atoma_client.", key.substr(0, 32),
                               ": unknown key (expected address, signature, nonce, max_fee, "
-                              "epoch)"));
+                              "epoch",
+                              xv != nullptr ? ", salt_hash)" : ")"));
     }
   }
   const auto field = [&](const char* key) -> const json* {
@@ -148,6 +179,16 @@ std::optional<BodyError> ParseClient(const json& client, v1::ClientAuthorization
                "decimal string) is required");
   }
   auth->set_epoch(epoch);
+  if (xv != nullptr) {
+    const json* salt_hash = field("salt_hash");
+    std::optional<std::string> hash_bytes;
+    if (salt_hash == nullptr || !(hash_bytes = HexBytes(*salt_hash, 32))) {
+      return Bad("atoma_client.salt_hash",
+                 "atoma_client.salt_hash: cross_validation needs the SHA-256 of the client's "
+                 "secret salt (consensus::XvSaltHash), \"0x\" + 64 hex digits");
+    }
+    xv->set_salt_hash(*hash_bytes);
+  }
   const json* fee_json = field("max_fee");
   absl::StatusOr<Uint256> fee = absl::InvalidArgumentError("missing");
   if (fee_json != nullptr && fee_json->is_string()) {
@@ -192,9 +233,13 @@ std::optional<BodyError> ParseOpenAiBody(const json& body, bool chat, OpenAiRequ
     if (!out->verified) {
       return Bad("atoma_client",
                  "atoma_client: only verified requests carry a client authorization; set "
-                 "atoma_security to sampling:N");
+                 "atoma_security to sampling:N or cross_validation:P:K");
     }
-    if (std::optional<BodyError> e = ParseClient(*client, p.mutable_authorization())) return e;
+    if (std::optional<BodyError> e = ParseClient(
+            *client, p.mutable_authorization(),
+            out->cross_validation ? p.mutable_security()->mutable_cross_validation() : nullptr)) {
+      return e;
+    }
   } else if (out->verified) {
     return Bad("atoma_client",
                "atoma_client: a verified request needs the client's authorization {address, "
@@ -350,6 +395,36 @@ std::optional<BodyError> ParseOpenAiBody(const json& body, bool chat, OpenAiRequ
     auto it = so->find("include_usage");
     out->include_usage = it != so->end() && it->is_boolean() && it->get<bool>();
   }
+  return std::nullopt;
+}
+
+std::optional<BodyError> ParseRevealSaltBody(const json& body, RevealSaltBody* out) {
+  if (!body.is_object()) {
+    return Bad("", "the request body must be a JSON object {request_id, salt}");
+  }
+  for (const auto& [key, value] : body.items()) {
+    if (key != "request_id" && key != "salt") {
+      return Bad(key.substr(0, 32),
+                 absl::StrCat(key.substr(0, 32), ": unknown key (expected request_id, salt)"));
+    }
+  }
+  const auto field = [&](const char* key, size_t size) -> std::optional<std::string> {
+    auto it = body.find(key);
+    return it == body.end() ? std::nullopt : HexBytes(*it, size);
+  };
+  std::optional<std::string> id = field("request_id", out->request_id.size());
+  if (!id) {
+    return Bad("request_id",
+               "request_id: the round's request id (atoma_provisional.request_id), \"0x\" + 64 "
+               "hex digits, is required");
+  }
+  std::optional<std::string> salt = field("salt", out->salt.size());
+  if (!salt) {
+    return Bad("salt",
+               "salt: the client's 32-byte secret salt, \"0x\" + 64 hex digits, is required");
+  }
+  std::copy(id->begin(), id->end(), out->request_id.begin());
+  std::copy(salt->begin(), salt->end(), out->salt.begin());
   return std::nullopt;
 }
 

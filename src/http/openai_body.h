@@ -11,20 +11,26 @@
 //   stream_options.include_usage; the extensions top_k (>= 0), stop_token_ids ([ids]) and
 //   ignore_eos (bool), named as vLLM names them; and the verification fields:
 //   atoma_security: "none" (default) | "sampling:N" (N >= 1; a committee of N nodes executes and
-//     certifies the output) | "cross_validation:P:K" (refused here with 400: it needs the salt
-//     reveal step, which only the gRPC API serves);
-//   atoma_client (required with sampling, refused without): {address: "0x" + 40 hex,
+//     certifies the output) | "cross_validation:P:K" (P a probability in [0, 1], K validators:
+//     one executor, then with probability P K validators re-execute; the client reveals its salt
+//     after the provisional result, so the server serves it streaming only);
+//   atoma_client (required when verified, refused without): {address: "0x" + 40 hex,
 //     signature: "0x" + 130 hex (65 bytes r‖s‖v over ClientRequestDigest(domain, request id)),
 //     nonce: uint64 as an integer or a decimal string, max_fee: uint256 as a decimal string,
-//     "0x" hex string or integer, epoch: uint64 as an integer or a decimal string}. No other
-//     keys (a misspelt key would otherwise leave a field at its default and the signature
-//     would not match for no visible reason).
+//     "0x" hex string or integer, epoch: uint64 as an integer or a decimal string, and with
+//     cross_validation only salt_hash: "0x" + 64 hex, consensus::XvSaltHash of the client's
+//     secret salt}. No other keys (a misspelt key would otherwise leave a field at its default
+//     and the signature would not match for no visible reason).
+//
+// Also the body of POST /v1/atoma/reveal_salt: {request_id: "0x" + 64 hex, salt: "0x" + 64 hex}.
 //
 // Pure function over plain data; thread-safe.
 //
 // Errors: a BodyError with the OpenAI `param` the message is about (400 for every error here).
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -38,7 +44,8 @@ struct OpenAiRequest {
   bool stream = false;
   bool include_usage = false;
   bool logprobs = false;  // report logprobs
-  bool verified = false;  // atoma_security sampling:N: proto carries security and authorization
+  bool verified = false;  // sampling or cross_validation: proto carries security and authorization
+  bool cross_validation = false;  // atoma_security cross_validation:P:K (salt_hash in proto)
   // model, prompt (text, chat or token_ids), sampling, max_tokens (set only when the body has
   // it), stop, stop_token_ids, ignore_eos; with `verified`, security and authorization.
   v1::GenerateRequest proto;
@@ -54,5 +61,15 @@ struct BodyError {
 // (committee size, max_tokens required for verified requests) are left to api::ToEngineRequest
 // and api::ConsensusRequestFromProto.
 std::optional<BodyError> ParseOpenAiBody(const nlohmann::json& body, bool chat, OpenAiRequest* out);
+
+// POST /v1/atoma/reveal_salt: the client's salt for a cross-validation round (Inference.RevealSalt
+// of the gRPC API).
+struct RevealSaltBody {
+  std::array<uint8_t, 32> request_id{};
+  std::array<uint8_t, 32> salt{};
+};
+
+// Reads {request_id, salt} (both "0x" + 64 hex digits; no other keys) into `out`.
+std::optional<BodyError> ParseRevealSaltBody(const nlohmann::json& body, RevealSaltBody* out);
 
 }  // namespace atoma::http

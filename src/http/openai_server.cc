@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <list>
@@ -20,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -30,6 +33,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
@@ -202,6 +206,38 @@ const char* OutcomeOf(const absl::Status& s) {
     default:
       return "error";
   }
+}
+
+// ConsensusNode::RevealSalt's errors: NOT_FOUND no running round with the id, PERMISSION_DENIED
+// a salt that does not hash to the request's salt_hash, FAILED_PRECONDITION a round not waiting
+// for a salt.
+HttpError RevealError(const absl::Status& s) {
+  const std::string message(s.message());
+  switch (s.code()) {
+    case absl::StatusCode::kNotFound:
+      return HttpError{404, message, "request_id", "round_not_found", "invalid_request_error"};
+    case absl::StatusCode::kPermissionDenied:
+      return HttpError{403, message, "salt", "salt_mismatch", "permission_error"};
+    case absl::StatusCode::kFailedPrecondition:
+      return HttpError{409, message, "request_id", "not_awaiting_salt", "invalid_request_error"};
+    case absl::StatusCode::kInvalidArgument:
+      return BadField("", message);
+    case absl::StatusCode::kUnavailable:
+      return HttpError{503, message, "", "service_unavailable", "server_error"};
+    default:
+      return HttpError{500, message.empty() ? "internal error" : message, "", "", "server_error"};
+  }
+}
+
+// Whether two strings are equal, in time that depends on neither's contents: both are hashed
+// and the digests compared without an early exit, so neither a key's length nor its prefix
+// shows in the timing.
+bool ConstantTimeEqual(absl::string_view a, absl::string_view b) {
+  const crypto::Hash256 ha = crypto::Sha256Of(std::string_view(a.data(), a.size()));
+  const crypto::Hash256 hb = crypto::Sha256Of(std::string_view(b.data(), b.size()));
+  uint8_t diff = 0;
+  for (size_t i = 0; i < ha.size(); ++i) diff |= static_cast<uint8_t>(ha[i] ^ hb[i]);
+  return diff == 0;
 }
 
 const char* FinishName(engine::FinishReason r) {
@@ -429,6 +465,7 @@ class SocketServer final : public OpenAiServer {
     int64_t content_length = 0;
     bool chunked = false;
     bool expect_continue = false;
+    std::string authorization;
     size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
     while (pos < head.size()) {
       size_t end = head.find("\r\n", pos);
@@ -446,16 +483,31 @@ class SocketServer final : public OpenAiServer {
       } else if (absl::EqualsIgnoreCase(name, "transfer-encoding") &&
                  !absl::EqualsIgnoreCase(value, "identity")) {
         chunked = true;
+      } else if (absl::EqualsIgnoreCase(name, "authorization")) {
+        authorization = std::string(value);
       } else if (absl::EqualsIgnoreCase(name, "expect") &&
                  absl::EqualsIgnoreCase(value, "100-continue")) {
         expect_continue = true;
       }
     }
 
+    // Every path but the health probe needs a key when keys are configured (unknown paths too,
+    // so a caller without one learns nothing about the API).
+    if (path != "/health" && !Authorized(authorization)) {
+      return SendError(conn,
+                       HttpError{401,
+                                 authorization.empty()
+                                     ? "missing API key: send the header Authorization: Bearer "
+                                       "<key> (the OpenAI clients' apiKey)"
+                                     : "incorrect API key provided",
+                                 "", "invalid_api_key", "invalid_request_error"},
+                       "WWW-Authenticate: Bearer\r\n");
+    }
     const bool is_chat = path == "/v1/chat/completions";
     const bool is_completion = path == "/v1/completions";
+    const bool is_reveal = path == "/v1/atoma/reveal_salt";
     const bool is_get = path == "/health" || path == "/v1/models";
-    if (!is_chat && !is_completion && !is_get) {
+    if (!is_chat && !is_completion && !is_reveal && !is_get) {
       return SendError(conn, HttpError{404, absl::StrCat("unknown path ", path.substr(0, 128)), "",
                                        "unknown_url", "invalid_request_error"});
     }
@@ -494,7 +546,46 @@ class SocketServer final : public OpenAiServer {
       data.append(buf, static_cast<size_t>(n));
     }
     data.resize(static_cast<size_t>(content_length));
+    if (is_reveal) return RevealSalt(conn, data);
     Generate(conn, data, is_chat);
+  }
+
+  // True when no keys are configured, or `authorization` is "Bearer <one of the keys>". Every key
+  // is compared, so the time does not tell which one (or whether any) matched.
+  bool Authorized(absl::string_view authorization) const {
+    if (options_.api_keys.empty()) return true;
+    absl::string_view token;
+    if (authorization.size() > 7 && absl::EqualsIgnoreCase(authorization.substr(0, 7), "bearer ")) {
+      token = absl::StripAsciiWhitespace(authorization.substr(7));
+    }
+    bool ok = false;
+    for (const std::string& key : options_.api_keys) ok |= ConstantTimeEqual(token, key);
+    return ok && !token.empty();
+  }
+
+  // POST /v1/atoma/reveal_salt {request_id, salt}: the client's salt for a cross-validation round
+  // this node runs; answers {"checked": whether the coin drew validators}.
+  void RevealSalt(int conn, const std::string& body_text) {
+    const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded()) {
+      return SendError(conn, BadField("", "the request body is not valid JSON"));
+    }
+    RevealSaltBody parsed;
+    if (std::optional<BodyError> e = ParseRevealSaltBody(body, &parsed)) {
+      return SendError(conn, BadField(e->param, e->message));
+    }
+    if (!options_.reveal_salt) {
+      return SendError(conn, HttpError{501,
+                                       "reveal_salt: this node runs without a ledger "
+                                       "(ledger.backend: none) and runs no rounds",
+                                       "", "verification_unavailable", "invalid_request_error"});
+    }
+    absl::StatusOr<bool> checked = options_.reveal_salt(parsed.request_id, parsed.salt);
+    if (!checked.ok()) {
+      GetLogger("http")->info("salt reveal refused: {}", checked.status().ToString());
+      return SendError(conn, RevealError(checked.status()));
+    }
+    SendJson(conn, 200, json{{"checked", *checked}});
   }
 
   json Models() const {
@@ -535,6 +626,13 @@ class SocketServer final : public OpenAiServer {
       return SendError(conn, HttpError{503, "node is draining: it accepts no new generations", "",
                                        "service_unavailable", "server_error"});
     }
+    if (request.cross_validation && !request.stream) {
+      return SendError(
+          conn, BadField("stream",
+                         "stream: cross_validation needs \"stream\": true: the client reveals its "
+                         "salt (POST /v1/atoma/reveal_salt) after the provisional result the "
+                         "stream carries, so one request and response cannot hold the round"));
+    }
     if (request.verified) return GenerateVerified(conn, request, *engine, accepted);
     if (!options_.allow_anonymous) {
       return SendError(
@@ -568,7 +666,9 @@ class SocketServer final : public OpenAiServer {
   // ConsensusNode::Submit, as gRPC's GenerateVerified does; metered as "sampling" like it.
   void GenerateVerified(int conn, OpenAiRequest& request, engine::Engine& engine,
                         metrics::RequestMeter::Clock::time_point accepted) {
-    metrics::RequestMeter meter(options_.metrics, engine.info().id, "sampling", accepted);
+    metrics::RequestMeter meter(options_.metrics, engine.info().id,
+                                request.cross_validation ? "cross_validation" : "sampling",
+                                accepted);
     const auto refuse = [&](const absl::Status& status, int prompt_tokens) {
       meter.Done(OutcomeOf(status), prompt_tokens);
       SendError(conn, FromStatus(status, request.chat));
@@ -610,6 +710,9 @@ class SocketServer final : public OpenAiServer {
     virtual void Abandon() = 0;
     // Adds what the response carries besides OpenAI's fields (after a successful final event).
     virtual void AddExtras(json*) const {}
+    // Cross-validation: the provisional result once it came (after Next returned false), as the
+    // value of the chunk field atoma_provisional.
+    virtual std::optional<json> TakeProvisional() { return std::nullopt; }
   };
 
   class EngineSource final : public Source {
@@ -635,7 +738,15 @@ class SocketServer final : public OpenAiServer {
       if (done_) return false;
       const peer::RoundHandle::Wait w = round_->Next(event, timeout);
       if (w == peer::RoundHandle::Wait::kToken) return true;
-      // kProvisional comes only with cross-validation, which the body parser refuses.
+      if (w == peer::RoundHandle::Wait::kProvisional) {
+        if (const std::optional<peer::RoundHandle::Provisional> p = round_->provisional()) {
+          provisional_ = json{
+              {"request_id", "0x" + crypto::ToHex(round_->request_id())},
+              {"attestation", "0x" + crypto::ToHex(consensus::EncodeAttestation(p->attestation))},
+              {"output", OutputJson(p->output)}};
+        }
+        return false;
+      }
       if (w != peer::RoundHandle::Wait::kDone) return false;
       done_ = true;
       const peer::RoundOutcome& outcome = round_->outcome();
@@ -663,16 +774,22 @@ class SocketServer final : public OpenAiServer {
               : consensus::EncodeCertificate(outcome.certificate);
       (*out)["atoma_request_id"] = "0x" + crypto::ToHex(round_->request_id());
       (*out)["atoma_certificate"] = "0x" + crypto::ToHex(certificate);
-      (*out)["atoma_output"] = {
-          {"token_ids", outcome.output.token_ids},
-          {"finish_reason",
-           outcome.output.finish_reason == consensus::FinishReason::kLength ? "length" : "stop"}};
+      (*out)["atoma_output"] = OutputJson(outcome.output);
     }
+    std::optional<json> TakeProvisional() override { return std::exchange(provisional_, {}); }
 
    private:
+    // {token_ids, finish_reason}: the form `atoma-cli verify --output` reads.
+    static json OutputJson(const consensus::ConsensusOutput& output) {
+      return json{{"token_ids", output.token_ids},
+                  {"finish_reason",
+                   output.finish_reason == consensus::FinishReason::kLength ? "length" : "stop"}};
+    }
+
     std::shared_ptr<peer::RoundHandle> round_;
     const int prompt_tokens_;
     bool done_ = false;
+    std::optional<json> provisional_;
   };
 
   // Streams or answers `source` and ends `meter`.
@@ -811,7 +928,25 @@ class SocketServer final : public OpenAiServer {
     size_t offset = 0;
     engine::StreamEvent event;
     while (true) {
-      if (!NextEvent(r.source, &event)) return "cancelled";
+      if (stop_) {
+        r.source.Abandon();
+        return "cancelled";
+      }
+      if (!r.source.Next(&event, std::chrono::milliseconds(100))) {
+        // Cross-validation: the executor's claim, in a chunk without choices (as the usage
+        // chunk) so OpenAI clients pass it through; the client reveals its salt on another
+        // connection while this one waits for the round.
+        if (std::optional<json> provisional = r.source.TakeProvisional()) {
+          json chunk = Chunk(r, nullptr);
+          chunk["choices"] = json::array();
+          chunk["atoma_provisional"] = std::move(*provisional);
+          if (!SendEvent(r.conn, chunk)) {
+            r.source.Abandon();
+            return "cancelled";
+          }
+        }
+        continue;
+      }
       if (event.final) break;
       r.meter.Token(metrics::RequestMeter::Clock::now());
       json lp = r.request.logprobs ? r.logprobs.Add(event, offset) : json(nullptr);
@@ -878,6 +1013,62 @@ class SocketServer final : public OpenAiServer {
 };
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> LoadApiKeys(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string msg = absl::StrCat("API keys file ", name, ": ", std::strerror(err));
+    return err == ENOENT ? absl::NotFoundError(msg) : absl::PermissionDeniedError(msg);
+  }
+  // The mode of the file opened (fstat), not of whatever the path names a moment later.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("API keys file ", name, " is not a readable regular file"));
+  }
+  if ((st.st_mode & 0077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return absl::PermissionDeniedError(absl::StrCat("API keys file ", name,
+                                                    " is accessible by group or others (mode ",
+                                                    mode, "); run: chmod 600 ", name));
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("API keys file ", name, ": ", std::strerror(err)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > (1 << 20)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat("API keys file ", name, " is over 1 MiB"));
+    }
+  }
+  ::close(fd);
+  std::vector<std::string> keys;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    keys.emplace_back(line);
+  }
+  if (keys.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("API keys file ", name,
+                     " holds no key (one per line); unset http.api_keys_file for no "
+                     "authentication"));
+  }
+  return keys;
+}
 
 absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(
     const std::string& listen, std::vector<engine::Engine*> engines, OpenAiOptions options) {

@@ -4,9 +4,10 @@
 // queue (Engine::Submit) as the gRPC Generate path; the sampling key is api::AnonymousRequestKey,
 // so an HTTP request and the equal gRPC request produce the same tokens.
 //
-// Verification per request (docs/http.md): the body field "atoma_security" is "none" (default) or
-// "sampling:N", and a sampling request carries "atoma_client" {address, signature, nonce, max_fee,
-// epoch}, the ClientAuthorization of the gRPC API (src/http/openai_body.h has the exact forms).
+// Verification per request (docs/http.md): the body field "atoma_security" is "none" (default),
+// "sampling:N" or "cross_validation:P:K", and a verified request carries "atoma_client" {address,
+// signature, nonce, max_fee, epoch; cross_validation: salt_hash}, the ClientAuthorization of the
+// gRPC API (src/http/openai_body.h has the exact forms).
 // The node tokenizes the prompt as Inference.Tokenize does, builds the canonical request with the
 // gRPC path's api::ConsensusRequestFromProto (so a client signs the same request id over HTTP as
 // over gRPC, see `atoma-cli authorize`) and runs the round through ConsensusNode::Submit
@@ -14,7 +15,15 @@
 // streaming) adds "atoma_request_id", "atoma_certificate" ("0x" hex of the certificate bytes) and
 // "atoma_output" ({token_ids, finish_reason}: what the certificate commits to, the file
 // `atoma-cli verify --output` reads).
-// "cross_validation:P:K" is refused with 400: its salt reveal step is served by gRPC only.
+// Cross-validation is served streaming only (400 otherwise): after the tokens, one chunk with empty
+// "choices" carries "atoma_provisional" {request_id, attestation, output} (the executor's signed
+// claim); the client checks it and POSTs {request_id, salt} to /v1/atoma/reveal_salt
+// (OpenAiOptions::reveal_salt, ConsensusNode::RevealSalt) on another connection while the stream
+// stays open; the stream then ends as a sampling one, with the cross-validation certificate.
+//
+// API keys (OpenAiOptions::api_keys, http.api_keys_file): when set, every request but GET /health
+// needs "Authorization: Bearer <key>" naming one of them (compared in constant time); otherwise
+// 401 "invalid_api_key".
 //
 // Each connection carries one request (the response says Connection: close) and gets a thread of
 // its own, up to OpenAiOptions::max_connections; past that the server answers 503 at once.
@@ -26,15 +35,22 @@
 // Errors: Start returns INVALID_ARGUMENT for a malformed listen address and UNAVAILABLE when the
 // socket cannot be bound. Client errors are answered in OpenAI's JSON error shape ({"error":
 // {message, type, param, code}}), never logged above debug level (refused verified requests:
-// info). HTTP codes: 400 a malformed field (param names it); 401 security none on a node with
-// api.allow_anonymous false; 402 max_fee below the worst-case fee or escrow short; 403 a client
-// signature that does not authorize the request; 404 unknown model or path; 409 a stale epoch
-// (sign again for the current one) or a nonce / request already used; 413 body too large; 429
-// engine queue full; 501 a verified request on a node without a ledger; 502 a round ended by a
-// dispute; 503 draining, shutting down, too many connections or too few staked nodes for the
-// committee; 500 anything else.
+// info). HTTP codes: 400 a malformed field (param names it); 401 a missing or wrong API key, or
+// security none on a node with api.allow_anonymous false; 402 max_fee below the worst-case fee or
+// escrow short; 403 a client signature that does not authorize the request; 404 unknown model or
+// path; 409 a stale epoch (sign again for the current one) or a nonce / request already used; 413
+// body too large; 429 engine queue full; 501 a verified request on a node without a ledger; 502 a
+// round ended by a dispute; 503 draining, shutting down, too many connections or too few staked
+// nodes for the committee; 500 anything else. /v1/atoma/reveal_salt: 404 no running round with that
+// id, 403 a salt that does not hash to the request's salt_hash, 409 a round not waiting for a salt.
+//
+// LoadApiKeys: NOT_FOUND / PERMISSION_DENIED when the file cannot be opened, PERMISSION_DENIED
+// when group or others may read it, INVALID_ARGUMENT when it holds no key.
 #pragma once
 
+#include <array>
+#include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -73,7 +89,20 @@ struct OpenAiOptions {
   // api.allow_anonymous: false refuses security-none requests with 401, as the gRPC API refuses
   // them with UNAUTHENTICATED.
   bool allow_anonymous = true;
+  // Cross-validation: the client's salt for a round this node runs, the node's
+  // ConsensusNode::RevealSalt (its error contract; returns whether a check was drawn). Empty:
+  // /v1/atoma/reveal_salt answers 501. Must stay callable while the server lives.
+  using RevealSalt = std::function<absl::StatusOr<bool>(const std::array<uint8_t, 32>& request_id,
+                                                        const std::array<uint8_t, 32>& salt)>;
+  RevealSalt reveal_salt;
+  // Accepted bearer tokens (http.api_keys_file). Empty: no authentication.
+  std::vector<std::string> api_keys;
 };
+
+// Reads http.api_keys_file: one key per line (surrounding blanks trimmed; empty lines and lines
+// starting with '#' skipped). The file must not be accessible by group or others (as the node's
+// key file), since its keys let anyone spend the node's capacity.
+absl::StatusOr<std::vector<std::string>> LoadApiKeys(const std::filesystem::path& path);
 
 class OpenAiServer {
  public:

@@ -106,10 +106,12 @@ TEST(OpenAiBody, VerificationFieldErrorsNameTheField) {
   EXPECT_EQ(ParseError(body).param, "atoma_security");
   body["atoma_security"] = 3;
   EXPECT_EQ(ParseError(body).param, "atoma_security");
-  body["atoma_security"] = "cross_validation:0.5:2";
-  const BodyError xv = ParseError(body);
-  EXPECT_EQ(xv.param, "atoma_security");
-  EXPECT_NE(xv.message.find("gRPC"), std::string::npos) << xv.message;
+  for (const char* xv : {"cross_validation", "cross_validation:0.5", "cross_validation:1.5:2",
+                         "cross_validation:-0.1:2", "cross_validation:x:2",
+                         "cross_validation:0.5:-1", "cross_validation:0.5:4294967296"}) {
+    body["atoma_security"] = xv;
+    EXPECT_EQ(ParseError(body).param, "atoma_security") << xv;
+  }
 
   body = VerifiedBody();
   body.erase("atoma_client");
@@ -143,6 +145,54 @@ TEST(OpenAiBody, VerificationFieldErrorsNameTheField) {
   body = VerifiedBody();
   body["atoma_client"]["maxfee"] = "3";  // a typo must not pass silently
   EXPECT_EQ(ParseError(body).param, "atoma_client.maxfee");
+}
+
+TEST(OpenAiBody, CrossValidationWithSaltHash) {
+  json body = VerifiedBody();
+  body["atoma_security"] = "cross_validation:0.25:2";
+  body["atoma_client"]["salt_hash"] = "0x" + std::string(64, 'b');
+  OpenAiRequest out;
+  ASSERT_FALSE(ParseOpenAiBody(body, false, &out));
+  EXPECT_TRUE(out.verified);
+  EXPECT_TRUE(out.cross_validation);
+  const v1::Security::CrossValidation& xv = out.proto.security().cross_validation();
+  EXPECT_EQ(xv.probability(), 0.25);
+  EXPECT_EQ(xv.validators(), 2u);
+  EXPECT_EQ(xv.salt_hash(), std::string(32, '\xbb'));
+  EXPECT_EQ(out.proto.authorization().nonce(), 18446744073709551615ull);
+  body["atoma_security"] = "cross_validation:1:0";
+  ASSERT_FALSE(ParseOpenAiBody(body, false, &out));
+  EXPECT_EQ(out.proto.security().cross_validation().probability(), 1.0);
+
+  // The salt hash is required with cross-validation, and only there.
+  body["atoma_client"].erase("salt_hash");
+  EXPECT_EQ(ParseError(body).param, "atoma_client.salt_hash");
+  body["atoma_client"]["salt_hash"] = "0x1234";
+  EXPECT_EQ(ParseError(body).param, "atoma_client.salt_hash");
+  body = VerifiedBody();
+  body["atoma_client"]["salt_hash"] = "0x" + std::string(64, 'b');
+  EXPECT_EQ(ParseError(body).param, "atoma_client.salt_hash");
+}
+
+TEST(OpenAiBody, RevealSaltBody) {
+  const std::string id = "0x" + std::string(64, 'a');
+  const std::string salt = "0x" + std::string(64, '5');
+  RevealSaltBody out;
+  ASSERT_FALSE(ParseRevealSaltBody(json{{"request_id", id}, {"salt", salt}}, &out));
+  EXPECT_EQ(out.request_id[0], 0xaa);
+  EXPECT_EQ(out.request_id[31], 0xaa);
+  EXPECT_EQ(out.salt[0], 0x55);
+  EXPECT_EQ(out.salt[31], 0x55);
+  const auto error = [](const json& body) {
+    RevealSaltBody ignored;
+    return ParseRevealSaltBody(body, &ignored).value_or(BodyError{"<parsed>", ""}).param;
+  };
+  EXPECT_EQ(error(json::array()), "");
+  EXPECT_EQ(error(json{{"salt", salt}}), "request_id");
+  EXPECT_EQ(error(json{{"request_id", "0x12"}, {"salt", salt}}), "request_id");
+  EXPECT_EQ(error(json{{"request_id", id}}), "salt");
+  EXPECT_EQ(error(json{{"request_id", id}, {"salt", 5}}), "salt");
+  EXPECT_EQ(error(json{{"request_id", id}, {"salt", salt}, {"sault", salt}}), "sault");
 }
 
 TEST(OpenAiBody, VerifiedRequestsHaveNoAlternatives) {

@@ -5,8 +5,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +22,7 @@
 #include "atoma/common/uint256.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/peer/consensus_node.h"
 #include "consensus_fields.h"
@@ -724,9 +728,9 @@ TEST_F(VerifiedHttpTest, CanonicalRequestErrorsNameTheBodyField) {
   body = Body(false, false);
   body["atoma_client"]["signature"] = "0x12";
   ExpectError(PostVerified(body), 400, "atoma_client.signature");
-  body = Body(false, false);
-  body["atoma_security"] = "cross_validation:0.5:2";
-  ExpectError(PostVerified(body), 400, "atoma_security");
+  body = Body(false, true);
+  body["atoma_security"] = "cross_validation:0.5:2";  // without atoma_client.salt_hash
+  ExpectError(PostVerified(body), 400, "atoma_client.salt_hash");
   EXPECT_TRUE(consensus_.submitted().empty());
 }
 
@@ -745,6 +749,342 @@ TEST_F(OpenAiServerTest, AnonymousRefusedWhenNotAllowed) {
   ExpectError(Post(port_, "/v1/completions", R"({"model":"fake","prompt":"x"})"), 401,
               "atoma_security", "anonymous_not_allowed");
   EXPECT_EQ(engine_->submitted(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-validation (atoma_security cross_validation:P:K): provisional result, salt reveal over
+// POST /v1/atoma/reveal_salt, final certificate.
+
+// A cross-validation round: its tokens, then the provisional result (kProvisional once), then it
+// waits for the salt (as the real round does until its salt timeout) and ends certified.
+class FakeXvRound final : public peer::RoundHandle {
+ public:
+  FakeXvRound(consensus::ConsensusRequest request, crypto::Signature client_signature)
+      : request_(std::move(request)), id_(consensus::RequestId(request_)) {
+    output_.token_ids = {'o', 'k'};
+    output_.finish_reason = consensus::FinishReason::kLength;
+    attestation_.request_id = id_;
+    attestation_.commitment[0] = 0xc1;
+    attestation_.completion_tokens = 2;
+    attestation_.member = crypto::Address{9};
+    outcome_.status = absl::OkStatus();
+    outcome_.output = output_;
+    outcome_.certificate = FakeConsensus::Certificate(request_, client_signature);
+    outcome_.certificate.committee = {attestation_.member};
+    outcome_.certificate.attestations = {attestation_};
+  }
+  Wait Next(engine::StreamEvent* token, std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(mu_);
+    if (next_ < 2) {
+      *token = engine::StreamEvent{};
+      token->token_id = static_cast<int32_t>(output_.token_ids[next_]);
+      token->text = std::string(1, static_cast<char>(output_.token_ids[next_]));
+      ++next_;
+      return Wait::kToken;
+    }
+    if (!provisional_sent_) {
+      provisional_sent_ = true;
+      cv_.notify_all();
+      return Wait::kProvisional;
+    }
+    if (!cv_.wait_for(lock, timeout, [&] { return salt_.has_value(); })) return Wait::kTimeout;
+    return Wait::kDone;
+  }
+  std::optional<Provisional> provisional() const override {
+    std::lock_guard lock(mu_);
+    if (!provisional_sent_) return std::nullopt;
+    return Provisional{attestation_, output_};
+  }
+  const peer::RoundOutcome& outcome() const override { return outcome_; }
+  const crypto::Hash256& request_id() const override { return id_; }
+  const std::vector<crypto::Address>& initial_committee() const override {
+    return outcome_.certificate.committee;
+  }
+
+  // ConsensusNode::RevealSalt's contract for this round.
+  absl::StatusOr<bool> Reveal(const consensus::XvSalt& salt) {
+    std::lock_guard lock(mu_);
+    if (consensus::XvSaltHash(salt) != request_.security.salt_hash) {
+      return absl::PermissionDeniedError("salt: does not hash to the request's salt_hash");
+    }
+    if (!provisional_sent_ || salt_.has_value()) {
+      return absl::FailedPreconditionError("the round is not waiting for a salt");
+    }
+    salt_ = salt;
+    consensus::XvCertificate xv;
+    xv.base = outcome_.certificate;
+    xv.salt = salt;
+    outcome_.xv_certificate = xv;
+    cv_.notify_all();
+    return true;
+  }
+  void AwaitProvisional() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return provisional_sent_; });
+  }
+  const consensus::Attestation& attestation() const { return attestation_; }
+
+ private:
+  const consensus::ConsensusRequest request_;
+  const crypto::Hash256 id_;
+  consensus::ConsensusOutput output_;
+  consensus::Attestation attestation_;
+  peer::RoundOutcome outcome_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  size_t next_ = 0;
+  bool provisional_sent_ = false;
+  std::optional<consensus::XvSalt> salt_;
+};
+
+class XvHttpTest : public OpenAiServerTest {
+ protected:
+  void SetUp() override {
+    salt_.fill(0x5a);
+    OpenAiOptions options;
+    options.submit_verified = [this](const consensus::ConsensusRequest& request,
+                                     const crypto::Signature& signature)
+        -> absl::StatusOr<std::shared_ptr<peer::RoundHandle>> {
+      std::lock_guard lock(mu_);
+      round_ = std::make_shared<FakeXvRound>(request, signature);
+      submitted_cv_.notify_all();
+      return round_;
+    };
+    options.reveal_salt = [this](const std::array<uint8_t, 32>& id,
+                                 const std::array<uint8_t, 32>& salt) -> absl::StatusOr<bool> {
+      std::shared_ptr<FakeXvRound> round = Round();
+      if (round == nullptr || round->request_id() != id) {
+        return absl::NotFoundError("request_id: no running round with this id");
+      }
+      return round->Reveal(salt);
+    };
+    StartWith(FakeEngineOptions{}, std::move(options));
+  }
+  void TearDown() override { server_.reset(); }
+
+  std::shared_ptr<FakeXvRound> Round() {
+    std::lock_guard lock(mu_);
+    return round_;
+  }
+  std::shared_ptr<FakeXvRound> AwaitRound() {
+    std::unique_lock lock(mu_);
+    submitted_cv_.wait(lock, [&] { return round_ != nullptr; });
+    return round_;
+  }
+
+  json Body(bool chat, bool stream) const {
+    json body = VerifiedBodyFor("cross_validation:1:1", chat, stream);
+    body["atoma_client"]["salt_hash"] = Hex0x(consensus::XvSaltHash(salt_));
+    return body;
+  }
+  static json VerifiedBodyFor(const std::string& security, bool chat, bool stream) {
+    json body = {{"model", "fake"},
+                 {"max_tokens", 6},
+                 {"seed", 11},
+                 {"stream", stream},
+                 {"atoma_security", security},
+                 {"atoma_client",
+                  {{"address", "0x" + std::string(40, 'a')},
+                   {"signature", "0x" + std::string(130, '1')},
+                   {"nonce", "77"},
+                   {"max_fee", "1000"},
+                   {"epoch", 4}}}};
+    if (chat) {
+      body["messages"] = {{{"role", "user"}, {"content", "Hi"}}};
+    } else {
+      body["prompt"] = "Hi";
+    }
+    return body;
+  }
+  Response Reveal(const crypto::Hash256& id, const consensus::XvSalt& salt) {
+    return Post(port_, "/v1/atoma/reveal_salt",
+                json{{"request_id", Hex0x(id)}, {"salt", Hex0x(salt)}}.dump());
+  }
+
+  consensus::XvSalt salt_{};
+  std::mutex mu_;
+  std::condition_variable submitted_cv_;
+  std::shared_ptr<FakeXvRound> round_;
+};
+
+TEST_F(XvHttpTest, ProvisionalThenRevealThenCertificate) {
+  for (const bool chat : {true, false}) {
+    {
+      std::lock_guard lock(mu_);
+      round_.reset();
+    }
+    Response stream;
+    std::thread client([&] {
+      stream =
+          Post(port_, chat ? "/v1/chat/completions" : "/v1/completions", Body(chat, true).dump());
+    });
+    std::shared_ptr<FakeXvRound> round = AwaitRound();
+    round->AwaitProvisional();
+    const crypto::Hash256 id = round->request_id();
+
+    // Refusals while the round waits: another id (404), a salt that is not the committed one
+    // (403); none of them ends the wait.
+    crypto::Hash256 other = id;
+    other[0] ^= 1;
+    ExpectError(Reveal(other, salt_), 404, "request_id", "round_not_found");
+    consensus::XvSalt wrong = salt_;
+    wrong[5] ^= 1;
+    ExpectError(Reveal(id, wrong), 403, "salt", "salt_mismatch");
+
+    Response revealed = Reveal(id, salt_);
+    ASSERT_EQ(revealed.status, 200) << revealed.body;
+    EXPECT_EQ(revealed.Json(), json({{"checked", true}}));
+    // Revealed once: the round no longer waits for a salt.
+    ExpectError(Reveal(id, salt_), 409, "request_id", "not_awaiting_salt");
+    client.join();
+
+    ASSERT_EQ(stream.status, 200) << stream.body;
+    const std::vector<std::string> data = SseData(stream.body);
+    ASSERT_FALSE(data.empty());
+    EXPECT_EQ(data.back(), "[DONE]");
+    std::string text;
+    int provisional_at = -1;
+    int finish_at = -1;
+    json provisional;
+    json finish;
+    for (size_t i = 0; i + 1 < data.size(); ++i) {
+      const json chunk = json::parse(data[i]);
+      EXPECT_EQ(chunk["object"], chat ? "chat.completion.chunk" : "text_completion");
+      ASSERT_TRUE(chunk["choices"].is_array()) << data[i];
+      if (chunk.contains("atoma_provisional")) {
+        EXPECT_TRUE(chunk["choices"].empty()) << data[i];
+        EXPECT_EQ(provisional_at, -1) << "a second provisional chunk";
+        provisional_at = static_cast<int>(i);
+        provisional = chunk["atoma_provisional"];
+        continue;
+      }
+      const json& choice = chunk["choices"][0];
+      text += chat ? choice["delta"].value("content", "") : choice["text"].get<std::string>();
+      if (!choice["finish_reason"].is_null()) {
+        finish_at = static_cast<int>(i);
+        finish = chunk;
+      }
+    }
+    EXPECT_EQ(text, "ok");
+    ASSERT_GE(provisional_at, 0) << stream.body;
+    ASSERT_GT(finish_at, provisional_at) << stream.body;
+    EXPECT_EQ(provisional["request_id"], Hex0x(id));
+    EXPECT_EQ(provisional["attestation"],
+              Hex0x(consensus::EncodeAttestation(round->attestation())));
+    EXPECT_EQ(provisional["output"],
+              (json{{"token_ids", {111, 107}}, {"finish_reason", "length"}}));
+    EXPECT_EQ(finish["atoma_request_id"], Hex0x(id));
+    ASSERT_TRUE(round->outcome().xv_certificate.has_value());
+    EXPECT_EQ(finish["atoma_certificate"],
+              Hex0x(consensus::EncodeXvCertificate(*round->outcome().xv_certificate)));
+    EXPECT_EQ(finish["atoma_certificate"].get<std::string>().substr(0, 4), "0x02");
+    EXPECT_EQ(finish["atoma_output"], provisional["output"]);
+  }
+}
+
+TEST_F(XvHttpTest, NonStreamingIsRefused) {
+  Response r = Post(port_, "/v1/completions", Body(false, false).dump());
+  ExpectError(r, 400, "stream");
+  EXPECT_NE(r.Json()["error"]["message"].get<std::string>().find("\"stream\": true"),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(Round(), nullptr);  // nothing submitted
+}
+
+TEST_F(XvHttpTest, RevealSaltBodyAndMethodErrors) {
+  ExpectError(Post(port_, "/v1/atoma/reveal_salt", "{"), 400, "");
+  ExpectError(Post(port_, "/v1/atoma/reveal_salt", R"({"request_id":"0x12","salt":"0x34"})"), 400,
+              "request_id");
+  ExpectError(Get(port_, "/v1/atoma/reveal_salt"), 405, "", "method_not_allowed");
+  // No round runs: 404.
+  ExpectError(Reveal(crypto::Hash256{}, salt_), 404, "request_id", "round_not_found");
+}
+
+TEST_F(VerifiedHttpTest, RevealSaltWithoutLedgerIs501) {
+  StartVerified(/*with_consensus=*/false);
+  ExpectError(
+      Post(port_, "/v1/atoma/reveal_salt",
+           json{{"request_id", "0x" + std::string(64, '1')}, {"salt", "0x" + std::string(64, '2')}}
+               .dump()),
+      501, "", "verification_unavailable");
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys (http.api_keys_file).
+
+Response WithAuth(int port, const std::string& method, const std::string& path,
+                  const std::string& authorization, const std::string& body = "") {
+  std::string raw = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: x\r\n");
+  if (!authorization.empty()) absl::StrAppend(&raw, "Authorization: ", authorization, "\r\n");
+  if (method == "POST") {
+    absl::StrAppend(&raw, "Content-Type: application/json\r\nContent-Length: ", body.size(),
+                    "\r\n");
+  }
+  absl::StrAppend(&raw, "\r\n", body);
+  return Exchange(port, raw);
+}
+
+TEST_F(OpenAiServerTest, ApiKeysGuardEveryPathButHealth) {
+  OpenAiOptions options;
+  options.api_keys = {"sk-first", "sk-second"};
+  StartWith(FakeEngineOptions{}, std::move(options));
+  const std::string body = R"({"model":"fake","prompt":"x","max_tokens":2})";
+  // Missing and wrong keys: 401 in OpenAI's shape, nothing generated.
+  Response missing = WithAuth(port_, "POST", "/v1/completions", "", body);
+  ExpectError(missing, 401, "", "invalid_api_key");
+  EXPECT_NE(missing.head.find("WWW-Authenticate: Bearer"), std::string::npos) << missing.head;
+  for (const std::string& wrong : {std::string("Bearer sk-third"), std::string("Bearer sk-firs"),
+                                   std::string("Bearer sk-first2"), std::string("Bearer "),
+                                   std::string("sk-first"), std::string("Basic c2stZmlyc3Q6")}) {
+    ExpectError(WithAuth(port_, "POST", "/v1/completions", wrong, body), 401, "",
+                "invalid_api_key");
+  }
+  ExpectError(WithAuth(port_, "GET", "/v1/models", "Bearer nope"), 401, "", "invalid_api_key");
+  ExpectError(WithAuth(port_, "POST", "/v1/atoma/reveal_salt", "", "{}"), 401, "",
+              "invalid_api_key");
+  ExpectError(WithAuth(port_, "GET", "/v1/unknown", ""), 401, "", "invalid_api_key");
+  EXPECT_EQ(engine_->submitted(), 0);
+  // Either key works, with the scheme in any case.
+  EXPECT_EQ(WithAuth(port_, "POST", "/v1/completions", "Bearer sk-first", body).status, 200);
+  EXPECT_EQ(WithAuth(port_, "POST", "/v1/completions", "bearer sk-second", body).status, 200);
+  EXPECT_EQ(WithAuth(port_, "GET", "/v1/models", "Bearer sk-second").status, 200);
+  EXPECT_EQ(engine_->submitted(), 2);
+  // The health probe needs none.
+  EXPECT_EQ(Get(port_, "/health").status, 200);
+}
+
+class ApiKeysFileTest : public ::testing::Test {
+ protected:
+  std::filesystem::path Write(const std::string& name, const std::string& text, mode_t mode) {
+    const std::filesystem::path path = std::filesystem::path(::testing::TempDir()) / name;
+    std::filesystem::remove(path);
+    std::ofstream(path) << text;
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+};
+
+TEST_F(ApiKeysFileTest, ReadsOneKeyPerLine) {
+  auto keys = LoadApiKeys(Write("keys_ok", "# clients\nsk-one\n\n  sk-two  \r\n", 0600));
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(*keys, (std::vector<std::string>{"sk-one", "sk-two"}));
+}
+
+TEST_F(ApiKeysFileTest, RefusesFilesOthersMayRead) {
+  const std::filesystem::path path = Write("keys_open", "sk-one\n", 0644);
+  auto keys = LoadApiKeys(path);
+  EXPECT_EQ(keys.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(keys.status().message().find("chmod 600"), std::string::npos) << keys.status();
+  EXPECT_EQ(LoadApiKeys(Write("keys_group", "sk-one\n", 0640)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(ApiKeysFileTest, EmptyOrMissing) {
+  EXPECT_EQ(LoadApiKeys(Write("keys_empty", "# none yet\n\n", 0600)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      LoadApiKeys(std::filesystem::path(::testing::TempDir()) / "no_such_keys").status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 }  // namespace
