@@ -346,8 +346,9 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(metrics.String("listen", &c.metrics.listen));
 
   const MapReader http = top.Child("http");
-  RETURN_IF_ERROR(http.CheckKeys({"listen"}));
+  RETURN_IF_ERROR(http.CheckKeys({"listen", "api_keys_file"}));
   RETURN_IF_ERROR(http.String("listen", &c.http.listen));
+  RETURN_IF_ERROR(http.Path("api_keys_file", base, &c.http.api_keys_file));
   return c;
 }
 

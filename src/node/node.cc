@@ -270,8 +270,19 @@ absl::Status StartHttp(const config::NodeConfig& c, NodeContext& ctx) {
                                         const crypto::Signature& signature) {
       return runtime->Submit(request, signature);
     };
+    options.reveal_salt = [runtime](const std::array<uint8_t, 32>& request_id,
+                                    const std::array<uint8_t, 32>& salt) {
+      return runtime->RevealSalt(request_id, salt);
+    };
   }
   options.allow_anonymous = c.api.allow_anonymous;
+  if (!c.http.api_keys_file.empty()) {
+    absl::StatusOr<std::vector<std::string>> keys = http::LoadApiKeys(c.http.api_keys_file);
+    if (!keys.ok()) return Annotate(keys.status(), "http.api_keys_file");
+    options.api_keys = *std::move(keys);
+    Log()->info("HTTP API: {} API key(s) from {}", options.api_keys.size(),
+                c.http.api_keys_file.string());
+  }
   auto server = http::OpenAiServer::Start(c.http.listen, std::move(engines), std::move(options));
   if (!server.ok()) return Annotate(server.status(), "http.listen");
   ctx.http_server = std::move(*server);

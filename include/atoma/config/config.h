@@ -134,6 +134,9 @@ struct MetricsSection {
 // /health) over the same engines and queue as gRPC; security level "none" only.
 struct HttpSection {
   std::string listen;  // host:port; empty (default) = no HTTP API; port 0 = a free port
+  // One API key per line (http::LoadApiKeys); empty (default) = no authentication. Relative to
+  // the config file's folder.
+  std::filesystem::path api_keys_file;
 };
 
 struct NodeConfig {

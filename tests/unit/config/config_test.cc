@@ -191,6 +191,14 @@ TEST(Config, HttpSection) {
   EXPECT_EQ(c.http.listen, "127.0.0.1:0");
   EXPECT_NE(ErrorOf(std::string(kMinimal) + "http:\n  port: 1\n").find("http.port: unknown key"),
             std::string::npos);
+  EXPECT_TRUE(c.http.api_keys_file.empty());
+  // A relative api_keys_file is relative to the config file's folder, as the other paths.
+  EXPECT_EQ(ParseOk(std::string(kMinimal) + "http:\n  api_keys_file: keys/http_keys\n")
+                .http.api_keys_file,
+            fs::path("/etc/atoma/keys/http_keys"));
+  EXPECT_EQ(
+      ParseOk(std::string(kMinimal) + "http:\n  api_keys_file: /run/keys\n").http.api_keys_file,
+      fs::path("/run/keys"));
 }
 
 TEST(Config, UnknownKeysAreErrors) {
@@ -523,7 +531,8 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
                           "tls_cert_file:",
                           "tls_key_file:",
                           "metrics:",
-                          "http:"}) {
+                          "http:",
+                          "api_keys_file:"}) {
     EXPECT_NE(text.find(key), std::string::npos) << "config/node.yaml does not show " << key;
   }
   // Every key's documented default matches the code: the file spells out the defaults, so the
@@ -556,6 +565,7 @@ TEST(Config, ShippedExamplesParseAndDocumentEveryKey) {
   EXPECT_EQ(example->consensus.max_committee_size, defaults.consensus.max_committee_size);
   EXPECT_EQ(example->consensus.settlement_batch_size, defaults.consensus.settlement_batch_size);
   EXPECT_EQ(example->consensus.settlement_max_delay_ms, defaults.consensus.settlement_max_delay_ms);
+  EXPECT_EQ(example->http.api_keys_file, defaults.http.api_keys_file);
 }
 
 }  // namespace
