@@ -74,7 +74,9 @@ struct EvmLedgerOptions {
   // The AtomaLedger contract. It must hold code at `latest` (NOT_FOUND otherwise).
   Address contract{};
   // Views and logs are read at block `latest - confirmations` (0: latest). Transactions always
-  // act on the chain head; their own results come from their receipts.
+  // act on the chain head; their own results come from their receipts, taken once the receipt's
+  // block is `confirmations` deep (a reorg that drops a transaction meanwhile is noticed and the
+  // transaction re-sent).
   uint64_t confirmations = 0;
   // The actors this client can act as (msg.sender). Copied by OpenEvmLedger. AdvanceEpoch and
   // AdvanceEpochFrom, which name no actor (anyone may call them), are sent by the first one;

@@ -1048,6 +1048,7 @@ absl::StatusOr<std::unique_ptr<LedgerClient>> OpenEvmLedger(const EvmLedgerOptio
   sender_options.contract = options.contract;
   sender_options.receipt_timeout = options.receipt_timeout;
   sender_options.poll_interval = options.poll_interval;
+  sender_options.confirmations = options.confirmations;
   auto sender = std::make_unique<TxSender>(eth, std::move(journal), sender_options);
   for (const crypto::PrivateKey& key : options.signers) {
     sender->AddKey(key.Clone());

@@ -66,9 +66,11 @@ uint64_t WithGasMargin(uint64_t gas) {
 absl::StatusOr<evm::Receipt> WaitForReceipt(evm::EthClient& eth, const crypto::Hash256& hash,
                                             std::span<const uint8_t> raw,
                                             const std::string& purpose, absl::Duration timeout,
-                                            absl::Duration poll_interval) {
+                                            absl::Duration poll_interval, uint64_t confirmations) {
   const absl::Time deadline = absl::Now() + timeout;
   absl::Time last_send = absl::Now();
+  bool shallow = false;  // mined in shallow_block, not yet deep enough
+  uint64_t shallow_block = 0;
   while (true) {
     absl::StatusOr<std::optional<evm::Receipt>> receipt = eth.GetTransactionReceipt(hash);
     if (!receipt.ok()) {
@@ -76,15 +78,30 @@ absl::StatusOr<evm::Receipt> WaitForReceipt(evm::EthClient& eth, const crypto::H
                           absl::StrCat("waiting for transaction ", Hex(hash), " (", purpose,
                                        "): ", Msg(receipt.status())));
     }
-    if (receipt->has_value()) return **receipt;
+    shallow = false;
+    if (receipt->has_value()) {
+      if (confirmations == 0) return **receipt;
+      absl::StatusOr<uint64_t> head = eth.BlockNumber();
+      if (!head.ok()) {
+        return absl::Status(head.status().code(),
+                            absl::StrCat("waiting for transaction ", Hex(hash), " (", purpose,
+                                         "): ", Msg(head.status())));
+      }
+      if (*head >= (*receipt)->block_number + confirmations) return **receipt;
+      shallow = true;
+      shallow_block = (*receipt)->block_number;
+    }
     const absl::Time now = absl::Now();
     if (now >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
-          "transaction ", Hex(hash), " (", purpose, ") not mined within ",
-          absl::FormatDuration(timeout),
+          "transaction ", Hex(hash), " (", purpose, ") ",
+          shallow ? absl::StrCat("mined in block ", shallow_block, " but not ", confirmations,
+                                 " blocks deep")
+                  : std::string("not mined"),
+          " within ", absl::FormatDuration(timeout),
           "; it stays journaled and is re-sent by the signer's next call or the next open"));
     }
-    if (now - last_send >= kResendEvery) {
+    if (!shallow && now - last_send >= kResendEvery) {
       last_send = now;
       const absl::StatusOr<crypto::Hash256> sent = eth.SendRawTransaction(raw);
       if (Classify(sent.status()) == SendOutcome::kNonceTaken) {
@@ -215,7 +232,11 @@ absl::Status TxSender::FinishUnfinished(Signer& signer) {
   std::vector<JournaledTx> waiting;
   for (JournaledTx tx : signer.unfinished) {
     if (tx.stuck && signer.key.has_value()) {
-      ASSIGN_OR_RETURN(tx, Replacement(signer, tx));
+      // Mined meanwhile (or mined but not yet deep enough): nothing to replace.
+      ASSIGN_OR_RETURN(std::optional<evm::Receipt> mined, eth_->GetTransactionReceipt(tx.hash));
+      if (!mined.has_value()) {
+        ASSIGN_OR_RETURN(tx, Replacement(signer, tx));
+      }
     }
     const absl::StatusOr<crypto::Hash256> sent = eth_->SendRawTransaction(tx.raw);
     switch (Classify(sent.status())) {
@@ -256,8 +277,9 @@ absl::Status TxSender::FinishUnfinished(Signer& signer) {
       still.push_back(tx);
       continue;
     }
-    absl::StatusOr<evm::Receipt> receipt = WaitForReceipt(
-        *eth_, tx.hash, tx.raw, tx.purpose, options_.receipt_timeout, options_.poll_interval);
+    absl::StatusOr<evm::Receipt> receipt =
+        WaitForReceipt(*eth_, tx.hash, tx.raw, tx.purpose, options_.receipt_timeout,
+                       options_.poll_interval, options_.confirmations);
     if (receipt.ok()) {
       RecordMined(*receipt);
       log->info("evm ledger: journaled transaction {} ({}) of {} mined in block {}{}", Hex(tx.hash),
@@ -394,8 +416,9 @@ absl::StatusOr<evm::Receipt> TxSender::Transact(const crypto::Address& actor,
     }
   }
 
-  absl::StatusOr<evm::Receipt> receipt = WaitForReceipt(
-      *eth_, tx.hash, tx.raw, purpose, options_.receipt_timeout, options_.poll_interval);
+  absl::StatusOr<evm::Receipt> receipt =
+      WaitForReceipt(*eth_, tx.hash, tx.raw, purpose, options_.receipt_timeout,
+                     options_.poll_interval, options_.confirmations);
   if (!receipt.ok()) {
     absl::MutexLock lock(&signer->mu);
     if (absl::IsAborted(receipt.status())) {

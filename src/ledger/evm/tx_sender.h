@@ -54,16 +54,22 @@ struct SenderOptions {
   crypto::Address contract{};
   absl::Duration receipt_timeout = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(100);
+  // A receipt counts once its block is this many blocks below the head (0: at once). Until then
+  // it is read again at every poll, so a reorg that drops the transaction is noticed (and the
+  // transaction re-sent).
+  uint64_t confirmations = 0;
 };
 
 // Polls the receipt of the signed transaction `raw` (hash `hash`) until `timeout`, re-sending
-// `raw` every few seconds while it is not mined. DEADLINE_EXCEEDED (message names the hash and
-// `purpose`), UNAVAILABLE when the chain stops answering, ABORTED when its nonce was taken by
+// `raw` every few seconds while it is not mined (also after a reorg dropped it), and returns it
+// once its block has `confirmations` blocks above it. DEADLINE_EXCEEDED (message names the hash
+// and `purpose`), UNAVAILABLE when the chain stops answering, ABORTED when its nonce was taken by
 // another transaction (it can never be mined).
 absl::StatusOr<evm::Receipt> WaitForReceipt(evm::EthClient& eth, const crypto::Hash256& hash,
                                             std::span<const uint8_t> raw,
                                             const std::string& purpose, absl::Duration timeout,
-                                            absl::Duration poll_interval);
+                                            absl::Duration poll_interval,
+                                            uint64_t confirmations = 0);
 
 // gas * 1.2, saturating.
 uint64_t WithGasMargin(uint64_t gas);

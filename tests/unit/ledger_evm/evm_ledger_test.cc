@@ -555,7 +555,8 @@ TEST_F(EvmLedgerTest, ConfirmationsDelayWhatViewsSee) {
   deep.confirmations = 3;
   std::unique_ptr<LedgerClient> client = OpenEvmLedger(deep).value();
   const Address n0 = world_.node(0);
-  ASSERT_TRUE(client->Stake(n0, Amount(1)).ok());
+  // Sent by a client without confirmations (one with them waits until its block is 3 deep).
+  ASSERT_TRUE(ledger_->Stake(n0, Amount(1)).ok());
   EXPECT_EQ(client->GetStake(n0).value().bonded, Amount(10'000));  // 3 blocks behind
   ASSERT_TRUE(Rpc("anvil_mine", nlohmann::json::array({"0x3"})).ok());
   EXPECT_EQ(client->GetStake(n0).value().bonded, Amount(10'001));
@@ -772,6 +773,76 @@ TEST_F(EvmLedgerTest, AStuckTransactionIsReplacedWithHigherFeesAndLandsOnce) {
   EXPECT_GT(replacement.tx.max_priority_fee_per_gas, stuck.tx.max_priority_fee_per_gas);
   EXPECT_EQ(replacement.tx.data, stuck.tx.data);
   EXPECT_TRUE(tx_journal->Pending().value().empty());
+}
+
+// With confirmations, a transaction's receipt counts once its block is that deep. Mined but too
+// shallow at the deadline: DEADLINE_EXCEEDED, and the next call does not replace it (it is
+// mined), it waits for the depth. A rollback that drops a shallow transaction: the sender
+// notices the receipt gone, re-sends the same bytes, and the intent lands once.
+TEST_F(EvmLedgerTest, ConfirmationsWaitForDepthAndARolledBackTransactionIsResent) {
+  SetUpWorld();
+  const std::filesystem::path journal = dir_ / "tx.db";
+  const Address n0 = world_.node(0);
+  const uint64_t nonce_before = ChainNonce(n0);
+  auto mine = [this](int blocks) {
+    auto rpc = evm::RpcClient::MakeHttp({.url = anvil_->url()}).value();
+    (void)rpc->Call("anvil_mine", nlohmann::json::array({evm::QuantityHex(blocks)}));
+  };
+  {
+    EvmLedgerOptions o = Options(journal);
+    o.confirmations = 2;
+    o.receipt_timeout = absl::Milliseconds(1500);
+    std::unique_ptr<LedgerClient> client = OpenEvmLedger(o).value();
+    // Automine makes its block; no block follows it.
+    const absl::Status shallow = client->Stake(n0, Amount(7));
+    EXPECT_EQ(shallow.code(), absl::StatusCode::kDeadlineExceeded) << shallow;
+    EXPECT_TRUE(absl::StrContains(shallow.message(), "but not 2 blocks deep")) << shallow;
+    EXPECT_EQ(ChainNonce(n0), nonce_before + 1);
+    // The next call: blocks arrive meanwhile; the first transaction is waited for, not replaced.
+    std::atomic<bool> stop{false};
+    std::thread miner([&] {
+      while (!stop) {
+        absl::SleepFor(absl::Milliseconds(150));
+        mine(1);
+      }
+    });
+    const absl::Status next = client->Stake(n0, Amount(5));
+    stop = true;
+    miner.join();
+    EXPECT_TRUE(next.ok()) << next;
+  }
+  EXPECT_EQ(ChainNonce(n0), nonce_before + 2);
+  EXPECT_EQ(ledger_->GetStake(n0).value().bonded, Amount(10'000 + 7 + 5));
+  {
+    auto tx_journal = evm_backend::TxJournal::Open(journal, 31337, contract_).value();
+    EXPECT_EQ(tx_journal->All(n0).value().size(), 2u);  // no replacement
+    EXPECT_TRUE(tx_journal->Pending().value().empty());
+  }
+
+  // A rollback drops the block of a shallow transaction.
+  EvmLedgerOptions o = Options(journal);
+  o.confirmations = 2;
+  o.receipt_timeout = absl::Seconds(15);
+  std::unique_ptr<LedgerClient> client = OpenEvmLedger(o).value();
+  ASSERT_TRUE(Rpc("evm_setAutomine", nlohmann::json::array({false})).ok());
+  std::thread chain([&] {
+    auto rpc = evm::RpcClient::MakeHttp({.url = anvil_->url()}).value();
+    absl::SleepFor(absl::Milliseconds(300));
+    mine(1);  // the stake transaction's block
+    absl::SleepFor(absl::Milliseconds(300));
+    (void)rpc->Call("anvil_rollback", nlohmann::json::array({1}));  // gone with its block
+    absl::SleepFor(absl::Milliseconds(2500));  // the sender re-sends it meanwhile
+    for (int i = 0; i < 3; ++i) {
+      mine(1);
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  });
+  const absl::Status rolled = client->Stake(n0, Amount(3));
+  chain.join();
+  ASSERT_TRUE(Rpc("evm_setAutomine", nlohmann::json::array({true})).ok());
+  EXPECT_TRUE(rolled.ok()) << rolled;
+  EXPECT_EQ(ChainNonce(n0), nonce_before + 3);
+  EXPECT_EQ(ledger_->GetStake(n0).value().bonded, Amount(10'000 + 7 + 5 + 3));
 }
 
 // The chain goes away right after it took the settle transaction: UNAVAILABLE; after it restarts
