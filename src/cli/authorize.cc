@@ -7,10 +7,21 @@
 // prints the body fields atoma_security and atoma_client (and the request id), or the whole body
 // with them (--merge).
 //
+// Cross-validation (--security cross_validation:P:K): it also draws the client's secret 32-byte
+// salt, puts its hash in atoma_client.salt_hash (part of the signed request) and prints the salt
+// as "salt" (with --merge: writes it to --salt-out, mode 0600, since the merged body goes to the
+// node and the salt must not). The client keeps it secret until the stream's atoma_provisional
+// chunk, then POSTs it to /v1/atoma/reveal_salt (docs/http.md).
+//
 // The body must set max_tokens (it bounds the fee the client signs). Sampling parameters the body
 // leaves out take the OpenAI defaults the server applies (temperature 1).
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -26,6 +37,7 @@
 #include "atoma/common/uint256.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/request.h"
+#include "atoma/consensus/xv.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/ledger/ledger.h"
@@ -50,7 +62,9 @@ struct AuthorizeArgs {
   std::string max_fee;  // decimal; empty = the worst case
   std::optional<uint64_t> nonce;
   bool merge = false;
-  std::optional<uint64_t> epoch;  // test seam: sign for another epoch
+  std::string salt_out;                 // cross_validation with --merge: where the salt goes
+  std::optional<std::string> salt_hex;  // test seam: a fixed salt
+  std::optional<uint64_t> epoch;        // test seam: sign for another epoch
 };
 
 template <typename T>
@@ -89,8 +103,35 @@ http::OpenAiRequest ParseOrFail(json body, const std::string& security, const js
   if (std::optional<http::BodyError> e = http::ParseOpenAiBody(body, chat, &request)) {
     Fail(absl::StrCat("body: ", e->message));
   }
-  if (!request.verified) Fail("--security must be sampling:N");
+  if (!request.verified) Fail("--security must be sampling:N or cross_validation:P:K");
   return request;
+}
+
+// A fresh secret salt from the kernel's CSPRNG (as `atoma-cli generate` draws it): whoever knows
+// it before the executor commits knows the coin.
+consensus::XvSalt RandomSaltOrFail() {
+  consensus::XvSalt salt{};
+  size_t got = 0;
+  while (got < salt.size()) {
+    const ssize_t n = getrandom(salt.data() + got, salt.size() - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Fail(absl::StrCat("getrandom failed (errno ", errno, "): cannot draw a salt"));
+    }
+    got += static_cast<size_t>(n);
+  }
+  return salt;
+}
+
+// Writes the salt's "0x" hex and a newline to a new file only its owner can read.
+void WriteSaltOrFail(const std::string& path, const consensus::XvSalt& salt) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) Fail(absl::StrCat("--salt-out ", path, ": cannot create (errno ", errno, ")"));
+  const std::string text = "0x" + crypto::ToHex(salt) + "\n";
+  const bool ok = ::fchmod(fd, 0600) == 0 &&
+                  ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok) Fail(absl::StrCat("--salt-out ", path, ": cannot write"));
 }
 
 void RunAuthorize(const AuthorizeArgs& args) {
@@ -112,6 +153,28 @@ void RunAuthorize(const AuthorizeArgs& args) {
                  {"nonce", std::to_string(nonce)},
                  {"max_fee", args.max_fee.empty() ? std::string("0") : args.max_fee},
                  {"epoch", epoch}};
+  const bool xv = args.security.starts_with("cross_validation");
+  if (!xv && (args.salt_hex || !args.salt_out.empty())) {
+    Fail("--salt-out and --salt-for-test need --security cross_validation:P:K");
+  }
+  if (xv && args.merge && args.salt_out.empty()) {
+    Fail(
+        "--merge with cross_validation needs --salt-out FILE: the merged body goes to the node, "
+        "the salt must stay with the client until the provisional result");
+  }
+  consensus::XvSalt salt{};
+  if (xv) {
+    if (args.salt_hex) {
+      auto bytes = crypto::ParseHex(*args.salt_hex);
+      if (!bytes.ok() || bytes->size() != salt.size()) {
+        Fail("--salt-for-test: expected 64 hex digits");
+      }
+      std::copy(bytes->begin(), bytes->end(), salt.begin());
+    } else {
+      salt = RandomSaltOrFail();
+    }
+    client["salt_hash"] = "0x" + crypto::ToHex(consensus::XvSaltHash(salt));
+  }
   http::OpenAiRequest request = ParseOrFail(body, args.security, client);
   if (!request.proto.has_max_tokens()) {
     Fail("body: max_tokens is required for a verified request (it bounds the fee)");
@@ -174,11 +237,16 @@ void RunAuthorize(const AuthorizeArgs& args) {
     out = body;
     out["atoma_security"] = args.security;
     out["atoma_client"] = client;
+    if (xv) WriteSaltOrFail(args.salt_out, salt);
   } else {
     out = {{"atoma_security", args.security},
            {"atoma_client", client},
            {"request_id", "0x" + crypto::ToHex(parsed.request_id)},
            {"prompt_tokens", ids.size()}};
+    if (xv) {
+      out["salt"] = "0x" + crypto::ToHex(salt);
+      if (!args.salt_out.empty()) WriteSaltOrFail(args.salt_out, salt);
+    }
   }
   std::printf("%s\n", out.dump().c_str());
 }
@@ -193,14 +261,18 @@ void AddAuthorizeCommand(CLI::App& app) {
       "POST to /v1/chat/completions (a body with `messages`) or /v1/completions, and prints the "
       "fields to add to it, {\"atoma_security\", \"atoma_client\"} plus the request id, or the "
       "whole body with them (--merge). The body must set max_tokens; the prompt is tokenized on "
-      "the node at --addr (gRPC), the epoch and signing domain come from the ledger.");
+      "the node at --addr (gRPC), the epoch and signing domain come from the ledger. With "
+      "cross_validation it also draws the secret salt (printed as \"salt\", or written to "
+      "--salt-out): keep it until the stream's atoma_provisional chunk, then POST it to "
+      "/v1/atoma/reveal_salt.");
   cmd->add_option("body", args->body_file, "the request body, a JSON file ('-' = stdin)")
       ->required();
   cmd->add_option("--addr", args->addr, "the node's gRPC address host:port (tokenizes the prompt)")
       ->capture_default_str();
   cmd->add_option("--security", args->security,
-                  "sampling:N: a committee of N nodes executes and certifies the output "
-                  "(cross_validation needs the gRPC API)")
+                  "sampling:N: a committee of N nodes executes and certifies the output; "
+                  "cross_validation:P:K: one executor, then with probability P K validators "
+                  "re-execute (streaming only)")
       ->capture_default_str();
   cmd->add_option("--client-key", args->client_key,
                   "client key file (atoma-cli keygen): signs the request and pays from its escrow")
@@ -212,7 +284,11 @@ void AddAuthorizeCommand(CLI::App& app) {
                   "tokens + max_tokens), the worst case)");
   cmd->add_option("--nonce", args->nonce, "client nonce (default: random 64-bit)");
   cmd->add_flag("--merge", args->merge, "print the whole body with the two fields added");
-  cmd->add_option("--epoch-for-test", args->epoch)->group("");  // hidden: a stale epoch
+  cmd->add_option("--salt-out", args->salt_out,
+                  "cross_validation: also write the secret salt to this file (mode 0600); "
+                  "required with --merge");
+  cmd->add_option("--salt-for-test", args->salt_hex)->group("");  // hidden: a fixed salt
+  cmd->add_option("--epoch-for-test", args->epoch)->group("");    // hidden: a stale epoch
   cmd->callback([args] { RunAuthorize(*args); });
 }
 

@@ -9,7 +9,14 @@
 // verify` against the ledger and the request settles; streaming carries the certificate in the
 // finish chunk; refusals come back as 403 / 409 / 402 / 400 / 501. The request id `authorize`
 // signs equals the one `atoma-cli generate --security sampling:3 --dry-run` (the gRPC client)
-// computes for the same input and nonce.
+// computes for the same input and nonce. Cross-validation "cross_validation:1:1" (always checked)
+// over the official client's stream: the atoma_provisional chunk, the salt `authorize` drew
+// revealed with a fetch to /v1/atoma/reveal_salt, the 0x02 certificate in the finish chunk checked
+// with `atoma-cli verify`.
+//
+// The first node runs with http.api_keys_file: the official client with the right apiKey works,
+// a wrong one gets 401 (AuthenticationError), GET /health needs none; a keys file others may
+// read stops the node at start.
 //
 // Usage: node openai_test.mjs --node PATH --cli PATH --source-dir DIR
 // The openai package comes from the repository's package.json (npm ci in the source dir).
@@ -32,7 +39,7 @@ const SOURCE_DIR = path.resolve(arg("--source-dir"));
 // Resolve `openai` from the source tree's node_modules, wherever this script runs from.
 const require = createRequire(path.join(SOURCE_DIR, "package.json"));
 const { default: OpenAI, NotFoundError, BadRequestError, PermissionDeniedError, ConflictError,
-        APIError } = await import(require.resolve("openai"));
+        AuthenticationError, APIError } = await import(require.resolve("openai"));
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 120000 });
@@ -47,6 +54,11 @@ const modelDir = path.join(tmp, "models", "tiny");
 run(CLI, ["model", "synth", "--preset", "tiny", "--seed", "1", "--out", modelDir]);
 const key = path.join(tmp, "node.key");
 run(CLI, ["keygen", "--out", key]);
+// API keys for the first node's HTTP port (owner-only, as the node requires).
+const API_KEY = "sk-atoma-test-1";
+const apiKeys = path.join(tmp, "http_keys");
+fs.writeFileSync(apiKeys, `# test clients\n${API_KEY}\nsk-atoma-test-2\n`, { mode: 0o600 });
+fs.chmodSync(apiKeys, 0o600);
 const config = path.join(tmp, "node.yaml");
 fs.writeFileSync(config, `node:
   key_file: ${key}
@@ -62,6 +74,7 @@ models:
     path: ${modelDir}
 http:
   listen: 127.0.0.1:0
+  api_keys_file: ${apiKeys}
 `);
 const portsFile = path.join(tmp, "ports.json");
 const logPath = path.join(tmp, "node.log");
@@ -205,12 +218,13 @@ async function verifiedTests(hasChat) {
   const create = (params, opts) => hasChat ? verified.chat.completions.create(params, opts)
                                            : verified.completions.create(params, opts);
   let bodyCount = 0;
-  const authorize = (b, ...extra) => {
+  const authorizeAs = (security, b, ...extra) => {
     const file = path.join(tmp, `body${bodyCount++}.json`);
     fs.writeFileSync(file, JSON.stringify(b));
     return runJson(CLI, ["authorize", "--addr", grpcAddr, "--client-key", clientKey,
-                         "--ledger-db", ledger, "--security", "sampling:3", ...extra, file]);
+                         "--ledger-db", ledger, "--security", security, ...extra, file]);
   };
+  const authorize = (b, ...extra) => authorizeAs("sampling:3", b, ...extra);
   // `atoma-cli verify` of a response's certificate and output; returns its stdout.
   let certCount = 0;
   const verify = (certHex, output) => {
@@ -284,6 +298,53 @@ async function verifiedTests(hasChat) {
     assert.equal((await waitSettled(auth.request_id)).length, 1);
   });
 
+  await test("verified: cross_validation:1:1 streams a provisional result, then the certificate " +
+             "after the salt reveal", async () => {
+    const auth = authorizeAs("cross_validation:1:1", body);
+    assert.match(auth.salt, /^0x[0-9a-f]{64}$/);
+    assert.match(auth.atoma_client.salt_hash, /^0x[0-9a-f]{64}$/);
+    const base = `http://127.0.0.1:${entry.portsJson.http}/v1`;
+    const stream = await create({ ...body, stream: true, atoma_security: auth.atoma_security,
+                                  atoma_client: auth.atoma_client });
+    let provisional = null;
+    let revealed = null;
+    let finish = null;
+    let text = "";
+    for await (const chunk of stream) {
+      if (chunk.atoma_provisional) {
+        assert.equal(provisional, null, "a second provisional chunk");
+        assert.deepEqual(chunk.choices, []);
+        provisional = chunk.atoma_provisional;
+        assert.equal(provisional.request_id, auth.request_id);
+        assert.match(provisional.attestation, /^0x[0-9a-f]+$/);
+        // The salt leaves the client only now, on another connection; the stream waits for it.
+        const r = await fetch(`${base}/atoma/reveal_salt`, {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ request_id: provisional.request_id, salt: auth.salt }) });
+        assert.equal(r.status, 200, await r.clone().text());
+        revealed = await r.json();
+        continue;
+      }
+      const choice = chunk.choices[0];
+      text += (hasChat ? choice?.delta?.content : choice?.text) ?? "";
+      if (choice?.finish_reason) finish = chunk;
+    }
+    assert.ok(provisional, "no atoma_provisional chunk");
+    assert.deepEqual(revealed, { checked: true });  // p = 1: always checked
+    assert.ok(finish, "no finish chunk");
+    assert.equal(finish.atoma_request_id, auth.request_id);
+    assert.match(finish.atoma_certificate, /^0x02[0-9a-f]+$/);  // the cross-validation form
+    assert.deepEqual(finish.atoma_output, provisional.output);
+    assert.equal(finish.atoma_output.token_ids.length > 0, text.length > 0);
+    assert.match(verify(finish.atoma_certificate, finish.atoma_output), /verified/);
+    // A second reveal: the round is over.
+    const again = await fetch(`${base}/atoma/reveal_salt`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ request_id: auth.request_id, salt: auth.salt }) });
+    assert.ok([404, 409].includes(again.status), `second reveal: ${again.status}`);
+    assert.equal((await waitSettled(auth.request_id)).length, 1);
+  });
+
   await test("verified: refusals map to HTTP codes", async () => {
     const withAuth = (auth) => ({ ...body, atoma_security: auth.atoma_security,
                                   atoma_client: auth.atoma_client });
@@ -311,9 +372,11 @@ async function verifiedTests(hasChat) {
     await assert.rejects(create(withAuth(cheap)),
                          (e) => e instanceof APIError && e.status === 402 &&
                                 e.code === "max_fee_too_low");
-    // Cross-validation needs the gRPC API's salt reveal.
-    await assert.rejects(create({ ...withAuth(cheap), atoma_security: "cross_validation:0.5:2" }),
-                         (e) => e instanceof BadRequestError && e.param === "atoma_security");
+    // Cross-validation needs a stream to carry the provisional result before the reveal.
+    const xv = authorizeAs("cross_validation:0.5:2", body);
+    await assert.rejects(create({ ...body, atoma_security: xv.atoma_security,
+                                  atoma_client: xv.atoma_client }),
+                         (e) => e instanceof BadRequestError && e.param === "stream");
     // max_tokens is part of what the client signs.
     const { max_tokens, ...unbounded } = withAuth(cheap);
     assert.equal(max_tokens, 8);
@@ -325,8 +388,39 @@ async function verifiedTests(hasChat) {
 try {
   const ports = await waitForPorts();
   assert.ok(ports.http > 0, `ports file has no http port: ${JSON.stringify(ports)}`);
-  const client = new OpenAI({ baseURL: `http://127.0.0.1:${ports.http}/v1`, apiKey: "dummy",
+  const client = new OpenAI({ baseURL: `http://127.0.0.1:${ports.http}/v1`, apiKey: API_KEY,
                               maxRetries: 0, timeout: 60000 });
+
+  await test("API keys: a wrong key is a 401, /health needs none", async () => {
+    const wrong = new OpenAI({ baseURL: `http://127.0.0.1:${ports.http}/v1`, apiKey: "sk-nope",
+                               maxRetries: 0, timeout: 60000 });
+    await assert.rejects(wrong.models.list(),
+                         (e) => e instanceof AuthenticationError && e.status === 401 &&
+                                e.code === "invalid_api_key");
+    await assert.rejects(
+        wrong.completions.create({ model: "tiny", prompt: "x", max_tokens: 1 }),
+        (e) => e instanceof AuthenticationError && e.code === "invalid_api_key");
+    const health = await fetch(`http://127.0.0.1:${ports.http}/health`);
+    assert.equal(health.status, 200);
+    // The second key of the file works too.
+    const second = new OpenAI({ baseURL: `http://127.0.0.1:${ports.http}/v1`,
+                                apiKey: "sk-atoma-test-2", maxRetries: 0, timeout: 60000 });
+    assert.deepEqual((await second.models.list()).data.map((m) => m.id), ["tiny"]);
+  });
+
+  await test("API keys: a keys file others may read stops the node", async () => {
+    const open = path.join(tmp, "open_keys");
+    fs.writeFileSync(open, `${API_KEY}\n`);
+    fs.chmodSync(open, 0o644);
+    const cfg = path.join(tmp, "open.yaml");
+    fs.writeFileSync(cfg, fs.readFileSync(config, "utf8")
+                              .replace(`api_keys_file: ${apiKeys}`, `api_keys_file: ${open}`)
+                              .replace(`data_dir: ${path.join(tmp, "data")}`,
+                                       `data_dir: ${path.join(tmp, "data_open")}`));
+    const r = spawnSync(NODE, ["--config", cfg], { encoding: "utf8", timeout: 120000 });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stdout + r.stderr, /http\.api_keys_file.*chmod 600/);
+  });
 
   const models = await client.models.list();
   const hasChat = Boolean(
