@@ -689,7 +689,15 @@ contract AtomaLedger is AtomaLedgerBase {
 
     function _newBatch(uint256 count) private view returns (Batch memory b) {
         b.current = _currentEpoch;
-        b.snaps = new Snap[](count);
+        // Pointers only, filled as snapshots load (new Snap[](count) would build count empty
+        // structs that are never read).
+        Snap[] memory snaps;
+        assembly ("memory-safe") {
+            snaps := mload(0x40)
+            mstore(snaps, count)
+            mstore(0x40, add(snaps, shl(5, add(count, 1))))
+        }
+        b.snaps = snaps;
         b.d = _newDraws(2 * MAX_COMMITTEE);
         b.members = new uint256[](MAX_COMMITTEE);
         b.payees = new uint256[](MAX_COMMITTEE + 1);
@@ -719,10 +727,11 @@ contract AtomaLedger is AtomaLedgerBase {
         assembly ("memory-safe") {
             m := shr(248, calldataload(p))
             next := add(add(p, 1), mul(m, 85))
-            // zeroed (copied from past the calldata): a chain and a count per member
+            // zeroed (copied from past the calldata): per member a chain, a count and its index
+            // and stake in the current snapshot (_asDrawn)
             mem := mload(0x40)
-            calldatacopy(mem, calldatasize(), shl(6, m))
-            mstore(0x40, add(mem, shl(6, m)))
+            calldatacopy(mem, calldatasize(), mul(m, 96))
+            mstore(0x40, add(mem, mul(m, 96)))
         }
         b.slotSize = 33;
         b.table = p + 1;
@@ -730,57 +739,52 @@ contract AtomaLedger is AtomaLedgerBase {
         b.chains = mem;
     }
 
-    // One co-signed slot or validator entry at calldata `at` (p ‖ member index): its attestation
-    // digest (the item's header is in b.att) joins its member's chain,
-    // h = H("atoma/cosign-chain", h, digest); returns the digest and the member's address. An
-    // index outside the table reverts the batch.
-    function _link(Batch memory b, uint256 at) private view returns (bytes32 d, uint256 member) {
-        uint256 att = b.att;
-        uint256 table = b.table;
-        uint256 m = b.tableCount;
-        uint256 mem = b.chains;
-        bool bad;
-        assembly ("memory-safe") {
-            calldatacopy(add(att, 142), at, 32)
-            if iszero(staticcall(gas(), 2, att, 230, 0, 32)) { revert(0, 0) }
-            d := mload(0)
-            let idx := byte(0, calldataload(add(at, 32)))
-            bad := iszero(lt(idx, m))
-            if iszero(bad) {
-                let ptr := mload(0x40)
-                mstore(ptr, "atoma/cosign-chain")
-                let h := add(mem, shl(5, idx))
-                mstore(add(ptr, 19), mload(h))
-                mstore(add(ptr, 51), d)
-                if iszero(staticcall(gas(), 2, ptr, 83, h, 32)) { revert(0, 0) }
-                let count := add(h, shl(5, m))
-                mstore(count, add(mload(count), 1))
-                member := shr(96, calldataload(add(table, mul(idx, 85))))
-            }
-        }
-        if (bad) _denied();
-    }
-
-    // Co-signed: every slot (and validator entry) of a well-formed item joins its member's chain
-    // whatever the item's fate, so the list a member signs follows from the batch's bytes alone.
-    // Fills b.members with the slots' table addresses and the item's commitment check.
+    // Co-signed: every slot, then every validator entry, of a well-formed item joins its member's
+    // chain whatever the item's fate, so the list a member signs follows from the batch's bytes
+    // alone: its attestation digest (the item's header is in b.att) d gives
+    // h = H("atoma/cosign-chain", h, d) and the member's count + 1. Fills b.members with the
+    // slots' table addresses and the item's commitment check; an index outside the table reverts
+    // the batch. One assembly loop: it runs for every slot of every item.
     function _chain(Batch memory b, Item memory it) private view {
         _attestationHeader(b, it);
         uint256 n = it.n;
-        uint256 slots = it.slots;
-        uint256 c = b.commit;
-        uint256[] memory members = b.members;
-        for (uint256 i; i < n; ++i) {
-            uint256 at = slots + i * 33;
-            (bytes32 d, uint256 m) = _link(b, at);
-            if (i == 0) it.executorDigest = d;
-            assembly ("memory-safe") {
-                mstore(add(members, shl(5, add(i, 1))), m)
-                mstore(add(add(c, 13), shl(5, i)), calldataload(at))
+        bool bad;
+        // Fields by offset (stack depth): Batch att 0x1a0, commit 0x1c0, members 0x1e0, table
+        // 0x240, tableCount 0x260, chains 0x280; Item slots 0x80, vCount 0xe0, vAt 0x100,
+        // executorDigest 0x180.
+        assembly ("memory-safe") {
+            // the chain step's input: tag ‖ 0x00 ‖ h ‖ d, the digest written in place
+            let buf := mload(0x40)
+            mstore(buf, "atoma/cosign-chain")
+            let total := add(n, mload(add(it, 0xe0)))
+            for { let i := 0 } lt(i, total) { i := add(i, 1) } {
+                let at := add(mload(add(it, 0x80)), mul(i, 33))
+                if iszero(lt(i, n)) { at := add(mload(add(it, 0x100)), mul(sub(i, n), 33)) }
+                let p := calldataload(at)
+                let att := mload(add(b, 0x1a0))
+                mstore(add(att, 142), p)
+                if iszero(staticcall(gas(), 2, att, 230, add(buf, 51), 32)) { revert(0, 0) }
+                let idx := byte(0, calldataload(add(at, 32)))
+                let m := mload(add(b, 0x260))
+                if iszero(lt(idx, m)) {
+                    bad := 1
+                    break
+                }
+                let h := add(mload(add(b, 0x280)), shl(5, idx))
+                mstore(add(buf, 19), mload(h))
+                if lt(i, n) {
+                    if iszero(i) { mstore(add(it, 0x180), mload(add(buf, 51))) }
+                    let member := shr(96, calldataload(add(mload(add(b, 0x240)), mul(idx, 85))))
+                    mstore(add(mload(add(b, 0x1e0)), shl(5, add(i, 1))), member)
+                    mstore(add(add(mload(add(b, 0x1c0)), 13), shl(5, i)), p)
+                }
+                if iszero(staticcall(gas(), 2, buf, 83, h, 32)) { revert(0, 0) }
+                let count := add(h, shl(5, m))
+                mstore(count, add(mload(count), 1))
             }
         }
-        it.commitOk = _sha(c, 13 + 32 * n) == bytes32(_cd(it.reqEnd + 97, 32));
-        for (uint256 i; i < it.vCount; ++i) _link(b, it.vAt + i * 33);
+        if (bad) _denied();
+        it.commitOk = _sha(b.commit, 13 + 32 * n) == bytes32(_cd(it.reqEnd + 97, 32));
     }
 
     // Each table member has a slot and signed H("atoma/cosign", chain id u64, ledger, its chain,
@@ -937,8 +941,10 @@ contract AtomaLedger is AtomaLedgerBase {
     // and kept for the epoch's later batches when this is the first to need it. (No struct is
     // returned: a memory struct return value would be allocated per call.)
     function _snap(Batch memory b, uint64 epoch, bytes32 echelon) private {
-        Snap[] memory snaps = b.snaps;
         uint256 count = b.snapCount;
+        // Consecutive items mostly share one.
+        if (count != 0 && b.cur.epoch == epoch && b.cur.echelon == echelon) return;
+        Snap[] memory snaps = b.snaps;
         for (uint256 i; i < count; ++i) {
             Snap memory t = snaps[i];
             if (t.epoch == epoch && t.echelon == echelon) {
@@ -1039,6 +1045,90 @@ contract AtomaLedger is AtomaLedgerBase {
         }
     }
 
+    // Whether slot i holds draw i for every i (the common case), checked without searching the
+    // draws: with j_i the snapshot index of slot i's member and F(j) the stake of the candidates
+    // not drawn before, up to j (DESIGN §4.4: draw i is the smallest j with F(j) > u_i, u_i =
+    // H("atoma/committee", seed, rid, i) mod the stake not drawn before), draw i is j_i iff
+    // F(j_i) − stake(j_i) ≤ u_i < F(j_i), j_i not drawn before. A member's index and stake come
+    // from a binary search of its address, kept per table member and snapshot when co-signed.
+    // Fills payees[0 .. n) when true (the caller wrote seed ‖ rid into b.d's hash input).
+    function _asDrawn(Batch memory b, Snap memory s, Item memory it, uint256 n, uint256 members, uint256 payees)
+        private
+        view
+        returns (bool ok)
+    {
+        // (Batch: d 0xa0, table 0x240, tableCount 0x260, chains 0x280; Draws: buf 0x80; Snap:
+        // count 0x00, addrs 0x20, prefix 0x40; Item: slots 0x80.)
+        assembly ("memory-safe") {
+            // s << 128 | stake << 16 | index of address `a` (stake 0: not a candidate)
+            function find(snap, a) -> w {
+                let addrs := add(mload(add(snap, 0x20)), 32)
+                let count := mload(snap)
+                let j := 0
+                let hi := count
+                for {} lt(j, hi) {} {
+                    let mid := shr(1, add(j, hi))
+                    switch lt(mload(add(addrs, shl(5, mid))), a)
+                    case 1 { j := add(mid, 1) }
+                    default { hi := mid }
+                }
+                w := shl(128, snap)
+                if lt(j, count) {
+                    if eq(mload(add(addrs, shl(5, j))), a) {
+                        let pre := add(mload(add(snap, 0x40)), 32)
+                        let st := mload(add(pre, shl(5, j)))
+                        if j { st := sub(st, mload(add(pre, shl(5, sub(j, 1))))) }
+                        w := or(w, or(shl(16, st), j))
+                    }
+                }
+            }
+            // The member of slot i: find()'s word, kept per table member when co-signed.
+            function member(batch, item, snap, addr, i) -> w {
+                let cached := 0
+                if mload(add(batch, 0x240)) {
+                    let idx := byte(0, calldataload(add(add(mload(add(item, 0x80)), mul(i, 33)), 32)))
+                    cached := add(mload(add(batch, 0x280)), shl(5, add(shl(1, mload(add(batch, 0x260))), idx)))
+                    w := mload(cached)
+                }
+                if iszero(eq(shr(128, w), snap)) {
+                    w := find(snap, addr)
+                    if cached { mstore(cached, w) }
+                }
+                w := and(w, 0xffffffffffffffffffffffffffff)
+            }
+            let pre := add(mload(add(s, 0x40)), 32)
+            let remaining := mload(add(pre, shl(5, sub(mload(s), 1))))
+            ok := 1
+            // payees[k] holds stake << 16 | index until the end
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let w := member(b, it, s, mload(add(members, shl(5, i))), i)
+                // F(j) = prefix(j) − the stake drawn before below j
+                let f := mload(add(pre, shl(5, and(w, 0xffff))))
+                for { let k := 0 } lt(k, i) { k := add(k, 1) } {
+                    let e := mload(add(payees, shl(5, k)))
+                    if eq(and(e, 0xffff), and(w, 0xffff)) { ok := 0 }
+                    if lt(and(e, 0xffff), and(w, 0xffff)) { f := sub(f, shr(16, e)) }
+                }
+                mstore(add(payees, shl(5, i)), w)
+                let buf := mload(add(mload(add(b, 0xa0)), 0x80))
+                mstore(add(buf, 80), shl(192, i))
+                if iszero(staticcall(gas(), 2, buf, 88, 0, 32)) { revert(0, 0) }
+                let u := mod(mload(0), remaining)
+                if or(or(iszero(ok), iszero(shr(16, w))), or(iszero(lt(u, f)), lt(add(u, shr(16, w)), f))) {
+                    ok := 0
+                    break
+                }
+                remaining := sub(remaining, shr(16, w))
+            }
+            if ok {
+                for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                    let at := add(payees, shl(5, i))
+                    mstore(at, and(mload(at), 0xffff))
+                }
+            }
+        }
+    }
+
     function _checkView(Batch memory b, Snap memory s, Item memory it, uint256 n, uint256 members, uint256 payees)
         private
         view
@@ -1047,6 +1137,10 @@ contract AtomaLedger is AtomaLedgerBase {
         if (s.count < n) return false; // SelectCommittee fails: fewer candidates than n
         Draws memory d = b.d;
         _resetDraws(d, s.seed, it.rid);
+        // Co-signed, the members' snapshot indices are known (kept per table member): slot i is
+        // checked against draw i without a search. (With recovered signers, finding each index
+        // costs about what a draw does.)
+        if (b.table != 0 && _asDrawn(b, s, it, n, members, payees)) return true;
         _drawUpTo(s, d, n);
         uint256 drawn;
         uint256 addrs;
@@ -1150,45 +1244,59 @@ contract AtomaLedger is AtomaLedgerBase {
 
     // The ledger rules of a verified item (6 settled, 7 fee, 8 escrow) and, when they pass, its
     // effects: the client's bit and escrow debit (held in b), the payees' shares (s.credit).
-    function _charge(Batch memory b, Snap memory s, Item memory it) private returns (uint256) {
-        unchecked {
+    function _charge(Batch memory b, Snap memory s, Item memory it) private returns (uint256 code) {
+        {
             Req memory r = b.r;
             uint256 client = uint160(r.client);
             uint256 nonce = r.nonce;
             if (b.client != client || b.wordAt != nonce >> 8) _hold(b, client, nonce >> 8);
-            // 6: one bit per (client, nonce), earlier items of this batch included.
-            uint256 bit = 1 << (nonce & 255);
-            if (b.word & bit != 0) return R_SETTLED;
-            // 7: fee = feePerToken × (prompt + completion), rejected (never capped) above max_fee.
-            uint256 fee;
-            uint256 tokens = r.promptLen + _cd(it.reqEnd + 129, 8);
-            fee = FEE_PER_TOKEN * tokens;
-            if (tokens != 0 && fee / tokens != FEE_PER_TOKEN) return R_FEE;
-            if (fee > r.maxFee) return R_FEE;
-            // 8: the escrow covers it, counting this batch's earlier debits.
-            if (b.escrow - b.debit < fee) return R_ESCROW;
-            b.word |= bit;
-            it.fee = fee;
-            if (fee == 0) return 0;
-            b.debit += fee;
-            // Equal shares, the remainder to the first payee.
-            uint256 payees = it.payees;
-            uint256 share = fee / payees;
-            uint256 first = share + fee % payees;
-            uint256[] memory list = b.payees;
-            uint256[] memory credit = s.credit;
-            assembly ("memory-safe") {
-                let c := add(credit, 32)
-                let l := add(list, 32)
+        }
+        uint256 feePerToken = FEE_PER_TOKEN;
+        // (Batch: r 0x80, escrow 0x100, debit 0x120, word 0x180, payees 0x200; Req: promptLen
+        // 0x40, maxFee 0x100, nonce 0x140; Item: reqEnd 0x60, fee 0x140, payees 0x160; Snap:
+        // credit 0xc0.)
+        assembly ("memory-safe") {
+            let r := mload(add(b, 0x80))
+            let bit := shl(and(mload(add(r, 0x140)), 255), 1)
+            let word := mload(add(b, 0x180))
+            for {} 1 {} {
+                // 6: one bit per (client, nonce), earlier items of this batch included.
+                if and(word, bit) {
+                    code := R_SETTLED
+                    break
+                }
+                // 7: fee = feePerToken × (prompt + completion), rejected (never capped) above
+                // max_fee (and when the product overflows).
+                let tokens := add(mload(add(r, 0x40)), shr(192, calldataload(add(mload(add(it, 0x60)), 129))))
+                let fee := mul(feePerToken, tokens)
+                if or(gt(fee, mload(add(r, 0x100))), and(iszero(iszero(tokens)), iszero(eq(div(fee, tokens), feePerToken)))) {
+                    code := R_FEE
+                    break
+                }
+                // 8: the escrow covers it, counting this batch's earlier debits.
+                let debit := mload(add(b, 0x120))
+                if lt(sub(mload(add(b, 0x100)), debit), fee) {
+                    code := R_ESCROW
+                    break
+                }
+                mstore(add(b, 0x180), or(word, bit))
+                mstore(add(it, 0x140), fee)
+                if iszero(fee) { break }
+                mstore(add(b, 0x120), add(debit, fee))
+                // Equal shares, the remainder to the first payee.
+                let payees := mload(add(it, 0x160))
+                let share := div(fee, payees)
+                let c := add(mload(add(s, 0xc0)), 32)
+                let l := add(mload(add(b, 0x200)), 32)
                 let at := add(c, shl(5, mload(l)))
-                mstore(at, add(mload(at), first))
-                for { let e := add(l, shl(5, payees)) } lt(add(l, 32), e) {} {
+                mstore(at, add(mload(at), add(share, mod(fee, payees))))
+                for { let end := add(l, shl(5, payees)) } lt(add(l, 32), end) {} {
                     l := add(l, 32)
                     at := add(c, shl(5, mload(l)))
                     mstore(at, add(mload(at), share))
                 }
+                break
             }
-            return 0;
         }
     }
 
@@ -1227,13 +1335,24 @@ contract AtomaLedger is AtomaLedgerBase {
 
     // One reward write per member credited by the batch.
     function _payOut(Batch memory b) private {
-        for (uint256 i; i < b.snapCount; ++i) {
-            Snap memory s = b.snaps[i];
-            uint256[] memory credit = s.credit;
-            uint256[] memory addrs = s.addrs;
-            for (uint256 j; j < s.count; ++j) {
-                uint256 c = credit[j];
-                if (c != 0) _rewards[address(uint160(addrs[j]))] += c;
+        Snap[] memory snaps = b.snaps;
+        uint256 count = b.snapCount;
+        // (Snap: count 0x00, addrs 0x20, credit 0xc0.) Unchecked: every balance is less than the
+        // coin the contract holds.
+        assembly ("memory-safe") {
+            mstore(0x20, _rewards.slot)
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                let s := mload(add(add(snaps, 32), shl(5, i)))
+                let addrs := add(mload(add(s, 0x20)), 32)
+                let credit := add(mload(add(s, 0xc0)), 32)
+                for { let j := 0 } lt(j, mload(s)) { j := add(j, 1) } {
+                    let c := mload(add(credit, shl(5, j)))
+                    if c {
+                        mstore(0, mload(add(addrs, shl(5, j))))
+                        let k := keccak256(0, 64)
+                        sstore(k, add(sload(k), c))
+                    }
+                }
             }
         }
     }

@@ -26,11 +26,13 @@ const MODULE = "contracts/AtomaDisputes.sol";
 const MODULE_NAME = "AtomaDisputes";
 
 // Settlement gas decides the optimizer runs (docs/ledger_evm.md, "Gas"): the contract is run far
-// more often than it is deployed. No viaIR: the legacy pipeline compiles in seconds and the code
-// keeps its locals in memory structs where the stack would be too deep.
+// more often than it is deployed. viaIR: the settlement path is mostly inline assembly, which only
+// the IR pipeline optimizes; it makes a co-signed certificate ~500 gas cheaper and the deployment
+// ~6 KB smaller (room under the initcode limit) for a compile of about a minute instead of seconds.
 const SETTINGS = {
   evmVersion: "cancun",
   optimizer: { enabled: true, runs: 200 },
+  viaIR: true,
   outputSelection: {
     [MAIN]: { [NAME]: ["abi", "evm.bytecode.object", "evm.deployedBytecode.object",
                        "evm.methodIdentifiers"] },

@@ -1043,6 +1043,38 @@ describe("co-signed settlement", () => {
        assert.deepEqual(again.rejected.map((r) => r.code), [P.REJECT.ALREADY_SETTLED]);
      });
 
+  it("judges committee views as settle does: draws in order, backups, a member twice, swapped "
+     + "members, a referee and an outsider, members named by several items", async () => {
+    // The co-signed path checks "slot i holds draw i" from each table member's snapshot index,
+    // kept across the batch's items, and falls back to the draws for backups; both must agree
+    // with settle's recovered-signer path item by item.
+    const { w, client, other } = net;
+    const outsider = (await w.walletFor("outsider")).address.toLowerCase();
+    const shapes = [
+      null,
+      (d) => [d.backups[2], d.committee[1], d.backups[0]],
+      (d) => [d.committee[0], d.committee[0], d.committee[2]],
+      (d) => [d.committee[1], d.committee[0], d.committee[2]],
+      (d) => [d.committee[0], d.referees[0], d.committee[2]],
+      (d) => [d.committee[0], d.committee[1], outsider],
+      null,
+      (d) => [d.committee[0], d.backups[1], d.committee[2]],
+      null,
+    ];
+    const certs = [];
+    for (let i = 0; i < shapes.length; ++i) {
+      certs.push(await w.certificate({ client: i % 2 ? other : client, n: 3,
+                                       ...(shapes[i] ? { committee: shapes[i] } : {}) }));
+    }
+    const items = certs.map((c) => c.item);
+    const viaSettle = await effects(await w.settle(items), certs);
+    assert.deepEqual(viaSettle.settled.map((s) => s.index), [0, 1, 6, 7, 8]);
+    assert.deepEqual(viaSettle.rejected.map((r) => [r.index, r.code]),
+                     [2, 3, 4, 5].map((i) => [i, P.REJECT.WRONG_COMMITTEE]));
+    await w.rollback(net.cp);
+    assert.deepEqual(await effects(await w.settleCosigned(items), certs), viaSettle);
+  });
+
   it("rejects a copied C (code 5) and settles a malformed item's neighbours (code 1)",
      async () => {
        const { w, client } = net;
