@@ -345,6 +345,18 @@ async function verifiedTests(hasChat) {
     assert.equal((await waitSettled(auth.request_id)).length, 1);
   });
 
+  await test("verified: authorize --merge keeps the cross-validation salt out of the body",
+             async () => {
+    assert.throws(() => authorizeAs("cross_validation:1:1", body, "--merge"));
+    const saltFile = path.join(tmp, "xv.salt");
+    const merged = authorizeAs("cross_validation:1:1", body, "--merge", "--salt-out", saltFile);
+    assert.equal(merged.salt, undefined);
+    assert.equal(merged.model, "tiny");
+    assert.match(merged.atoma_client.salt_hash, /^0x[0-9a-f]{64}$/);
+    assert.match(fs.readFileSync(saltFile, "utf8"), /^0x[0-9a-f]{64}\n$/);
+    assert.equal(fs.statSync(saltFile).mode & 0o077, 0);
+  });
+
   await test("verified: refusals map to HTTP codes", async () => {
     const withAuth = (auth) => ({ ...body, atoma_security: auth.atoma_security,
                                   atoma_client: auth.atoma_client });
