@@ -9,15 +9,24 @@
 // send, mined receipt) in batches of 100.
 //
 // Usage: node bench/contract_gas.mjs [--batches N] [--prompt-tokens N] [--markdown]
+//        node bench/contract_gas.mjs --profile [--nodes N] [--settle]
 //   --batches        batches of 100 for the throughput figure (default 10)
 //   --prompt-tokens  prompt length of the settled requests (default 20)
 //   --markdown       print the table as Markdown (for docs/ledger_evm_gas.md)
+//   --profile        instead: where the gas of one settleCosigned (--settle: settle) batch of 100
+//                    at n = 3 goes, on an echelon of --nodes nodes (default 50): the opcode trace
+//                    (debug_traceTransaction, Anvil with --steps-tracing) by category and by
+//                    Solidity function (source map of a fresh compile with the artifact's settings;
+//                    it warns when that is not the deployed code)
 // Needs `npm ci`; compiles the contract (scripts/compile_contracts.mjs) when the artifact is
 // missing or older than the source. A program, not a test: it asserts only that what it
 // measures settled.
+import fs from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
+import path from "node:path";
 import * as P from "../tests/functional/evm/protocol.mjs";
-import { ensureArtifact, startAnvil } from "../tests/functional/evm/anvil.mjs";
+import { ROOT, ensureArtifact, startAnvil } from "../tests/functional/evm/anvil.mjs";
 import { DEFAULT_PARAMS, ECHELON_1, World } from "../tests/functional/evm/world.mjs";
 
 function option(name, fallback) {
@@ -276,4 +285,152 @@ function print(chain, perCert100, cosigned100, small10, perSecond, seconds, gasT
   console.log(`batch 100 @ n=3: ${Math.round(perCert100)} gas/cert (target <= 30000)`);
 }
 
-await main();
+// ---- --profile ---------------------------------------------------------------------------------
+
+// The deployed ledger's source map: pc → the innermost Solidity function around its instruction.
+function sourceFunctions() {
+  const solc = createRequire(path.join(ROOT, "package.json"))("solc");
+  const sources = {};
+  for (const f of fs.readdirSync(path.join(ROOT, "contracts")).filter((f) => f.endsWith(".sol")).sort()) {
+    sources[`contracts/${f}`] = { content: fs.readFileSync(path.join(ROOT, "contracts", f), "utf8") };
+  }
+  // scripts/compile_contracts.mjs's settings
+  const settings = { evmVersion: "cancun", optimizer: { enabled: true, runs: 200 }, viaIR: true,
+                     outputSelection: { "*": { "*": ["evm.deployedBytecode.object",
+                                                     "evm.deployedBytecode.sourceMap"],
+                                               "": ["ast"] } } };
+  const out = JSON.parse(solc.compile(JSON.stringify({ language: "Solidity", sources, settings })));
+  const dep = out.contracts["contracts/AtomaLedger.sol"].AtomaLedger.evm.deployedBytecode;
+  const code = Buffer.from(dep.object, "hex");
+  const index = new Map();  // pc → instruction index
+  for (let pc = 0, i = 0; pc < code.length; ++i) {
+    index.set(pc, i);
+    pc += 1 + (code[pc] >= 0x60 && code[pc] <= 0x7f ? code[pc] - 0x5f : 0);
+  }
+  const entries = [];
+  let last = [0, 0, -1];
+  for (const e of dep.sourceMap.split(";")) {
+    const f = e.split(":");
+    const cur = [...last];
+    for (let k = 0; k < 3; ++k) if (f[k] !== undefined && f[k] !== "") cur[k] = Number(f[k]);
+    entries.push(cur);
+    last = cur;
+  }
+  const funcs = [];
+  const walk = (node) => {
+    if (!node || typeof node !== "object") return;
+    if (node.nodeType === "FunctionDefinition") {
+      const [start, len, file] = node.src.split(":").map(Number);
+      funcs.push({ start, end: start + len, file, name: node.name || node.kind });
+    }
+    for (const v of Object.values(node)) if (typeof v === "object") walk(v);
+  };
+  for (const src of Object.values(out.sources)) walk(src.ast);
+  const cache = new Map();
+  return {
+    size: code.length,
+    fn(pc) {
+      if (!cache.has(pc)) {
+        const e = entries[index.get(pc)];
+        let best = null;
+        for (const f of funcs) {
+          if (e && f.file === e[2] && f.start <= e[0] && e[0] < f.end &&
+              (!best || f.end - f.start < best.end - best.start)) best = f;
+        }
+        cache.set(pc, best?.name ?? null);  // null: compiler-generated code
+      }
+      return cache.get(pc);
+    },
+  };
+}
+
+const PROFILE_GROUPS = {
+  parsing: ["_frame", "_parseRequest", "_cd", "_committeeSize", "_requestId", "_clientDigest"],
+  "co-sign chains": ["_chain", "_attestationHeader", "_sha"],
+  "committee check": ["_asDrawn", "_checkView", "_checkMembers", "_resetDraws", "_drawUpTo", "_snap",
+                      "_loadSnap", "_keepSnap", "_newDraws", "_recoverSlots"],
+  "ledger rules": ["_charge", "_hold", "_flushWord", "_flushEscrow", "_flushClient"],
+  "co-signatures": ["_checkCosigners", "_table"],
+  payouts: ["_payOut"],
+};
+
+async function profile() {
+  const NODES = option("--nodes", 50);
+  const cosigned = !process.argv.includes("--settle");
+  ensureArtifact();
+  const map = sourceFunctions();
+  const chain = await startAnvil({ args: ["--steps-tracing"] });
+  try {
+    const w = await World.deploy(chain);
+    if (P.bytesOf(await chain.provider.getCode(w.address)).length !== map.size) {
+      console.error("warning: the deployed code is not a fresh compile of contracts/: " +
+                    "functions are attributed wrongly (node scripts/compile_contracts.mjs)");
+    }
+    await w.addNodes(NODES, { prefix: "bench-node-" });
+    await w.advanceEpoch();
+    const clients = [];
+    for (let i = 0; i < CLIENTS; ++i) clients.push(await w.client(`bench-client-${i}`, 10n ** 20n));
+    // Two warm-up batches: after them (almost) every member's reward slot exists.
+    for (let i = 0; i < 2; ++i) {
+      await settleAll(w, await certificates(w, clients, 100, 3, PROMPT), "warm-up");
+    }
+    const certs = byClient(await certificates(w, clients, 100, 3, PROMPT));
+    const res = cosigned ? await settleCosignedAll(w, certs, "profile")
+                         : { gas: await settleAll(w, certs, "profile") };
+    const receipt = await chain.provider.getTransactionReceipt(
+      (await chain.provider.getBlock("latest")).transactions[0]);
+    const tx = await chain.provider.getTransaction(receipt.hash);
+    const data = P.bytesOf(tx.data);
+    const nonZero = data.reduce((k, x) => k + (x !== 0 ? 1 : 0), 0);
+    // The trace is large (hundreds of thousands of steps): fetched raw, without stack or memory.
+    const body = await (await fetch(chain.url, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "debug_traceTransaction",
+                             params: [receipt.hash, { disableStack: true, disableMemory: true,
+                                                      disableStorage: true }] }),
+    })).json();
+    const logs = body.result.structLogs;
+    const groupOf = (fn) => Object.keys(PROFILE_GROUPS).find((g) => PROFILE_GROUPS[g].includes(fn)) ??
+                            "glue";
+    const byCategory = new Map();
+    const byFunction = new Map();
+    const add = (m, k, g) => m.set(k, (m.get(k) ?? 0) + g);
+    let caller = "?";
+    for (let i = 0; i < logs.length; ++i) {
+      const l = logs[i];
+      if (l.depth !== 1) continue;
+      let j = i + 1;
+      while (j < logs.length && logs[j].depth !== 1) ++j;
+      // An opcode's gas: the drop to the next opcode of this frame (a call includes the callee).
+      const g = j < logs.length ? l.gas - logs[j].gas : l.gasCost;
+      const fn = map.fn(l.pc) ?? caller;  // compiler helpers count for the function that jumped
+      caller = fn;
+      let k;
+      if (l.op === "STATICCALL") k = g >= 3000 ? "precompile: ecrecover" : "precompile: SHA-256";
+      else if (l.op.startsWith("LOG")) k = `event (${l.op})`;
+      else if (l.op === "SLOAD" || l.op === "SSTORE") {
+        k = groupOf(fn) === "payouts" ? "storage: rewards" : "storage: escrow, bitmap, epoch, snapshot";
+      } else if (l.op.startsWith("EXTCODE")) k = "snapshot read (EXTCODE*)";
+      else k = `compute: ${groupOf(fn)}`;
+      add(byCategory, k, g);
+      if (k.startsWith("compute")) add(byFunction, fn, g);
+    }
+    const gas = Number(receipt.gasUsed);
+    const execution = [...byCategory.values()].reduce((a, b) => a + b, 0);
+    console.log(`${cosigned ? "settleCosigned" : "settle"} batch of 100, n = 3, echelon of ${NODES} ` +
+                `nodes${cosigned ? `, ${res.members} distinct members` : ""}: ${fmt(gas)} gas, ` +
+                `${fmt(gas / 100)} a certificate`);
+    const show = (what, g) => console.log(`  ${fmt(Math.round(g / 100)).padStart(7)}  ${what}`);
+    show("transaction base", 21000);
+    show(`calldata (${fmt(data.length / 100)} bytes a certificate)`, 16 * nonZero + 4 * (data.length - nonZero));
+    show("other intrinsic gas", gas - execution - 21000 - 16 * nonZero - 4 * (data.length - nonZero));
+    for (const [k, g] of [...byCategory].sort((a, b) => b[1] - a[1])) show(k, g);
+    console.log("compute by function (per certificate):");
+    for (const [k, g] of [...byFunction].sort((a, b) => b[1] - a[1])) show(k, g);
+  } finally {
+    await chain.stop();
+  }
+}
+
+if (process.argv.includes("--profile")) await profile();
+else await main();
