@@ -116,7 +116,7 @@ struct ConsensusSection {
   int referee_timeout_ms = 60000;      // a dispute's referees must answer by then; 100..3600000
   int peer_call_timeout_ms = 5000;     // deadline of Attest / GetAttestations calls; 10..600000
   int max_committee_size = 16;         // larger sampling n → INVALID_ARGUMENT; 1..64
-  int settlement_batch_size = 64;      // certificates per settlement transaction; 1..1024
+  int settlement_batch_size = 100;     // certificates per settlement transaction; 1..1024
   int settlement_max_delay_ms = 2000;  // a certificate waits at most this for a batch; 1..3600000
   // PEM root certificates that sign the network's node certificates. Set: peers are called over
   // TLS and must present a certificate from these roots. Empty: plaintext peer calls.

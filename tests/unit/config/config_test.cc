@@ -77,7 +77,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.consensus.referee_timeout_ms, 60000);
   EXPECT_EQ(c.consensus.peer_call_timeout_ms, 5000);
   EXPECT_EQ(c.consensus.max_committee_size, 16);
-  EXPECT_EQ(c.consensus.settlement_batch_size, 64);
+  EXPECT_EQ(c.consensus.settlement_batch_size, 100);
   EXPECT_EQ(c.consensus.settlement_max_delay_ms, 2000);
 }
 
