@@ -107,22 +107,6 @@ http::OpenAiRequest ParseOrFail(json body, const std::string& security, const js
   return request;
 }
 
-// A fresh secret salt from the kernel's CSPRNG (as `atoma-cli generate` draws it): whoever knows
-// it before the executor commits knows the coin.
-consensus::XvSalt RandomSaltOrFail() {
-  consensus::XvSalt salt{};
-  size_t got = 0;
-  while (got < salt.size()) {
-    const ssize_t n = getrandom(salt.data() + got, salt.size() - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Fail(absl::StrCat("getrandom failed (errno ", errno, "): cannot draw a salt"));
-    }
-    got += static_cast<size_t>(n);
-  }
-  return salt;
-}
-
 // Writes the salt's "0x" hex and a newline to a new file only its owner can read.
 void WriteSaltOrFail(const std::string& path, const consensus::XvSalt& salt) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

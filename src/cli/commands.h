@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "atoma/consensus/xv.h"
 
 namespace atoma::cli {
 
@@ -40,6 +41,10 @@ void AddVerifyCommand(CLI::App& app);
 // `stake|unstake|withdraw|claim` (the node's own stake and rewards on an embedded or EVM ledger)
 // (src/cli/operator.cc).
 void AddOperatorCommands(CLI::App& app);
+
+// A fresh secret cross-validation salt from the kernel's CSPRNG (src/cli/generate.cc); Fail when
+// getrandom fails.
+consensus::XvSalt RandomSaltOrFail();
 
 // Prints "atoma-cli: <message>" to stderr and throws CLI::RuntimeError(exit_code).
 [[noreturn]] void Fail(std::string_view message, int exit_code = 1);

@@ -317,22 +317,6 @@ crypto::Hash256 ParseHash32OrFail(const std::string& hex, const std::string& wha
   return h;
 }
 
-// A fresh secret salt from the kernel's CSPRNG (getrandom, the source of /dev/urandom). It must be
-// unpredictable: whoever knows it before the executor commits knows the coin.
-consensus::XvSalt RandomSaltOrFail() {
-  consensus::XvSalt salt{};
-  size_t got = 0;
-  while (got < salt.size()) {
-    const ssize_t n = getrandom(salt.data() + got, salt.size() - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Fail(absl::StrCat("getrandom failed (errno ", errno, "): cannot draw a salt"));
-    }
-    got += static_cast<size_t>(n);
-  }
-  return salt;
-}
-
 // The model as the node describes it (digest and fingerprint name its echelon).
 v1::ModelInfo FindModelOrFail(v1::Inference::Stub& stub, const std::string& model) {
   grpc::ClientContext context;
@@ -920,6 +904,22 @@ void RunModels(const std::string& addr, bool json) {
 }
 
 }  // namespace
+
+// A fresh secret salt from the kernel's CSPRNG (getrandom, the source of /dev/urandom). It must be
+// unpredictable: whoever knows it before the executor commits knows the coin.
+consensus::XvSalt RandomSaltOrFail() {
+  consensus::XvSalt salt{};
+  size_t got = 0;
+  while (got < salt.size()) {
+    const ssize_t n = getrandom(salt.data() + got, salt.size() - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Fail(absl::StrCat("getrandom failed (errno ", errno, "): cannot draw a salt"));
+    }
+    got += static_cast<size_t>(n);
+  }
+  return salt;
+}
 
 void AddGenerateCommand(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();

@@ -265,13 +265,13 @@ bool VerifySignature(const Hash256& digest, const Signature& signature, const Ad
   return recovered.ok() && *recovered == signer;
 }
 
-absl::StatusOr<PrivateKey> ReadKeyFile(const std::filesystem::path& path) {
+absl::StatusOr<std::string> ReadOwnerOnlyFile(const std::filesystem::path& path,
+                                              std::string_view what, size_t max_bytes) {
+  const std::string name = absl::StrCat(std::string(what), " ", path.string());
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    const std::string msg =
-        absl::StrCat("key file ", path.string(), ": ", ErrnoText(err),
-                     err == ENOENT ? " (create one with: atoma-cli keygen --out FILE)" : "");
+    const std::string msg = absl::StrCat(name, ": ", ErrnoText(err));
     return err == ENOENT ? absl::NotFoundError(msg) : absl::PermissionDeniedError(msg);
   }
   // Check the mode of the file we opened (fstat), not of whatever the path names a moment later.
@@ -279,37 +279,57 @@ absl::StatusOr<PrivateKey> ReadKeyFile(const std::filesystem::path& path) {
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return absl::InternalError(absl::StrCat("key file ", path.string(), ": ", ErrnoText(err)));
+    return absl::InternalError(absl::StrCat(name, ": ", ErrnoText(err)));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat("key file ", path.string(), " is not a regular file"));
+    return absl::InvalidArgumentError(absl::StrCat(name, " is not a regular file"));
   }
   if ((st.st_mode & 0077) != 0) {
     ::close(fd);
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return absl::PermissionDeniedError(absl::StrCat("key file ", path.string(),
+    return absl::PermissionDeniedError(absl::StrCat(name,
                                                     " is accessible by group or others (mode ",
                                                     mode, "); run: chmod 600 ", path.string()));
   }
   std::string text;
-  char buf[256];
+  char buf[4096];
+  absl::Status status;
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("key file ", path.string(), ": ", ErrnoText(err)));
+      status = absl::InternalError(absl::StrCat(name, ": ", ErrnoText(errno)));
+      break;
     }
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
-    if (text.size() > 4096) break;  // a key file is ~65 bytes; do not slurp a wrong huge file
+    if (text.size() > max_bytes) {
+      status =
+          absl::InvalidArgumentError(absl::StrCat(name, " is larger than ", max_bytes, " bytes"));
+      break;
+    }
   }
   explicit_bzero(buf, sizeof(buf));
   ::close(fd);
+  if (!status.ok()) {
+    explicit_bzero(text.data(), text.size());
+    return status;
+  }
+  return text;
+}
+
+absl::StatusOr<PrivateKey> ReadKeyFile(const std::filesystem::path& path) {
+  absl::StatusOr<std::string> read = ReadOwnerOnlyFile(path, "key file", 4096);
+  if (!read.ok()) {
+    if (absl::IsNotFound(read.status())) {
+      return absl::NotFoundError(
+          absl::StrCat(read.status().message(), " (create one with: atoma-cli keygen --out FILE)"));
+    }
+    return read.status();
+  }
+  std::string text = *std::move(read);
   auto key = PrivateKey::FromHex(TrimWhitespace(text));
   explicit_bzero(text.data(), text.size());
   if (!key.ok()) {

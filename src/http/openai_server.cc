@@ -40,6 +40,7 @@
 #include "atoma/common/tcp_listener.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/xv.h"
+#include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
 #include "atoma/metrics/request_meter.h"
 #include "atoma/peer/consensus_node.h"
@@ -1016,45 +1017,8 @@ class SocketServer final : public OpenAiServer {
 
 absl::StatusOr<std::vector<std::string>> LoadApiKeys(const std::filesystem::path& path) {
   const std::string name = path.string();
-  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    const std::string msg = absl::StrCat("API keys file ", name, ": ", std::strerror(err));
-    return err == ENOENT ? absl::NotFoundError(msg) : absl::PermissionDeniedError(msg);
-  }
-  // The mode of the file opened (fstat), not of whatever the path names a moment later.
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat("API keys file ", name, " is not a readable regular file"));
-  }
-  if ((st.st_mode & 0077) != 0) {
-    ::close(fd);
-    char mode[8];
-    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return absl::PermissionDeniedError(absl::StrCat("API keys file ", name,
-                                                    " is accessible by group or others (mode ",
-                                                    mode, "); run: chmod 600 ", name));
-  }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("API keys file ", name, ": ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > (1 << 20)) {
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat("API keys file ", name, " is over 1 MiB"));
-    }
-  }
-  ::close(fd);
+  ASSIGN_OR_RETURN(const std::string text,
+                   crypto::ReadOwnerOnlyFile(path, "API keys file", size_t{1} << 20));
   std::vector<std::string> keys;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     line = absl::StripAsciiWhitespace(line);

@@ -86,6 +86,15 @@ bool VerifySignature(const Hash256& digest, const Signature& signature, const Ad
 // others may access it (the message says `chmod 600 FILE`); INVALID_ARGUMENT for bad contents.
 absl::StatusOr<PrivateKey> ReadKeyFile(const std::filesystem::path& path);
 
+// The bytes of a secret file (a key file, an API keys file): a regular file that neither group nor
+// others may access (checked on the opened file), at most `max_bytes`. `what` names the file in
+// every error ("key file", "API keys file"): NOT_FOUND (missing), PERMISSION_DENIED (unreadable,
+// or its mode lets group/others in: the message says "chmod 600"), INVALID_ARGUMENT (not a
+// regular file, larger than max_bytes), INTERNAL (a read error). The caller should wipe the text
+// when it is done with a secret.
+absl::StatusOr<std::string> ReadOwnerOnlyFile(const std::filesystem::path& path,
+                                              std::string_view what, size_t max_bytes);
+
 // Writes `key` to `path` with mode 0600. Without `overwrite`, creates the file exclusively
 // (O_CREAT|O_EXCL, ALREADY_EXISTS if it exists). With `overwrite`, writes a temporary file in the
 // same folder and renames it over `path`, so a crash never leaves a half-written key.
