@@ -541,6 +541,27 @@ class FakeConsensus {
 
 std::string Hex0x(std::span<const uint8_t> bytes) { return "0x" + crypto::ToHex(bytes); }
 
+// A verified request body ("Hi", 6 tokens, seed 11) with a well-formed (not valid) atoma_client.
+json VerifiedBody(const std::string& security, bool chat, bool stream) {
+  json body = {{"model", "fake"},
+               {"max_tokens", 6},
+               {"seed", 11},
+               {"stream", stream},
+               {"atoma_security", security},
+               {"atoma_client",
+                {{"address", "0x" + std::string(40, 'a')},
+                 {"signature", "0x" + std::string(130, '1')},
+                 {"nonce", "77"},
+                 {"max_fee", "1000"},
+                 {"epoch", 4}}}};
+  if (chat) {
+    body["messages"] = {{{"role", "user"}, {"content", "Hi"}}};
+  } else {
+    body["prompt"] = "Hi";
+  }
+  return body;
+}
+
 class VerifiedHttpTest : public OpenAiServerTest {
  protected:
   void SetUp() override { StartVerified(); }
@@ -558,23 +579,8 @@ class VerifiedHttpTest : public OpenAiServerTest {
   }
 
   static json Body(bool chat, bool stream) {
-    json body = {{"model", "fake"},
-                 {"max_tokens", 6},
-                 {"temperature", 0.5},
-                 {"seed", 11},
-                 {"stream", stream},
-                 {"atoma_security", "sampling:3"},
-                 {"atoma_client",
-                  {{"address", "0x" + std::string(40, 'a')},
-                   {"signature", "0x" + std::string(130, '1')},
-                   {"nonce", "77"},
-                   {"max_fee", "1000"},
-                   {"epoch", 4}}}};
-    if (chat) {
-      body["messages"] = {{{"role", "user"}, {"content", "Hi"}}};
-    } else {
-      body["prompt"] = "Hi";
-    }
+    json body = VerifiedBody("sampling:3", chat, stream);
+    body["temperature"] = 0.5;
     return body;
   }
 
@@ -878,23 +884,7 @@ class XvHttpTest : public OpenAiServerTest {
     return body;
   }
   static json VerifiedBodyFor(const std::string& security, bool chat, bool stream) {
-    json body = {{"model", "fake"},
-                 {"max_tokens", 6},
-                 {"seed", 11},
-                 {"stream", stream},
-                 {"atoma_security", security},
-                 {"atoma_client",
-                  {{"address", "0x" + std::string(40, 'a')},
-                   {"signature", "0x" + std::string(130, '1')},
-                   {"nonce", "77"},
-                   {"max_fee", "1000"},
-                   {"epoch", 4}}}};
-    if (chat) {
-      body["messages"] = {{{"role", "user"}, {"content", "Hi"}}};
-    } else {
-      body["prompt"] = "Hi";
-    }
-    return body;
+    return VerifiedBody(security, chat, stream);
   }
   Response Reveal(const crypto::Hash256& id, const consensus::XvSalt& salt) {
     return Post(port_, "/v1/atoma/reveal_salt",
