@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "atoma/common/status.h"
+#include "atoma/evm/hex.h"
 
 namespace atoma::ledger::evm_backend {
 namespace {
@@ -100,7 +101,21 @@ absl::Status TxJournal::SetState(const crypto::Hash256& hash, TxState state, int
 
 absl::Status TxJournal::MarkMined(const crypto::Hash256& hash, uint64_t block,
                                   std::string_view note) {
-  return SetState(hash, TxState::kMined, static_cast<int64_t>(block), note);
+  RETURN_IF_ERROR(SetState(hash, TxState::kMined, static_cast<int64_t>(block), note));
+  // The other pending transactions of its signer and nonce (a replaced one, or its replacement)
+  // can never be mined now (index txs_pending).
+  absl::MutexLock lock(&mu_);
+  Stmt drop(*db_,
+            "UPDATE txs SET state = 2, block = -1, note = 'nonce taken by ' || ?1, updated_ms = ?2 "
+            "WHERE chain_id = ?3 AND contract = ?4 AND state = 0 "
+            "AND signer = (SELECT signer FROM txs WHERE hash = ?5) "
+            "AND nonce = (SELECT nonce FROM txs WHERE hash = ?5) AND hash <> ?5");
+  return drop.BindText(1, evm::ToHex(hash))
+      .Bind(2, NowMs())
+      .Bind(3, static_cast<int64_t>(chain_id_))
+      .Bind(4, contract_)
+      .Bind(5, hash)
+      .Run();
 }
 
 absl::Status TxJournal::MarkDropped(const crypto::Hash256& hash, std::string_view why) {

@@ -52,7 +52,8 @@ class TxJournal {
 
   // Records a signed transaction as pending. Recording the same hash twice is OK (a re-send).
   absl::Status Record(const JournaledTx& tx);
-  // Marks the transaction mined in `block` (`note`: "ok" or "reverted").
+  // Marks the transaction mined in `block` (`note`: "ok" or "reverted"), and every other pending
+  // transaction of its signer and nonce dropped ("nonce taken by <hash>"): a replaced one.
   absl::Status MarkMined(const crypto::Hash256& hash, uint64_t block, std::string_view note);
   // Marks it dropped: it can never be mined (its nonce was taken) or the node refused it.
   absl::Status MarkDropped(const crypto::Hash256& hash, std::string_view why);

@@ -162,33 +162,11 @@ void TxSender::AddUnfinished(Signer& signer, const JournaledTx& tx) {
 }
 
 void TxSender::RecordMined(const evm::Receipt& receipt) {
-  auto log = GetLogger("ledger");
-  absl::Status s = journal_->MarkMined(receipt.tx_hash, receipt.block_number,
-                                       receipt.status ? "ok" : "reverted");
+  const absl::Status s = journal_->MarkMined(receipt.tx_hash, receipt.block_number,
+                                             receipt.status ? "ok" : "reverted");
   if (!s.ok()) {
-    log->warn("evm ledger: cannot mark transaction {} mined in the journal: {}",
-              Hex(receipt.tx_hash), s.ToString());
-    return;
-  }
-  // A replaced transaction (or its replacement) of the same nonce can never be mined now.
-  absl::StatusOr<std::vector<JournaledTx>> all = journal_->All(receipt.from);
-  if (!all.ok()) return;
-  uint64_t nonce = 0;
-  bool found = false;
-  for (const JournaledTx& tx : *all) {
-    if (tx.hash == receipt.tx_hash) {
-      nonce = tx.nonce;
-      found = true;
-    }
-  }
-  if (!found) return;
-  for (const JournaledTx& tx : *all) {
-    if (tx.nonce != nonce || tx.hash == receipt.tx_hash) continue;
-    absl::StatusOr<TxState> state = journal_->StateOf(tx.hash);
-    if (state.ok() && *state == TxState::kPending) {
-      s = journal_->MarkDropped(tx.hash, absl::StrCat("nonce taken by ", Hex(receipt.tx_hash)));
-      if (!s.ok()) log->warn("evm ledger: journal: {}", s.ToString());
-    }
+    GetLogger("ledger")->warn("evm ledger: cannot mark transaction {} mined in the journal: {}",
+                              Hex(receipt.tx_hash), s.ToString());
   }
 }
 

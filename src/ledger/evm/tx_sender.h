@@ -116,8 +116,8 @@ class TxSender {
   absl::Status FinishUnfinished(Signer& signer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(signer.mu);
   void AddUnfinished(Signer& signer, const JournaledTx& tx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(signer.mu);
-  // Marks a mined receipt in the journal (errors logged: the chain is the truth), and every other
-  // pending transaction of its signer and nonce (a replaced one) dropped.
+  // Marks a mined receipt in the journal (TxJournal::MarkMined also drops a replaced transaction
+  // of the same nonce); errors are logged: the chain is the truth.
   void RecordMined(const evm::Receipt& receipt);
   // The higher-fee replacement of the stuck `tx` (see the file comment), journaled, not sent.
   absl::StatusOr<JournaledTx> Replacement(const Signer& signer, const JournaledTx& tx)

@@ -386,5 +386,26 @@ TEST(EvmTxJournalTest, RecordsBeforeBroadcastAndKeepsPendingAcrossReopen) {
   EXPECT_EQ(memory->Pending().value().size(), 1u);
 }
 
+// A replacement (same signer and nonce, another hash) mined drops the replaced one, and nothing
+// of another nonce or signer.
+TEST(EvmTxJournalTest, MinedDropsTheOtherPendingTransactionsOfItsNonce) {
+  const Address contract = Key('a').address();
+  const Address signer = Key('1').address();
+  auto journal = TxJournal::Open({}, 31337, contract).value();
+  auto tx = [&](std::string_view name, const Address& from, uint64_t nonce) {
+    return JournaledTx{from, nonce, crypto::Sha256Of(name), {1}, std::string(name)};
+  };
+  const JournaledTx stuck = tx("stuck", signer, 7), replacement = tx("replacement", signer, 7);
+  const JournaledTx next = tx("next", signer, 8), same_nonce_other = tx("x", Key('2').address(), 7);
+  for (const JournaledTx& t : {stuck, replacement, next, same_nonce_other}) {
+    ASSERT_TRUE(journal->Record(t).ok());
+  }
+  ASSERT_TRUE(journal->MarkMined(replacement.hash, 40, "ok").ok());
+  EXPECT_EQ(journal->StateOf(replacement.hash).value(), TxState::kMined);
+  EXPECT_EQ(journal->StateOf(stuck.hash).value(), TxState::kDropped);
+  EXPECT_EQ(journal->StateOf(next.hash).value(), TxState::kPending);
+  EXPECT_EQ(journal->StateOf(same_nonce_other.hash).value(), TxState::kPending);
+}
+
 }  // namespace
 }  // namespace atoma::ledger::evm_backend
