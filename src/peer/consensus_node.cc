@@ -278,7 +278,7 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
   std::shared_ptr<EntryRound> ActiveRound(const Hash256& request_id);
   void RoundEnded(const Hash256& request_id);
   // The round of `request_id` settles nothing (it failed): its (client, nonce) is free again.
-  void ReleaseNonceClaim(const Hash256& request_id);
+  void ReleaseNonceClaim(const ConsensusRequest& request, const Hash256& request_id);
   Executions& executions() { return executions_; }
   ledger::LedgerClient& ledger() { return *deps_.ledger; }
   journal::Journal& journal() { return *deps_.journal; }
@@ -310,6 +310,7 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
   // run or may still settle: a second request with the same pair could never be paid (a client
   // nonce settles once). Claims of epochs no request may use any more are dropped.
   std::map<std::pair<Address, uint64_t>, std::pair<Hash256, uint64_t>> nonce_claims_;
+  uint64_t claims_pruned_at_epoch_ = 0;  // the current epoch when nonce_claims_ was last pruned
   std::map<std::string, std::shared_ptr<v1::Peer::Stub>> stubs_;  // by endpoint
   // Attestations received per request (first valid one per signer), bounded.
   std::map<Hash256, std::map<Address, Attestation>> attestations_;
@@ -616,9 +617,11 @@ void ConsensusNodeImpl::RoundEnded(const Hash256& request_id) {
   rounds_.erase(request_id);
 }
 
-void ConsensusNodeImpl::ReleaseNonceClaim(const Hash256& request_id) {
+void ConsensusNodeImpl::ReleaseNonceClaim(const ConsensusRequest& request,
+                                          const Hash256& request_id) {
   std::lock_guard lock(mu_);
-  std::erase_if(nonce_claims_, [&](const auto& claim) { return claim.second.first == request_id; });
+  const auto it = nonce_claims_.find({request.client, request.client_nonce});
+  if (it != nonce_claims_.end() && it->second.first == request_id) nonce_claims_.erase(it);
 }
 
 absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
@@ -687,9 +690,13 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
   bool claimed = false;
   {
     std::lock_guard lock(mu_);
-    std::erase_if(nonce_claims_, [&](const auto& claim) {
-      return claim.second.second + 1 < checked.current_epoch;
-    });
+    if (checked.current_epoch != claims_pruned_at_epoch_) {
+      // Once per epoch: requests of epochs before the previous one can no longer run.
+      std::erase_if(nonce_claims_, [&](const auto& claim) {
+        return claim.second.second + 1 < checked.current_epoch;
+      });
+      claims_pruned_at_epoch_ = checked.current_epoch;
+    }
     auto [claim, inserted] =
         nonce_claims_.try_emplace(nonce_key, std::make_pair(request_id, request.epoch));
     if (!inserted && claim->second.first != request_id) {
@@ -766,7 +773,7 @@ absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
              request.epoch);
   if (!TrackThread([round] { round->Drive(); })) {
     RoundEnded(request_id);
-    ReleaseNonceClaim(request_id);
+    ReleaseNonceClaim(request, request_id);
     return absl::UnavailableError("the node is shutting down (the request stays journaled)");
   }
   return round;
@@ -1055,7 +1062,7 @@ void EntryRound::Finish(absl::Status status, std::string detail) {
     if (finished_) return;
     // Before the client can see the outcome, so that it may reuse the nonce at once. (Lock
     // order: a round's mu_, then the node's; the node never takes a round's lock under its own.)
-    if (!settles) node_->ReleaseNonceClaim(request_id_);
+    if (!settles) node_->ReleaseNonceClaim(request_, request_id_);
     outcome_.status = std::move(status);
     outcome_.detail = std::move(detail);
     finished_ = true;
