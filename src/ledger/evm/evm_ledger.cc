@@ -458,13 +458,16 @@ class EvmLedger final : public LedgerClient {
   CosignPlan PlanCosigned(const consensus::Domain& domain, std::span<const SettlementItem> items,
                           std::vector<size_t> candidates) {
     if (!cosigner_) return {};
+    // Each candidate's slots (their attestation digests) once, for both rounds.
+    std::map<size_t, std::vector<evm_backend::CosignSlot>> slots_of;
+    for (size_t i : candidates) slots_of.emplace(i, evm_backend::CosignSlots(items[i]));
     std::map<std::pair<Address, Hash256>, crypto::Signature> cosigned;  // (member, digest)
     for (int round = 0; round < 2 && !candidates.empty(); ++round) {
       std::vector<Address> order;  // first appearance
       std::map<Address, std::vector<consensus::CosignEntry>> entries;
       size_t slots = 0;
       for (size_t i : candidates) {
-        for (evm_backend::CosignSlot& slot : evm_backend::CosignSlots(items[i])) {
+        for (const evm_backend::CosignSlot& slot : slots_of.at(i)) {
           auto [it, inserted] = entries.try_emplace(slot.member);
           if (inserted) order.push_back(slot.member);
           it->second.push_back(slot.entry);
@@ -477,9 +480,12 @@ class EvmLedger final : public LedgerClient {
       }
       std::vector<Hash256> digests;
       std::vector<Cosigner::Request> requests;
-      for (const Address& m : order) {
-        digests.push_back(consensus::CosignDigestOf(domain, entries[m]));
-        if (!cosigned.contains({m, digests.back()})) requests.push_back({m, entries[m]});
+      std::vector<size_t> asked;  // requests[k] is for order[asked[k]]
+      for (size_t m = 0; m < order.size(); ++m) {
+        digests.push_back(consensus::CosignDigestOf(domain, entries[order[m]]));
+        if (cosigned.contains({order[m], digests[m]})) continue;
+        requests.push_back({order[m], std::move(entries[order[m]])});
+        asked.push_back(m);
       }
       std::vector<absl::StatusOr<crypto::Signature>> answers = cosigner_->Cosign(requests);
       std::set<Address> failed;
@@ -492,7 +498,7 @@ class EvmLedger final : public LedgerClient {
           status = consensus::VerifyCosignature(domain, r.member, r.entries, *answers[k]);
         }
         if (status.ok()) {
-          cosigned[{r.member, consensus::CosignDigestOf(domain, r.entries)}] = *answers[k];
+          cosigned[{r.member, digests[asked[k]]}] = *answers[k];
         } else {
           GetLogger("ledger")->info("no co-signature from {} for {} slot(s): {}", Hex(r.member),
                                     r.entries.size(), status.ToString());
@@ -508,7 +514,7 @@ class EvmLedger final : public LedgerClient {
         return plan;
       }
       std::erase_if(candidates, [&](size_t i) {
-        for (const evm_backend::CosignSlot& slot : evm_backend::CosignSlots(items[i])) {
+        for (const evm_backend::CosignSlot& slot : slots_of.at(i)) {
           if (failed.contains(slot.member)) return true;
         }
         return false;
