@@ -92,20 +92,7 @@ using metrics::RequestMeter;
 
 // The requests_total outcome of a generation's final status.
 const char* OutcomeOf(const grpc::Status& status) {
-  if (status.ok()) return "ok";
-  switch (status.error_code()) {
-    case grpc::StatusCode::CANCELLED:
-      return "cancelled";
-    case grpc::StatusCode::ABORTED:
-      return "disputed";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "refused";
-    default:
-      return "error";
-  }
+  return metrics::OutcomeOf(static_cast<absl::StatusCode>(status.error_code()));
 }
 
 // Ends `meter` with `status`'s outcome and returns `status` (so a handler can `return

@@ -191,23 +191,7 @@ HttpError FromStatus(const absl::Status& s, bool chat) {
 }
 
 // The requests_total outcome of a generation that ended with `s` (as the gRPC API counts them).
-const char* OutcomeOf(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kOk:
-      return "ok";
-    case absl::StatusCode::kCancelled:
-      return "cancelled";
-    case absl::StatusCode::kAborted:
-      return "disputed";
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kPermissionDenied:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kResourceExhausted:
-      return "refused";
-    default:
-      return "error";
-  }
-}
+const char* OutcomeOf(const absl::Status& s) { return metrics::OutcomeOf(s.code()); }
 
 // ConsensusNode::RevealSalt's errors: NOT_FOUND no running round with the id, PERMISSION_DENIED
 // a salt that does not hash to the request's salt_hash, FAILED_PRECONDITION a round not waiting

@@ -12,9 +12,31 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "atoma/metrics/metrics.h"
 
 namespace atoma::metrics {
+
+// The requests_total outcome of a generation that ended with `code` (gRPC codes are the same
+// numbers): "ok", "cancelled", "disputed" (ABORTED: a dispute decided the round), "refused" (the
+// request was turned away) or "error".
+inline const char* OutcomeOf(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return "ok";
+    case absl::StatusCode::kCancelled:
+      return "cancelled";
+    case absl::StatusCode::kAborted:
+      return "disputed";
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kResourceExhausted:
+      return "refused";
+    default:
+      return "error";
+  }
+}
 
 class RequestMeter {
  public:
