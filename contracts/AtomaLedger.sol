@@ -339,14 +339,7 @@ contract AtomaLedger is AtomaLedgerBase {
             size := extcodesize(data)
         }
         uint256 count = size == 0 ? 0 : (size - 1) / 40;
-        uint256[] memory sets = new uint256[](count);
-        assembly ("memory-safe") {
-            let ptr := mload(0x40)
-            extcodecopy(data, ptr, add(1, shl(5, count)), shl(3, count))
-            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
-                mstore(add(add(sets, 32), shl(5, i)), shr(192, mload(add(ptr, shl(3, i)))))
-            }
-        }
+        uint256[] memory sets = _snapshotSetIds(data, count);
         _sort(sets);
         uint256 total;
         for (uint256 i; i < count; ++i) {

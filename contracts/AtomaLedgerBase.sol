@@ -485,15 +485,7 @@ abstract contract AtomaLedgerBase {
             return (s, fresh);
         }
         // Derive: the nodes whose echelon set holds the echelon, with running sums of stake.
-        uint256[] memory sets = new uint256[](count);
-        assembly ("memory-safe") {
-            // the u64 set ids after the entries, spread to one word each
-            let ptr := mload(0x40)
-            extcodecopy(data, ptr, add(1, shl(5, count)), shl(3, count))
-            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
-                mstore(add(add(sets, 32), shl(5, i)), shr(192, mload(add(ptr, shl(3, i)))))
-            }
-        }
+        uint256[] memory sets = _snapshotSetIds(data, count);
         uint256 kept;
         uint256 total;
         for (uint256 i; i < count; ++i) {
@@ -726,6 +718,23 @@ abstract contract AtomaLedgerBase {
             } else {
                 ub[ub.length - 1] = ((amount - left) << 64) | uint64(e);
                 left = 0;
+            }
+        }
+    }
+
+    // The echelon-set ids of an epoch's node snapshot (data contract `data`: 0x00 ‖ `count`
+    // 32-byte entries ‖ `count` u64 set ids), spread to one word each.
+    function _snapshotSetIds(address data, uint256 count)
+        internal
+        view
+        returns (uint256[] memory sets)
+    {
+        sets = new uint256[](count);
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            extcodecopy(data, ptr, add(1, shl(5, count)), shl(3, count))
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                mstore(add(add(sets, 32), shl(5, i)), shr(192, mload(add(ptr, shl(3, i)))))
             }
         }
     }
