@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -76,13 +77,22 @@ enum class DecodeKernel {
   kAuto,      // AVX2/FMA when the CPU has it, else portable (both fixed-order, batch-invariant)
   kAvx2,      // fixed-order AVX2/FMA kernel; FAILED_PRECONDITION on a CPU without it
   kPortable,  // fixed-order scalar kernel, same order on every CPU
-  kTorch,     // libtorch GEMM: fastest on some shapes, NOT batch-invariant (benchmarks only)
+  kTorch,     // libtorch GEMM: fastest on some shapes, NOT batch-invariant (benchmarks only); on
+              // CUDA the tensor decode path without padding
+  kPadded,    // the tensor decode path with the batch padded to max_batch rows: what CUDA runs
+              // (auto there); on CPU it runs that code in float32 or bfloat16 for tests
 };
+
+// "auto" | "avx2" | "portable" | "torch" | "padded".
+const char* DecodeKernelName(DecodeKernel kernel);
+// The inverse of DecodeKernelName; INVALID_ARGUMENT naming the choices for anything else.
+absl::StatusOr<DecodeKernel> ParseDecodeKernel(std::string_view name);
 
 struct RunnerOptions {
   std::string device = "auto";  // "cpu" | "cuda" | "cuda:N" | "auto" (cuda when available)
-  // Run dtype: "float32" on CPU (bf16 matmul is ~30x slower there); "bfloat16"/"float16"/"float32"
-  // on CUDA ("auto" = bfloat16 on CUDA, float32 on CPU).
+  // Run dtype: "float32" on CPU (bf16 matmul is ~30x slower there; "bfloat16" only with
+  // DecodeKernel::kPadded, to test the CUDA path's code); "bfloat16"/"float16"/"float32" on CUDA
+  // ("auto" = bfloat16 on CUDA, float32 on CPU).
   std::string dtype = "auto";
   // Intra-op threads, fixed for the process (at::set_num_threads at load, and the decode GEMM's
   // own pool); 0 = hardware concurrency. OpenBLAS keeps its own pool: start the process with

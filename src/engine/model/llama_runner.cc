@@ -9,8 +9,11 @@
 //     the fixed-order kernel, or at::linear for DecodeKernel::kTorch. Nothing in a row's
 //     arithmetic depends on the other rows, so a sequence's logits are the same alone or in a
 //     batch.
-//   - CUDA decode: libtorch ops with the batch padded to max_batch rows, so cuBLAS sees the same
-//     shapes (and picks the same kernels) whatever the load; attention per sequence.
+//   - Tensor decode (every CUDA run; on CPU with DecodeKernel::kPadded): libtorch ops with the
+//     batch padded to max_batch rows, so cuBLAS sees the same shapes (and picks the same kernels)
+//     whatever the load; attention per sequence. DecodeKernel::kTorch on CUDA runs it unpadded
+//     (fastest, not batch-invariant; benchmarks only). On CPU it runs the same code in fp32 or
+//     bf16, which is how the CUDA path's logic is tested on machines without a GPU.
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -90,16 +93,20 @@ struct Slot {
 
 class LlamaRunner final : public ModelRunner {
  public:
+  // tensor_decode: decode through DecodeTensor (the CUDA path) instead of the CPU row loops;
+  // gemm_path is then kTorch (nothing packed). pad_batch: DecodeTensor pads to max_batch rows.
   LlamaRunner(ModelConfig config, RunnerOptions options, at::Device device, at::ScalarType dtype,
-              GemmPath gemm_path, int threads)
+              GemmPath gemm_path, bool tensor_decode, bool pad_batch, int threads)
       : cfg_(std::move(config)),
         opts_(std::move(options)),
         device_(device),
         dtype_(dtype),
         cuda_(device.is_cuda()),
+        tensor_decode_(tensor_decode),
+        pad_batch_(pad_batch),
         gemm_path_(gemm_path),
         threads_(threads),
-        pool_(cuda_ ? 1 : threads) {
+        pool_(tensor_decode_ ? 1 : threads) {
     hd_ = cfg_.head_dim;
     q_dim_ = cfg_.num_heads * hd_;
     kv_dim_ = cfg_.num_kv_heads * hd_;
@@ -115,9 +122,12 @@ class LlamaRunner final : public ModelRunner {
   const ModelConfig& config() const override { return cfg_; }
 
   std::string path_description() const override {
-    if (cuda_) {
-      return absl::StrCat("cuda/", c10::toString(dtype_),
-                          "/torch-padded/max_batch=", opts_.max_batch);
+    if (tensor_decode_) {
+      std::string d = absl::StrCat(cuda_ ? "cuda/" : "cpu/", c10::toString(dtype_),
+                                   pad_batch_ ? "/torch-padded/max_batch=" : "/torch-unpadded",
+                                   pad_batch_ ? absl::StrCat(opts_.max_batch) : "");
+      if (!cuda_) absl::StrAppend(&d, "/threads=", threads_);
+      return d;
     }
     return absl::StrCat("cpu/float32/", GemmPathName(gemm_path_), "/threads=", threads_);
   }
@@ -155,21 +165,21 @@ class LlamaRunner final : public ModelRunner {
   absl::StatusOr<at::Tensor> LoadTensor(const WeightStore& store, const std::string& name,
                                         const std::vector<int64_t>& shape) const;
 
-  // libtorch helpers (prefill, CUDA decode).
+  // libtorch helpers (prefill, tensor decode).
   at::Tensor RmsNormT(const at::Tensor& x, const at::Tensor& w) const;
   // x: [T, heads, hd]; cos/sin: [T, hd/2] fp32.
   at::Tensor RopeT(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) const;
   void PrefillChunk(Slot& slot, const int32_t* ids, int64_t count, bool want_logits,
                     std::vector<float>* last_logits);
   // True on CPU with a fixed-order decode path: every projection runs on the packed weights.
-  bool PackedPath() const { return !cuda_ && gemm_path_ != GemmPath::kTorch; }
-  // x [rows, in] times a projection: at::linear(x, w, b) on CUDA/kTorch, else the fixed-order
-  // Gemm on `packed` (x must be fp32 CPU). Throws std::runtime_error on a Gemm error.
+  bool PackedPath() const { return !tensor_decode_ && gemm_path_ != GemmPath::kTorch; }
+  // x [rows, in] times a projection: at::linear(x, w, b) on tensor decode/kTorch, else the
+  // fixed-order Gemm on `packed` (x must be fp32 CPU). Throws std::runtime_error on a Gemm error.
   at::Tensor LinearT(const at::Tensor& x, const at::Tensor& w, const PackedWeights& packed,
                      const at::Tensor& b);
 
   void DecodeCpu(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
-  void DecodeCuda(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
+  void DecodeTensor(std::span<const int> seqs, std::span<const int32_t> tokens, float* logits);
   // Through the packed weights on the fixed paths, through `w` on kTorch.
   absl::Status GemmOrDie(const float* x, int64_t rows, const at::Tensor& w,
                          const PackedWeights& packed, const at::Tensor& b, float* y);
@@ -182,6 +192,8 @@ class LlamaRunner final : public ModelRunner {
   const at::Device device_;
   const at::ScalarType dtype_;
   const bool cuda_;
+  const bool tensor_decode_;
+  const bool pad_batch_;
   const GemmPath gemm_path_;
   const int threads_;
   WorkerPool pool_;
@@ -385,7 +397,7 @@ absl::Status LlamaRunner::CheckTokens(std::span<const int32_t> tokens) const {
   return absl::OkStatus();
 }
 
-// ---- libtorch path: prefill and CUDA decode ----
+// ---- libtorch path: prefill and tensor decode ----
 
 at::Tensor LlamaRunner::RmsNormT(const at::Tensor& x, const at::Tensor& w) const {
   at::Tensor xf = x.to(at::kFloat);
@@ -651,12 +663,12 @@ void LlamaRunner::DecodeCpu(std::span<const int> seqs, std::span<const int32_t> 
   check(GemmOrDie(h_.data(), B, lm_head_, lm_head_packed_, at::Tensor(), logits));
 }
 
-void LlamaRunner::DecodeCuda(std::span<const int> seqs, std::span<const int32_t> tokens,
-                             float* logits) {
-  // Every GEMM sees exactly max_batch rows whatever the load; pad rows use token 0 at position 0
-  // and their results are dropped. Attention runs per sequence with shapes that depend only on
-  // that sequence.
-  const int64_t B = static_cast<int64_t>(seqs.size()), Bp = opts_.max_batch;
+void LlamaRunner::DecodeTensor(std::span<const int> seqs, std::span<const int32_t> tokens,
+                               float* logits) {
+  // Padded, every GEMM sees exactly max_batch rows whatever the load; pad rows use token 0 at
+  // position 0 and their results are dropped. Attention runs per sequence with shapes that depend
+  // only on that sequence.
+  const int64_t B = static_cast<int64_t>(seqs.size()), Bp = pad_batch_ ? opts_.max_batch : B;
   const int64_t H = cfg_.num_heads, KVH = cfg_.num_kv_heads, I = cfg_.intermediate_size;
   std::vector<int64_t> ids(Bp, 0), pos(Bp, 0);
   for (int64_t r = 0; r < B; ++r) {
@@ -731,8 +743,8 @@ absl::Status LlamaRunner::Decode(std::span<const int> seqs, std::span<const int3
   RETURN_IF_ERROR(CheckTokens(tokens));
   logits->resize(seqs.size() * cfg_.vocab_size);
   try {
-    if (cuda_) {
-      DecodeCuda(seqs, tokens, logits->data());
+    if (tensor_decode_) {
+      DecodeTensor(seqs, tokens, logits->data());
     } else {
       DecodeCpu(seqs, tokens, logits->data());
     }
@@ -752,6 +764,31 @@ absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+const char* DecodeKernelName(DecodeKernel kernel) {
+  switch (kernel) {
+    case DecodeKernel::kAuto:
+      return "auto";
+    case DecodeKernel::kAvx2:
+      return "avx2";
+    case DecodeKernel::kPortable:
+      return "portable";
+    case DecodeKernel::kTorch:
+      return "torch";
+    case DecodeKernel::kPadded:
+      return "padded";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<DecodeKernel> ParseDecodeKernel(std::string_view name) {
+  for (DecodeKernel k : {DecodeKernel::kAuto, DecodeKernel::kAvx2, DecodeKernel::kPortable,
+                         DecodeKernel::kTorch, DecodeKernel::kPadded}) {
+    if (name == DecodeKernelName(k)) return k;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown decode kernel '", std::string(name),
+                                                 "' (auto, avx2, portable, torch or padded)"));
+}
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::path& dir,
                                                        const RunnerOptions& options) {
@@ -797,40 +834,56 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::pa
     return absl::FailedPreconditionError(
         absl::StrCat("device '", options.device, "' requested but this libtorch has no CUDA"));
   }
+  // Decode route. On CPU: the fixed-order kernels (auto/avx2/portable), libtorch's GEMM in the
+  // row loops (kTorch), or the tensor path padded like CUDA's (kPadded). On CUDA: the tensor path,
+  // padded (auto/kPadded) or not (kTorch).
+  const bool cuda = device.is_cuda();
+  GemmPath path = GemmPath::kTorch;
+  bool tensor_decode = cuda, pad_batch = true;
+  switch (options.decode_kernel) {
+    case DecodeKernel::kAuto:
+      if (!cuda) path = CpuHasAvx2Fma() ? GemmPath::kAvx2 : GemmPath::kPortable;
+      break;
+    case DecodeKernel::kAvx2:
+    case DecodeKernel::kPortable:
+      if (cuda) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("decode kernel '", DecodeKernelName(options.decode_kernel),
+                         "' runs on the CPU only; on CUDA use auto (padded) or torch"));
+      }
+      if (options.decode_kernel == DecodeKernel::kPortable) {
+        path = GemmPath::kPortable;
+      } else if (!CpuHasAvx2Fma()) {
+        return absl::FailedPreconditionError(
+            "decode kernel avx2 requested; this CPU lacks AVX2/FMA");
+      } else {
+        path = GemmPath::kAvx2;
+      }
+      break;
+    case DecodeKernel::kTorch:
+      pad_batch = !cuda;  // unpadded tensor decode on CUDA; row loops with libtorch GEMM on CPU
+      break;
+    case DecodeKernel::kPadded:
+      tensor_decode = true;
+      break;
+  }
+
+  // dtype: fp32 everywhere; bf16/fp16 on CUDA; bf16 on CPU only on the tensor path (slow there,
+  // but it runs the CUDA path's reduced-precision code where no GPU is at hand).
   at::ScalarType dtype = at::kFloat;
   if (options.dtype == "auto") {
-    dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+    dtype = cuda ? at::kBFloat16 : at::kFloat;
   } else if (options.dtype == "float32") {
     dtype = at::kFloat;
-  } else if (options.dtype == "bfloat16" && device.is_cuda()) {
+  } else if (options.dtype == "bfloat16" && (cuda || tensor_decode)) {
     dtype = at::kBFloat16;
-  } else if (options.dtype == "float16" && device.is_cuda()) {
+  } else if (options.dtype == "float16" && cuda) {
     dtype = at::kHalf;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "dtype '", options.dtype, "' is not supported on ", device.is_cuda() ? "cuda" : "cpu",
-        " (cpu runs float32; cuda runs bfloat16, float16 or float32)"));
-  }
-
-  // Decode kernel (CPU).
-  GemmPath path = GemmPath::kPortable;
-  switch (options.decode_kernel) {
-    case DecodeKernel::kAuto:
-      path = CpuHasAvx2Fma() ? GemmPath::kAvx2 : GemmPath::kPortable;
-      break;
-    case DecodeKernel::kAvx2:
-      if (!CpuHasAvx2Fma()) {
-        return absl::FailedPreconditionError(
-            "decode kernel avx2 requested; this CPU lacks AVX2/FMA");
-      }
-      path = GemmPath::kAvx2;
-      break;
-    case DecodeKernel::kPortable:
-      path = GemmPath::kPortable;
-      break;
-    case DecodeKernel::kTorch:
-      path = GemmPath::kTorch;
-      break;
+        "dtype '", options.dtype, "' is not supported on ", cuda ? "cuda" : "cpu",
+        " (cpu runs float32, and bfloat16 with decode kernel padded; cuda runs bfloat16, float16 "
+        "or float32)"));
   }
 
   int threads = options.threads;
@@ -840,7 +893,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::pa
   at::set_num_threads(threads);
 
   ASSIGN_OR_RETURN(auto store, WeightStore::Open(dir));
-  auto runner = std::make_unique<LlamaRunner>(cfg, options, device, dtype, path, threads);
+  auto runner = std::make_unique<LlamaRunner>(cfg, options, device, dtype, path, tensor_decode,
+                                              pad_batch, threads);
   RETURN_IF_ERROR(runner->LoadWeights(*store));
   try {
     runner->BuildRope();

@@ -140,51 +140,91 @@ std::vector<Variant> Variants() {
   return v;
 }
 
-// Prefill and 16 decode steps, each kernel, against the float64 NumPy forward.
-TEST(ModelReferenceTest, LogitsMatchNumpyReference) {
+// Prefill and 16 greedy decode steps of one sequence, loaded with `o`, against the float64 NumPy
+// forward; returns the worst relative error over the 17 rows of logits (each checked <= tol).
+// `ref_tokens`/`ref` cache the reference: greedy tokens may differ between paths on near-ties, so
+// a run whose tokens differ gets its own.
+double CheckAgainstReference(const fs::path& dir, const RunnerOptions& o, double tol,
+                             const std::string& label, std::vector<int32_t>* ref_tokens,
+                             std::vector<double>* ref) {
   constexpr int kPrompt = 11, kSteps = 16;
+  auto loaded = LoadModel(dir, o);
+  EXPECT_TRUE(loaded.ok()) << label << ": " << loaded.status();
+  if (!loaded.ok()) return 1;
+  ModelRunner& runner = **loaded;
+  const int64_t vocab = runner.config().vocab_size;
+  auto seq = runner.AddSequence(kPrompt + kSteps);
+  EXPECT_TRUE(seq.ok()) << seq.status();
+  if (!seq.ok()) return 1;
+  const auto prompt = Prompt(kPrompt, 1, vocab);
+  std::vector<float> logits;
+  const absl::Status prefilled = runner.Prefill(*seq, prompt, &logits);
+  EXPECT_TRUE(prefilled.ok()) << label << ": " << prefilled;
+  if (!prefilled.ok()) return 1;
+  std::vector<std::vector<float>> rows = {logits};
+  for (int s = 0; s < kSteps; ++s) {
+    const int32_t next = Argmax(rows.back().data(), vocab);
+    const int seqs[] = {*seq};
+    const int32_t toks[] = {next};
+    const absl::Status decoded = runner.Decode(seqs, toks, &logits);
+    EXPECT_TRUE(decoded.ok()) << label << ": " << decoded;
+    if (!decoded.ok()) return 1;
+    rows.push_back(logits);
+  }
+  std::vector<int32_t> all = prompt;
+  for (int s = 0; s < kSteps; ++s) all.push_back(Argmax(rows[s].data(), vocab));
+  if (all != *ref_tokens) {
+    *ref_tokens = all;
+    *ref = Reference(dir, all, kPrompt, vocab);
+  }
+  double worst = 0;
+  for (int s = 0; s <= kSteps; ++s) {
+    const double err = RelError(rows[s].data(), ref->data() + s * vocab, vocab);
+    worst = std::max(worst, err);
+    EXPECT_LE(err, tol) << label << " " << runner.path_description()
+                        << (s == 0 ? " prefill" : " decode step ") << (s ? s : 0);
+  }
+  std::printf("[ reference] %-28s %-44s worst relative error %.2e\n", label.c_str(),
+              runner.path_description().c_str(), worst);
+  return worst;
+}
+
+// Every CPU path in float32, each model variant.
+TEST(ModelReferenceTest, LogitsMatchNumpyReference) {
   for (const Variant& v : Variants()) {
     const fs::path dir = Synth(v.name, v.synth);
     std::vector<int32_t> tokens;
     std::vector<double> ref;
-    for (DecodeKernel kernel :
-         {DecodeKernel::kAuto, DecodeKernel::kPortable, DecodeKernel::kTorch}) {
+    for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kPortable, DecodeKernel::kTorch,
+                                DecodeKernel::kPadded}) {
       RunnerOptions o;
+      o.device = "cpu";
+      o.threads = 2;
       o.decode_kernel = kernel;
       o.prefill_chunk = v.prefill_chunk;
-      auto runner = Load(dir, o);
-      ASSERT_NE(runner, nullptr) << v.name;
-      const int64_t vocab = runner->config().vocab_size;
-      auto seq = runner->AddSequence(kPrompt + kSteps);
-      ASSERT_TRUE(seq.ok()) << seq.status();
-      const auto prompt = Prompt(kPrompt, 1, vocab);
-      std::vector<float> logits;
-      ASSERT_TRUE(runner->Prefill(*seq, prompt, &logits).ok());
-      std::vector<std::vector<float>> rows = {logits};
-      for (int s = 0; s < kSteps; ++s) {
-        const int32_t next = Argmax(rows.back().data(), vocab);
-        const int seqs[] = {*seq};
-        const int32_t toks[] = {next};
-        ASSERT_TRUE(runner->Decode(seqs, toks, &logits).ok());
-        rows.push_back(logits);
-      }
-      // Greedy tokens may differ between kernels on near-ties, so each run gets its reference.
-      std::vector<int32_t> all = prompt;
-      for (int s = 0; s < kSteps; ++s) all.push_back(Argmax(rows[s].data(), vocab));
-      if (all != tokens) {
-        tokens = all;
-        ref = Reference(dir, tokens, kPrompt, vocab);
-      }
-      double worst = 0;
-      for (int s = 0; s <= kSteps; ++s) {
-        const double err = RelError(rows[s].data(), ref.data() + s * vocab, vocab);
-        worst = std::max(worst, err);
-        EXPECT_LE(err, 1e-4) << v.name << " kernel " << static_cast<int>(kernel)
-                             << (s == 0 ? " prefill" : " decode step ") << (s ? s : 0);
-      }
-      std::printf("[ reference] %-15s kernel=%d worst relative error %.2e\n", v.name.c_str(),
-                  static_cast<int>(kernel), worst);
+      CheckAgainstReference(dir, o, 1e-4, v.name, &tokens, &ref);
     }
+  }
+}
+
+// The CUDA path's reduced-precision code (weights converted to bfloat16 at load, norms, RoPE and
+// softmax in float32, everything else bfloat16), run on the CPU. bfloat16 keeps 8 bits of
+// mantissa: each rounding is up to 2^-9 relative, and the logits are a long chain of them, so the
+// bound is 3e-2; a float32 run by mistake would show an error below 1e-5, which is refused too.
+TEST(ModelReferenceTest, Bfloat16TensorPathNearReference) {
+  for (const Variant& v : Variants()) {
+    if (v.name != "gqa" && v.name != "qkv_bias" && v.name != "gqa_chunked") continue;
+    const fs::path dir = Synth(v.name, v.synth);
+    std::vector<int32_t> tokens;
+    std::vector<double> ref;
+    RunnerOptions o;
+    o.device = "cpu";
+    o.threads = 2;
+    o.decode_kernel = DecodeKernel::kPadded;
+    o.dtype = "bfloat16";
+    o.prefill_chunk = v.prefill_chunk;
+    const double worst = CheckAgainstReference(dir, o, 3e-2, v.name + " bf16", &tokens, &ref);
+    EXPECT_GT(worst, 1e-5) << v.name << ": the bfloat16 run looks like float32";
   }
 }
 
@@ -269,6 +309,32 @@ bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// Two loads with `o`: the target alone on each must give the same bits (reproducibility), and
+// alone vs among up to 15 others on the second (batch invariance).
+void CheckAloneVsCrowdedAndAcrossLoads(const fs::path& dir, const RunnerOptions& o) {
+  auto la = LoadModel(dir, o);
+  auto lb = LoadModel(dir, o);
+  ASSERT_TRUE(la.ok()) << la.status();
+  ASSERT_TRUE(lb.ok()) << lb.status();
+  ModelRunner& a = **la;
+  ModelRunner& b = **lb;
+  const Trace alone = RunAlone(a);
+  const Trace alone_again = RunAlone(b);
+  const Trace crowded = RunCrowded(b);
+  ASSERT_EQ(alone.steps.size(), static_cast<size_t>(kTargetSteps));
+  ASSERT_EQ(crowded.steps.size(), static_cast<size_t>(kTargetSteps));
+  EXPECT_TRUE(SameBits(alone.prefill, alone_again.prefill))
+      << a.path_description() << ": prefill differs across loads";
+  EXPECT_TRUE(SameBits(alone.prefill, crowded.prefill)) << a.path_description();
+  for (int s = 0; s < kTargetSteps; ++s) {
+    EXPECT_TRUE(SameBits(alone.steps[s], alone_again.steps[s]))
+        << a.path_description() << " step " << s << " differs across loads";
+    EXPECT_TRUE(SameBits(alone.steps[s], crowded.steps[s]))
+        << a.path_description() << " step " << s << " differs alone vs in a batch";
+  }
+  EXPECT_EQ(b.kv_bytes_used(), 0);
+}
+
 TEST(ModelDeterminismTest, AloneVsCrowdedAndAcrossLoads) {
   SynthOptions so;
   so.preset = "tiny";
@@ -276,24 +342,10 @@ TEST(ModelDeterminismTest, AloneVsCrowdedAndAcrossLoads) {
   const fs::path dir = Synth("determinism", so);
   for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kPortable}) {
     RunnerOptions o;
+    o.device = "cpu";
+    o.threads = 2;
     o.decode_kernel = kernel;
-    auto a = Load(dir, o);
-    auto b = Load(dir, o);
-    ASSERT_TRUE(a && b);
-    const Trace alone = RunAlone(*a);
-    const Trace alone_again = RunAlone(*b);
-    const Trace crowded = RunCrowded(*b);
-    ASSERT_EQ(alone.steps.size(), static_cast<size_t>(kTargetSteps));
-    ASSERT_EQ(crowded.steps.size(), static_cast<size_t>(kTargetSteps));
-    EXPECT_TRUE(SameBits(alone.prefill, alone_again.prefill)) << "prefill differs across loads";
-    EXPECT_TRUE(SameBits(alone.prefill, crowded.prefill));
-    for (int s = 0; s < kTargetSteps; ++s) {
-      EXPECT_TRUE(SameBits(alone.steps[s], alone_again.steps[s]))
-          << a->path_description() << " step " << s << " differs across loads";
-      EXPECT_TRUE(SameBits(alone.steps[s], crowded.steps[s]))
-          << a->path_description() << " step " << s << " differs alone vs in a batch";
-    }
-    EXPECT_EQ(b->kv_bytes_used(), 0);
+    CheckAloneVsCrowdedAndAcrossLoads(dir, o);
   }
 }
 
@@ -312,6 +364,33 @@ TEST(ModelDeterminismTest, TorchKernelReported) {
   for (int s = 0; s < kTargetSteps; ++s) differing += !SameBits(alone.steps[s], crowded.steps[s]);
   std::printf("[ premise  ] kTorch decode: %d/%d steps differ alone vs in a batch\n", differing,
               kTargetSteps);
+}
+
+// The tensor decode path (CUDA's, padded to max_batch) run on the CPU: OpenBLAS sees the same
+// GEMM shapes whatever the load, as cuBLAS does on a GPU. Whether that keeps a row's bits on this
+// machine is reported; the guarantee on CUDA is checked by ModelCudaTest.
+TEST(ModelDeterminismTest, PaddedTensorPathOnCpuReported) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  for (const char* dtype : {"float32", "bfloat16"}) {
+    RunnerOptions o;
+    o.device = "cpu";
+    o.threads = 2;
+    o.decode_kernel = DecodeKernel::kPadded;
+    o.dtype = dtype;
+    auto r = LoadModel(dir, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    const Trace alone = RunAlone(**r), crowded = RunCrowded(**r);
+    ASSERT_EQ(crowded.steps.size(), static_cast<size_t>(kTargetSteps));
+    int differing = 0;
+    for (int s = 0; s < kTargetSteps; ++s) {
+      differing += !SameBits(alone.steps[s], crowded.steps[s]);
+    }
+    std::printf("[ premise  ] %s decode: %d/%d steps differ alone vs in a batch\n",
+                (*r)->path_description().c_str(), differing, kTargetSteps);
+  }
 }
 
 // On the fixed paths prefill's projections run through the fixed-order Gemm (threads split
@@ -408,6 +487,45 @@ TEST(ModelRunnerTest, ArgumentErrors) {
   EXPECT_EQ(r->AddSequence(2).status().code(), absl::StatusCode::kResourceExhausted);
 }
 
+// Device, dtype and decode-kernel combinations the loader refuses, each with a message that names
+// what to use instead; and the kernel names round-trip.
+TEST(ModelRunnerTest, DeviceDtypeKernelChoices) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  auto load = [&](const std::string& device, const std::string& dtype, DecodeKernel kernel) {
+    RunnerOptions o;
+    o.device = device;
+    o.dtype = dtype;
+    o.decode_kernel = kernel;
+    o.threads = 1;
+    return LoadModel(dir, o);
+  };
+  // bfloat16 on the CPU only on the tensor path; float16 never on the CPU.
+  auto bf16_fixed = load("cpu", "bfloat16", DecodeKernel::kAuto);
+  EXPECT_EQ(bf16_fixed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bf16_fixed.status().message().find("padded"), std::string::npos) << bf16_fixed.status();
+  EXPECT_EQ(load("cpu", "float16", DecodeKernel::kPadded).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto bf16_padded = load("cpu", "bfloat16", DecodeKernel::kPadded);
+  ASSERT_TRUE(bf16_padded.ok()) << bf16_padded.status();
+  EXPECT_EQ((*bf16_padded)->path_description(), "cpu/BFloat16/torch-padded/max_batch=16/threads=1");
+  EXPECT_EQ(load("tpu", "auto", DecodeKernel::kAuto).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto cuda_fixed = load("cuda", "auto", DecodeKernel::kPortable);
+  EXPECT_TRUE(cuda_fixed.status().code() == absl::StatusCode::kInvalidArgument ||
+              cuda_fixed.status().code() == absl::StatusCode::kFailedPrecondition)
+      << cuda_fixed.status();
+  for (DecodeKernel k : {DecodeKernel::kAuto, DecodeKernel::kAvx2, DecodeKernel::kPortable,
+                         DecodeKernel::kTorch, DecodeKernel::kPadded}) {
+    auto parsed = ParseDecodeKernel(DecodeKernelName(k));
+    ASSERT_TRUE(parsed.ok()) << DecodeKernelName(k);
+    EXPECT_EQ(*parsed, k);
+  }
+  EXPECT_EQ(ParseDecodeKernel("fast").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Rewrites `src`'s weights into `dst` with one tensor dropped or replaced.
 void RewriteWeights(const fs::path& src, const fs::path& dst, const std::string& drop,
                     const std::string& reshape) {
@@ -456,6 +574,94 @@ TEST(ModelLoaderTest, MissingAndMisshapedTensorsNamed) {
   EXPECT_FALSE(r3.ok());
   o.dtype = "bfloat16";
   EXPECT_EQ(LoadModel(src, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- CUDA (skipped where the linked libtorch has no CUDA or no GPU is visible) ----
+
+// Whether `dir` loads on "cuda". Without CUDA the loader must say so with FAILED_PRECONDITION
+// (any other failure is a test failure).
+bool CudaAvailable(const fs::path& dir) {
+  RunnerOptions o;
+  o.device = "cuda";
+  auto r = LoadModel(dir, o);
+  if (r.ok()) return true;
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  return false;
+}
+
+// Every dtype against the NumPy reference: float32 as tight as the CPU (cuBLAS does not use TF32
+// for float32 unless asked), float16 (10-bit mantissa) 1e-2, bfloat16 3e-2 as on the CPU.
+TEST(ModelCudaTest, LogitsNearReference) {
+  const Variant v = Variants()[3];  // qkv_bias: every projection kind
+  const fs::path dir = Synth(v.name, v.synth);
+  if (!CudaAvailable(dir)) GTEST_SKIP() << "no CUDA in this libtorch or no GPU visible";
+  std::vector<int32_t> tokens;
+  std::vector<double> ref;
+  for (const auto& [dtype, tol] : std::vector<std::pair<std::string, double>>{
+           {"float32", 1e-4}, {"float16", 1e-2}, {"bfloat16", 3e-2}}) {
+    RunnerOptions o;
+    o.device = "cuda";
+    o.dtype = dtype;
+    CheckAgainstReference(dir, o, tol, "cuda " + dtype, &tokens, &ref);
+  }
+}
+
+// The determinism contract on the GPU: padded decode gives a sequence the same bits alone and
+// among 1..15 others, across loads, in each dtype.
+TEST(ModelCudaTest, PaddedDecodeBatchInvariantAndReproducible) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  if (!CudaAvailable(dir)) GTEST_SKIP() << "no CUDA in this libtorch or no GPU visible";
+  for (const char* dtype : {"bfloat16", "float16", "float32"}) {
+    RunnerOptions o;
+    o.device = "cuda";
+    o.dtype = dtype;
+    CheckAloneVsCrowdedAndAcrossLoads(dir, o);
+  }
+}
+
+// The canary on the GPU: computable (alone == crowded inside it), stable across loads, and named
+// by its own path.
+TEST(ModelCudaTest, CanaryStableAcrossLoads) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  if (!CudaAvailable(dir)) GTEST_SKIP() << "no CUDA in this libtorch or no GPU visible";
+  RunnerOptions o;
+  o.device = "cuda";
+  auto a = LoadModel(dir, o);
+  auto b = LoadModel(dir, o);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto fa = ComputeCanaryFingerprint(**a);
+  auto fb = ComputeCanaryFingerprint(**b);
+  ASSERT_TRUE(fa.ok()) << fa.status();
+  ASSERT_TRUE(fb.ok()) << fb.status();
+  EXPECT_EQ(*fa, *fb);
+  EXPECT_TRUE((*a)->path_description().starts_with("cuda/BFloat16/torch-padded/"))
+      << (*a)->path_description();
+  std::printf("[ canary   ] %s %s\n", (*a)->path_description().c_str(), crypto::ToHex(*fa).c_str());
+}
+
+// Unpadded (kTorch on CUDA) is allowed to change bits with the batch; report whether it does.
+TEST(ModelCudaTest, UnpaddedDecodeReported) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  if (!CudaAvailable(dir)) GTEST_SKIP() << "no CUDA in this libtorch or no GPU visible";
+  RunnerOptions o;
+  o.device = "cuda";
+  o.decode_kernel = DecodeKernel::kTorch;
+  auto r = LoadModel(dir, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Trace alone = RunAlone(**r), crowded = RunCrowded(**r);
+  int differing = 0;
+  for (int s = 0; s < kTargetSteps; ++s) differing += !SameBits(alone.steps[s], crowded.steps[s]);
+  std::printf("[ premise  ] %s decode: %d/%d steps differ alone vs in a batch\n",
+              (*r)->path_description().c_str(), differing, kTargetSteps);
 }
 
 }  // namespace

@@ -121,6 +121,8 @@ class ModelEngineTest : public ::testing::Test {
     return r;
   }
 
+  static void CheckBatchInvariance(Engine* engine);
+
   static std::filesystem::path* dir_;
   static absl::Status* synth_status_;
 };
@@ -209,8 +211,9 @@ TEST_F(ModelEngineTest, MissingFolderIsAnErrorNotACrash) {
 
 // One request alone, then the same request alongside 1..15 others of different prompt lengths,
 // output lengths and arrival times (some before it, some after): identical tokens and logits.
-TEST_F(ModelEngineTest, BatchInvariantTokensAndLogits) {
-  auto engine = Load();
+// A request alone, then among 1, 4, 9 and 15 others that arrive before and during it: the same
+// tokens, logits and logprobs, greedy and sampled.
+void ModelEngineTest::CheckBatchInvariance(Engine* engine) {
   ASSERT_NE(engine, nullptr);
   for (double temperature : {0.0, 0.9}) {
     SCOPED_TRACE(temperature);
@@ -244,6 +247,22 @@ TEST_F(ModelEngineTest, BatchInvariantTokensAndLogits) {
       EXPECT_EQ(together.logprobs, alone.logprobs);
     }
   }
+}
+
+TEST_F(ModelEngineTest, BatchInvariantTokensAndLogits) { CheckBatchInvariance(Load().get()); }
+
+// The same on a GPU (bfloat16, decode padded to max_batch); skipped where this libtorch has no
+// CUDA or no GPU is visible.
+TEST_F(ModelEngineTest, CudaBatchInvariantTokensAndLogits) {
+  EngineOptions o = Options();
+  o.runner.device = "cuda";
+  auto engine = Engine::Make(o);
+  if (!engine.ok() && engine.status().code() == absl::StatusCode::kFailedPrecondition &&
+      engine.status().message().find("no CUDA") != std::string::npos) {
+    GTEST_SKIP() << engine.status();
+  }
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  CheckBatchInvariance(engine->get());
 }
 
 // Two engines loaded independently from the same folder produce the same bits, for greedy and
