@@ -1,12 +1,16 @@
 // atoma_engine_bench: what the engine achieves on this machine against what the memory allows.
 //
-//   atoma_engine_bench [--model DIR] [--threads N] [--cache DIR] [--steps N]
+//   atoma_engine_bench [--model DIR] [--threads N] [--cache DIR] [--steps N] [--prompt N]
+//                      [--device cpu|cuda|cuda:N] [--dtype auto|float32|bfloat16|float16]
 //
 // Without --model it synthesizes the bench-135m preset (SmolLM-135M shape) into the cache folder
 // once. Prints: read bandwidth (measured in this run), the batch-1 decode limit it implies, prefill
 // tokens/s and effective GFLOPS for a 512-token prompt, time to first token, decode tokens/s at
-// concurrency 1/4/8/16 with the fixed-order kernel and with libtorch's GEMM (kTorch), and whether
-// the targets in DESIGN §3 are met. Bounded: a few decode steps per point.
+// concurrency 1/4/8/16 on the batch-invariant path and on the fastest non-invariant one, and
+// whether the targets in DESIGN §3 are met. Bounded: a few decode steps per point.
+//   CPU: the fixed-order kernel vs libtorch's GEMM (kTorch); float32.
+//   CUDA: decode padded to max_batch rows (what a node runs) vs unpadded (kTorch); the dtype's
+//   weight bytes set the limit, the bandwidth is a device-side reduction.
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,11 +72,18 @@ double MeasureBandwidth(int threads) {
   return best;
 }
 
-// Bytes of weights a decode step reads (every projection and the LM head, fp32).
-double DecodeWeightBytes(const ModelConfig& c) {
+// Weights a decode step reads (every projection and the LM head), in parameters.
+double DecodeWeightParams(const ModelConfig& c) {
   const double h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   const double per_layer = h * (q + 2 * kv) + q * h + 3 * h * c.intermediate_size + 2 * h;
-  return 4.0 * (c.num_layers * per_layer + c.vocab_size * h + h);
+  return c.num_layers * per_layer + c.vocab_size * h + h;
+}
+
+// Bytes per parameter of the run dtype, read off the path description ("cpu/float32/...",
+// "cuda/BFloat16/...").
+double BytesPerParam(const std::string& path) {
+  return path.find("BFloat16") != std::string::npos || path.find("Half") != std::string::npos ? 2.0
+                                                                                              : 4.0;
 }
 
 std::vector<int32_t> Prompt(int len, int salt, int64_t vocab) {
@@ -85,9 +96,11 @@ void Check(const absl::Status& s, const char* what) {
   if (!s.ok()) Die(std::string(what) + ": " + std::string(s.message()));
 }
 
-std::unique_ptr<ModelRunner> Load(const fs::path& dir, DecodeKernel kernel, int threads) {
+std::unique_ptr<ModelRunner> Load(const fs::path& dir, const std::string& device,
+                                  const std::string& dtype, DecodeKernel kernel, int threads) {
   atoma::engine::RunnerOptions o;
-  o.device = "cpu";
+  o.device = device;
+  o.dtype = dtype;
   o.threads = threads;
   o.decode_kernel = kernel;
   o.max_seq_len = 1024;
@@ -134,6 +147,7 @@ int main(int argc, char** argv) {
   fs::path model;
   fs::path cache = fs::temp_directory_path() / "atoma-bench-135m";
   int threads = 2, steps = 6, prompt = 512;
+  std::string device = "cpu", dtype = "auto";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -150,9 +164,13 @@ int main(int argc, char** argv) {
       steps = std::max(1, std::atoi(next().c_str()));
     } else if (a == "--prompt") {
       prompt = std::max(1, std::atoi(next().c_str()));
+    } else if (a == "--device") {
+      device = next();
+    } else if (a == "--dtype") {
+      dtype = next();
     } else {
       Die("usage: atoma_engine_bench [--model DIR] [--threads N] [--cache DIR] [--steps N] "
-          "[--prompt N]");
+          "[--prompt N] [--device cpu|cuda|cuda:N] [--dtype auto|float32|bfloat16|float16]");
     }
   }
   atoma::LogOptions lo;
@@ -175,24 +193,40 @@ int main(int argc, char** argv) {
   // One line on stderr (a terminal only) says which phase runs: bandwidth, loads, prefill and
   // eight decode points take a minute or more on a small machine. Cleared before each result.
   atoma::ProgressBar bar("engine bench");
-  const int kPhases = 12;  // bandwidth, load, prefill, 4 fixed decode, load, 4 torch decode
+  const int kPhases = 12;  // bandwidth, load, prefill, 4 invariant decode, load, 4 torch decode
+  const bool cpu = device == "cpu";
+  // The batch-invariant path and the fastest non-invariant one on this device.
+  const DecodeKernel invariant = DecodeKernel::kAuto;  // fixed-order on CPU, padded on CUDA
+  const char* invariant_name = cpu ? "fixed" : "padded";
   int phase = 0;
   auto next_phase = [&](const std::string& what) {
     bar.Update(static_cast<double>(phase++) / kPhases, what);
   };
   next_phase("read bandwidth");
-  const double bw = MeasureBandwidth(threads);
-  next_phase("load (fixed-order kernel)");
-  auto fixed = Load(model, DecodeKernel::kAuto, threads);
+  double bw = 0;
+  if (cpu) {
+    bw = MeasureBandwidth(threads);
+  } else {
+    auto measured = atoma::engine::MeasureReadBandwidth(device, int64_t{1} << 30);
+    if (!measured.ok()) Die("bandwidth: " + std::string(measured.status().message()));
+    bw = *measured;
+  }
+  next_phase(std::string("load (") + invariant_name + ")");
+  auto runner = Load(model, device, dtype, invariant, threads);
   bar.Clear();
-  const ModelConfig& cfg = fixed->config();
-  const double wbytes = DecodeWeightBytes(cfg);
+  const ModelConfig& cfg = runner->config();
+  const double params = DecodeWeightParams(cfg);
+  const double wbytes = params * BytesPerParam(runner->path_description());
   const double limit_ms = wbytes / bw * 1e3;
   std::printf("model            %s (%ld layers, hidden %ld, vocab %ld)\n", model.c_str(),
               static_cast<long>(cfg.num_layers), static_cast<long>(cfg.hidden_size),
               static_cast<long>(cfg.vocab_size));
-  std::printf("path             %s\n", fixed->path_description().c_str());
-  std::printf("read bandwidth   %.1f GB/s (%d threads, 512 MiB buffer)\n", bw / 1e9, threads);
+  std::printf("path             %s\n", runner->path_description().c_str());
+  if (cpu) {
+    std::printf("read bandwidth   %.1f GB/s (%d threads, 512 MiB buffer)\n", bw / 1e9, threads);
+  } else {
+    std::printf("read bandwidth   %.1f GB/s (%s, sum over 1 GiB)\n", bw / 1e9, device.c_str());
+  }
   std::printf("decode weights   %.1f MB per step -> batch-1 limit %.2f ms/step (%.1f tok/s)\n",
               wbytes / 1e6, limit_ms, 1e3 / limit_ms);
 
@@ -202,21 +236,21 @@ int main(int argc, char** argv) {
   next_phase(std::to_string(prompt) + "-token prefill");
   std::vector<float> logits;
   {
-    auto s = fixed->AddSequence(prompt + 8);
+    auto s = runner->AddSequence(prompt + 8);
     if (!s.ok()) Die(std::string(s.status().message()));
-    Check(fixed->Prefill(*s, Prompt(16, 99, cfg.vocab_size), &logits), "prefill warm-up");
-    fixed->RemoveSequence(*s);
+    Check(runner->Prefill(*s, Prompt(16, 99, cfg.vocab_size), &logits), "prefill warm-up");
+    runner->RemoveSequence(*s);
   }
   double prefill_s = 1e9;
   for (int rep = 0; rep < 2; ++rep) {
-    auto s = fixed->AddSequence(prompt + 8);
+    auto s = runner->AddSequence(prompt + 8);
     const double t0 = Now();
-    Check(fixed->Prefill(*s, Prompt(prompt, rep, cfg.vocab_size), &logits), "prefill");
+    Check(runner->Prefill(*s, Prompt(prompt, rep, cfg.vocab_size), &logits), "prefill");
     prefill_s = std::min(prefill_s, Now() - t0);
-    fixed->RemoveSequence(*s);
+    runner->RemoveSequence(*s);
   }
   const double T = prompt;
-  const double flops = 2.0 * (wbytes / 4.0 - cfg.vocab_size * cfg.hidden_size) * T +
+  const double flops = 2.0 * (params - cfg.vocab_size * cfg.hidden_size) * T +
                        2.0 * cfg.vocab_size * cfg.hidden_size +
                        4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * T * T / 2;
   const double gflops = flops / prefill_s / 1e9;
@@ -227,32 +261,36 @@ int main(int argc, char** argv) {
               prompt);
 
   const int concs[] = {1, 4, 8, 16};
-  double fixed_ms[4], torch_ms[4];
+  double inv_ms[4], torch_ms[4];
   std::fflush(stdout);
   for (int i = 0; i < 4; ++i) {
-    next_phase("decode, fixed-order kernel, " + std::to_string(concs[i]) + " sequences");
-    fixed_ms[i] = DecodeMsPerStep(*fixed, concs[i], steps);
+    next_phase(std::string("decode, ") + invariant_name + ", " + std::to_string(concs[i]) +
+               " sequences");
+    inv_ms[i] = DecodeMsPerStep(*runner, concs[i], steps);
   }
-  fixed.reset();
-  next_phase("load (libtorch GEMM)");
-  auto torch = Load(model, DecodeKernel::kTorch, threads);
+  runner.reset();
+  next_phase(cpu ? "load (libtorch GEMM)" : "load (unpadded)");
+  auto torch = Load(model, device, dtype, DecodeKernel::kTorch, threads);
   for (int i = 0; i < 4; ++i) {
-    next_phase("decode, libtorch GEMM, " + std::to_string(concs[i]) + " sequences");
+    next_phase(std::string("decode, ") + (cpu ? "libtorch GEMM, " : "unpadded, ") +
+               std::to_string(concs[i]) + " sequences");
     torch_ms[i] = DecodeMsPerStep(*torch, concs[i], steps);
   }
   torch.reset();
   bar.Clear();
 
   std::printf("\ndecode (median of %d steps, 32-token prompts)\n", steps);
-  std::printf("%-6s %12s %12s %12s %12s %10s\n", "conc", "fixed ms", "fixed tok/s", "torch ms",
-              "torch tok/s", "torch/fixed");
+  std::printf("%-6s %12s %12s %12s %12s %10s\n", "conc",
+              (std::string(invariant_name) + " ms").c_str(),
+              (std::string(invariant_name) + " tok/s").c_str(), "torch ms", "torch tok/s",
+              (std::string("torch/") + invariant_name).c_str());
   for (int i = 0; i < 4; ++i) {
-    std::printf("%-6d %12.2f %12.1f %12.2f %12.1f %10.2f\n", concs[i], fixed_ms[i],
-                concs[i] * 1e3 / fixed_ms[i], torch_ms[i], concs[i] * 1e3 / torch_ms[i],
-                (concs[i] * 1e3 / torch_ms[i]) / (concs[i] * 1e3 / fixed_ms[i]));
+    std::printf("%-6d %12.2f %12.1f %12.2f %12.1f %10.2f\n", concs[i], inv_ms[i],
+                concs[i] * 1e3 / inv_ms[i], torch_ms[i], concs[i] * 1e3 / torch_ms[i],
+                (concs[i] * 1e3 / torch_ms[i]) / (concs[i] * 1e3 / inv_ms[i]));
   }
-  const double frac = limit_ms / fixed_ms[0];
-  const double scale = (16e3 / fixed_ms[3]) / (1e3 / fixed_ms[0]);
+  const double frac = limit_ms / inv_ms[0];
+  const double scale = (16e3 / inv_ms[3]) / (1e3 / inv_ms[0]);
   std::printf("\ntargets\n");
   std::printf("  batch-1 decode at %.0f%% of the memory limit (target >= 80%%): %s\n", frac * 100,
               frac >= 0.8 ? "met" : "NOT met");

@@ -142,6 +142,12 @@ class ModelRunner {
 absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::path& dir,
                                                        const RunnerOptions& options);
 
+// Read bandwidth of `device` ("cpu", "cuda", "cuda:N") in bytes/s: the best of five timed sums
+// over `bytes` (at least 1 MiB) of float32 on that device after one warm-up, each waited for on
+// the host. For the engine benchmark's decode limit on a GPU. FAILED_PRECONDITION for CUDA without
+// CUDA; INVALID_ARGUMENT for a device libtorch does not know.
+absl::StatusOr<double> MeasureReadBandwidth(const std::string& device, int64_t bytes);
+
 // Canary fingerprint (DESIGN §4.2): SHA-256 over the fp32 logits of a fixed prompt (prefill and 8
 // greedy decode steps), with the decode run alone and again inside a full batch of other
 // sequences; FAILED_PRECONDITION if the two runs differ in any bit (the node is not
