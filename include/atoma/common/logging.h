@@ -2,6 +2,14 @@
 // lines. Loggers are created on first use and share one sink set configured by InitLogging.
 #pragma once
 
+// pip torch ships its own fmt headers in its include directory, ahead of the system's: a file that
+// sees torch's headers must not include spdlog (whose fmt is the system's). atoma_model, the one
+// library with torch's include directories, defines ATOMA_TORCH_TU to keep this checked on every
+// build, also where libtorch carries no fmt (Debian's 1.13).
+#ifdef ATOMA_TORCH_TU
+#error "atoma/common/logging.h (spdlog, fmt) included in a translation unit that sees libtorch"
+#endif
+
 #include <memory>
 #include <string_view>
 

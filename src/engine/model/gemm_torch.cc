@@ -19,9 +19,12 @@ absl::Status GemmTorch(const float* x, int64_t rows, int64_t ldx, const float* w
     const auto opts = at::TensorOptions().dtype(at::kFloat);
     at::Tensor xt = at::from_blob(const_cast<float*>(x), {rows, k}, {ldx, 1}, opts);
     at::Tensor wt = at::from_blob(const_cast<float*>(w), {n, k}, opts);
-    c10::optional<at::Tensor> bt;
-    if (bias != nullptr) bt = at::from_blob(const_cast<float*>(bias), {n}, opts);
-    at::Tensor out = at::linear(xt, wt, bt).contiguous();
+    // No optional<Tensor> spelled out: c10::optional is its own class in 1.13 and a deprecated
+    // alias of std::optional in 2.x.
+    at::Tensor out =
+        (bias != nullptr ? at::linear(xt, wt, at::from_blob(const_cast<float*>(bias), {n}, opts))
+                         : at::linear(xt, wt))
+            .contiguous();
     const float* src = out.data_ptr<float>();
     for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * ldy, src + r * n, n * sizeof(float));
     return absl::OkStatus();

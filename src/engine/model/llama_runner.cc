@@ -49,7 +49,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/engine/gemm.h"
 #include "atoma/engine/model.h"
@@ -901,9 +900,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::pa
   } catch (const std::exception& e) {
     return TorchError("building RoPE tables", e);
   }
-  GetLogger("engine")->info("loaded {} ({} layers, hidden {}, vocab {}) on {}", dir.string(),
-                            cfg.num_layers, cfg.hidden_size, cfg.vocab_size,
-                            runner->path_description());
+  // No logging here: spdlog's fmt must not meet the fmt headers pip torch ships in its include
+  // directory (this file sees both); the engine logs the loaded model (engine_load.cc).
   return std::unique_ptr<ModelRunner>(std::move(runner));
 }
 

@@ -71,10 +71,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Make(const EngineOptions& option
       internal::MakeEngine(options, *std::move(runner), *std::move(tokenizer), std::move(info)));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelInfo& loaded = engine->info();
-  log->info("model {} loaded from {} in {:.2f} s: digest {}, path {}, fingerprint {}", loaded.id,
-            dir.string(), secs, crypto::ToHex(loaded.digest), loaded.path_description,
-            loaded.fingerprint.ok() ? crypto::ToHex(*loaded.fingerprint)
-                                    : std::string(loaded.fingerprint.status().message()));
+  const ModelConfig& cfg = engine->info().config;
+  log->info(
+      "model {} ({} layers, hidden {}, vocab {}) loaded from {} in {:.2f} s: digest {}, path {}, "
+      "fingerprint {}",
+      loaded.id, cfg.num_layers, cfg.hidden_size, cfg.vocab_size, dir.string(), secs,
+      crypto::ToHex(loaded.digest), loaded.path_description,
+      loaded.fingerprint.ok() ? crypto::ToHex(*loaded.fingerprint)
+                              : std::string(loaded.fingerprint.status().message()));
   return engine;
 }
 

@@ -86,9 +86,12 @@ std::vector<double> Reference(const fs::path& dir, const std::vector<int32_t>& t
     for (size_t i = 0; i < tokens.size(); ++i) t << (i ? "," : "") << tokens[i];
     t << "]";
   }
-  const std::string cmd = "/usr/bin/python3 '" + script.string() + "' --model '" + dir.string() +
-                          "' --tokens '" + tok_file.string() + "' --prompt-len " +
-                          std::to_string(prompt_len) + " --out '" + out_file.string() + "'";
+  // Debian's python3 has NumPy; elsewhere (a GPU machine's venv) ATOMA_PYTHON names one that has.
+  const char* python = std::getenv("ATOMA_PYTHON");
+  const std::string cmd = std::string(python ? python : "/usr/bin/python3") + " '" +
+                          script.string() + "' --model '" + dir.string() + "' --tokens '" +
+                          tok_file.string() + "' --prompt-len " + std::to_string(prompt_len) +
+                          " --out '" + out_file.string() + "'";
   const int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << cmd;
   const size_t rows = tokens.size() - prompt_len + 1;
@@ -593,13 +596,17 @@ TEST(ModelBandwidthTest, MeasuresCpuAndRefusesBadDevices) {
 // ---- CUDA (skipped where the linked libtorch has no CUDA or no GPU is visible) ----
 
 // Whether `dir` loads on "cuda". Without CUDA the loader must say so with FAILED_PRECONDITION
-// (any other failure is a test failure).
+// (any other failure is a test failure), and with ATOMA_REQUIRE_CUDA set (scripts/gpu-kit.sh on a
+// GPU machine) a missing GPU fails the test instead of skipping it.
 bool CudaAvailable(const fs::path& dir) {
   RunnerOptions o;
   o.device = "cuda";
   auto r = LoadModel(dir, o);
   if (r.ok()) return true;
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  if (std::getenv("ATOMA_REQUIRE_CUDA") != nullptr) {
+    ADD_FAILURE() << "ATOMA_REQUIRE_CUDA is set but: " << r.status();
+  }
   return false;
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -259,6 +260,8 @@ TEST_F(ModelEngineTest, CudaBatchInvariantTokensAndLogits) {
   auto engine = Engine::Make(o);
   if (!engine.ok() && engine.status().code() == absl::StatusCode::kFailedPrecondition &&
       engine.status().message().find("no CUDA") != std::string::npos) {
+    if (std::getenv("ATOMA_REQUIRE_CUDA") != nullptr)
+      FAIL() << "ATOMA_REQUIRE_CUDA: " << engine.status();
     GTEST_SKIP() << engine.status();
   }
   ASSERT_TRUE(engine.ok()) << engine.status();
