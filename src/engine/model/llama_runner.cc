@@ -833,6 +833,12 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::pa
     return absl::FailedPreconditionError(
         absl::StrCat("device '", options.device, "' requested but this libtorch has no CUDA"));
   }
+  if (device.is_cuda() && device.has_index() &&
+      static_cast<size_t>(device.index()) >= at::getNumGPUs()) {
+    return absl::FailedPreconditionError(absl::StrCat("device '", options.device,
+                                                      "' requested but this machine has ",
+                                                      at::getNumGPUs(), " GPU(s)"));
+  }
   // Decode route. On CPU: the fixed-order kernels (auto/avx2/portable), libtorch's GEMM in the
   // row loops (kTorch), or the tensor path padded like CUDA's (kPadded). On CUDA: the tensor path,
   // padded (auto/kPadded) or not (kTorch).

@@ -516,6 +516,9 @@ TEST(ModelRunnerTest, DeviceDtypeKernelChoices) {
   EXPECT_EQ((*bf16_padded)->path_description(), "cpu/BFloat16/torch-padded/max_batch=16/threads=1");
   EXPECT_EQ(load("tpu", "auto", DecodeKernel::kAuto).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // No CUDA here, or a GPU machine without 64 GPUs.
+  EXPECT_EQ(load("cuda:63", "auto", DecodeKernel::kAuto).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   auto cuda_fixed = load("cuda", "auto", DecodeKernel::kPortable);
   EXPECT_TRUE(cuda_fixed.status().code() == absl::StatusCode::kInvalidArgument ||
               cuda_fixed.status().code() == absl::StatusCode::kFailedPrecondition)
