@@ -61,7 +61,7 @@ struct EngineSection {
   int prefill_chunk = 512;
   // Prompt tokens admitted per scheduler iteration (one request always is), so a burst of long
   // prompts delays running streams by about one budget of prefill per decode step.
-  int max_prefill_tokens_per_step = 2048;
+  int max_prefill_tokens_per_step = 512;
   int sampling_threads = 0;  // 0 = hardware concurrency, at most 4; results do not depend on it
 };
 

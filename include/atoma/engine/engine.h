@@ -1,6 +1,7 @@
 // Engine: one model, a bounded request queue, one scheduler thread that owns the ModelRunner and
-// runs continuous batching (new requests are prefilled on their own, running ones decode together,
-// finished or cancelled ones leave at once), sampling on the host in double precision.
+// runs continuous batching (new requests are prefilled on their own, a budget of prompt tokens
+// between two decode steps; running ones decode together; finished or cancelled ones leave at
+// once), sampling on the host in double precision.
 //
 // Thread-safety: Engine methods are thread-safe. A RequestHandle may be read by one consumer thread
 // while Cancel() is called from any thread.
@@ -120,10 +121,11 @@ struct EngineOptions {
   int max_running = 16;          // sequences decoding together (≤ runner.max_batch)
   int max_prompt_tokens = 4096;  // longer prompts → INVALID_ARGUMENT
   int max_new_tokens = 2048;     // upper bound on max_tokens
-  // Admission stops for one scheduler iteration once the prompts admitted in it would exceed this
-  // many tokens (one request is always admitted), so a burst of long prompts delays the running
-  // streams by about one budget's worth of prefill per decode step, not by all of them.
-  int max_prefill_tokens_per_step = 2048;
+  // Prompt tokens prefilled per scheduler iteration, between decode steps (at least one
+  // runner.prefill_chunk): a long prompt, or a burst of them, is prefilled over several
+  // iterations, so running streams wait about one budget of prefill per token, and a cancel or
+  // the shutdown deadline acts between slices. Results do not depend on it.
+  int max_prefill_tokens_per_step = 512;
   // Threads that sample the rows of a decode step in parallel (sampling a 49k vocabulary costs
   // 0.4-1.3 ms a row on the host); 0 = hardware concurrency, at most 4. Results do not depend on
   // it.

@@ -3,7 +3,9 @@
 //
 // Determinism contract (DESIGN §3): for a given sequence, the logits a runner returns depend only
 // on that sequence's tokens, never on which other sequences share a Decode call, their order, or
-// the thread count; Prefill depends only on the tokens passed.
+// the thread count; Prefill depends only on the tokens passed, and a prompt prefilled in several
+// calls whose lengths are multiples of RunnerOptions::prefill_chunk (the last excepted) gives the
+// same bits as one call (the engine slices long prompts so).
 #pragma once
 
 #include <cstdint>

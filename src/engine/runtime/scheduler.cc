@@ -3,14 +3,20 @@
 //
 //   loop:
 //     drop cancelled waiting requests; past the shutdown deadline, cancel everything left
-//     admit waiting requests while fewer than max_running decode; each is prefilled ON ITS OWN
-//       (a request's prefill never shares a runner call with another's) and samples its first token
-//     one Decode step for all running sequences together; sample each row; emit events
+//     admit waiting requests (a runner sequence each) while fewer than max_running hold one
+//     prefill up to max_prefill_tokens_per_step prompt tokens, oldest admitted first, each
+//       runner call over ONE request's prompt (never shared with another's), in slices that end on
+//       multiples of prefill_chunk; a request whose prompt is done samples its first token and
+//       joins the decoders
+//     one Decode step for all decoding sequences together; sample each row; emit events
 //     sequences that finished, failed or were cancelled leave at once
+// A long prompt is thus prefilled over several iterations: decoding streams wait about one budget
+// of prefill per token, and a cancel or the shutdown deadline acts between slices.
 //
 // Determinism: a request's tokens depend only on its own prompt, parameters and request key: its
-// prefill runs alone, the runner's Decode is batch-invariant (model.h), and sampling is keyed by
-// (seed, request_key, step) with step = index of the generated token.
+// prefill runs alone, in slices the runner computes exactly as one call (model.h), the runner's
+// Decode is batch-invariant, and sampling is keyed by (seed, request_key, step) with step = index
+// of the generated token.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -19,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -114,7 +121,8 @@ class RequestHandleImpl final : public RequestHandle {
 // A request being decoded. Scheduler thread only.
 struct Sequence {
   std::shared_ptr<RequestState> state;
-  int seq = -1;  // runner handle
+  int seq = -1;          // runner handle
+  size_t prefilled = 0;  // prompt tokens in the runner's KV cache
   int32_t last_token = -1;
   std::vector<int32_t> output_ids;
   std::optional<StreamDecoder> decoder;  // only with a tokenizer
@@ -335,8 +343,10 @@ class EngineImpl final : public Engine {
       bool past_deadline = false;
       {
         absl::MutexLock lock(&mu_);
-        if (running_.empty()) mu_.Await(absl::Condition(this, &EngineImpl::HasWorkOrStopping));
-        if (stopping_ && waiting_.empty() && running_.empty()) break;
+        if (running_.empty() && prefilling_.empty()) {
+          mu_.Await(absl::Condition(this, &EngineImpl::HasWorkOrStopping));
+        }
+        if (stopping_ && waiting_.empty() && running_.empty() && prefilling_.empty()) break;
         past_deadline = stopping_ && std::chrono::steady_clock::now() >= deadline_;
         for (auto it = waiting_.begin(); it != waiting_.end();) {
           if (past_deadline || (*it)->cancelled()) {
@@ -346,31 +356,31 @@ class EngineImpl final : public Engine {
             ++it;
           }
         }
-        int64_t prefill_tokens = 0;
-        while (static_cast<int>(running_.size() + admit.size()) < max_running_ &&
+        while (static_cast<int>(running_.size() + prefilling_.size() + admit.size()) <
+                   max_running_ &&
                !waiting_.empty()) {
-          const int64_t len = static_cast<int64_t>(waiting_.front()->request().prompt_ids.size());
-          if (!admit.empty() && prefill_tokens + len > options_.max_prefill_tokens_per_step) break;
-          prefill_tokens += len;
           admit.push_back(std::move(waiting_.front()));
           waiting_.pop_front();
         }
       }
       for (auto& state : drop) FinishUnstarted(*state, FinishReason::kCancelled, absl::OkStatus());
       if (past_deadline) {
+        for (auto& s : prefilling_) Finish(*s, FinishReason::kCancelled, absl::OkStatus());
         for (auto& s : running_) Finish(*s, FinishReason::kCancelled, absl::OkStatus());
+        prefilling_.clear();
         running_.clear();
         UpdateStats();
         continue;
       }
       Admit(std::move(admit));
+      PrefillStep();
       DecodeStep();
       UpdateStats();
     }
     UpdateStats();
   }
 
-  // Prefills each admitted request on its own and samples its first token.
+  // Gives each admitted request a runner sequence and queues it for prefill.
   void Admit(std::vector<std::shared_ptr<RequestState>> admit) {
     for (size_t i = 0; i < admit.size(); ++i) {
       std::shared_ptr<RequestState>& state = admit[i];
@@ -386,7 +396,7 @@ class EngineImpl final : public Engine {
         return absl::OkStatus();
       });
       if (st.ok()) st = seq.status();
-      if (absl::IsResourceExhausted(st) && !running_.empty()) {
+      if (absl::IsResourceExhausted(st) && !(running_.empty() && prefilling_.empty())) {
         // No KV room until a running sequence leaves: requeue this and the rest, in order, at the
         // front of the queue.
         absl::MutexLock lock(&mu_);
@@ -407,23 +417,55 @@ class EngineImpl final : public Engine {
       s->stop_ids = req.stop_token_ids;
       if (!req.ignore_eos) s->stop_ids.insert(s->stop_ids.end(), eos_ids_.begin(), eos_ids_.end());
       std::sort(s->stop_ids.begin(), s->stop_ids.end());
+      prefilling_.push_back(std::move(s));
+    }
+  }
 
+  // Prefills at most max_prefill_tokens_per_step prompt tokens (at least one prefill_chunk),
+  // oldest admitted request first. A slice ends at the prompt's end or on a multiple of
+  // prefill_chunk, so the runner computes the same chunks as it would in one call and the bits do
+  // not depend on the budget or the load. A request whose prompt is done samples its first token.
+  void PrefillStep() {
+    for (auto& s : prefilling_) {
+      if (s->state->cancelled()) Finish(*s, FinishReason::kCancelled, absl::OkStatus());
+    }
+    std::erase_if(prefilling_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
+    const int64_t chunk = std::max(1, options_.runner.prefill_chunk);
+    int64_t budget = options_.max_prefill_tokens_per_step;
+    bool first = true;
+    while (!prefilling_.empty()) {
+      Sequence& s = *prefilling_.front();
+      const std::vector<int32_t>& prompt = s.request().prompt_ids;
+      const int64_t left = static_cast<int64_t>(prompt.size() - s.prefilled);
+      int64_t take = left;
+      if (take > budget)
+        take = first ? std::max(chunk, budget / chunk * chunk) : budget / chunk * chunk;
+      take = std::min(take, left);
+      if (take <= 0) break;
+      first = false;
+      budget -= take;
       const auto t0 = Clock::now();
-      st = CallRunner("Prefill",
-                      [&] { return runner_->Prefill(s->seq, s->request().prompt_ids, &logits_); });
+      absl::Status st = CallRunner("Prefill", [&] {
+        return runner_->Prefill(s.seq, std::span<const int32_t>(prompt).subspan(s.prefilled, take),
+                                &logits_);
+      });
       AddTime(prefill_ns_, t0);
       if (st.ok() && logits_.size() != static_cast<size_t>(vocab_)) {
         st = absl::InternalError(
             absl::StrCat("Prefill returned ", logits_.size(), " logits, expected ", vocab_));
       }
       if (!st.ok()) {
-        Finish(*s, FinishReason::kError, st);
+        Finish(s, FinishReason::kError, st);
+        prefilling_.pop_front();
         continue;
       }
+      s.prefilled += take;
+      if (s.prefilled < prompt.size()) break;  // the budget ran out inside this prompt
       const auto t1 = Clock::now();
-      Step(*s, logits_);
+      Step(s, logits_);
       AddTime(sample_ns_, t1);
-      if (!s->done) running_.push_back(std::move(s));
+      if (!s.done) running_.push_back(std::move(prefilling_.front()));
+      prefilling_.pop_front();
     }
   }
 
@@ -611,7 +653,8 @@ class EngineImpl final : public Engine {
   std::chrono::steady_clock::time_point deadline_ ABSL_GUARDED_BY(mu_);
 
   // Scheduler thread only.
-  std::vector<std::unique_ptr<Sequence>> running_;
+  std::deque<std::unique_ptr<Sequence>> prefilling_;  // admitted, prompt not fully prefilled
+  std::vector<std::unique_ptr<Sequence>> running_;    // decoding
   std::vector<float> logits_;
   std::vector<int> seqs_;
   std::vector<int32_t> tokens_;

@@ -59,7 +59,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.engine.max_new_tokens, 2048);
   EXPECT_EQ(c.engine.prefill_chunk, 512);
   EXPECT_EQ(c.engine.sampling_threads, 0);
-  EXPECT_EQ(c.engine.max_prefill_tokens_per_step, 2048);
+  EXPECT_EQ(c.engine.max_prefill_tokens_per_step, 512);
   ASSERT_EQ(c.models.size(), 1u);
   EXPECT_EQ(c.models[0].id, "tiny");  // the folder name
   EXPECT_EQ(c.models[0].path, fs::path("/etc/atoma/models/tiny"));

@@ -427,6 +427,49 @@ TEST(ModelDeterminismTest, PrefillSameBitsWithOneAndTwoThreads) {
   }
 }
 
+// The scheduler prefills a long prompt in several calls whose lengths are multiples of
+// prefill_chunk (the last excepted): the runner must compute the same bits as in one call, on
+// every path, for the last prompt position and the decode step after it.
+TEST(ModelDeterminismTest, PrefillInChunkAlignedSlicesSameBitsAsOneCall) {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  const fs::path dir = Synth("determinism", so);
+  for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kTorch, DecodeKernel::kPadded}) {
+    RunnerOptions o;
+    o.device = "cpu";
+    o.threads = 2;
+    o.decode_kernel = kernel;
+    o.prefill_chunk = 16;
+    auto r = LoadModel(dir, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ModelRunner& runner = **r;
+    const auto prompt = Prompt(61, 5, runner.config().vocab_size);
+    std::vector<std::vector<float>> last, next;
+    for (const std::vector<int>& slices :
+         std::vector<std::vector<int>>{{61}, {32, 16, 13}, {16, 45}, {48, 13}}) {
+      auto seq = runner.AddSequence(64);
+      ASSERT_TRUE(seq.ok()) << seq.status();
+      std::vector<float> logits;
+      size_t at = 0;
+      for (int n : slices) {
+        ASSERT_TRUE(runner.Prefill(*seq, std::span(prompt).subspan(at, n), &logits).ok());
+        at += n;
+      }
+      last.push_back(logits);
+      const int seqs[] = {*seq};
+      const int32_t toks[] = {Argmax(logits.data(), runner.config().vocab_size)};
+      ASSERT_TRUE(runner.Decode(seqs, toks, &logits).ok());
+      next.push_back(logits);
+      runner.RemoveSequence(*seq);
+    }
+    for (size_t i = 1; i < last.size(); ++i) {
+      EXPECT_TRUE(SameBits(last[0], last[i])) << runner.path_description() << " slicing " << i;
+      EXPECT_TRUE(SameBits(next[0], next[i])) << runner.path_description() << " slicing " << i;
+    }
+  }
+}
+
 TEST(ModelFingerprintTest, StableAcrossLoadsAndNamesThePath) {
   SynthOptions so;
   so.preset = "tiny";

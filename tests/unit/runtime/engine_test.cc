@@ -620,6 +620,85 @@ TEST(EngineTest, PrefillBudgetSpreadsAdmissionsOverDecodeSteps) {
   EXPECT_GE(g.control->max_prefills_between_decodes.load(), 2);
 }
 
+// A prompt longer than the budget is prefilled over several iterations, in slices on chunk
+// boundaries, with decode steps of the running streams between them; every output is what it is
+// alone.
+TEST(EngineTest, LongPromptIsPrefilledInSlicesBetweenDecodeSteps) {
+  EngineOptions opt;
+  opt.runner.prefill_chunk = 4;
+  opt.max_prefill_tokens_per_step = 8;
+  auto control = std::make_shared<FakeControl>();
+  control->prefill_chunk = 4;
+  // The stream decodes for ~200 ms: long enough to still run while the long prompt is prefilled.
+  control->decode_sleep_ms = 1;
+  auto f = MakeFixture(opt, true, control);
+  auto stream = f.engine->Submit(Req({9, 9}, 200));
+  ASSERT_TRUE(stream.ok());
+  StreamEvent ev;
+  ASSERT_TRUE((*stream)->Next(&ev, milliseconds(5000)));  // decoding before the long prompt comes
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 50; ++i) prompt.push_back(1 + (i * 7) % 60);
+  auto long_req = f.engine->Submit(Req(prompt, 5));
+  ASSERT_TRUE(long_req.ok());
+  EXPECT_EQ(Collect(**long_req).final.output_ids, ReferenceGreedy(prompt, 5));
+  EXPECT_EQ(control->max_prefill_call_tokens.load(), 8);
+  EXPECT_GE(control->prefill_calls.load(), 1 + 7);  // 50 tokens in slices of at most 8
+  // Each slice was followed by a decode step of the stream, not by the next slice.
+  EXPECT_EQ(control->max_prefills_between_decodes.load(), 1);
+  Result rest = Collect(**stream);
+  EXPECT_EQ(rest.final.output_ids, ReferenceGreedy({9, 9}, 200));
+  EXPECT_EQ(control->contract_violations.load(), 0);
+
+  // A budget below one chunk still prefills one chunk per iteration.
+  EngineOptions tight = opt;
+  tight.max_prefill_tokens_per_step = 1;
+  auto c2 = std::make_shared<FakeControl>();
+  c2->prefill_chunk = 4;
+  auto g = MakeFixture(tight, true, c2);
+  EXPECT_EQ(Collect(**g.engine->Submit(Req(prompt, 3))).final.output_ids,
+            ReferenceGreedy(prompt, 3));
+  EXPECT_EQ(c2->max_prefill_call_tokens.load(), 4);
+  EXPECT_EQ(c2->contract_violations.load(), 0);
+}
+
+// A cancel, or the shutdown deadline, stops a long prefill between two slices.
+TEST(EngineTest, CancelAndShutdownStopALongPrefill) {
+  EngineOptions opt;
+  opt.runner.prefill_chunk = 4;
+  opt.max_prefill_tokens_per_step = 4;
+  std::vector<int32_t> prompt(400, 3);
+  {
+    auto control = std::make_shared<FakeControl>();
+    control->prefill_sleep_ms = 2;
+    auto f = MakeFixture(opt, true, control);
+    auto h = f.engine->Submit(Req(prompt, 5));
+    ASSERT_TRUE(h.ok());
+    for (int i = 0; i < 2000 && control->prefill_calls.load() < 3; ++i) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    (*h)->Cancel();
+    Result r = Collect(**h);
+    EXPECT_EQ(r.final.finish_reason, FinishReason::kCancelled);
+    EXPECT_EQ(r.final.completion_tokens, 0);
+    EXPECT_LT(control->prefill_calls.load(), 100) << "the whole prompt was prefilled";
+    EXPECT_EQ(f.engine->stats().running, 0);
+  }
+  {
+    auto control = std::make_shared<FakeControl>();
+    control->prefill_sleep_ms = 5;  // 100 slices: about 500 ms
+    auto f = MakeFixture(opt, true, control);
+    auto h = f.engine->Submit(Req(prompt, 5));
+    ASSERT_TRUE(h.ok());
+    for (int i = 0; i < 2000 && control->prefill_calls.load() < 1; ++i) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    f.engine->Shutdown(milliseconds(30));
+    Result r = Collect(**h);
+    EXPECT_EQ(r.final.finish_reason, FinishReason::kCancelled);
+    EXPECT_LT(control->prefill_calls.load(), 100);
+  }
+}
+
 TEST(EngineTest, KvSlotExhaustionRequeuesUntilASlotFrees) {
   EngineOptions opt;
   opt.max_running = 6;

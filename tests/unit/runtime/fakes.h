@@ -47,6 +47,10 @@ inline std::vector<float> FakeLogits(const std::vector<int32_t>& history) {
 struct FakeControl {
   int max_slots = 64;
   std::atomic<int> decode_sleep_ms{0};
+  std::atomic<int> prefill_sleep_ms{0};
+  // When > 0, a Prefill call that continues a sequence must start on a multiple of this (the
+  // engine slices prompts on the runner's prefill_chunk).
+  std::atomic<int> prefill_chunk{0};
   std::atomic<int> fail_prefill_call{-1};  // 0-based index of the Prefill call that fails
   std::atomic<int> fail_decode_call{-1};
   std::atomic<int> nan_decode_call{-1};  // Decode call whose first row gets a NaN
@@ -57,6 +61,7 @@ struct FakeControl {
   std::atomic<int> prefill_entered{0};
 
   std::atomic<int> prefill_calls{0};
+  std::atomic<int> max_prefill_call_tokens{0};
   std::atomic<int> decode_calls{0};
   std::atomic<int> max_batch_seen{0};
   std::atomic<int> prefills_since_decode{0};
@@ -96,13 +101,29 @@ class FakeRunner final : public ModelRunner {
     }
     control_->prefill_entered.fetch_add(1);
     if (control_->prefill_gate) control_->prefill_gate->WaitForNotification();
+    const int sleep = control_->prefill_sleep_ms.load();
+    if (sleep > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep));
     if (call == control_->fail_prefill_call.load()) {
       return absl::InternalError("fake runner: injected prefill failure");
     }
+    int most = control_->max_prefill_call_tokens.load();
+    while (static_cast<int>(tokens.size()) > most &&
+           !control_->max_prefill_call_tokens.compare_exchange_weak(
+               most, static_cast<int>(tokens.size()))) {
+    }
+    // A prompt may arrive in several calls, never after the sequence started decoding.
     auto it = seqs_.find(seq);
-    if (it == seqs_.end() || !it->second.history.empty()) return Violation("prefill of bad seq");
-    it->second.history.assign(tokens.begin(), tokens.end());
-    it->second.prompt_len = static_cast<int>(tokens.size());
+    if (it == seqs_.end() || it->second.decoding) return Violation("prefill of bad seq");
+    const int chunk = control_->prefill_chunk.load();
+    if (chunk > 0 && it->second.history.size() % chunk != 0) {
+      return Violation("prefill slice does not start on a chunk boundary");
+    }
+    if (tokens.empty()) return Violation("empty prefill");
+    it->second.history.insert(it->second.history.end(), tokens.begin(), tokens.end());
+    if (static_cast<int>(it->second.history.size()) > it->second.max_len) {
+      return Violation("prompt over its reserved length");
+    }
+    it->second.prompt_len = static_cast<int>(it->second.history.size());
     *last_logits = Logits(it->second);
     return absl::OkStatus();
   }
@@ -128,6 +149,7 @@ class FakeRunner final : public ModelRunner {
     for (size_t i = 0; i < seqs.size(); ++i) {
       auto it = seqs_.find(seqs[i]);
       if (it == seqs_.end() || it->second.history.empty()) return Violation("decode of bad seq");
+      it->second.decoding = true;
       if (tokens[i] < 0 || tokens[i] >= kFakeVocab) return Violation("token out of vocab");
       it->second.history.push_back(tokens[i]);
       if (static_cast<int>(it->second.history.size()) > it->second.max_len) {
@@ -152,6 +174,7 @@ class FakeRunner final : public ModelRunner {
     std::vector<int32_t> history;
     int prompt_len = 0;
     int max_len = 0;
+    bool decoding = false;
   };
   std::vector<float> Logits(const Seq& s) const {
     std::vector<float> l = FakeLogits(s.history);
