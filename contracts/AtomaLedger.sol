@@ -382,11 +382,105 @@ contract AtomaLedger is AtomaLedgerBase {
         return _escrow[client];
     }
 
-    function withdrawEscrow(uint256 amount) external nonReentrant {
+    // Balance, pending withdrawal, its unlock epoch (0: none) and what withdrawEscrow would pay now.
+    function escrowStatus(address client)
+        external
+        view
+        returns (uint256 balance, uint256 pending, uint64 unlockEpoch, uint256 withdrawable)
+    {
+        balance = _escrow[client];
+        uint256 w = _escrowWithdrawal[client];
+        pending = w >> 64;
+        unlockEpoch = uint64(w);
+        if (pending != 0 && unlockEpoch <= _currentEpoch) withdrawable = pending < balance ? pending : balance;
+    }
+
+    // Escrow leaves in two steps (docs/ledger_evm.md "Escrow"): the request unlocks UNBONDING_EPOCHS
+    // epochs after the current one and replaces an earlier request; the amount stays in the
+    // balance, so settlements of requests served before it can still debit it.
+    function requestEscrowWithdrawal(uint256 amount) external {
         _requirePositive(amount);
         uint256 balance = _escrow[msg.sender];
-        if (balance < amount) _insufficient("escrow balance", balance, amount);
+        if (balance < amount) {
+            _fail(
+                FAILED_PRECONDITION,
+                string.concat(
+                    "cannot request a withdrawal of ",
+                    _dec(amount),
+                    ": the escrow of ",
+                    _addr(msg.sender),
+                    " holds ",
+                    _dec(balance)
+                )
+            );
+        }
+        // amount <= balance < 2^256, but the slot keeps 192 bits of it.
+        if (amount >> 192 != 0) _fail(INVALID_ARGUMENT, "amount must be below 2^192");
+        uint64 unlock = _currentEpoch + UNBONDING_EPOCHS;
+        _escrowWithdrawal[msg.sender] = (amount << 64) | unlock;
+        emit EscrowWithdrawalRequested(msg.sender, amount, unlock);
+    }
+
+    function withdrawEscrow(uint256 amount) external nonReentrant {
+        _requirePositive(amount);
+        uint256 w = _escrowWithdrawal[msg.sender];
+        uint256 pending = w >> 64;
+        uint64 unlock = uint64(w);
+        uint64 current = _currentEpoch;
+        uint256 balance = _escrow[msg.sender];
+        string memory head = string.concat("cannot withdraw ", _dec(amount), " of escrow: ");
+        if (pending == 0) {
+            _fail(
+                FAILED_PRECONDITION,
+                string.concat(
+                    head,
+                    _addr(msg.sender),
+                    " has no withdrawal requested (request one first; it unlocks ",
+                    _dec(UNBONDING_EPOCHS),
+                    " epochs later)"
+                )
+            );
+        }
+        if (current < unlock) {
+            _fail(
+                FAILED_PRECONDITION,
+                string.concat(
+                    head,
+                    "the withdrawal of ",
+                    _dec(pending),
+                    " requested by ",
+                    _addr(msg.sender),
+                    " unlocks at epoch ",
+                    _dec(unlock),
+                    " (current epoch ",
+                    _dec(current),
+                    ")"
+                )
+            );
+        }
+        uint256 unlocked = pending < balance ? pending : balance;
+        if (unlocked < amount) {
+            _fail(
+                FAILED_PRECONDITION,
+                string.concat(
+                    head,
+                    _addr(msg.sender),
+                    " has ",
+                    _dec(unlocked),
+                    " unlocked since epoch ",
+                    _dec(unlock),
+                    " (pending ",
+                    _dec(pending),
+                    ", balance ",
+                    _dec(balance),
+                    ")"
+                )
+            );
+        }
         _escrow[msg.sender] = balance - amount;
+        // What settlement took from the pending amount is dropped with what is paid out now.
+        uint256 left = unlocked - amount;
+        _escrowWithdrawal[msg.sender] = left == 0 ? 0 : (left << 64) | unlock;
         emit EscrowWithdrawn(msg.sender, amount);
         _pay(msg.sender, amount);
     }

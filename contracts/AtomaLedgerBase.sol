@@ -44,6 +44,7 @@ abstract contract AtomaLedgerBase {
     event EpochAdvanced(uint64 indexed number, bytes32 seed);
     event EscrowDeposited(address indexed client, uint256 amount);
     event EscrowWithdrawn(address indexed client, uint256 amount);
+    event EscrowWithdrawalRequested(address indexed client, uint256 amount, uint64 unlockEpoch);
     event RewardsWithdrawn(address indexed node, uint256 amount);
     event Settled(
         uint16 index, bytes32 indexed requestId, address indexed client, uint64 nonce, uint256 fee
@@ -109,6 +110,9 @@ abstract contract AtomaLedgerBase {
     // keccak256(offender, requestId) of equivocations slashed (one offence is slashed once).
     mapping(bytes32 => bool) internal _equivocationSlashed;
     uint256 internal _burned;
+    // The pending escrow withdrawal of each client: amount << 64 | unlockEpoch (0: none). The
+    // amount stays in _escrow (settlement still debits it) until withdrawEscrow pays it out.
+    mapping(address => uint256) internal _escrowWithdrawal;
 
     // ---------------------------------------------------------------------------------------------
     // Parameters

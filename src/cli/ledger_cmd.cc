@@ -1,7 +1,8 @@
 // atoma-cli ledger: inspect a ledger (an embedded SQLite file or the AtomaLedger contract on an
 // EVM chain, named as ledger_open.h says) and the few mutations a local network needs
-// (register-node, stake, advance-epoch, deposit), plus `init` (a new embedded file), `deploy` (a
-// new contract) and `fund` (dev chains: set an account's balance).
+// (register-node, stake, advance-epoch, deposit, request-withdrawal and withdraw of escrow), plus
+// `init` (a new embedded file), `deploy` (a new contract) and `fund` (dev chains: set an account's
+// balance).
 //
 // On an embedded ledger the mutations act WITHOUT any signature (the embedded ledger trusts its
 // caller, see ledger.h), so they are for devnets only; a --key file there only names the actor.
@@ -79,6 +80,24 @@ void Print(const LedgerCmdFlags& flags, const json& j, const std::string& human)
   } else {
     std::printf("%s", human.c_str());
   }
+}
+
+// `escrow` is the balance (the key older scripts read); the pending withdrawal follows.
+void PrintEscrow(const LedgerCmdFlags& flags, const ledger::Address& client,
+                 const ledger::EscrowInfo& e) {
+  std::string human = absl::StrCat(Addr(client), " escrow ", e.balance.ToDecimal());
+  if (!e.pending.IsZero()) {
+    absl::StrAppend(&human, ", withdrawal of ", e.pending.ToDecimal(),
+                    " pending, unlocked at epoch ", e.unlock_epoch,
+                    " (withdrawable now: ", e.withdrawable.ToDecimal(), ")");
+  }
+  Print(flags,
+        {{"client", Addr(client)},
+         {"escrow", e.balance.ToDecimal()},
+         {"pending", e.pending.ToDecimal()},
+         {"unlock_epoch", e.unlock_epoch},
+         {"withdrawable", e.withdrawable.ToDecimal()}},
+        human + "\n");
 }
 
 json EpochJson(const ledger::Epoch& e) {
@@ -243,7 +262,8 @@ void AddLedgerCommand(CLI::App& app) {
   AddLedgerFlags(cmd, &flags->ledger, "--db,--ledger-db", /*signs=*/true);
   cmd->add_option("--key", flags->keys,
                   "key file of an actor, repeatable. EVM: signs (and pays for) the transactions of "
-                  "deploy, register-node, stake, advance-epoch and deposit. Embedded: only names "
+                  "deploy, register-node, stake, advance-epoch, deposit, request-withdrawal and "
+                  "withdraw. Embedded: only names "
                   "the actor when --node / --client is not given");
   cmd->add_flag("--json", flags->json, "print JSON instead of text");
   cmd->require_subcommand(1);
@@ -376,15 +396,16 @@ void AddLedgerCommand(CLI::App& app) {
   });
 
   // --- escrow ADDRESS / rewards ADDRESS ---
-  CLI::App* escrow = cmd->add_subcommand("escrow", "A client's escrow balance.");
+  CLI::App* escrow = cmd->add_subcommand(
+      "escrow",
+      "A client's escrow balance and pending withdrawal (--json: escrow, pending, "
+      "unlock_epoch, withdrawable).");
   auto escrow_addr = std::make_shared<std::string>();
   escrow->add_option("ADDRESS", *escrow_addr, "client address")->required();
   escrow->callback([flags, escrow_addr] {
     const ledger::Address a = ParseAddressOrFail(*escrow_addr);
     auto l = OpenForReading(*flags, "escrow");
-    const ledger::Amount b = OrFail(l->EscrowBalance(a));
-    Print(*flags, {{"client", Addr(a)}, {"escrow", b.ToDecimal()}},
-          absl::StrCat(Addr(a), " escrow ", b.ToDecimal(), "\n"));
+    PrintEscrow(*flags, a, OrFail(l->EscrowStatus(a)));
   });
   CLI::App* rewards =
       cmd->add_subcommand("rewards", "A node's reward balance (credited by settlements).");
@@ -516,6 +537,40 @@ void AddLedgerCommand(CLI::App& app) {
           absl::StrCat("epoch ", e.number, " opened, seed ", HashHex(e.seed), "\n"));
   });
 
+  // --- request-withdrawal / withdraw (escrow) ---
+  CLI::App* request_withdrawal = cmd->add_subcommand(
+      "request-withdrawal",
+      "Ask to withdraw --amount of a client's escrow. It stays in the escrow (settlement can still "
+      "debit it; entry nodes stop counting it at once) and unlocks unbonding_epochs epochs after "
+      "the current one; a new request replaces the pending one. Embedded: [dev] no signature. "
+      "EVM: a transaction signed by the client's --key.");
+  auto req_client = std::make_shared<std::string>();
+  auto req_amount = std::make_shared<std::string>();
+  request_withdrawal->add_option("--client", *req_client, "client address (default: the --key's)");
+  request_withdrawal->add_option("--amount", *req_amount, "base units (EVM: wei)")->required();
+  request_withdrawal->callback([flags, req_client, req_amount] {
+    const ledger::Amount amount = ParseAmountOrFail(*req_amount);
+    auto [l, a] = OpenAsActor(*flags, *req_client, "--client", "request-withdrawal");
+    MutationOrFail(l->RequestEscrowWithdrawal(a, amount), flags->ledger, a);
+    PrintEscrow(*flags, a, OrFail(l->EscrowStatus(a)));
+  });
+  CLI::App* withdraw = cmd->add_subcommand(
+      "withdraw",
+      "Pay out --amount of a client's escrow withdrawal once it is unlocked (see "
+      "request-withdrawal; at most the pending amount and the balance). Embedded: [dev] no "
+      "signature, no payment. EVM: a transaction signed by the client's --key, which gets the "
+      "wei.");
+  auto wd_client = std::make_shared<std::string>();
+  auto wd_amount = std::make_shared<std::string>();
+  withdraw->add_option("--client", *wd_client, "client address (default: the --key's)");
+  withdraw->add_option("--amount", *wd_amount, "base units (EVM: wei)")->required();
+  withdraw->callback([flags, wd_client, wd_amount] {
+    const ledger::Amount amount = ParseAmountOrFail(*wd_amount);
+    auto [l, a] = OpenAsActor(*flags, *wd_client, "--client", "withdraw");
+    MutationOrFail(l->WithdrawEscrow(a, amount), flags->ledger, a);
+    PrintEscrow(*flags, a, OrFail(l->EscrowStatus(a)));
+  });
+
   // --- deposit ---
   CLI::App* deposit = cmd->add_subcommand(
       "deposit",
@@ -529,9 +584,7 @@ void AddLedgerCommand(CLI::App& app) {
     const ledger::Amount amount = ParseAmountOrFail(*dep_amount);
     auto [l, a] = OpenAsActor(*flags, *dep_client, "--client", "deposit");
     MutationOrFail(l->DepositEscrow(a, amount), flags->ledger, a);
-    const ledger::Amount b = OrFail(l->EscrowBalance(a));
-    Print(*flags, {{"client", Addr(a)}, {"escrow", b.ToDecimal()}},
-          absl::StrCat(Addr(a), " escrow ", b.ToDecimal(), "\n"));
+    PrintEscrow(*flags, a, OrFail(l->EscrowStatus(a)));
   });
 }
 

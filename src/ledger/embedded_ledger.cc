@@ -35,7 +35,7 @@ namespace {
 using storage::Db;
 using storage::Stmt;
 
-constexpr int64_t kSchemaVersion = 4;
+constexpr int64_t kSchemaVersion = 5;
 constexpr uint64_t kMaxUnbondingEpochs = 1'000'000;
 
 constexpr const char* kSchema = R"sql(
@@ -134,6 +134,16 @@ CREATE TABLE closed_nonces(
   nonce INTEGER NOT NULL,
   request_id BLOB NOT NULL,
   PRIMARY KEY(client, nonce)) WITHOUT ROWID;
+)sql";
+
+// Added by schema version 5: escrow leaves in two steps (ledger.h RequestEscrowWithdrawal). One
+// pending withdrawal per client; the amount stays in `escrow` until it is withdrawn. A version-4
+// file is migrated on open (no withdrawal pending).
+constexpr const char* kSchemaV5 = R"sql(
+CREATE TABLE escrow_withdrawals(
+  address BLOB PRIMARY KEY,
+  amount BLOB NOT NULL,
+  unlock_epoch INTEGER NOT NULL);
 )sql";
 
 constexpr const char* kEquivocation = "equivocation";
@@ -478,8 +488,57 @@ class EmbeddedLedger final : public LedgerClient {
   absl::StatusOr<Amount> EscrowBalance(const Address& client) override {
     return Balance("escrow", client);
   }
+  absl::StatusOr<EscrowInfo> EscrowStatus(const Address& client) override {
+    EscrowInfo info;
+    RETURN_IF_ERROR(Read([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
+      ASSIGN_OR_RETURN(info, LoadEscrow(client, current));
+      return absl::OkStatus();
+    }));
+    return info;
+  }
+
+  absl::Status RequestEscrowWithdrawal(const Address& client, const Amount& amount) override {
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Amount balance, LoadBalance("escrow", client));
+      if (balance < amount) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot request a withdrawal of ", amount.ToDecimal(), ": the escrow of ",
+                         Hex(client), " holds ", balance.ToDecimal()));
+      }
+      ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
+      // A second request replaces the first (amount and unlock epoch).
+      Stmt upsert(*db_,
+                  "INSERT INTO escrow_withdrawals(address, amount, unlock_epoch) VALUES(?, ?, ?) "
+                  "ON CONFLICT(address) DO UPDATE SET amount = excluded.amount, "
+                  "unlock_epoch = excluded.unlock_epoch");
+      upsert.Bind(1, client)
+          .Bind(2, amount.ToBigEndian())
+          .Bind(3, static_cast<int64_t>(current + params_.unbonding_epochs));
+      return upsert.Run();
+    });
+  }
+
   absl::Status WithdrawEscrow(const Address& client, const Amount& amount) override {
-    return Debit("escrow", client, amount, "escrow balance");
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Write([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(uint64_t current, CurrentEpochNumber());
+      ASSIGN_OR_RETURN(EscrowInfo escrow, LoadEscrow(client, current));
+      RETURN_IF_ERROR(CheckEscrowWithdrawal(client, escrow, amount, current));
+      ASSIGN_OR_RETURN(Amount balance_after, CheckedSub(escrow.balance, amount));
+      RETURN_IF_ERROR(StoreBalance("escrow", client, balance_after));
+      // What settlement took from the pending amount is dropped with what is paid out now.
+      ASSIGN_OR_RETURN(Amount pending_after, CheckedSub(escrow.withdrawable, amount));
+      if (pending_after.IsZero()) {
+        Stmt remove(*db_, "DELETE FROM escrow_withdrawals WHERE address = ?");
+        remove.Bind(1, client);
+        return remove.Run();
+      }
+      Stmt update(*db_, "UPDATE escrow_withdrawals SET amount = ? WHERE address = ?");
+      update.Bind(1, pending_after.ToBigEndian()).Bind(2, client);
+      return update.Run();
+    });
   }
 
   absl::StatusOr<Amount> RewardBalance(const Address& node) override {
@@ -993,6 +1052,45 @@ class EmbeddedLedger final : public LedgerClient {
     return entries;
   }
 
+  // The client's escrow as EscrowStatus reports it in `current`.
+  absl::StatusOr<EscrowInfo> LoadEscrow(const Address& client, uint64_t current)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EscrowInfo info;
+    ASSIGN_OR_RETURN(info.balance, LoadBalance("escrow", client));
+    Stmt select(*db_, "SELECT amount, unlock_epoch FROM escrow_withdrawals WHERE address = ?");
+    select.Bind(1, client);
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return info;
+    ASSIGN_OR_RETURN(info.pending, ColumnAmount(select, 0));
+    info.unlock_epoch = static_cast<uint64_t>(select.Int(1));
+    if (info.unlock_epoch <= current) info.withdrawable = std::min(info.pending, info.balance);
+    return info;
+  }
+
+  // The rules of WithdrawEscrow (the contract's withdrawEscrow says the same).
+  absl::Status CheckEscrowWithdrawal(const Address& client, const EscrowInfo& escrow,
+                                     const Amount& amount, uint64_t current) const {
+    if (escrow.pending.IsZero()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot withdraw ", amount.ToDecimal(), " of escrow: ", Hex(client),
+                       " has no withdrawal requested (request one first; it unlocks ",
+                       params_.unbonding_epochs, " epochs later)"));
+    }
+    if (current < escrow.unlock_epoch) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot withdraw ", amount.ToDecimal(), " of escrow: the withdrawal of ",
+          escrow.pending.ToDecimal(), " requested by ", Hex(client), " unlocks at epoch ",
+          escrow.unlock_epoch, " (current epoch ", current, ")"));
+    }
+    if (escrow.withdrawable < amount) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot withdraw ", amount.ToDecimal(), " of escrow: ", Hex(client), " has ",
+          escrow.withdrawable.ToDecimal(), " unlocked since epoch ", escrow.unlock_epoch,
+          " (pending ", escrow.pending.ToDecimal(), ", balance ", escrow.balance.ToDecimal(), ")"));
+    }
+    return absl::OkStatus();
+  }
+
   // `table` is one of the two balance tables (a constant, never input).
   absl::StatusOr<Amount> LoadBalance(absl::string_view table, const Address& who)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1420,6 +1518,7 @@ absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) 
       RETURN_IF_ERROR(CreateV2(db, options));
       RETURN_IF_ERROR(db.Exec(kSchemaV3));
       RETURN_IF_ERROR(db.Exec(kSchemaV4));
+      RETURN_IF_ERROR(db.Exec(kSchemaV5));
     }
     ASSIGN_OR_RETURN(uint64_t version, MetaNumber(db, "schema_version"));
     const uint64_t found = version;
@@ -1434,6 +1533,10 @@ absl::StatusOr<Params> InitSchema(Db& db, const EmbeddedLedgerOptions& options) 
     if (version == 3) {
       RETURN_IF_ERROR(db.Exec(kSchemaV4));
       version = 4;
+    }
+    if (version == 4) {
+      RETURN_IF_ERROR(db.Exec(kSchemaV5));
+      version = 5;
     }
     if (found != version) {
       Stmt bump(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'");

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Functional tests of `atoma-cli ledger` and `atoma-cli verify` against a temporary embedded
-ledger file: the dev operations (init, register-node, stake, advance-epoch, deposit) and the
-read commands in --json and text form (slashings with their kind), plus verify's rejection of
+ledger file: the dev operations (init, register-node, stake, advance-epoch, deposit, the two steps
+of an escrow withdrawal) and the read commands in --json and text form (slashings with their kind), plus verify's rejection of
 files that are not certificates.
 
     /usr/bin/python3 tests/functional/cli_ledger_test.py --cli BUILD/src/atoma-cli
@@ -116,6 +116,35 @@ class LedgerCliTest(unittest.TestCase):
         self.assertIn("chain id         4242", text)
         self.assertIn("current epoch    1", text)
         self.assertIn("bonded 1000", self.ledger("nodes").stdout)
+
+    def test_escrow_withdrawal_takes_two_steps(self):
+        self.ledger("init", "--unbonding-epochs", "2")
+        self.ledger("deposit", "--client", CLIENT, "--amount", "500")
+        escrow = self.ledger_json("escrow", CLIENT)
+        self.assertEqual(escrow["client"].lower(), CLIENT)
+        self.assertEqual((escrow["escrow"], escrow["pending"], escrow["unlock_epoch"],
+                          escrow["withdrawable"]), ("500", "0", 0, "0"))
+        r = self.ledger("withdraw", "--client", CLIENT, "--amount", "1", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no withdrawal requested", r.stderr)
+        requested = self.ledger_json("request-withdrawal", "--client", CLIENT, "--amount", "200")
+        self.assertEqual((requested["escrow"], requested["pending"], requested["unlock_epoch"],
+                          requested["withdrawable"]), ("500", "200", 2, "0"))
+        self.assertIn("withdrawal of 200 pending, unlocked at epoch 2",
+                      self.ledger("escrow", CLIENT).stdout)
+        r = self.ledger("withdraw", "--client", CLIENT, "--amount", "200", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("unlocks at epoch 2 (current epoch 0)", r.stderr)
+        self.ledger("advance-epoch")
+        self.ledger("advance-epoch")
+        self.assertEqual(self.ledger_json("escrow", CLIENT)["withdrawable"], "200")
+        left = self.ledger_json("withdraw", "--client", CLIENT, "--amount", "150")
+        self.assertEqual((left["escrow"], left["pending"], left["withdrawable"]),
+                         ("350", "50", "50"))
+        left = self.ledger_json("withdraw", "--client", CLIENT, "--amount", "50")
+        self.assertEqual((left["escrow"], left["pending"], left["unlock_epoch"]), ("300", "0", 0))
+        self.assertEqual(self.ledger("escrow", CLIENT).stdout.strip().split(" ", 1)[1],
+                         "escrow 300")
 
     def test_slashings_show_their_kind(self):
         # No CLI command slashes (that takes signed evidence), so write the two kinds of record

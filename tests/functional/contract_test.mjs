@@ -497,8 +497,8 @@ describe("snapshots", () => {
 // ---- escrow and rewards -------------------------------------------------------------------------
 describe("escrow and rewards", () => {
   before(ensureChain);
-  it("deposits, withdraws and refuses overdrafts", async () => {
-    const w = await World.deploy(chain);
+  it("deposits, withdraws in two steps (request, unlock) and refuses overdrafts", async () => {
+    const w = await World.deploy(chain);  // unbondingEpochs 2: a withdrawal unlocks 2 epochs on
     const c = await w.walletFor("esc-client");
     await expectRevert(() => w.send(c, "depositEscrow", [], { value: 0n }), "INVALID_ARGUMENT");
     const r = await w.send(c, "depositEscrow", [], { value: 1000n });
@@ -507,15 +507,43 @@ describe("escrow and rewards", () => {
                      [[c.address.toLowerCase(), 1000n]]);
     await w.send(c, "depositEscrow", [], { value: 1001n });
     assert.equal(big(await w.ledger.escrowBalance(c.address)), 2001n);
-    const reason = await expectRevert(() => w.send(c, "withdrawEscrow", [2002n]),
-                                      "FAILED_PRECONDITION");
-    assert.match(reason, /2001/);
-    assert.match(reason, /2002/);
+    const status = async () => (await w.ledger.escrowStatus(c.address)).map(big);
+    assert.deepEqual(await status(), [2001n, 0n, 0n, 0n]);
+    // Nothing leaves without a request, and no request exceeds the balance.
+    let reason = await expectRevert(() => w.send(c, "withdrawEscrow", [1n]),
+                                    "FAILED_PRECONDITION");
+    assert.match(reason, /no withdrawal requested/);
+    reason = await expectRevert(() => w.send(c, "requestEscrowWithdrawal", [2002n]),
+                                "FAILED_PRECONDITION");
+    assert.match(reason, /holds 2001/);
+    await expectRevert(() => w.send(c, "requestEscrowWithdrawal", [0n]), "INVALID_ARGUMENT");
+    // Requested in epoch 0: unlocks at 2, stays in the balance until paid out.
+    const rq = await w.send(c, "requestEscrowWithdrawal", [300n]);
+    assert.deepEqual(w.events(rq, "EscrowWithdrawalRequested").map((e) => [
+      e.args[0].toLowerCase(), big(e.args[1]), big(e.args[2])]),
+                     [[c.address.toLowerCase(), 300n, 2n]]);
+    assert.deepEqual(await status(), [2001n, 300n, 2n, 0n]);
+    reason = await expectRevert(() => w.send(c, "withdrawEscrow", [300n]), "FAILED_PRECONDITION");
+    assert.match(reason, /unlocks at epoch 2 \(current epoch 0\)/);
+    // A second request replaces the first and restarts the clock.
+    await w.advanceEpoch();  // 1
+    await w.send(c, "requestEscrowWithdrawal", [700n]);
+    assert.deepEqual(await status(), [2001n, 700n, 3n, 0n]);
+    await w.advanceEpoch();  // 2
+    reason = await expectRevert(() => w.send(c, "withdrawEscrow", [1n]), "FAILED_PRECONDITION");
+    assert.match(reason, /unlocks at epoch 3 \(current epoch 2\)/);
+    await w.advanceEpoch();  // 3
+    assert.deepEqual(await status(), [2001n, 700n, 3n, 700n]);
+    reason = await expectRevert(() => w.send(c, "withdrawEscrow", [701n]), "FAILED_PRECONDITION");
+    assert.match(reason, /has 700 unlocked since epoch 3 \(pending 700, balance 2001\)/);
     const before = await chain.provider.getBalance(c.address);
     const wr = await w.send(c, "withdrawEscrow", [500n]);
     assert.equal(await chain.provider.getBalance(c.address), before + 500n - wr.fee);
     assert.deepEqual(w.events(wr, "EscrowWithdrawn").map((e) => big(e.args[1])), [500n]);
-    assert.equal(big(await w.ledger.escrowBalance(c.address)), 1501n);
+    assert.deepEqual(await status(), [1501n, 200n, 3n, 200n]);
+    await w.send(c, "withdrawEscrow", [200n]);
+    assert.deepEqual(await status(), [1301n, 0n, 0n, 0n]);
+    await expectRevert(() => w.send(c, "withdrawEscrow", [1n]), "FAILED_PRECONDITION");
     assert.equal(big(await w.ledger.rewardBalance(c.address)), 0n);
     await expectRevert(() => w.send(c, "withdrawRewards", [1n]), "FAILED_PRECONDITION");
     await expectRevert(() => w.send(c, "withdrawEscrow", [0n]), "INVALID_ARGUMENT");
@@ -750,6 +778,26 @@ describe("settlement", () => {
     assert.deepEqual(res.rejected.map((r) => [r.index, r.code]), [[0, P.REJECT.FEE_ABOVE_MAX]]);
     assert.deepEqual(res.settled.map((s) => [s.index, s.fee]), [[1, 40n]]);
     assert.equal(await w.ledger.isSettled(client.address, above.request.client_nonce), false);
+  });
+
+  it("debits a pending escrow withdrawal, which is capped at what settlement left", async () => {
+    const { w } = net;
+    const client = await w.client("client-leaving", 50n);
+    // The client asks for everything back, then a request it made before settles.
+    await w.send(client, "requestEscrowWithdrawal", [50n]);
+    const cert = await w.certificate({ client, n: 1, promptLen: 0 });  // fee 20
+    await settleOne(cert);
+    const status = async () => (await w.ledger.escrowStatus(client.address)).map(big);
+    assert.deepEqual(await status(), [30n, 50n, 3n, 0n]);  // requested in epoch 1
+    await w.advanceEpoch();
+    await w.advanceEpoch();
+    assert.deepEqual(await status(), [30n, 50n, 3n, 30n]);
+    const reason = await expectRevert(() => w.send(client, "withdrawEscrow", [31n]),
+                                      "FAILED_PRECONDITION");
+    assert.match(reason, /has 30 unlocked since epoch 3 \(pending 50, balance 30\)/);
+    await w.send(client, "withdrawEscrow", [30n]);
+    // What settlement took from the pending amount is dropped with the payout.
+    assert.deepEqual(await status(), [0n, 0n, 0n, 0n]);
   });
 
   it("rejects items the escrow no longer covers, counting earlier items (code 8)", async () => {

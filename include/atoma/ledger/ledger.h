@@ -18,7 +18,8 @@
 //   ALREADY_EXISTS      registering an address that is already registered; evidence of an
 //                       offence or a dispute that was settled already.
 //   FAILED_PRECONDITION a rule of the ledger says no (insufficient stake, escrow or rewards,
-//                       staking while unregistered, nothing withdrawable yet); the message says
+//                       staking while unregistered, nothing withdrawable yet, an escrow
+//                       withdrawal not requested or not unlocked yet); the message says
 //                       which rule and the amounts involved.
 //   UNAVAILABLE         the store is busy past the busy timeout (another process holds the write
 //                       lock); the call had no effect and may be retried.
@@ -86,6 +87,27 @@ struct StakeInfo {
   Amount withdrawable;                    // released, awaiting WithdrawStake
 };
 
+// A client's escrow (EscrowStatus). Withdrawing takes two steps (RequestEscrowWithdrawal, then
+// WithdrawEscrow once unlocked) so that escrow cannot leave before the requests it paid for
+// settle: a pending withdrawal stays in `balance`, and settlement and disputes still debit it.
+struct EscrowInfo {
+  Amount balance;  // what settlement and disputes debit, the pending withdrawal included
+  // Requested for withdrawal and not withdrawn yet (zero: none). Settlements after the request may
+  // have left `balance` below it; at most `balance` of it is ever paid out.
+  Amount pending;
+  uint64_t unlock_epoch = 0;  // `pending` is withdrawable from this epoch on (0 when none)
+  Amount withdrawable;        // min(pending, balance) once the current epoch >= unlock_epoch
+  bool operator==(const EscrowInfo&) const = default;
+};
+
+// What a client's escrow can still pay for new requests: the balance less the part of it
+// (min(pending, balance)) that is pending withdrawal. An entry node also subtracts the worst-case
+// fees of its own accepted, unsettled requests of that client.
+inline Amount EscrowUncommitted(const EscrowInfo& escrow) {
+  return escrow.pending < escrow.balance ? CheckedSub(escrow.balance, escrow.pending).value()
+                                         : Amount();
+}
+
 struct Epoch {
   uint64_t number = 0;
   Hash256 seed{};              // S_e of DESIGN §4.4
@@ -102,6 +124,9 @@ struct Candidate {
 
 // Ledger-wide parameters. Fixed when the ledger is created; every node reads them from it.
 struct Params {
+  // How long unbonded stake stays locked (Unstake) AND how long a requested escrow withdrawal
+  // stays locked (RequestEscrowWithdrawal): both wait for the settlement and disputes of work
+  // done in the epoch the request was made in (see RequestEscrowWithdrawal).
   uint64_t unbonding_epochs = 0;
   uint64_t epoch_length_s = 0;
   // The signing domain of attestations settled here (chain id, ledger address; DESIGN §4.1).
@@ -301,8 +326,29 @@ class LedgerClient {
                                                                  const Hash256& echelon_id) = 0;
 
   // --- Client escrow ---
+  // Entry nodes serve a request after checking the escrow covers its worst-case fee, and settle
+  // its certificate later (batched within consensus.settlement_max_delay_ms, resent from the
+  // journal after a crash). So escrow leaves in two steps: a client first requests a withdrawal,
+  // which stays in the balance (settlement can still debit it) and unlocks `unbonding_epochs`
+  // epochs after the current one; entry nodes stop counting it for new requests at once.
   virtual absl::Status DepositEscrow(const Address& client, const Amount& amount) = 0;
+  // The balance alone (EscrowStatus().balance).
   virtual absl::StatusOr<Amount> EscrowBalance(const Address& client) = 0;
+  // Balance, pending withdrawal, its unlock epoch and what is withdrawable now (all zero for a
+  // client that never deposited).
+  virtual absl::StatusOr<EscrowInfo> EscrowStatus(const Address& client) = 0;
+  // Records a pending withdrawal of `amount`, unlocked at current epoch + unbonding_epochs. A
+  // second request REPLACES the first (amount and unlock epoch; the clock restarts), so a client
+  // can also lower what it asked for. With the default of 2 epochs at least one whole epoch
+  // (epoch_length_s, default 1 h) passes between the request and the unlock: far more than an
+  // entry node needs to settle what it served before the request (settlement_max_delay_ms, 2 s by
+  // default; a crashed node resends its journaled certificates when it starts again).
+  // INVALID_ARGUMENT for a zero amount; FAILED_PRECONDITION when `amount` exceeds the balance.
+  virtual absl::Status RequestEscrowWithdrawal(const Address& client, const Amount& amount) = 0;
+  // Pays out `amount` of the pending withdrawal: at most min(pending, balance), and only from its
+  // unlock epoch on; FAILED_PRECONDITION otherwise, saying how much is unlocked from which epoch.
+  // The pending amount becomes min(pending, balance) - amount (what settlement took from it is
+  // dropped), and the request is gone when that is zero.
   virtual absl::Status WithdrawEscrow(const Address& client, const Amount& amount) = 0;
 
   // --- Node rewards (credited by settlement) ---
@@ -447,7 +493,8 @@ using RandomSource = std::function<absl::Status(std::span<uint8_t> out)>;
 struct EmbeddedLedgerOptions {
   // Used only when the file is created; an existing ledger keeps its own (GetParams).
   // 2 epochs: a stake stays slashable for the whole epoch it was frozen in and one more, long
-  // enough for disputes of requests that started just before the epoch ended.
+  // enough for disputes of requests that started just before the epoch ended. The same period
+  // locks a requested escrow withdrawal, for the same requests' settlements and disputes.
   // 1..1'000'000 (INVALID_ARGUMENT otherwise).
   uint64_t unbonding_epochs = 2;
   // Stored for the node's epoch timer (not used by the ledger itself). 1 hour by default; > 0.

@@ -263,6 +263,24 @@ class EvmLedger final : public LedgerClient {
   absl::StatusOr<Amount> EscrowBalance(const Address& client) override {
     return BalanceView("escrowBalance(address)", client, std::nullopt);
   }
+  absl::StatusOr<EscrowInfo> EscrowStatus(const Address& client) override {
+    ASSIGN_OR_RETURN(std::vector<AbiValue> v,
+                     View("escrowStatus(address)", {AbiValue::Address(client)},
+                          "uint256,uint256,uint64,uint256"));
+    EscrowInfo info;
+    info.balance = v[0].uint();
+    info.pending = v[1].uint();
+    ASSIGN_OR_RETURN(info.unlock_epoch, v[2].AsU64());
+    info.withdrawable = v[3].uint();
+    return info;
+  }
+  absl::Status RequestEscrowWithdrawal(const Address& client, const Amount& amount) override {
+    RETURN_IF_ERROR(RequirePositive(amount));
+    return Send(client, "requestEscrowWithdrawal(uint256)", {AbiValue::Uint(amount)}, Amount(),
+                absl::StrCat("request a withdrawal of ", amount.ToDecimal(), " escrow of ",
+                             Hex(client)))
+        .status();
+  }
   absl::Status WithdrawEscrow(const Address& client, const Amount& amount) override {
     RETURN_IF_ERROR(RequirePositive(amount));
     return Send(client, "withdrawEscrow(uint256)", {AbiValue::Uint(amount)}, Amount(),

@@ -100,6 +100,12 @@ class FaultyLedger final : public ledger::LedgerClient {
   absl::StatusOr<ledger::Amount> EscrowBalance(const ledger::Address& c) override {
     return inner_.EscrowBalance(c);
   }
+  absl::StatusOr<ledger::EscrowInfo> EscrowStatus(const ledger::Address& c) override {
+    return inner_.EscrowStatus(c);
+  }
+  absl::Status RequestEscrowWithdrawal(const ledger::Address& c, const ledger::Amount& a) override {
+    return inner_.RequestEscrowWithdrawal(c, a);
+  }
   absl::Status WithdrawEscrow(const ledger::Address& c, const ledger::Amount& a) override {
     return inner_.WithdrawEscrow(c, a);
   }

@@ -97,4 +97,14 @@ LedgerOpener OpenerFor(Backend backend) {
   return backend == Backend::kEmbedded ? LedgerOpener(OpenEmbedded) : LedgerOpener(OpenEvm);
 }
 
+absl::Status WithdrawEscrowNow(ledger::LedgerClient& ledger, const ledger::Address& client,
+                               const ledger::Amount& amount) {
+  RETURN_IF_ERROR(ledger.RequestEscrowWithdrawal(client, amount));
+  ASSIGN_OR_RETURN(const ledger::Params params, ledger.GetParams());
+  for (uint64_t i = 0; i < params.unbonding_epochs; ++i) {
+    RETURN_IF_ERROR(ledger.AdvanceEpoch().status());
+  }
+  return ledger.WithdrawEscrow(client, amount);
+}
+
 }  // namespace atoma::test

@@ -50,6 +50,13 @@ absl::StatusOr<AnvilProcess*> SharedAnvil();
 //     client to the same contract.
 LedgerOpener OpenerFor(Backend backend);
 
+// Takes `amount` out of `client`'s escrow the only way a ledger allows (ledger.h): requests the
+// withdrawal, advances the `unbonding_epochs` epochs it waits for, withdraws. For tests that need
+// a short escrow after setup; the current epoch moves on (requests of earlier epochs still
+// settle). Returns the first failing call's status.
+absl::Status WithdrawEscrowNow(ledger::LedgerClient& ledger, const ledger::Address& client,
+                               const ledger::Amount& amount);
+
 // Both backends, for ::testing::ValuesIn.
 inline std::vector<Backend> AllBackends() { return {Backend::kEmbedded, Backend::kEvm}; }
 // Names the parameter "Embedded" / "Evm".

@@ -410,7 +410,8 @@ TEST_P(DisputeTest, SettlementAfterDisputeIsRejected) {
 }
 
 TEST_P(DisputeTest, ShortEscrowOrFeeAboveMaxFeeStillSlashesWithoutFee) {
-  ASSERT_TRUE(ledger_->WithdrawEscrow(client_, Amount(970)).ok());  // 30 left, the fee is 40
+  ASSERT_TRUE(
+      test::WithdrawEscrowNow(*ledger_, client_, Amount(970)).ok());  // 30 left, the fee is 40
   const Amount stake = Bonded(committee_[2]);
   const Amount slash = DivMod(stake, Amount(10)).value().quotient;
   auto result = ledger_->SettleDispute(
@@ -462,6 +463,7 @@ TEST_F(DisputeEmbeddedTest, MigratesASchemaVersion2File) {
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP TABLE disputes; DROP TABLE closed_nonces; "
+                         "DROP TABLE escrow_withdrawals; "
                          "DROP INDEX slashes_by_evidence; "
                          "CREATE TABLE slashes_v2(evidence_hash BLOB PRIMARY KEY, offender BLOB "
                          "NOT NULL, request_id BLOB NOT NULL, reporter BLOB NOT NULL, slashed "
@@ -488,7 +490,7 @@ TEST_F(DisputeEmbeddedTest, MigratesASchemaVersion2File) {
   // A file of a future version is refused.
   ledger_.reset();
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '5' WHERE key = 'schema_version'", nullptr,
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '6' WHERE key = 'schema_version'", nullptr,
                          nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);

@@ -317,23 +317,73 @@ TEST_F(LedgerEmbeddedTest, RandomnessFailureLeavesEpochUnchanged) {
   EXPECT_EQ(ledger->CurrentEpoch()->number, 0u);
 }
 
-TEST_P(LedgerTest, EscrowDepositWithdrawAndInsufficientBalance) {
-  auto ledger = Open(FakeOptions());
+TEST_P(LedgerTest, EscrowDepositAndTwoStepWithdrawal) {
+  EmbeddedLedgerOptions options = FakeOptions();
+  options.unbonding_epochs = 2;
+  auto ledger = Open(options);
   ASSERT_NE(ledger, nullptr);
   const Address client = Actor(4);
   EXPECT_TRUE(ledger->EscrowBalance(client)->IsZero());
+  EXPECT_EQ(*ledger->EscrowStatus(client), EscrowInfo{});
   ASSERT_TRUE(ledger->DepositEscrow(client, 1000).ok());
   ASSERT_TRUE(ledger->DepositEscrow(client, 234).ok());
   EXPECT_EQ(*ledger->EscrowBalance(client), Amount(1234));
-  ASSERT_TRUE(ledger->WithdrawEscrow(client, 1000).ok());
-  const absl::Status short_of = ledger->WithdrawEscrow(client, 235);
-  EXPECT_TRUE(absl::IsFailedPrecondition(short_of)) << short_of;
-  EXPECT_THAT(short_of.message(), HasSubstr("234 < 235"));
-  EXPECT_EQ(*ledger->EscrowBalance(client), Amount(234));
-  EXPECT_TRUE(absl::IsFailedPrecondition(ledger->WithdrawEscrow(Actor(5), 1)));
   EXPECT_TRUE(absl::IsInvalidArgument(ledger->DepositEscrow(client, 0)));
-  ASSERT_TRUE(ledger->WithdrawEscrow(client, 234).ok());
-  EXPECT_TRUE(ledger->EscrowBalance(client)->IsZero());
+
+  // Nothing requested: nothing leaves.
+  absl::Status refused = ledger->WithdrawEscrow(client, 1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("no withdrawal requested"));
+  // More than the balance cannot even be requested.
+  refused = ledger->RequestEscrowWithdrawal(client, 1235);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("holds 1234"));
+  EXPECT_TRUE(absl::IsInvalidArgument(ledger->RequestEscrowWithdrawal(client, 0)));
+
+  // Requested in epoch 0: unlocks at 0 + 2; the amount stays in the balance until then.
+  ASSERT_TRUE(ledger->RequestEscrowWithdrawal(client, 300).ok());
+  EscrowInfo escrow = *ledger->EscrowStatus(client);
+  EXPECT_EQ(escrow.balance, Amount(1234));
+  EXPECT_EQ(escrow.pending, Amount(300));
+  EXPECT_EQ(escrow.unlock_epoch, 2u);
+  EXPECT_TRUE(escrow.withdrawable.IsZero());
+  EXPECT_EQ(EscrowUncommitted(escrow), Amount(934));
+  refused = ledger->WithdrawEscrow(client, 300);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("unlocks at epoch 2 (current epoch 0)"));
+  // A second request replaces the first and restarts the clock.
+  ASSERT_TRUE(ledger->AdvanceEpoch().ok());
+  ASSERT_TRUE(ledger->RequestEscrowWithdrawal(client, 500).ok());
+  escrow = *ledger->EscrowStatus(client);
+  EXPECT_EQ(escrow.pending, Amount(500));
+  EXPECT_EQ(escrow.unlock_epoch, 3u);
+  ASSERT_TRUE(ledger->AdvanceEpoch().ok());  // epoch 2: the first request's unlock, not this one's
+  refused = ledger->WithdrawEscrow(client, 300);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("unlocks at epoch 3 (current epoch 2)"));
+  EXPECT_EQ(*ledger->EscrowBalance(client), Amount(1234));
+
+  // Unlocked: at most the pending amount, in parts.
+  ASSERT_TRUE(ledger->AdvanceEpoch().ok());  // epoch 3
+  escrow = *ledger->EscrowStatus(client);
+  EXPECT_EQ(escrow.withdrawable, Amount(500));
+  refused = ledger->WithdrawEscrow(client, 501);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr("has 500 unlocked since epoch 3 (pending 500, balance 1234)"));
+  ASSERT_TRUE(ledger->WithdrawEscrow(client, 200).ok());
+  escrow = *ledger->EscrowStatus(client);
+  EXPECT_EQ(escrow.balance, Amount(1034));
+  EXPECT_EQ(escrow.pending, Amount(300));
+  EXPECT_EQ(escrow.unlock_epoch, 3u);
+  EXPECT_EQ(escrow.withdrawable, Amount(300));
+  ASSERT_TRUE(ledger->WithdrawEscrow(client, 300).ok());
+  EXPECT_EQ(*ledger->EscrowStatus(client), (EscrowInfo{Amount(734), Amount(), 0, Amount()}));
+  // The request is used up: the rest needs a new one.
+  EXPECT_TRUE(absl::IsFailedPrecondition(ledger->WithdrawEscrow(client, 1)));
+  // Another client's escrow is its own.
+  EXPECT_TRUE(absl::IsFailedPrecondition(ledger->WithdrawEscrow(Actor(5), 1)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(ledger->RequestEscrowWithdrawal(Actor(5), 1)));
 }
 
 // Embedded only: amounts near 2^256 that no account on a chain can hold.
@@ -451,6 +501,27 @@ TEST_F(LedgerEmbeddedTest, RejectsForeignSchema) {
   sqlite3_close(db);
   const absl::Status status = OpenEmbeddedLedger(path_, FakeOptions()).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+}
+
+// Embedded only: a schema migration (version 4 had no escrow withdrawals).
+TEST_F(LedgerEmbeddedTest, MigratesASchemaVersion4File) {
+  {
+    auto ledger = Open(FakeOptions());
+    ASSERT_NE(ledger, nullptr);
+    ASSERT_TRUE(ledger->DepositEscrow(Addr(3), 50).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE escrow_withdrawals; UPDATE meta SET value = '4' WHERE key = "
+                         "'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto ledger = OpenEmbeddedLedger(path_, FakeOptions()).value();
+  EXPECT_EQ(*ledger->EscrowStatus(Addr(3)), (EscrowInfo{Amount(50), Amount(), 0, Amount()}));
+  ASSERT_TRUE(ledger->RequestEscrowWithdrawal(Addr(3), 20).ok());
+  EXPECT_EQ(ledger->EscrowStatus(Addr(3))->pending, Amount(20));
 }
 
 // Embedded only: another SQLite connection holds the file's write lock.

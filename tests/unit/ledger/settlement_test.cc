@@ -104,7 +104,7 @@ TEST_F(SettlementEmbeddedTest, MigratesASchemaVersion1File) {
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP TABLE settlements; DROP TABLE slashes; DROP TABLE disputes; "
-                         "DROP TABLE closed_nonces; "
+                         "DROP TABLE closed_nonces; DROP TABLE escrow_withdrawals; "
                          "DELETE FROM meta WHERE key IN "
                          "('chain_id', 'ledger_address', 'fee_per_token', 'slash_bps', "
                          "'reporter_share_bps'); UPDATE meta SET value = '1' WHERE key = "
@@ -214,7 +214,8 @@ TEST_F(SettlementEmbeddedTest, MigratesASchemaVersion3File) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ / "ledger.db").string().c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE closed_nonces; UPDATE meta SET value = '3' WHERE key = "
+                         "DROP TABLE closed_nonces; DROP TABLE escrow_withdrawals; "
+                         "UPDATE meta SET value = '3' WHERE key = "
                          "'schema_version'",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
@@ -245,7 +246,7 @@ TEST_P(SettlementTest, FeeAboveMaxFeeIsRejected) {
 }
 
 TEST_P(SettlementTest, InsufficientEscrowIsRejected) {
-  ASSERT_TRUE(ledger_->WithdrawEscrow(client_, Amount(970)).ok());  // 30 left, fee is 40
+  ASSERT_TRUE(test::WithdrawEscrowNow(*ledger_, client_, Amount(970)).ok());  // 30 left, fee is 40
   const SettlementItem item = Honest(Request(1), Output());
   auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
   EXPECT_EQ(results[0].status.code(), absl::StatusCode::kFailedPrecondition);
@@ -256,6 +257,39 @@ TEST_P(SettlementTest, InsufficientEscrowIsRejected) {
   ASSERT_TRUE(ledger_->DepositEscrow(client_, Amount(10)).ok());
   EXPECT_TRUE(ledger_->SettleCertificates(submitter_, {&item, 1}).value()[0].status.ok());
   EXPECT_TRUE(Escrow().IsZero());
+}
+
+TEST_P(SettlementTest, SettlementDebitsAPendingWithdrawalWhichIsCappedAtTheBalance) {
+  // The client asks for its whole escrow back; a request it made before settles afterwards.
+  ASSERT_TRUE(ledger_->RequestEscrowWithdrawal(client_, Amount(1'000)).ok());
+  const SettlementItem item = Honest(Request(1), Output());
+  auto results = ledger_->SettleCertificates(submitter_, {&item, 1}).value();
+  ASSERT_TRUE(results[0].status.ok()) << results[0].status;
+  EscrowInfo escrow = ledger_->EscrowStatus(client_).value();
+  EXPECT_EQ(escrow.balance, Amount(960));
+  EXPECT_EQ(escrow.pending, Amount(1'000));
+  EXPECT_EQ(escrow.unlock_epoch, epoch_.number + params_.unbonding_epochs);
+  EXPECT_TRUE(escrow.withdrawable.IsZero());
+  EXPECT_TRUE(EscrowUncommitted(escrow).IsZero());
+  for (uint64_t i = 0; i < params_.unbonding_epochs; ++i) {
+    ASSERT_TRUE(ledger_->AdvanceEpoch().ok());
+  }
+  // Unlocked, capped at what settlement left.
+  EXPECT_EQ(ledger_->EscrowStatus(client_).value().withdrawable, Amount(960));
+  const absl::Status over = ledger_->WithdrawEscrow(client_, Amount(1'000));
+  EXPECT_TRUE(absl::IsFailedPrecondition(over)) << over;
+  EXPECT_THAT(over.message(), HasSubstr("has 960 unlocked"));
+  // Until it is paid out, an unlocked withdrawal is still escrow: a late certificate debits it.
+  const SettlementItem late = Honest(Request(2), Output());
+  results = ledger_->SettleCertificates(submitter_, {&late, 1}).value();
+  ASSERT_TRUE(results[0].status.ok()) << results[0].status;
+  EXPECT_EQ(ledger_->EscrowStatus(client_).value().withdrawable, Amount(920));
+  ASSERT_TRUE(ledger_->WithdrawEscrow(client_, Amount(920)).ok());
+  // What settlement took from the pending amount is dropped with the payout.
+  EXPECT_EQ(ledger_->EscrowStatus(client_).value(), EscrowInfo{});
+  Amount paid;
+  for (size_t i = 0; i < kNodes; ++i) paid = CheckedAdd(paid, Reward(keys_[i].address())).value();
+  EXPECT_EQ(paid, Amount(80));
 }
 
 TEST_P(SettlementTest, ForgedAndWrongCommitteeCertificatesAreRejectedWithReason) {

@@ -248,10 +248,19 @@ TEST_F(EvmLedgerTest, RegistryStakeEpochAndSnapshotRoundTrip) {
   EXPECT_TRUE(ledger_->GetStake(n0).value().withdrawable.IsZero());
   EXPECT_NE(eth_->GetBalance(n0).value(), balance_before);  // paid out (less gas)
 
-  // Escrow in and out.
+  // Escrow in and out, in two steps: request, then withdraw once unlocked.
   EXPECT_EQ(ledger_->EscrowBalance(world_.client()).value(), Amount(100'000));
+  ASSERT_TRUE(ledger_->RequestEscrowWithdrawal(world_.client(), Amount(40'000)).ok());
+  const uint64_t unbonding = ledger_->GetParams().value().unbonding_epochs;
+  EXPECT_EQ(ledger_->EscrowStatus(world_.client()).value(),
+            (EscrowInfo{Amount(100'000), Amount(40'000), 3 + unbonding, Amount()}));
+  EXPECT_EQ(ledger_->WithdrawEscrow(world_.client(), Amount(40'000)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (uint64_t i = 0; i < unbonding; ++i) ASSERT_TRUE(ledger_->AdvanceEpoch().ok());
+  EXPECT_EQ(ledger_->EscrowStatus(world_.client()).value().withdrawable, Amount(40'000));
   ASSERT_TRUE(ledger_->WithdrawEscrow(world_.client(), Amount(40'000)).ok());
-  EXPECT_EQ(ledger_->EscrowBalance(world_.client()).value(), Amount(60'000));
+  EXPECT_EQ(ledger_->EscrowStatus(world_.client()).value(),
+            (EscrowInfo{Amount(60'000), Amount(), 0, Amount()}));
   EXPECT_TRUE(ledger_->RewardBalance(n0).value().IsZero());
   EXPECT_EQ(ledger_->WithdrawRewards(n0, Amount(1)).code(), absl::StatusCode::kFailedPrecondition);
 }
