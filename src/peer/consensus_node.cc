@@ -279,6 +279,12 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
   void RoundEnded(const Hash256& request_id);
   // The round of `request_id` settles nothing (it failed): its (client, nonce) is free again.
   void ReleaseNonceClaim(const ConsensusRequest& request, const Hash256& request_id);
+  // Releases the escrow reservations of `client`'s claims whose requests are done with its
+  // escrow: the journal says the certificate settled or was refused for good, or the round ended
+  // without one (a dispute is settled before the round is marked failed). The claims themselves
+  // stay (the nonce stays taken until the epoch pruning, as before). Journal reads, no lock held
+  // while reading.
+  absl::Status ReleaseSettledClaims(const Address& client);
   Executions& executions() { return executions_; }
   ledger::LedgerClient& ledger() { return *deps_.ledger; }
   journal::Journal& journal() { return *deps_.journal; }
@@ -306,10 +312,18 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
 
   std::mutex mu_;
   std::map<Hash256, std::shared_ptr<EntryRound>> rounds_;
-  // (client, nonce) → (request id, request epoch) of the requests this node accepted whose rounds
-  // run or may still settle: a second request with the same pair could never be paid (a client
-  // nonce settles once). Claims of epochs no request may use any more are dropped.
-  std::map<std::pair<Address, uint64_t>, std::pair<Hash256, uint64_t>> nonce_claims_;
+  // (client, nonce) → the request this node accepted with it whose round runs or may still
+  // settle: a second request with the same pair could never be paid (a client nonce settles
+  // once). Its worst-case fee is reserved against the client's escrow until it settles (or is
+  // refused for good, or its round ends without a certificate): ReleaseSettledClaims. Claims of
+  // epochs no request may use any more are dropped.
+  struct NonceClaim {
+    Hash256 request_id{};
+    uint64_t epoch = 0;
+    Uint256 worst_fee;
+    bool reserved = true;  // worst_fee still counts against the client's escrow
+  };
+  std::map<std::pair<Address, uint64_t>, NonceClaim> nonce_claims_;
   uint64_t claims_pruned_at_epoch_ = 0;  // the current epoch when nonce_claims_ was last pruned
   std::map<std::string, std::shared_ptr<v1::Peer::Stub>> stubs_;  // by endpoint
   // Attestations received per request (first valid one per signer), bounded.
@@ -621,7 +635,40 @@ void ConsensusNodeImpl::ReleaseNonceClaim(const ConsensusRequest& request,
                                           const Hash256& request_id) {
   std::lock_guard lock(mu_);
   const auto it = nonce_claims_.find({request.client, request.client_nonce});
-  if (it != nonce_claims_.end() && it->second.first == request_id) nonce_claims_.erase(it);
+  if (it != nonce_claims_.end() && it->second.request_id == request_id) nonce_claims_.erase(it);
+}
+
+absl::Status ConsensusNodeImpl::ReleaseSettledClaims(const Address& client) {
+  std::vector<std::pair<uint64_t, Hash256>> claims;  // (nonce, request id)
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = nonce_claims_.lower_bound({client, 0});
+         it != nonce_claims_.end() && it->first.first == client; ++it) {
+      if (it->second.reserved) claims.emplace_back(it->first.second, it->second.request_id);
+    }
+  }
+  std::vector<std::pair<uint64_t, Hash256>> done;
+  for (const auto& [nonce, id] : claims) {
+    absl::StatusOr<journal::SettlementRecord> settlement = deps_.journal->GetSettlement(id);
+    if (settlement.ok()) {
+      if (settlement->state != journal::SettlementState::kPending) done.emplace_back(nonce, id);
+      continue;
+    }
+    if (!absl::IsNotFound(settlement.status())) return settlement.status();
+    // No certificate journaled: still running, or ended without one.
+    absl::StatusOr<journal::RequestRecord> request = deps_.journal->GetRequest(id);
+    if (request.ok() && request->state == journal::RequestState::kFailed) {
+      done.emplace_back(nonce, id);
+    } else if (!request.ok() && !absl::IsNotFound(request.status())) {
+      return request.status();
+    }
+  }
+  std::lock_guard lock(mu_);
+  for (const auto& [nonce, id] : done) {
+    const auto it = nonce_claims_.find({client, nonce});
+    if (it != nonce_claims_.end() && it->second.request_id == id) it->second.reserved = false;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
@@ -662,12 +709,29 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
                      worst.ToDecimal(), " (", params_.fee_per_token.ToDecimal(),
                      " per token x (prompt + max_tokens))"));
   }
-  ASSIGN_OR_RETURN(Uint256 escrow, deps_.ledger->EscrowBalance(request.client));
-  if (escrow < worst) {
+  // Escrow: what the client's escrow can still pay for, less the worst cases of its requests this
+  // node accepted that have not settled yet (checked when the claim is taken below). Settled
+  // claims are released before the balance is read, so a fee that left the balance is not also
+  // still reserved (a claim that settles after the read stays reserved: counted twice, the safe
+  // side).
+  RETURN_IF_ERROR(ReleaseSettledClaims(request.client));
+  ASSIGN_OR_RETURN(const ledger::EscrowInfo escrow, deps_.ledger->EscrowStatus(request.client));
+  const Uint256 uncommitted = ledger::EscrowUncommitted(escrow);
+  // "escrow: ..." is what the HTTP API answers with 402.
+  auto short_of = [&](const Uint256& reserved, size_t unsettled) {
+    std::string what = absl::StrCat("escrow: the client's escrow ", escrow.balance.ToDecimal());
+    if (!escrow.pending.IsZero()) {
+      absl::StrAppend(&what, " less ", CheckedSub(escrow.balance, uncommitted).value().ToDecimal(),
+                      " pending withdrawal");
+    }
+    if (unsettled > 0) {
+      absl::StrAppend(&what, " less ", reserved.ToDecimal(), " reserved for ", unsettled,
+                      " unsettled request(s) on this node");
+    }
     return absl::FailedPreconditionError(
-        absl::StrCat("escrow: the client's escrow ", escrow.ToDecimal(),
-                     " does not cover the worst-case fee ", worst.ToDecimal()));
-  }
+        absl::StrCat(what, " does not cover the worst-case fee ", worst.ToDecimal()));
+  };
+  if (uncommitted < worst) return short_of(Uint256(), 0);
   // A (client, nonce) settles once (ledger.h): a request reusing a settled nonce could never be
   // paid, so refuse it before any member works on it.
   ASSIGN_OR_RETURN(const bool nonce_used,
@@ -693,20 +757,33 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
     if (checked.current_epoch != claims_pruned_at_epoch_) {
       // Once per epoch: requests of epochs before the previous one can no longer run.
       std::erase_if(nonce_claims_, [&](const auto& claim) {
-        return claim.second.second + 1 < checked.current_epoch;
+        return claim.second.epoch + 1 < checked.current_epoch;
       });
       claims_pruned_at_epoch_ = checked.current_epoch;
     }
-    auto [claim, inserted] =
-        nonce_claims_.try_emplace(nonce_key, std::make_pair(request_id, request.epoch));
-    if (!inserted && claim->second.first != request_id) {
+    if (const auto held = nonce_claims_.find(nonce_key);
+        held != nonce_claims_.end() && held->second.request_id != request_id) {
       return absl::AlreadyExistsError(absl::StrCat(
           "client_nonce: nonce ", request.client_nonce, " of client ",
           crypto::AddressToString(request.client), " is in use by request ",
-          crypto::ToHex(claim->second.first),
+          crypto::ToHex(held->second.request_id),
           " (running or certified, not settled yet; a client nonce settles once); use a fresh "
           "nonce"));
     }
+    // The client's requests in flight here each may still cost their worst case: one escrow E
+    // must not back many requests at once, each checked against the whole of E.
+    Uint256 reserved;
+    size_t unsettled = 0;
+    for (auto it = nonce_claims_.lower_bound({request.client, 0});
+         it != nonce_claims_.end() && it->first.first == request.client; ++it) {
+      if (it->first == nonce_key || !it->second.reserved) continue;
+      reserved = CheckedAdd(reserved, it->second.worst_fee).value_or(Uint256::Max());
+      ++unsettled;
+    }
+    const absl::StatusOr<Uint256> needed = CheckedAdd(reserved, worst);
+    if (!needed.ok() || uncommitted < *needed) return short_of(reserved, unsettled);
+    auto [claim, inserted] =
+        nonce_claims_.try_emplace(nonce_key, NonceClaim{request_id, request.epoch, worst});
     claimed = inserted;
   }
   absl::StatusOr<std::shared_ptr<EntryRound>> round =

@@ -3,7 +3,8 @@
 // runs a round for a verified client request on top of consensus::Round.
 //
 // Entry side (Submit): checks the request (model served, committee size, epoch is the ledger's
-// current one, client authorization, max_fee covers the worst case, escrow), draws the committee
+// current one, client authorization, max_fee covers the worst case, escrow not pending withdrawal
+// covers it on top of the client's other unsettled requests here), draws the committee
 // from the epoch seed and the echelon's frozen stakes, journals the request, and drives a Round on
 // its own thread: Execute calls to members (this node executes locally when it is one), their
 // attestations into the Round, timeouts → backups, disagreement → referees → SettleDispute on the
@@ -165,10 +166,13 @@ class ConsensusNode {
   // Entry side: runs a round for a verified request (sampling or cross-validation). Errors
   // (before anything is journaled): INVALID_ARGUMENT (security none, n or k too large), NOT_FOUND
   // (model digest not served), PERMISSION_DENIED (client signature), FAILED_PRECONDITION (epoch
-  // not current, max_fee below the worst-case fee, escrow short, fewer staked nodes than n in
-  // the echelon), ALREADY_EXISTS (this request id was accepted before; or its client nonce was
-  // settled, or is used by another request whose round runs or whose certificate waits for
-  // settlement here), UNAVAILABLE (shutting down, or the ledger is busy).
+  // not current, max_fee below the worst-case fee, escrow short — "escrow: ...": the balance
+  // less its pending withdrawal (ledger::EscrowUncommitted) less the worst-case fees of the
+  // client's requests this node accepted that have not settled yet does not cover this one's
+  // worst case —, fewer staked nodes than n in the echelon), ALREADY_EXISTS (this request id was
+  // accepted before; or its client nonce was settled, or is used by another request whose round
+  // runs or whose certificate waits for settlement here), UNAVAILABLE (shutting down, or the ledger
+  // is busy).
   virtual absl::StatusOr<std::shared_ptr<RoundHandle>> Submit(
       const consensus::ConsensusRequest& request, const crypto::Signature& client_signature) = 0;
 

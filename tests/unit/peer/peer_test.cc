@@ -601,6 +601,64 @@ TEST_F(PeerTest, ANonceInUseIsRefusedUntilItsRoundFailsWithoutSettling) {
   if (retried.ok()) RunToEnd(**retried);
 }
 
+// Polls `node`'s journal until its outbox has recorded the settlement of `request_id` (the ledger
+// may show it settled a moment before the outbox marks it).
+bool WaitJournaledSettled(TestNode& node, const crypto::Hash256& request_id) {
+  for (int i = 0; i < 300; ++i) {
+    auto record = node.journal->GetSettlement(request_id);
+    if (record.ok() && record->state == journal::SettlementState::kSettled) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return false;
+}
+
+TEST_F(PeerTest, EscrowPendingWithdrawalAndUnsettledRequestsAreNotCountedTwice) {
+  // 3 nodes, n = 3: no backups, so a stopped member keeps a round running until it fails.
+  Build(Net(3, 2'000));
+  ASSERT_FALSE(HasFatalFailure());
+  // The client asks for all but 30 of its escrow back: entry nodes stop counting it at once.
+  ASSERT_TRUE(admin_->RequestEscrowWithdrawal(client_.address(), Uint256(1'000'000 - 30)).ok());
+  ConsensusNode& entry = *nodes_[0]->consensus;
+  const ConsensusRequest big = Request(3, 1, /*max_tokens=*/30);  // worst case 33 > 30
+  auto refused = entry.Submit(big, Sign(big));
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_EQ(refused.status().message(),
+            "escrow: the client's escrow 1000000 less 999970 pending withdrawal does not cover "
+            "the worst-case fee 33");
+
+  // A (worst case 11) is accepted and stays unsettled: its member is down.
+  TestNode& gone = *nodes_[1];
+  gone.Stop();
+  const ConsensusRequest a = Request(3, 2, /*max_tokens=*/8);
+  auto running = entry.Submit(a, Sign(a));
+  ASSERT_TRUE(running.ok()) << running.status();
+  // C (worst case 20) fits the 30 alone, not beside A's 11.
+  const ConsensusRequest c = Request(3, 3, /*max_tokens=*/17);
+  refused = entry.Submit(c, Sign(c));
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_EQ(refused.status().message(),
+            "escrow: the client's escrow 1000000 less 999970 pending withdrawal less 11 reserved "
+            "for 1 unsettled request(s) on this node does not cover the worst-case fee 20");
+  // A's round fails without a certificate: its reservation goes with its nonce claim.
+  RunToEnd(**running);
+  EXPECT_TRUE(absl::IsUnavailable((*running)->outcome().status)) << (*running)->outcome().status;
+  Restart(gone);
+  ASSERT_FALSE(HasFatalFailure());
+  auto accepted = entry.Submit(c, Sign(c));
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  RunToEnd(**accepted);
+  ASSERT_TRUE((*accepted)->outcome().status.ok()) << (*accepted)->outcome().status;
+  ASSERT_TRUE(WaitJournaledSettled(*nodes_[0], consensus::RequestId(c)));
+  // C settled (fee 20, from the 30 not pending withdrawal): 10 left, and C no longer reserves
+  // anything, so D (worst case 10) fits exactly.
+  EXPECT_EQ(admin_->EscrowBalance(client_.address()).value(), Uint256(1'000'000 - 20));
+  const ConsensusRequest d = Request(3, 4, /*max_tokens=*/7);
+  accepted = entry.Submit(d, Sign(d));
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  RunToEnd(**accepted);
+  EXPECT_TRUE((*accepted)->outcome().status.ok()) << (*accepted)->outcome().status;
+}
+
 TEST_F(PeerTest, EntryRestartResumesTheJournaledRoundAndSettlesOnce) {
   Build(Net(3));
   ASSERT_FALSE(HasFatalFailure());
