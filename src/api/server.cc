@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -503,8 +504,13 @@ class AdminService final : public v1::Admin::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Drain(grpc::ServerContext*, const v1::DrainRequest*,
+  grpc::Status Drain(grpc::ServerContext* context, const v1::DrainRequest*,
                      v1::DrainResponse* response) override {
+    if (grpc::Status allowed = MayDrain(*context); !allowed.ok()) {
+      GetLogger("api")->warn("Admin.Drain refused from {}: {}", context->peer(),
+                             allowed.error_message());
+      return allowed;
+    }
     if (!state_.draining.exchange(true)) {
       GetLogger("api")->info("drain requested: refusing new generations, {} streams running",
                              state_.active_streams.load());
@@ -517,6 +523,34 @@ class AdminService final : public v1::Admin::Service {
   }
 
  private:
+  grpc::Status MayDrain(const grpc::ServerContext& context) const {
+    const std::string& token = state_.options.admin_token;
+    if (token.empty()) {
+      if (IsLoopbackPeer(context.peer())) return grpc::Status::OK;
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "Admin.Drain is accepted from this machine only unless the node sets "
+                          "api.admin_token_file");
+    }
+    const auto& md = context.client_metadata();
+    auto it = md.find("authorization");
+    const std::string_view want = token;
+    if (it != md.end()) {
+      const std::string_view got(it->second.data(), it->second.size());
+      constexpr std::string_view kBearer = "Bearer ";
+      if (got.size() == kBearer.size() + want.size() && got.substr(0, kBearer.size()) == kBearer) {
+        // Constant time in the token's bytes.
+        unsigned char diff = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          diff |= static_cast<unsigned char>(got[kBearer.size() + i] ^ want[i]);
+        }
+        if (diff == 0) return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "Admin.Drain needs metadata \"authorization: Bearer <token>\" with the "
+                        "node's admin token (atoma-cli drain --admin-token-file)");
+  }
+
   State& state_;
 };
 
@@ -602,6 +636,19 @@ class ServerImpl final : public Server {
 };
 
 }  // namespace
+
+bool IsLoopbackPeer(std::string_view peer) {
+  if (peer.starts_with("unix:")) return true;
+  if (peer.starts_with("ipv4:")) return peer.substr(5).starts_with("127.");
+  if (peer.starts_with("ipv6:")) {
+    const std::string_view rest = peer.substr(5);  // "[host]:port"
+    const size_t close = rest.find(']');
+    if (!rest.starts_with("[") || close == std::string_view::npos) return false;
+    const std::string_view host = rest.substr(1, close - 1);
+    return host == "::1" || host.starts_with("::ffff:127.");
+  }
+  return false;
+}
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
                                                       std::vector<engine::Engine*> engines,

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "atoma/consensus/request.h"
 #include "atoma/crypto/keys.h"
 #include "atoma/crypto/sha256.h"
@@ -347,12 +348,23 @@ void AddOperatorCommands(CLI::App& app) {
       "drain",
       "Admin.Drain: the node refuses new generations (UNAVAILABLE, health NOT_SERVING) while "
       "running ones finish. There is no un-drain: restart the node.");
+  auto drain_token = std::make_shared<std::string>();
   drain_cmd->add_option("--addr", *drain_addr, "node API address host:port")->required();
+  drain_cmd
+      ->add_option("--admin-token-file", *drain_token,
+                   "file (mode 600) with the node's admin token (its api.admin_token_file); "
+                   "without it only a node on this machine with no admin token accepts")
+      ->check(CLI::ExistingFile);
   drain_cmd->add_flag("--json", *drain_json, "print one JSON object");
-  drain_cmd->callback([drain_addr, drain_json] {
+  drain_cmd->callback([drain_addr, drain_json, drain_token] {
     auto stub = v1::Admin::NewStub(Connect(*drain_addr));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + kAdminDeadline);
+    if (!drain_token->empty()) {
+      std::string token = OrFail(crypto::ReadOwnerOnlyFile(*drain_token, "admin token file", 4096));
+      context.AddMetadata("authorization",
+                          absl::StrCat("Bearer ", absl::StripAsciiWhitespace(token)));
+    }
     v1::DrainResponse r;
     if (grpc::Status s = stub->Drain(&context, v1::DrainRequest(), &r); !s.ok()) {
       FailRpc("Admin.Drain", *drain_addr, s);

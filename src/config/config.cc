@@ -253,7 +253,7 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   const MapReader api = top.Child("api");
   RETURN_IF_ERROR(api.CheckKeys({"listen", "ports_file", "max_concurrent_generations",
                                  "max_receive_message_bytes", "max_prompt_bytes", "allow_anonymous",
-                                 "tls_cert_file", "tls_key_file"}));
+                                 "tls_cert_file", "tls_key_file", "admin_token_file"}));
   RETURN_IF_ERROR(api.String("listen", &c.api.listen));
   RETURN_IF_ERROR(api.Path("ports_file", base, &c.api.ports_file));
   RETURN_IF_ERROR(api.Int("max_concurrent_generations", &c.api.max_concurrent_generations));
@@ -262,6 +262,7 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(api.Bool("allow_anonymous", &c.api.allow_anonymous));
   RETURN_IF_ERROR(api.Path("tls_cert_file", base, &c.api.tls_cert_file));
   RETURN_IF_ERROR(api.Path("tls_key_file", base, &c.api.tls_key_file));
+  RETURN_IF_ERROR(api.Path("admin_token_file", base, &c.api.admin_token_file));
 
   const MapReader log = top.Child("log");
   RETURN_IF_ERROR(log.CheckKeys({"level", "format"}));

@@ -17,9 +17,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "atoma/common/logging.h"
 #include "atoma/common/status.h"
 #include "atoma/consensus/request.h"
+#include "atoma/crypto/keys.h"
 #include "atoma/ledger/evm_ledger.h"
 
 #ifndef ATOMA_VERSION
@@ -507,6 +509,22 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
     }
     server_options.tls_cert_chain_pem = *std::move(cert);
     server_options.tls_private_key_pem = *std::move(tls_key);
+  }
+  if (!c.api.admin_token_file.empty()) {
+    absl::StatusOr<std::string> token =
+        crypto::ReadOwnerOnlyFile(c.api.admin_token_file, "api.admin_token_file", 4096);
+    if (token.ok()) {
+      server_options.admin_token = std::string(absl::StripAsciiWhitespace(*token));
+      if (server_options.admin_token.size() < 16) {
+        token = absl::InvalidArgumentError(
+            absl::StrCat("api.admin_token_file ", c.api.admin_token_file.string(),
+                         ": the token must be at least 16 characters (e.g. openssl rand -hex 32)"));
+      }
+    }
+    if (!token.ok()) {
+      Unwind(*ctx);
+      return token.status();
+    }
   }
   server_options.listen_address = c.api.listen;
   server_options.max_receive_message_bytes = c.api.max_receive_message_bytes;

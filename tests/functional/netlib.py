@@ -179,15 +179,16 @@ class NodeProcess:
             return f.read()
 
 
-def node_config(key, workdir, listen, model_dir, log_level, drain_deadline_ms):
+def node_config(key, workdir, listen, model_dir, log_level, drain_deadline_ms, api_lines=()):
     """The config sections every test node has (the tiny model, one engine thread); the caller
-    appends its own (ledger, consensus, metrics)."""
+    appends its own (ledger, consensus, metrics). `api_lines` go into the `api:` section."""
+    api = "".join(f"  {line}\n" for line in api_lines)
     return f"""node:
   key_file: {key}
   data_dir: {os.path.join(workdir, 'data')}
 api:
   listen: {listen}
-log:
+{api}log:
   level: {log_level}
 engine:
   threads: 1

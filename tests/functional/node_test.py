@@ -31,9 +31,15 @@ class Node(netlib.NodeProcess):
         super().__init__(workdir, "atoma-node")
         key = os.path.join(workdir, "node.key")
         netlib.keygen(key)
+        # The operator's admin token: Admin.Drain needs it.
+        self.admin_token_file = os.path.join(workdir, "admin.token")
+        fd = os.open(self.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, (os.urandom(16).hex() + "\n").encode())
+        os.close(fd)
         with open(self.config, "w") as f:
             f.write(netlib.node_config(key, workdir, "127.0.0.1:0", model_dir, "info",
-                                       drain_deadline_ms))
+                                       drain_deadline_ms,
+                                       [f"admin_token_file: {self.admin_token_file}"]))
             f.write("metrics:\n  listen: 127.0.0.1:0\n")
             f.write("http:\n  listen: 127.0.0.1:0\n")
         self.start("--listen", "127.0.0.1:0")
@@ -331,7 +337,16 @@ class NodeTest(unittest.TestCase):
         self.assertEqual([m.info.id for m in status.models], ["tiny"])
         self.assertGreater(status.models[0].requests_finished, 0)
         self.assertFalse(status.draining)
-        self.assertTrue(admin.Drain(admin_pb2.DrainRequest(), timeout=30).draining)
+        # The node has an admin token: Drain without it (or with another) is refused.
+        for metadata in ([], [("authorization", "Bearer " + "0" * 32)]):
+            with self.assertRaises(grpc.RpcError) as refused:
+                admin.Drain(admin_pb2.DrainRequest(), timeout=30, metadata=metadata)
+            self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertFalse(admin.Status(admin_pb2.StatusRequest(), timeout=30).draining)
+        r = cli("drain", "--addr", self.node.addr, "--admin-token-file",
+                self.node.admin_token_file, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(json.loads(r.stdout)["draining"])
         self.assertTrue(admin.Status(admin_pb2.StatusRequest(), timeout=30).draining)
         stub = self.pb_grpc.InferenceStub(channel)
         with self.assertRaises(grpc.RpcError) as refused:

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -48,7 +49,16 @@ struct ServerOptions {
   // PEM certificate chain and private key: serve TLS instead of plaintext. Both or neither.
   std::string tls_cert_chain_pem{};
   std::string tls_private_key_pem{};
+  // Admin.Drain stops the node serving: with a token set it needs the call metadata
+  // "authorization: Bearer <admin_token>" (UNAUTHENTICATED otherwise); without one it is
+  // accepted only from a loopback peer (PERMISSION_DENIED otherwise). Admin.Status, read-only,
+  // stays open.
+  std::string admin_token{};
 };
+
+// Whether a gRPC peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000", "unix:/path") is this
+// machine: IPv4 127.0.0.0/8, IPv6 ::1 and ::ffff:127.x.y.z, and Unix sockets.
+bool IsLoopbackPeer(std::string_view peer);
 
 // What the Admin service reports and controls; implemented by the node.
 struct NodeControl {

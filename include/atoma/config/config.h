@@ -40,6 +40,7 @@ struct ApiSection {
   // neither; empty = plaintext (loopback and trusted networks only).
   std::filesystem::path tls_cert_file;
   std::filesystem::path tls_key_file;
+  std::filesystem::path admin_token_file;  // empty: Admin.Drain from loopback peers only
 };
 
 struct LogSection {

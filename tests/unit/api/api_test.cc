@@ -532,6 +532,47 @@ TEST_F(ApiTest, AdminStatusDrainAndHealth) {
   EXPECT_TRUE(status.draining());
 }
 
+// With an admin token, Drain needs it as a bearer token; Status stays open.
+TEST_F(ApiTest, AdminDrainNeedsTheAdminToken) {
+  ServerOptions options;
+  options.admin_token = "0123456789abcdef-operator";
+  StartServer({FakeEngineOptions{}}, options);
+  auto drain = [&](const std::string& authorization) {
+    grpc::ClientContext context;
+    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
+    v1::DrainResponse drained;
+    return admin_->Drain(&context, v1::DrainRequest(), &drained);
+  };
+  for (const std::string& bad :
+       {std::string(), std::string("Bearer wrong"), std::string("0123456789abcdef-operator"),
+        std::string("Bearer 0123456789abcdef-operatoR"),
+        std::string("Bearer 0123456789abcdef-operator ")}) {
+    grpc::Status s = drain(bad);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "'" << bad << "'";
+    EXPECT_FALSE(node_draining_.load()) << "'" << bad << "'";
+  }
+  {
+    grpc::ClientContext context;
+    v1::StatusResponse status;
+    EXPECT_TRUE(admin_->Status(&context, v1::StatusRequest(), &status).ok());
+    EXPECT_FALSE(status.draining());
+  }
+  EXPECT_TRUE(drain("Bearer 0123456789abcdef-operator").ok());
+  EXPECT_TRUE(node_draining_.load());
+}
+
+TEST(AdminPeerTest, LoopbackPeers) {
+  for (const char* yes : {"ipv4:127.0.0.1:5000", "ipv4:127.8.9.1:1", "ipv6:[::1]:80",
+                          "ipv6:[::ffff:127.0.0.1]:80", "unix:/tmp/sock"}) {
+    EXPECT_TRUE(IsLoopbackPeer(yes)) << yes;
+  }
+  for (const char* no : {"ipv4:10.0.0.1:5000", "ipv4:128.0.0.1:1", "ipv6:[2001:db8::1]:80",
+                         "ipv6:[::ffff:10.0.0.1]:80", "ipv6:::1", "ipv6:[::1", "", "127.0.0.1:5",
+                         "ipv4:1127.0.0.1:5"}) {
+    EXPECT_FALSE(IsLoopbackPeer(no)) << no;
+  }
+}
+
 TEST_F(ApiTest, DrainStartedByTheNodeShowsInHealthAndRefusesWork) {
   StartServer();
   node_draining_ = true;
@@ -701,8 +742,7 @@ TEST(InferenceProtoTest, EveryRpcIsRegisteredByTheServer) {
   ASSERT_NE(service, nullptr);
   std::vector<std::string> methods;
   for (int i = 0; i < service->method_count(); ++i) methods.push_back(service->method(i)->name());
-  EXPECT_EQ(methods,
-            (std::vector<std::string>{"Generate", "ListModels", "Tokenize", "RevealSalt"}))
+  EXPECT_EQ(methods, (std::vector<std::string>{"Generate", "ListModels", "Tokenize", "RevealSalt"}))
       << "register the new RPC in InferenceService (src/api/server.cc) and update this list";
 }
 
