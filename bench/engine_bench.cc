@@ -25,6 +25,7 @@
 
 #include "atoma/common/logging.h"
 #include "atoma/common/progress.h"
+#include "atoma/engine/engine.h"
 #include "atoma/engine/gemm.h"
 #include "atoma/engine/model.h"
 #include "atoma/engine/synth.h"
@@ -132,6 +133,62 @@ double DecodeMsPerStep(ModelRunner& runner, int conc, int steps) {
   for (int s : seqs) runner.RemoveSequence(s);
   std::sort(times.begin(), times.end());
   return times[times.size() / 2] * 1e3;
+}
+
+// A stream decodes while a `long_prompt`-token prompt arrives: the longest gap between two of
+// the stream's tokens from the long prompt's submission to its first token, and that first token's
+// latency (ms). With max_prefill_tokens_per_step >= long_prompt the whole prompt is prefilled
+// between two decode steps (the engine before sliced prefill); with one chunk, a slice.
+struct Stall {
+  double max_gap_ms = 0;
+  double long_ttft_ms = 0;
+};
+Stall MeasureStall(const fs::path& model, const std::string& device, const std::string& dtype,
+                   int threads, int long_prompt, int budget) {
+  atoma::engine::EngineOptions o;
+  o.model_dir = model;
+  o.runner.device = device;
+  o.runner.dtype = dtype;
+  o.runner.threads = threads;
+  o.runner.max_seq_len = long_prompt + 64;
+  o.max_prompt_tokens = long_prompt;
+  o.max_prefill_tokens_per_step = budget;
+  o.compute_fingerprint = false;
+  auto engine = atoma::engine::Engine::Make(o);
+  if (!engine.ok()) Die("engine: " + std::string(engine.status().message()));
+  const int64_t vocab = (*engine)->info().config.vocab_size;
+  atoma::engine::GenerateRequest stream_req;
+  stream_req.prompt_ids = Prompt(32, 5, vocab);
+  stream_req.max_tokens = 2000;
+  stream_req.ignore_eos = true;
+  auto stream = (*engine)->Submit(stream_req);
+  if (!stream.ok()) Die("submit: " + std::string(stream.status().message()));
+  atoma::engine::StreamEvent ev;
+  for (int i = 0; i < 3; ++i) {  // decoding steadily before the long prompt arrives
+    if (!(*stream)->Next(&ev, std::chrono::milliseconds(60000)) || ev.final) Die("stream ended");
+  }
+  atoma::engine::GenerateRequest long_req;
+  long_req.prompt_ids = Prompt(long_prompt, 6, vocab);
+  long_req.max_tokens = 1;
+  long_req.ignore_eos = true;
+  const double t0 = Now();
+  auto long_h = (*engine)->Submit(long_req);
+  if (!long_h.ok()) Die("submit: " + std::string(long_h.status().message()));
+  Stall st;
+  double last = t0;
+  for (;;) {
+    if (!(*stream)->Next(&ev, std::chrono::milliseconds(60000)) || ev.final) Die("stream ended");
+    const double now = Now();
+    st.max_gap_ms = std::max(st.max_gap_ms, (now - last) * 1e3);
+    last = now;
+    atoma::engine::StreamEvent first;
+    if ((*long_h)->Next(&first, std::chrono::milliseconds(0))) {
+      st.long_ttft_ms = (Now() - t0) * 1e3;
+      break;
+    }
+  }
+  (*stream)->Cancel();
+  return st;
 }
 
 }  // namespace
@@ -289,6 +346,21 @@ int main(int argc, char** argv) {
                 concs[i] * 1e3 / inv_ms[i], torch_ms[i], concs[i] * 1e3 / torch_ms[i],
                 (concs[i] * 1e3 / torch_ms[i]) / (concs[i] * 1e3 / inv_ms[i]));
   }
+  // Streams during a long prompt: sliced prefill (one chunk per iteration, the default) vs the
+  // whole prompt between two decode steps, in the same run.
+  const int long_prompt = std::min<int>(2048, static_cast<int>(cfg.max_position_embeddings) - 64);
+  std::fflush(stdout);
+  const Stall whole = MeasureStall(model, device, dtype, threads, long_prompt, long_prompt);
+  const Stall sliced = MeasureStall(model, device, dtype, threads, long_prompt, 512);
+  std::printf(
+      "\na stream while a %d-token prompt is prefilled (longest gap between its tokens;"
+      " the long prompt's first token)\n",
+      long_prompt);
+  std::printf("  whole prompt between two steps  gap %8.1f ms  first token %8.1f ms\n",
+              whole.max_gap_ms, whole.long_ttft_ms);
+  std::printf("  512-token slices (default)      gap %8.1f ms  first token %8.1f ms  (gap %.2fx)\n",
+              sliced.max_gap_ms, sliced.long_ttft_ms, sliced.max_gap_ms / whole.max_gap_ms);
+
   const double frac = limit_ms / inv_ms[0];
   const double scale = (16e3 / inv_ms[3]) / (1e3 / inv_ms[0]);
   std::printf("\ntargets\n");
