@@ -337,6 +337,15 @@ class SocketServer final : public OpenAiServer {
     bool done = false;
   };
 
+  static constexpr int kMaxRequestsPerConnection = 1000;
+
+  // One client connection as the handlers see it: the socket, and whether the response to the
+  // current request keeps the connection open for another (HTTP/1.1 keep-alive).
+  struct Conn {
+    int fd = -1;
+    bool keep_alive = false;
+  };
+
   void Serve() {
     while (!stop_) {
       pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
@@ -351,8 +360,9 @@ class SocketServer final : public OpenAiServer {
       if (static_cast<int>(connections_.size()) >= options_.max_connections) {
         lock.unlock();
         SetTimeouts(conn, 2);
-        SendError(conn, HttpError{503, "too many open connections; retry later", "",
-                                  "service_unavailable", "server_error"});
+        Conn refused{conn, false};
+        SendError(refused, HttpError{503, "too many open connections; retry later", "",
+                                     "service_unavailable", "server_error"});
         ::close(conn);
         continue;
       }
@@ -403,33 +413,51 @@ class SocketServer final : public OpenAiServer {
     return true;
   }
 
-  static bool SendResponse(int conn, int status, absl::string_view type, absl::string_view body,
-                           absl::string_view extra_headers = "") {
+  static bool SendResponse(const Conn& conn, int status, absl::string_view type,
+                           absl::string_view body, absl::string_view extra_headers = "") {
     return SendAll(
-        conn, absl::StrCat("HTTP/1.1 ", status, " ", Reason(status), "\r\nContent-Type: ", type,
-                           "\r\nContent-Length: ", body.size(), "\r\n", extra_headers,
-                           "Connection: close\r\n\r\n", body));
+        conn.fd, absl::StrCat("HTTP/1.1 ", status, " ", Reason(status), "\r\nContent-Type: ", type,
+                              "\r\nContent-Length: ", body.size(), "\r\n", extra_headers,
+                              conn.keep_alive ? "Connection: keep-alive\r\n\r\n"
+                                              : "Connection: close\r\n\r\n",
+                              body));
   }
-  static bool SendJson(int conn, int status, const json& body) {
+  static bool SendJson(const Conn& conn, int status, const json& body) {
     return SendResponse(conn, status, "application/json",
                         body.dump(-1, ' ', false, json::error_handler_t::replace));
   }
-  static void SendError(int conn, const HttpError& e, absl::string_view extra_headers = "") {
+  static void SendError(const Conn& conn, const HttpError& e,
+                        absl::string_view extra_headers = "") {
     SendResponse(conn, e.status, "application/json",
                  ErrorBody(e).dump(-1, ' ', false, json::error_handler_t::replace), extra_headers);
   }
 
-  // Reads one request (head up to 16 KiB, body by Content-Length up to max_body_bytes) and answers.
-  void Handle(int conn) {
-    SetTimeouts(conn, 10);
+  // Serves one connection's requests in turn while both sides keep it open (HTTP/1.1 without
+  // "Connection: close", or HTTP/1.0 with "Connection: keep-alive"; a response with a
+  // Content-Length; at most kMaxRequestsPerConnection). Streams end the connection. Bytes after a
+  // request's body (a pipelined request) carry over to the next one. An idle connection closes
+  // after the 10 s receive timeout.
+  void Handle(int fd) {
+    SetTimeouts(fd, 10);
+    Conn conn{fd, false};
     std::string data;
+    for (int served = 0; served < kMaxRequestsPerConnection && !stop_; ++served) {
+      HandleOne(conn, data, served + 1 == kMaxRequestsPerConnection);
+      if (!conn.keep_alive) return;
+    }
+  }
+
+  // Reads one request (head up to 16 KiB, body by Content-Length up to max_body_bytes) after what
+  // `data` already holds and answers it; leaves conn.keep_alive true when another may follow.
+  void HandleOne(Conn& conn, std::string& data, bool last) {
+    conn.keep_alive = false;  // until the head says otherwise: errors before that close
     char buf[4096];
     size_t head_end = std::string::npos;
     while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
       if (data.size() > 16384) {
         return SendError(conn, HttpError{400, "request head over 16 KiB", "", "", ""});
       }
-      const ssize_t n = ::recv(conn, buf, sizeof(buf), 0);
+      const ssize_t n = ::recv(conn.fd, buf, sizeof(buf), 0);
       if (n <= 0) return;
       data.append(buf, static_cast<size_t>(n));
     }
@@ -444,12 +472,14 @@ class SocketServer final : public OpenAiServer {
     }
     const std::string method = request_line.substr(0, sp1);
     std::string path = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
+    const bool http11 = request_line.substr(sp2 + 1) == "HTTP/1.1";
     if (const size_t q = path.find('?'); q != std::string::npos) path.resize(q);
     while (path.size() > 1 && path.back() == '/') path.pop_back();
 
     int64_t content_length = 0;
     bool chunked = false;
     bool expect_continue = false;
+    std::string connection;  // the Connection header, lower case
     std::string authorization;
     size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
     while (pos < head.size()) {
@@ -470,11 +500,20 @@ class SocketServer final : public OpenAiServer {
         chunked = true;
       } else if (absl::EqualsIgnoreCase(name, "authorization")) {
         authorization = std::string(value);
+      } else if (absl::EqualsIgnoreCase(name, "connection")) {
+        connection = absl::AsciiStrToLower(value);
       } else if (absl::EqualsIgnoreCase(name, "expect") &&
                  absl::EqualsIgnoreCase(value, "100-continue")) {
         expect_continue = true;
       }
     }
+
+    // Another request may follow this one if the client wants it; an answer sent before the body
+    // is read (the errors below) closes, since the unread body would be taken for a request.
+    const bool client_keeps = !last && !stop_ &&
+                              (http11 ? connection.find("close") == std::string::npos
+                                      : connection.find("keep-alive") != std::string::npos);
+    conn.keep_alive = client_keeps && content_length == 0 && !chunked;
 
     // Every path but the health probe needs a key when keys are configured (unknown paths too,
     // so a caller without one learns nothing about the API).
@@ -522,17 +561,23 @@ class SocketServer final : public OpenAiServer {
     }
     // curl asks before sending larger bodies and otherwise waits a second for the go-ahead.
     if (expect_continue && data.empty() && content_length > 0 &&
-        !SendAll(conn, "HTTP/1.1 100 Continue\r\n\r\n")) {
+        !SendAll(conn.fd, "HTTP/1.1 100 Continue\r\n\r\n")) {
+      conn.keep_alive = false;
       return;
     }
     while (static_cast<int64_t>(data.size()) < content_length) {
-      const ssize_t n = ::recv(conn, buf, sizeof(buf), 0);
-      if (n <= 0) return;
+      const ssize_t n = ::recv(conn.fd, buf, sizeof(buf), 0);
+      if (n <= 0) {
+        conn.keep_alive = false;
+        return;
+      }
       data.append(buf, static_cast<size_t>(n));
     }
-    data.resize(static_cast<size_t>(content_length));
-    if (is_reveal) return RevealSalt(conn, data);
-    Generate(conn, data, is_chat);
+    const std::string body = data.substr(0, static_cast<size_t>(content_length));
+    data.erase(0, static_cast<size_t>(content_length));
+    conn.keep_alive = client_keeps;
+    if (is_reveal) return RevealSalt(conn, body);
+    Generate(conn, body, is_chat);
   }
 
   // True when no keys are configured, or `authorization` is "Bearer <one of the keys>". Every key
@@ -550,7 +595,7 @@ class SocketServer final : public OpenAiServer {
 
   // POST /v1/atoma/reveal_salt {request_id, salt}: the client's salt for a cross-validation round
   // this node runs; answers {"checked": whether the coin drew validators}.
-  void RevealSalt(int conn, const std::string& body_text) {
+  void RevealSalt(Conn& conn, const std::string& body_text) {
     const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) {
       return SendError(conn, BadField("", "the request body is not valid JSON"));
@@ -589,7 +634,7 @@ class SocketServer final : public OpenAiServer {
     return nullptr;
   }
 
-  void Generate(int conn, const std::string& body_text, bool chat) {
+  void Generate(Conn& conn, const std::string& body_text, bool chat) {
     const auto accepted = metrics::RequestMeter::Clock::now();
     const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) {
@@ -649,7 +694,7 @@ class SocketServer final : public OpenAiServer {
   // atoma_security sampling:N: the prompt is tokenized as Tokenize does, the canonical request is
   // built by api::ConsensusRequestFromProto (the gRPC path's converter) and the round runs through
   // ConsensusNode::Submit, as gRPC's GenerateVerified does; metered as "sampling" like it.
-  void GenerateVerified(int conn, OpenAiRequest& request, engine::Engine& engine,
+  void GenerateVerified(Conn& conn, OpenAiRequest& request, engine::Engine& engine,
                         metrics::RequestMeter::Clock::time_point accepted) {
     metrics::RequestMeter meter(options_.metrics, engine.info().id,
                                 request.cross_validation ? "cross_validation" : "sampling",
@@ -778,8 +823,8 @@ class SocketServer final : public OpenAiServer {
   };
 
   // Streams or answers `source` and ends `meter`.
-  void Respond(int conn, const OpenAiRequest& request, const engine::Engine& engine, Source& source,
-               metrics::RequestMeter& meter, int prompt_tokens) {
+  void Respond(Conn& conn, const OpenAiRequest& request, const engine::Engine& engine,
+               Source& source, metrics::RequestMeter& meter, int prompt_tokens) {
     const bool chat = request.chat;
     const std::string id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", NextId());
     const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
@@ -799,7 +844,7 @@ class SocketServer final : public OpenAiServer {
   }
 
   struct Responder {
-    int conn;
+    Conn& conn;
     bool chat;
     const OpenAiRequest& request;
     std::string model;
@@ -889,15 +934,16 @@ class SocketServer final : public OpenAiServer {
                 {"choices", json::array({std::move(choice)})}};
   }
 
-  static bool SendEvent(int conn, const json& data) {
+  static bool SendEvent(const Conn& conn, const json& data) {
     return SendAll(
-        conn,
+        conn.fd,
         absl::StrCat("data: ", data.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n"));
   }
 
   // Server-sent events, the body delimited by the connection's close (no Content-Length).
   const char* Stream(Responder& r) {
-    if (!SendAll(r.conn,
+    r.conn.keep_alive = false;  // the body ends with the connection
+    if (!SendAll(r.conn.fd,
                  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                  "Cache-Control: no-cache\r\nConnection: close\r\n\r\n")) {
       r.source.Abandon();
@@ -971,7 +1017,7 @@ class SocketServer final : public OpenAiServer {
       usage["usage"] = Usage(event);
       if (!SendEvent(r.conn, usage)) return "ok";
     }
-    SendAll(r.conn, "data: [DONE]\n\n");
+    SendAll(r.conn.fd, "data: [DONE]\n\n");
     return "ok";
   }
 

@@ -25,8 +25,11 @@
 // needs "Authorization: Bearer <key>" naming one of them (compared in constant time); otherwise
 // 401 "invalid_api_key".
 //
-// Each connection carries one request (the response says Connection: close) and gets a thread of
-// its own, up to OpenAiOptions::max_connections; past that the server answers 503 at once.
+// Each connection gets a thread of its own, up to OpenAiOptions::max_connections; past that the
+// server answers 503 at once. HTTP/1.1 connections stay open for the next request (pipelined ones
+// too) unless the client says "Connection: close"; HTTP/1.0 ones only with "Connection:
+// keep-alive". A streamed response, an error answered before the body was read, and 10 s without
+// a request close the connection; so does the 1000th request on it.
 //
 // Thread-safety: Start and the destructor are called from one thread; the server's own threads do
 // the rest. The destructor stops accepting, cancels running generations (a consensus round goes on

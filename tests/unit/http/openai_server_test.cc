@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -45,35 +46,86 @@ struct Response {
   json Json() const { return json::parse(body, nullptr, false); }
 };
 
-// Sends raw bytes, reads until the server closes (every response is Connection: close).
-Response Exchange(int port, const std::string& raw) {
-  Response out;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
+// A client connection: sends raw bytes and reads responses one at a time (a body of
+// Content-Length bytes, or up to the server's close when there is none: event streams).
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    timeval tv{30, 0};  // a test that waits this long has failed anyway
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool Send(const std::string& raw) {
+    size_t sent = 0;
+    while (fd_ >= 0 && sent < raw.size()) {
+      const ssize_t n = ::send(fd_, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<size_t>(n);
+    }
+    return fd_ >= 0;
+  }
+
+  Response Read() {
+    Response out;
+    size_t end;
+    while ((end = data_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return out;
+    }
+    out.head = data_.substr(0, end);
+    data_.erase(0, end + 4);
+    if (out.head.size() > 12) out.status = std::stoi(out.head.substr(9, 3));
+    const size_t cl = absl::AsciiStrToLower(out.head).find("content-length: ");
+    if (cl == std::string::npos) {
+      while (Fill()) {
+      }
+      out.body = std::move(data_);
+      data_.clear();
+      return out;
+    }
+    const size_t length = std::stoul(out.head.substr(cl + 16));
+    while (data_.size() < length && Fill()) {
+    }
+    out.body = data_.substr(0, length);
+    data_.erase(0, std::min(length, data_.size()));
     return out;
   }
-  size_t sent = 0;
-  while (sent < raw.size()) {
-    const ssize_t n = ::send(fd, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
+
+  // True when the server closed the connection (and sent nothing more).
+  bool ClosedByServer() { return data_.empty() && !Fill() && data_.empty(); }
+
+ private:
+  bool Fill() {
+    char buf[4096];
+    const ssize_t n = fd_ < 0 ? -1 : ::recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    data_.append(buf, static_cast<size_t>(n));
+    return true;
   }
-  std::string data;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) data.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  const size_t end = data.find("\r\n\r\n");
-  if (end == std::string::npos) return out;
-  out.head = data.substr(0, end);
-  out.body = data.substr(end + 4);
-  if (out.head.size() > 12) out.status = std::stoi(out.head.substr(9, 3));
-  return out;
+
+  int fd_ = -1;
+  std::string data_;
+};
+
+// One request on a connection of its own. The response is read even when sending failed: a
+// server that refuses an oversized body answers and closes before it has all of it.
+Response Exchange(int port, const std::string& raw) {
+  Client c(port);
+  c.Send(raw);
+  return c.Read();
 }
 
 Response Post(int port, const std::string& path, const std::string& body) {
@@ -141,6 +193,77 @@ TEST_F(OpenAiServerTest, HealthAndModels) {
   EXPECT_EQ(j["data"][0]["id"], "fake");
   EXPECT_EQ(j["data"][0]["object"], "model");
   EXPECT_EQ(j["data"][0]["owned_by"], "atoma");
+}
+
+// HTTP/1.1 keeps the connection for the next request, pipelined ones too; a stream, an error
+// answered before the body was read, "Connection: close" and HTTP/1.0 close it.
+TEST_F(OpenAiServerTest, KeepAliveAndWhatClosesTheConnection) {
+  const std::string completion = R"({"model":"fake","prompt":"hi","max_tokens":3})";
+  const std::string post = absl::StrCat(
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", completion.size(), "\r\n\r\n",
+      completion);
+  const std::string get = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  {
+    Client c(port_);
+    ASSERT_TRUE(c.Send(get));
+    Response a = c.Read();
+    EXPECT_EQ(a.status, 200);
+    EXPECT_NE(a.head.find("Connection: keep-alive"), std::string::npos) << a.head;
+    ASSERT_TRUE(c.Send(post));
+    Response b = c.Read();
+    EXPECT_EQ(b.status, 200) << b.body;
+    EXPECT_EQ(b.Json()["usage"]["completion_tokens"], 3) << b.body;
+    // Two requests in one write: both answered, in order.
+    ASSERT_TRUE(c.Send(post + get));
+    EXPECT_EQ(c.Read().Json()["usage"]["completion_tokens"], 3);
+    EXPECT_EQ(c.Read().Json(), json({{"status", "ok"}}));
+    // A streaming request ends the connection with its stream.
+    const std::string streaming = R"({"model":"fake","prompt":"hi","max_tokens":2,"stream":true})";
+    ASSERT_TRUE(c.Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\nContent-Length: ",
+                                    streaming.size(), "\r\n\r\n", streaming)));
+    Response st = c.Read();
+    EXPECT_EQ(st.status, 200);
+    EXPECT_NE(st.head.find("Connection: close"), std::string::npos) << st.head;
+    EXPECT_EQ(SseData(st.body).back(), "[DONE]");
+  }
+  {
+    Client c(port_);  // the client says close
+    ASSERT_TRUE(c.Send("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n" + get));
+    Response a = c.Read();
+    EXPECT_EQ(a.status, 200);
+    EXPECT_NE(a.head.find("Connection: close"), std::string::npos) << a.head;
+    EXPECT_TRUE(c.ClosedByServer()) << "the pipelined request after close was answered";
+  }
+  {
+    Client c(port_);  // HTTP/1.0 closes unless asked
+    ASSERT_TRUE(c.Send("GET /health HTTP/1.0\r\n\r\n"));
+    EXPECT_EQ(c.Read().status, 200);
+    EXPECT_TRUE(c.ClosedByServer());
+  }
+  {
+    Client c(port_);  // HTTP/1.0 with keep-alive
+    ASSERT_TRUE(c.Send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    EXPECT_EQ(c.Read().status, 200);
+    ASSERT_TRUE(c.Send(get));
+    EXPECT_EQ(c.Read().status, 200);
+  }
+  {
+    Client c(port_);  // an error answered before its body was read: the body is not a request
+    ASSERT_TRUE(c.Send(absl::StrCat("POST /v1/nowhere HTTP/1.1\r\nContent-Length: ", get.size(),
+                                    "\r\n\r\n", get)));
+    Response r = c.Read();
+    EXPECT_EQ(r.status, 404);
+    EXPECT_TRUE(c.ClosedByServer());
+  }
+  {
+    Client c(port_);  // a 400 after the body was read keeps the connection
+    const std::string bad = R"({"model":"fake","prompt":"hi","max_tokens":-1})";
+    ASSERT_TRUE(c.Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\nContent-Length: ", bad.size(),
+                                    "\r\n\r\n", bad)));
+    EXPECT_EQ(c.Read().status, 400);
+    ASSERT_TRUE(c.Send(get));
+    EXPECT_EQ(c.Read().status, 200);
+  }
 }
 
 TEST_F(OpenAiServerTest, CompletionNonStreaming) {
@@ -351,7 +474,7 @@ TEST_F(OpenAiServerTest, ExpectContinueGetsTheGoAhead) {
   const std::string body = R"({"model":"fake","prompt":"x","max_tokens":2})";
   const std::string head = absl::StrCat(
       "POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-      "Content-Length: ",
+      "Connection: close\r\nContent-Length: ",
       body.size(), "\r\n\r\n");
   ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
   char buf[256];
