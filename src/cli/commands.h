@@ -28,7 +28,8 @@ void AddKeyCommands(CLI::App& app);
 void AddModelCommand(CLI::App& app);
 
 // `atoma-cli ledger LEDGER <info|nodes|epoch|escrow|rewards|settled|settlements|slashings>` and
-// the mutations (register-node, stake, advance-epoch, deposit: unsigned dev operations on an
+// the mutations (register-node, stake, advance-epoch, deposit, request-withdrawal and withdraw
+// of escrow: unsigned dev operations on an
 // embedded ledger, transactions signed by --key on an EVM ledger), `init` (embedded), `deploy`
 // and `fund` (EVM) (src/cli/ledger_cmd.cc). LEDGER is --db FILE or --rpc-url URL --contract
 // ADDRESS (ledger_open.h).
