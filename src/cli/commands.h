@@ -29,10 +29,9 @@ void AddModelCommand(CLI::App& app);
 
 // `atoma-cli ledger LEDGER <info|nodes|epoch|escrow|rewards|settled|settlements|slashings>` and
 // the mutations (register-node, stake, advance-epoch, deposit, request-withdrawal and withdraw
-// of escrow: unsigned dev operations on an
-// embedded ledger, transactions signed by --key on an EVM ledger), `init` (embedded), `deploy`
-// and `fund` (EVM) (src/cli/ledger_cmd.cc). LEDGER is --db FILE or --rpc-url URL --contract
-// ADDRESS (ledger_open.h).
+// of escrow: unsigned dev operations on an embedded ledger, transactions signed by --key on an EVM
+// ledger), `init` (embedded), `deploy` and `fund` (EVM) (src/cli/ledger_cmd.cc). LEDGER is --db
+// FILE or --rpc-url URL --contract ADDRESS (ledger_open.h).
 void AddLedgerCommand(CLI::App& app);
 
 // `atoma-cli verify LEDGER CERT_FILE [--output FILE]` (src/cli/verify_cmd.cc).
