@@ -55,6 +55,14 @@ fs::path Synth(const std::string& name, SynthOptions o) {
   return o.out_dir;
 }
 
+// The tiny model (seed 7) the determinism, fingerprint and argument tests share.
+fs::path DeterminismModel() {
+  SynthOptions so;
+  so.preset = "tiny";
+  so.seed = 7;
+  return Synth("determinism", so);
+}
+
 std::unique_ptr<ModelRunner> Load(const fs::path& dir, RunnerOptions o) {
   o.device = "cpu";
   o.threads = 2;
@@ -339,10 +347,7 @@ void CheckAloneVsCrowdedAndAcrossLoads(const fs::path& dir, const RunnerOptions&
 }
 
 TEST(ModelDeterminismTest, AloneVsCrowdedAndAcrossLoads) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kPortable}) {
     RunnerOptions o;
     o.device = "cpu";
@@ -352,31 +357,32 @@ TEST(ModelDeterminismTest, AloneVsCrowdedAndAcrossLoads) {
   }
 }
 
+// Prints how many of the target's decode steps differ in any bit alone vs in a batch, for a path
+// allowed to differ (or not guaranteed here).
+void ReportAloneVsCrowded(ModelRunner& runner, const std::string& label) {
+  const Trace alone = RunAlone(runner), crowded = RunCrowded(runner);
+  ASSERT_EQ(crowded.steps.size(), static_cast<size_t>(kTargetSteps));
+  int differing = 0;
+  for (int s = 0; s < kTargetSteps; ++s) differing += !SameBits(alone.steps[s], crowded.steps[s]);
+  std::printf("[ premise  ] %s decode: %d/%d steps differ alone vs in a batch\n", label.c_str(),
+              differing, kTargetSteps);
+}
+
 // kTorch is allowed to change bits with the batch; report whether it does here.
 TEST(ModelDeterminismTest, TorchKernelReported) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   RunnerOptions o;
   o.decode_kernel = DecodeKernel::kTorch;
   auto r = Load(dir, o);
   ASSERT_NE(r, nullptr);
-  const Trace alone = RunAlone(*r), crowded = RunCrowded(*r);
-  int differing = 0;
-  for (int s = 0; s < kTargetSteps; ++s) differing += !SameBits(alone.steps[s], crowded.steps[s]);
-  std::printf("[ premise  ] kTorch decode: %d/%d steps differ alone vs in a batch\n", differing,
-              kTargetSteps);
+  ReportAloneVsCrowded(*r, "kTorch");
 }
 
 // The tensor decode path (CUDA's, padded to max_batch) run on the CPU: OpenBLAS sees the same
 // GEMM shapes whatever the load, as cuBLAS does on a GPU. Whether that keeps a row's bits on this
 // machine is reported; the guarantee on CUDA is checked by ModelCudaTest.
 TEST(ModelDeterminismTest, PaddedTensorPathOnCpuReported) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   for (const char* dtype : {"float32", "bfloat16"}) {
     RunnerOptions o;
     o.device = "cpu";
@@ -385,14 +391,7 @@ TEST(ModelDeterminismTest, PaddedTensorPathOnCpuReported) {
     o.dtype = dtype;
     auto r = LoadModel(dir, o);
     ASSERT_TRUE(r.ok()) << r.status();
-    const Trace alone = RunAlone(**r), crowded = RunCrowded(**r);
-    ASSERT_EQ(crowded.steps.size(), static_cast<size_t>(kTargetSteps));
-    int differing = 0;
-    for (int s = 0; s < kTargetSteps; ++s) {
-      differing += !SameBits(alone.steps[s], crowded.steps[s]);
-    }
-    std::printf("[ premise  ] %s decode: %d/%d steps differ alone vs in a batch\n",
-                (*r)->path_description().c_str(), differing, kTargetSteps);
+    ReportAloneVsCrowded(**r, (*r)->path_description());
   }
 }
 
@@ -400,10 +399,7 @@ TEST(ModelDeterminismTest, PaddedTensorPathOnCpuReported) {
 // output panels, never K), so a prompt's logits must not depend on the thread count. 64 rows
 // (two prefill chunks of 40 and 24) make every projection large enough to use the pool.
 TEST(ModelDeterminismTest, PrefillSameBitsWithOneAndTwoThreads) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kPortable}) {
     std::vector<float> by_threads[2];
     std::string path;
@@ -431,10 +427,7 @@ TEST(ModelDeterminismTest, PrefillSameBitsWithOneAndTwoThreads) {
 // prefill_chunk (the last excepted): the runner must compute the same bits as in one call, on
 // every path, for the last prompt position and the decode step after it.
 TEST(ModelDeterminismTest, PrefillInChunkAlignedSlicesSameBitsAsOneCall) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   for (DecodeKernel kernel : {DecodeKernel::kAuto, DecodeKernel::kTorch, DecodeKernel::kPadded}) {
     RunnerOptions o;
     o.device = "cpu";
@@ -471,10 +464,7 @@ TEST(ModelDeterminismTest, PrefillInChunkAlignedSlicesSameBitsAsOneCall) {
 }
 
 TEST(ModelFingerprintTest, StableAcrossLoadsAndNamesThePath) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   auto a = Load(dir, {});
   auto b = Load(dir, {});
   ASSERT_TRUE(a && b);
@@ -497,10 +487,7 @@ TEST(ModelFingerprintTest, StableAcrossLoadsAndNamesThePath) {
 }
 
 TEST(ModelRunnerTest, ArgumentErrors) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  auto r = Load(Synth("determinism", so), {});
+  auto r = Load(DeterminismModel(), {});
   ASSERT_NE(r, nullptr);
   const int64_t vocab = r->config().vocab_size;
   EXPECT_EQ(r->AddSequence(0).status().code(), absl::StatusCode::kInvalidArgument);
@@ -536,10 +523,7 @@ TEST(ModelRunnerTest, ArgumentErrors) {
 // Device, dtype and decode-kernel combinations the loader refuses, each with a message that names
 // what to use instead; and the kernel names round-trip.
 TEST(ModelRunnerTest, DeviceDtypeKernelChoices) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   auto load = [&](const std::string& device, const std::string& dtype, DecodeKernel kernel) {
     RunnerOptions o;
     o.device = device;
@@ -601,10 +585,7 @@ void RewriteWeights(const fs::path& src, const fs::path& dst, const std::string&
 }
 
 TEST(ModelLoaderTest, MissingAndMisshapedTensorsNamed) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path src = Synth("determinism", so);
+  const fs::path src = DeterminismModel();
   const std::string missing = "model.layers.1.mlp.up_proj.weight";
   const std::string misshaped = "model.layers.0.self_attn.k_proj.weight";
   RewriteWeights(src, TestRoot() / "missing", missing, "");
@@ -676,10 +657,7 @@ TEST(ModelCudaTest, LogitsNearReference) {
 // The determinism contract on the GPU: padded decode gives a sequence the same bits alone and
 // among 1..15 others, across loads, in each dtype.
 TEST(ModelCudaTest, PaddedDecodeBatchInvariantAndReproducible) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   if (!CudaAvailable(dir)) GTEST_SKIP() << "no CUDA in this libtorch or no GPU visible";
   for (const char* dtype : {"bfloat16", "float16", "float32"}) {
     RunnerOptions o;
@@ -692,10 +670,7 @@ TEST(ModelCudaTest, PaddedDecodeBatchInvariantAndReproducible) {
 // The canary on the GPU: computable (alone == crowded inside it), stable across loads, and named
 // by its own path.
 TEST(ModelCudaTest, CanaryStableAcrossLoads) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   if (!CudaAvailable(dir)) GTEST_SKIP() << "no CUDA in this libtorch or no GPU visible";
   RunnerOptions o;
   o.device = "cuda";
@@ -714,21 +689,14 @@ TEST(ModelCudaTest, CanaryStableAcrossLoads) {
 
 // Unpadded (kTorch on CUDA) is allowed to change bits with the batch; report whether it does.
 TEST(ModelCudaTest, UnpaddedDecodeReported) {
-  SynthOptions so;
-  so.preset = "tiny";
-  so.seed = 7;
-  const fs::path dir = Synth("determinism", so);
+  const fs::path dir = DeterminismModel();
   if (!CudaAvailable(dir)) GTEST_SKIP() << "no CUDA in this libtorch or no GPU visible";
   RunnerOptions o;
   o.device = "cuda";
   o.decode_kernel = DecodeKernel::kTorch;
   auto r = LoadModel(dir, o);
   ASSERT_TRUE(r.ok()) << r.status();
-  const Trace alone = RunAlone(**r), crowded = RunCrowded(**r);
-  int differing = 0;
-  for (int s = 0; s < kTargetSteps; ++s) differing += !SameBits(alone.steps[s], crowded.steps[s]);
-  std::printf("[ premise  ] %s decode: %d/%d steps differ alone vs in a batch\n",
-              (*r)->path_description().c_str(), differing, kTargetSteps);
+  ReportAloneVsCrowded(**r, (*r)->path_description());
 }
 
 }  // namespace
