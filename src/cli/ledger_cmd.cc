@@ -538,38 +538,37 @@ void AddLedgerCommand(CLI::App& app) {
   });
 
   // --- request-withdrawal / withdraw (escrow) ---
-  CLI::App* request_withdrawal = cmd->add_subcommand(
-      "request-withdrawal",
-      "Ask to withdraw --amount of a client's escrow. It stays in the escrow (settlement can still "
-      "debit it; entry nodes stop counting it at once) and unlocks unbonding_epochs epochs after "
-      "the current one; a new request replaces the pending one. Embedded: [dev] no signature. "
-      "EVM: a transaction signed by the client's --key.");
-  auto req_client = std::make_shared<std::string>();
-  auto req_amount = std::make_shared<std::string>();
-  request_withdrawal->add_option("--client", *req_client, "client address (default: the --key's)");
-  request_withdrawal->add_option("--amount", *req_amount, "base units (EVM: wei)")->required();
-  request_withdrawal->callback([flags, req_client, req_amount] {
-    const ledger::Amount amount = ParseAmountOrFail(*req_amount);
-    auto [l, a] = OpenAsActor(*flags, *req_client, "--client", "request-withdrawal");
-    MutationOrFail(l->RequestEscrowWithdrawal(a, amount), flags->ledger, a);
-    PrintEscrow(*flags, a, OrFail(l->EscrowStatus(a)));
-  });
-  CLI::App* withdraw = cmd->add_subcommand(
-      "withdraw",
-      "Pay out --amount of a client's escrow withdrawal once it is unlocked (see "
-      "request-withdrawal; at most the pending amount and the balance). Embedded: [dev] no "
-      "signature, no payment. EVM: a transaction signed by the client's --key, which gets the "
-      "wei.");
-  auto wd_client = std::make_shared<std::string>();
-  auto wd_amount = std::make_shared<std::string>();
-  withdraw->add_option("--client", *wd_client, "client address (default: the --key's)");
-  withdraw->add_option("--amount", *wd_amount, "base units (EVM: wei)")->required();
-  withdraw->callback([flags, wd_client, wd_amount] {
-    const ledger::Amount amount = ParseAmountOrFail(*wd_amount);
-    auto [l, a] = OpenAsActor(*flags, *wd_client, "--client", "withdraw");
-    MutationOrFail(l->WithdrawEscrow(a, amount), flags->ledger, a);
-    PrintEscrow(*flags, a, OrFail(l->EscrowStatus(a)));
-  });
+  struct EscrowAction {
+    const char* name;
+    const char* help;
+    absl::Status (ledger::LedgerClient::*call)(const ledger::Address&, const ledger::Amount&);
+  };
+  for (const EscrowAction& action :
+       {EscrowAction{"request-withdrawal",
+                     "Ask to withdraw --amount of a client's escrow. It stays in the escrow "
+                     "(settlement can still debit it; entry nodes stop counting it at once) and "
+                     "unlocks unbonding_epochs epochs after the current one; a new request "
+                     "replaces the pending one. Embedded: [dev] no signature. EVM: a transaction "
+                     "signed by the client's --key.",
+                     &ledger::LedgerClient::RequestEscrowWithdrawal},
+        EscrowAction{"withdraw",
+                     "Pay out --amount of a client's escrow withdrawal once it is unlocked (see "
+                     "request-withdrawal; at most the pending amount and the balance). Embedded: "
+                     "[dev] no signature, no payment. EVM: a transaction signed by the client's "
+                     "--key, which gets the wei.",
+                     &ledger::LedgerClient::WithdrawEscrow}}) {
+    CLI::App* sub = cmd->add_subcommand(action.name, action.help);
+    auto client = std::make_shared<std::string>();
+    auto amount_text = std::make_shared<std::string>();
+    sub->add_option("--client", *client, "client address (default: the --key's)");
+    sub->add_option("--amount", *amount_text, "base units (EVM: wei)")->required();
+    sub->callback([flags, client, amount_text, action] {
+      const ledger::Amount amount = ParseAmountOrFail(*amount_text);
+      auto [l, a] = OpenAsActor(*flags, *client, "--client", action.name);
+      MutationOrFail(((*l).*action.call)(a, amount), flags->ledger, a);
+      PrintEscrow(*flags, a, OrFail(l->EscrowStatus(a)));
+    });
+  }
 
   // --- deposit ---
   CLI::App* deposit = cmd->add_subcommand(
