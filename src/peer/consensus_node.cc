@@ -279,6 +279,9 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
   void RoundEnded(const Hash256& request_id);
   // The round of `request_id` settles nothing (it failed): its (client, nonce) is free again.
   void ReleaseNonceClaim(const ConsensusRequest& request, const Hash256& request_id);
+  // After a restart: the claim (and worst-case reservation) Submit took for a journaled request
+  // whose round resumes or whose certificate is not settled yet. Keeps a claim already held.
+  void RestoreNonceClaim(const ConsensusRequest& request, const Hash256& request_id);
   // Releases the escrow reservations of `client`'s claims whose requests are done with its
   // escrow: the journal says the certificate settled or was refused for good, or the round ended
   // without one (a dispute is settled before the round is marked failed). The claims themselves
@@ -638,6 +641,17 @@ void ConsensusNodeImpl::ReleaseNonceClaim(const ConsensusRequest& request,
   if (it != nonce_claims_.end() && it->second.request_id == request_id) nonce_claims_.erase(it);
 }
 
+void ConsensusNodeImpl::RestoreNonceClaim(const ConsensusRequest& request,
+                                          const Hash256& request_id) {
+  // An overflowing worst case reserves everything (Submit refused such a request anyway).
+  const Uint256 worst =
+      CheckedMul(params_.fee_per_token, request.prompt_token_ids.size() + request.max_tokens)
+          .value_or(Uint256::Max());
+  std::lock_guard lock(mu_);
+  nonce_claims_.try_emplace({request.client, request.client_nonce},
+                            NonceClaim{request_id, request.epoch, worst});
+}
+
 absl::Status ConsensusNodeImpl::ReleaseSettledClaims(const Address& client) {
   std::vector<std::pair<uint64_t, Hash256>> claims;  // (nonce, request id)
   {
@@ -894,14 +908,27 @@ absl::StatusOr<int> ConsensusNodeImpl::ResumeJournaled() {
                                     checked.status().ToString());
       continue;
     }
+    // Claimed before the round starts, as in Submit: a round that fails at once releases it.
+    RestoreNonceClaim(*request, r.request_id);
     auto round = StartRound(*request, sig, r.request_id, *checked->model, false);
     if (!round.ok()) {
       log_->warn("round {}: not resumed: {}", ShortHex(r.request_id), round.status().ToString());
       (void)deps_.journal->SetState(r.request_id, journal::RequestState::kFailed,
                                     round.status().ToString());
+      ReleaseNonceClaim(*request, r.request_id);
       continue;
     }
     ++started;
+  }
+  // Certified requests whose settlement is still queued hold their nonce and reserve their fee
+  // until the outbox settles them (ReleaseSettledClaims then sees it in the journal).
+  ASSIGN_OR_RETURN(const size_t unsettled, deps_.journal->CountUnsettled());
+  if (unsettled > 0) {
+    ASSIGN_OR_RETURN(std::vector<journal::SettlementRecord> pending,
+                     deps_.journal->UnsettledCertificates(unsettled));
+    for (const journal::SettlementRecord& s : pending) {
+      RestoreNonceClaim(s.item.certificate.request, s.request_id);
+    }
   }
   if (started > 0) log_->info("resumed {} journaled round(s)", started);
   return started;

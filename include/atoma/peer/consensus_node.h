@@ -184,8 +184,10 @@ class ConsensusNode {
                                           const consensus::XvSalt& salt) = 0;
 
   // After a restart: re-runs the rounds of journaled requests that are neither certified nor
-  // failed (requests whose epoch is no longer current or previous are marked failed). Returns how
-  // many rounds it started.
+  // failed (requests whose epoch is no longer current or previous are marked failed), and takes
+  // back the nonce claims and escrow reservations of those rounds and of the journaled
+  // certificates not settled yet, as Submit took them before the restart. Returns how many rounds
+  // it started.
   virtual absl::StatusOr<int> ResumeJournaled() = 0;
 
   // Stops intake (Submit → UNAVAILABLE, Execute → UNAVAILABLE), lets running rounds finish until

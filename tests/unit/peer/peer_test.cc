@@ -689,6 +689,36 @@ TEST_F(PeerTest, EntryRestartResumesTheJournaledRoundAndSettlesOnce) {
   EXPECT_EQ(entry.consensus->ResumeJournaled().value(), 0);
 }
 
+// A restarted entry takes back the nonce claim and the escrow reservation of the round it
+// resumes: the same nonce is still in use, and the reservation still counts against the escrow.
+TEST_F(PeerTest, RestartedEntryKeepsTheClaimsOfTheRoundsItResumes) {
+  // 3 nodes, n = 3: no backups, so a stopped member keeps a round running until it fails.
+  Build(Net(3, 3'000));
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_TRUE(admin_->RequestEscrowWithdrawal(client_.address(), Uint256(1'000'000 - 30)).ok());
+  TestNode& gone = *nodes_[1];
+  gone.Stop();
+  TestNode& entry = *nodes_[0];
+  const ConsensusRequest a = Request(3, 21, /*max_tokens=*/8);  // worst case 11
+  auto running = entry.consensus->Submit(a, Sign(a));
+  ASSERT_TRUE(running.ok()) << running.status();
+  entry.Stop();  // mid-round: the request stays journaled, unfinished
+  running->reset();
+  Restart(entry);
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_EQ(entry.consensus->ResumeJournaled().value(), 1);
+  // The resumed round waits for the stopped member (3 s): meanwhile its claim holds.
+  const ConsensusRequest same_nonce = Request(3, 21, /*max_tokens=*/9);
+  auto refused = entry.consensus->Submit(same_nonce, Sign(same_nonce));
+  EXPECT_TRUE(absl::IsAlreadyExists(refused.status())) << refused.status();
+  const ConsensusRequest c = Request(3, 22, /*max_tokens=*/17);  // worst case 20: 11 + 20 > 30
+  refused = entry.consensus->Submit(c, Sign(c));
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("less 11 reserved for 1 unsettled request(s)"),
+            std::string::npos)
+      << refused.status();
+}
+
 // Makes a CA and a node certificate for 127.0.0.1 with the openssl command-line tool.
 struct TestCerts {
   std::string ca, cert, key;
