@@ -299,6 +299,7 @@ class SocketServer final : public OpenAiServer {
  public:
   SocketServer(std::vector<engine::Engine*> engines, OpenAiOptions options, int fd, int port)
       : engines_(std::move(engines)), options_(std::move(options)), fd_(fd), port_(port) {
+    api_keys_ = std::make_shared<const std::vector<std::string>>(options_.api_keys);
     limits_.max_prompt_bytes = options_.max_prompt_bytes;
     limits_.default_max_tokens = options_.default_max_tokens;
     if (::pipe2(wake_, O_CLOEXEC) != 0) wake_[0] = wake_[1] = -1;
@@ -329,6 +330,12 @@ class SocketServer final : public OpenAiServer {
   }
 
   int bound_port() const override { return port_; }
+
+  void SetApiKeys(std::vector<std::string> keys) override {
+    auto fresh = std::make_shared<const std::vector<std::string>>(std::move(keys));
+    std::lock_guard lock(keys_mu_);
+    api_keys_ = std::move(fresh);
+  }
 
  private:
   struct Connection {
@@ -583,13 +590,18 @@ class SocketServer final : public OpenAiServer {
   // True when no keys are configured, or `authorization` is "Bearer <one of the keys>". Every key
   // is compared, so the time does not tell which one (or whether any) matched.
   bool Authorized(absl::string_view authorization) const {
-    if (options_.api_keys.empty()) return true;
+    std::shared_ptr<const std::vector<std::string>> keys;
+    {
+      std::lock_guard lock(keys_mu_);
+      keys = api_keys_;
+    }
+    if (keys->empty()) return true;
     absl::string_view token;
     if (authorization.size() > 7 && absl::EqualsIgnoreCase(authorization.substr(0, 7), "bearer ")) {
       token = absl::StripAsciiWhitespace(authorization.substr(7));
     }
     bool ok = false;
-    for (const std::string& key : options_.api_keys) ok |= ConstantTimeEqual(token, key);
+    for (const std::string& key : *keys) ok |= ConstantTimeEqual(token, key);
     return ok && !token.empty();
   }
 
@@ -1040,6 +1052,8 @@ class SocketServer final : public OpenAiServer {
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::list<Connection> connections_;  // guarded by mu_
+  mutable std::mutex keys_mu_;
+  std::shared_ptr<const std::vector<std::string>> api_keys_;  // guarded by keys_mu_; never null
   std::thread thread_;
 };
 

@@ -591,6 +591,23 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
   return absl::OkStatus();
 }
 
+absl::Status ReloadSecrets(NodeContext& ctx) {
+  const std::filesystem::path& file = ctx.config.http.api_keys_file;
+  if (ctx.http_server == nullptr || file.empty()) {
+    Log()->info("SIGHUP: nothing to reload (no http.api_keys_file)");
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> keys = http::LoadApiKeys(file);
+  if (!keys.ok()) {
+    Log()->error("SIGHUP: http.api_keys_file {}: {}; the previous keys stay", file.string(),
+                 keys.status().ToString());
+    return Annotate(keys.status(), "http.api_keys_file");
+  }
+  Log()->info("SIGHUP: HTTP API: {} API key(s) from {}", keys->size(), file.string());
+  ctx.http_server->SetApiKeys(*std::move(keys));
+  return absl::OkStatus();
+}
+
 void Shutdown(NodeContext& ctx) {
   if (!ctx.running) return;
   ctx.running = false;

@@ -27,7 +27,8 @@ int StartupError(const absl::Status& status) {
 int RunNode(int argc, char** argv, bool reexec) {
   CLI::App app{
       "atoma-node: serves verifiable LLM inference over gRPC (atoma.v1.Inference and Admin).\n"
-      "Stops cleanly on SIGINT/SIGTERM (a second signal exits at once).\n"
+      "Stops cleanly on SIGINT/SIGTERM (a second signal exits at once); SIGHUP re-reads\n"
+      "http.api_keys_file.\n"
       "Exit codes: 0 after a clean shutdown, 2 for usage or start-up errors.",
       "atoma-node"};
   std::string config_path;
@@ -76,7 +77,9 @@ int RunNode(int argc, char** argv, bool reexec) {
     return StartupError(s);
   }
   GetLogger("node")->info("ready");
-  const int sig = (*signal)->Wait();
+  int sig = 0;
+  // SIGHUP reloads (errors are logged there; the node keeps serving with what it had).
+  while ((sig = (*signal)->Wait()) == SIGHUP) (void)ReloadSecrets(ctx);
   GetLogger("node")->info("received {}; shutting down", sig == 0        ? "shutdown request"
                                                         : sig == SIGINT ? "SIGINT"
                                                                         : "SIGTERM");

@@ -20,12 +20,14 @@ std::atomic<int> g_signal_count{0};
 std::atomic<bool> g_installed{false};
 struct sigaction g_old_int;
 struct sigaction g_old_term;
+struct sigaction g_old_hup;
 
 static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void OnShutdownSignal(int sig) {
   const int saved_errno = errno;
-  if (g_signal_count.fetch_add(1) >= 1) _exit(128 + sig);  // second signal: stop now
+  // A second SIGINT/SIGTERM: stop now. SIGHUP asks for a reload and never forces an exit.
+  if (sig != SIGHUP && g_signal_count.fetch_add(1) >= 1) _exit(128 + sig);
   const int fd = g_write_fd.load();
   if (fd >= 0) {
     const unsigned char byte = static_cast<unsigned char>(sig);
@@ -55,12 +57,14 @@ absl::StatusOr<std::unique_ptr<ShutdownSignal>> ShutdownSignal::Install() {
   action.sa_flags = SA_RESTART;
   ::sigaction(SIGINT, &action, &g_old_int);
   ::sigaction(SIGTERM, &action, &g_old_term);
+  ::sigaction(SIGHUP, &action, &g_old_hup);
   return std::unique_ptr<ShutdownSignal>(new ShutdownSignal(fds[0], fds[1]));
 }
 
 ShutdownSignal::~ShutdownSignal() {
   ::sigaction(SIGINT, &g_old_int, nullptr);
   ::sigaction(SIGTERM, &g_old_term, nullptr);
+  ::sigaction(SIGHUP, &g_old_hup, nullptr);
   g_write_fd = -1;
   ::close(read_fd_);
   ::close(write_fd_);

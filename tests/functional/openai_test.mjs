@@ -434,6 +434,40 @@ try {
     assert.match(r.stdout + r.stderr, /http\.api_keys_file.*chmod 600/);
   });
 
+  await test("API keys: SIGHUP re-reads the keys file; a bad file keeps the old keys", async () => {
+    const keyed = (apiKey) => new OpenAI({ baseURL: `http://127.0.0.1:${ports.http}/v1`, apiKey,
+                                           maxRetries: 0, timeout: 60000 });
+    const works = async (apiKey) => {
+      try {
+        await keyed(apiKey).models.list();
+        return true;
+      } catch (e) {
+        if (e instanceof AuthenticationError) return false;
+        throw e;
+      }
+    };
+    fs.writeFileSync(apiKeys, `${API_KEY}\nsk-atoma-rotated\n`, { mode: 0o600 });
+    node.kill("SIGHUP");
+    const deadline = Date.now() + 30000;
+    while (!(await works("sk-atoma-rotated"))) {
+      assert.ok(Date.now() < deadline, `the new key never worked:\n${nodeLog()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(await works("sk-atoma-test-2"), false, "a key no longer in the file still works");
+    assert.equal(await works(API_KEY), true);
+    // A file others may read is refused on reload too; the keys in force stay.
+    fs.chmodSync(apiKeys, 0o644);
+    node.kill("SIGHUP");
+    const logged = Date.now() + 30000;
+    while (!/previous keys stay/.test(nodeLog())) {
+      assert.ok(Date.now() < logged, `no reload error logged:\n${nodeLog()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    fs.chmodSync(apiKeys, 0o600);
+    assert.equal(await works("sk-atoma-rotated"), true);
+    assert.equal(exited, null, "SIGHUP stopped the node");
+  });
+
   const models = await client.models.list();
   const hasChat = Boolean(
       JSON.parse(run(CLI, ["models", "--addr", `127.0.0.1:${ports.grpc}`, "--json"]))

@@ -118,6 +118,10 @@ class OpenAiServer {
                                                              OpenAiOptions options);
 
   virtual int bound_port() const = 0;
+
+  // Replaces the accepted API keys (the node re-reads http.api_keys_file on SIGHUP); requests
+  // already authorized go on. Empty: no authentication from now on. Thread-safe.
+  virtual void SetApiKeys(std::vector<std::string> keys) = 0;
 };
 
 }  // namespace atoma::http

@@ -109,6 +109,11 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
 // The ordered shutdown described above. Idempotent.
 void Shutdown(NodeContext& ctx);
 
+// SIGHUP: re-reads http.api_keys_file (when set) and hands the keys to the HTTP server, so an
+// operator rotates keys without a restart. A file that cannot be read keeps the old keys and logs
+// why; nothing else is reloaded. Returns what it did, for tests.
+absl::Status ReloadSecrets(NodeContext& ctx);
+
 // Sets the CPU thread counts from engine.threads (0 = hardware concurrency) before any model
 // work: OpenBLAS through openblas_set_num_threads (looked up with dlsym, so the node does not link
 // OpenBLAS itself), plus OMP_NUM_THREADS/OPENBLAS_NUM_THREADS for libraries that initialize
@@ -126,10 +131,10 @@ void Shutdown(NodeContext& ctx);
 // Returns a description for the start-up log.
 std::string ApplyThreadSettings(int threads);
 
-// SIGINT/SIGTERM → a byte on a self-pipe (the handler does nothing else: write(2) is
-// async-signal-safe). Wait() blocks until the first signal or Trigger(). A second signal while
+// SIGINT/SIGTERM/SIGHUP → a byte on a self-pipe (the handler does nothing else: write(2) is
+// async-signal-safe). Wait() blocks until a signal or Trigger(). A second SIGINT/SIGTERM while
 // the node shuts down exits the process at once (_exit(128 + signal)), so an operator can always
-// stop it.
+// stop it; SIGHUP (reload) never counts towards that.
 // At most one instance exists at a time (signal handlers are process-wide).
 class ShutdownSignal {
  public:

@@ -1164,6 +1164,12 @@ TEST_F(OpenAiServerTest, ApiKeysGuardEveryPathButHealth) {
   EXPECT_EQ(engine_->submitted(), 2);
   // The health probe needs none.
   EXPECT_EQ(Get(port_, "/health").status, 200);
+  // Rotated keys (SIGHUP): the new set is in force at once, the old keys are not.
+  server_->SetApiKeys({"sk-rotated"});
+  EXPECT_EQ(WithAuth(port_, "GET", "/v1/models", "Bearer sk-rotated").status, 200);
+  ExpectError(WithAuth(port_, "GET", "/v1/models", "Bearer sk-first"), 401, "", "invalid_api_key");
+  server_->SetApiKeys({});
+  EXPECT_EQ(WithAuth(port_, "GET", "/v1/models", "").status, 200);
 }
 
 class ApiKeysFileTest : public ::testing::Test {

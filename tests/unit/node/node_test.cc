@@ -328,6 +328,22 @@ TEST(Signals, SignalAndTriggerWakeWait) {
   EXPECT_TRUE(ShutdownSignal::Install().ok());
 }
 
+// SIGHUP (reload) wakes Wait() with its number and never counts as the first of two stops.
+TEST(Signals, HangupIsAReloadNotAStop) {
+  auto signal = ShutdownSignal::Install();
+  ASSERT_TRUE(signal.ok()) << signal.status();
+  for (int i = 0; i < 3; ++i) {
+    ::raise(SIGHUP);
+    EXPECT_EQ((*signal)->Wait(), SIGHUP);
+  }
+  ::raise(SIGTERM);  // the first stop request: Wait() returns, the process lives
+  EXPECT_EQ((*signal)->Wait(), SIGTERM);
+  signal->reset();
+  struct sigaction now {};
+  ::sigaction(SIGHUP, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+}
+
 TEST(SignalsDeathTest, SecondSignalExitsAtOnce) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
