@@ -347,9 +347,11 @@ absl::StatusOr<NodeConfig> FromYaml(const YAML::Node& root, const std::filesyste
   RETURN_IF_ERROR(metrics.String("listen", &c.metrics.listen));
 
   const MapReader http = top.Child("http");
-  RETURN_IF_ERROR(http.CheckKeys({"listen", "api_keys_file"}));
+  RETURN_IF_ERROR(http.CheckKeys({"listen", "api_keys_file", "tls_cert_file", "tls_key_file"}));
   RETURN_IF_ERROR(http.String("listen", &c.http.listen));
   RETURN_IF_ERROR(http.Path("api_keys_file", base, &c.http.api_keys_file));
+  RETURN_IF_ERROR(http.Path("tls_cert_file", base, &c.http.tls_cert_file));
+  RETURN_IF_ERROR(http.Path("tls_key_file", base, &c.http.tls_key_file));
   return c;
 }
 
@@ -398,9 +400,13 @@ absl::Status Validate(const NodeConfig& c) {
   if (!c.http.listen.empty()) {
     RETURN_IF_ERROR(CheckListenAddress(c.http.listen, "http.listen"));
   }
-  if (c.api.tls_cert_file.empty() != c.api.tls_key_file.empty()) {
-    return KeyError(c.api.tls_cert_file.empty() ? "api.tls_cert_file" : "api.tls_key_file",
-                    "required when the other TLS file is set (give both or neither)");
+  for (const auto& [section, tls] :
+       {std::pair{"api.", std::pair{&c.api.tls_cert_file, &c.api.tls_key_file}},
+        std::pair{"http.", std::pair{&c.http.tls_cert_file, &c.http.tls_key_file}}}) {
+    if (tls.first->empty() != tls.second->empty()) {
+      return KeyError(absl::StrCat(section, tls.first->empty() ? "tls_cert_file" : "tls_key_file"),
+                      "required when the other TLS file is set (give both or neither)");
+    }
   }
 
   RETURN_IF_ERROR(

@@ -4,16 +4,22 @@
 #include "atoma/http/openai_server.h"
 
 #include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -295,10 +301,71 @@ class LogprobsBuilder {
   json offsets_ = json::array();
 };
 
+// OpenSSL's oldest queued error of this thread as text (and the queue cleared).
+std::string SslError() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "no OpenSSL error queued";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return buf;
+}
+
+struct SslCtxFree {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+using TlsContext = std::unique_ptr<SSL_CTX, SslCtxFree>;
+
+// A TLS 1.2+ server context from a PEM certificate chain (leaf first) and its PEM private key.
+absl::StatusOr<TlsContext> MakeTlsContext(const std::string& chain_pem,
+                                          const std::string& key_pem) {
+  TlsContext ctx(SSL_CTX_new(TLS_server_method()));
+  if (ctx == nullptr) return absl::InternalError(absl::StrCat("SSL_CTX_new: ", SslError()));
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
+  Bio chain(BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size())), BIO_free);
+  X509* leaf = chain ? PEM_read_bio_X509(chain.get(), nullptr, nullptr, nullptr) : nullptr;
+  if (leaf == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS certificate: no PEM certificate (", SslError(), ")"));
+  }
+  const int used = SSL_CTX_use_certificate(ctx.get(), leaf);
+  X509_free(leaf);
+  if (used != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS certificate: ", SslError()));
+  }
+  // The rest of the file is the chain up to (not necessarily including) the root.
+  while (X509* extra = PEM_read_bio_X509(chain.get(), nullptr, nullptr, nullptr)) {
+    if (SSL_CTX_add_extra_chain_cert(ctx.get(), extra) != 1) {  // owns `extra` on success
+      X509_free(extra);
+      return absl::InvalidArgumentError(absl::StrCat("TLS certificate chain: ", SslError()));
+    }
+  }
+  ERR_clear_error();  // the end of the PEM data queues a "no start line" error
+  Bio key(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
+  EVP_PKEY* pkey = key ? PEM_read_bio_PrivateKey(key.get(), nullptr, nullptr, nullptr) : nullptr;
+  if (pkey == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS private key: no unencrypted PEM private key (", SslError(), ")"));
+  }
+  const int key_used = SSL_CTX_use_PrivateKey(ctx.get(), pkey);
+  EVP_PKEY_free(pkey);
+  if (key_used != 1 || SSL_CTX_check_private_key(ctx.get()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS private key: does not match the certificate (", SslError(), ")"));
+  }
+  return ctx;
+}
+
 class SocketServer final : public OpenAiServer {
  public:
-  SocketServer(std::vector<engine::Engine*> engines, OpenAiOptions options, int fd, int port)
-      : engines_(std::move(engines)), options_(std::move(options)), fd_(fd), port_(port) {
+  SocketServer(std::vector<engine::Engine*> engines, OpenAiOptions options, int fd, int port,
+               TlsContext tls)
+      : engines_(std::move(engines)),
+        options_(std::move(options)),
+        fd_(fd),
+        port_(port),
+        tls_(std::move(tls)) {
     api_keys_ = std::make_shared<const std::vector<std::string>>(options_.api_keys);
     limits_.max_prompt_bytes = options_.max_prompt_bytes;
     limits_.default_max_tokens = options_.default_max_tokens;
@@ -351,6 +418,7 @@ class SocketServer final : public OpenAiServer {
   struct Conn {
     int fd = -1;
     bool keep_alive = false;
+    SSL* ssl = nullptr;  // with TLS: the session over fd (owned by Handle)
   };
 
   void Serve() {
@@ -367,9 +435,11 @@ class SocketServer final : public OpenAiServer {
       if (static_cast<int>(connections_.size()) >= options_.max_connections) {
         lock.unlock();
         SetTimeouts(conn, 2);
-        Conn refused{conn, false};
-        SendError(refused, HttpError{503, "too many open connections; retry later", "",
-                                     "service_unavailable", "server_error"});
+        if (tls_ == nullptr) {  // a TLS client could not read a plaintext answer: just close
+          Conn refused{conn, false};
+          SendError(refused, HttpError{503, "too many open connections; retry later", "",
+                                       "service_unavailable", "server_error"});
+        }
         ::close(conn);
         continue;
       }
@@ -410,24 +480,39 @@ class SocketServer final : public OpenAiServer {
     ::setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   }
 
-  static bool SendAll(int conn, absl::string_view data) {
+  static bool SendAll(const Conn& conn, absl::string_view data) {
     size_t sent = 0;
     while (sent < data.size()) {
-      const ssize_t n = ::send(conn, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
+      const size_t chunk = std::min<size_t>(data.size() - sent, INT_MAX);
+      const ssize_t n = conn.ssl != nullptr
+                            ? SSL_write(conn.ssl, data.data() + sent, static_cast<int>(chunk))
+                            : ::send(conn.fd, data.data() + sent, chunk, MSG_NOSIGNAL);
+      if (n <= 0) {
+        if (conn.ssl != nullptr) ERR_clear_error();
+        return false;
+      }
       sent += static_cast<size_t>(n);
     }
     return true;
   }
 
+  // Reads what has arrived, up to `size` bytes: > 0 bytes read; <= 0 the peer closed, the receive
+  // timeout passed, or a TLS error.
+  static ssize_t Recv(const Conn& conn, char* buf, size_t size) {
+    if (conn.ssl == nullptr) return ::recv(conn.fd, buf, size, 0);
+    const int n = SSL_read(conn.ssl, buf, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+    if (n <= 0) ERR_clear_error();  // this thread's queue: nothing else reads it
+    return n;
+  }
+
   static bool SendResponse(const Conn& conn, int status, absl::string_view type,
                            absl::string_view body, absl::string_view extra_headers = "") {
     return SendAll(
-        conn.fd, absl::StrCat("HTTP/1.1 ", status, " ", Reason(status), "\r\nContent-Type: ", type,
-                              "\r\nContent-Length: ", body.size(), "\r\n", extra_headers,
-                              conn.keep_alive ? "Connection: keep-alive\r\n\r\n"
-                                              : "Connection: close\r\n\r\n",
-                              body));
+        conn, absl::StrCat(
+                  "HTTP/1.1 ", status, " ", Reason(status), "\r\nContent-Type: ", type,
+                  "\r\nContent-Length: ", body.size(), "\r\n", extra_headers,
+                  conn.keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n",
+                  body));
   }
   static bool SendJson(const Conn& conn, int status, const json& body) {
     return SendResponse(conn, status, "application/json",
@@ -447,11 +532,21 @@ class SocketServer final : public OpenAiServer {
   void Handle(int fd) {
     SetTimeouts(fd, 10);
     Conn conn{fd, false};
+    std::unique_ptr<SSL, decltype(&SSL_free)> ssl(nullptr, SSL_free);
+    if (tls_ != nullptr) {
+      ssl.reset(SSL_new(tls_.get()));
+      if (ssl == nullptr || SSL_set_fd(ssl.get(), fd) != 1 || SSL_accept(ssl.get()) != 1) {
+        GetLogger("http")->debug("TLS handshake failed: {}", SslError());
+        return;
+      }
+      conn.ssl = ssl.get();
+    }
     std::string data;
     for (int served = 0; served < kMaxRequestsPerConnection && !stop_; ++served) {
       HandleOne(conn, data, served + 1 == kMaxRequestsPerConnection);
-      if (!conn.keep_alive) return;
+      if (!conn.keep_alive) break;
     }
+    if (conn.ssl != nullptr && SSL_shutdown(conn.ssl) < 0) ERR_clear_error();  // close_notify
   }
 
   // Reads one request (head up to 16 KiB, body by Content-Length up to max_body_bytes) after what
@@ -464,7 +559,7 @@ class SocketServer final : public OpenAiServer {
       if (data.size() > 16384) {
         return SendError(conn, HttpError{400, "request head over 16 KiB", "", "", ""});
       }
-      const ssize_t n = ::recv(conn.fd, buf, sizeof(buf), 0);
+      const ssize_t n = Recv(conn, buf, sizeof(buf));
       if (n <= 0) return;
       data.append(buf, static_cast<size_t>(n));
     }
@@ -568,12 +663,12 @@ class SocketServer final : public OpenAiServer {
     }
     // curl asks before sending larger bodies and otherwise waits a second for the go-ahead.
     if (expect_continue && data.empty() && content_length > 0 &&
-        !SendAll(conn.fd, "HTTP/1.1 100 Continue\r\n\r\n")) {
+        !SendAll(conn, "HTTP/1.1 100 Continue\r\n\r\n")) {
       conn.keep_alive = false;
       return;
     }
     while (static_cast<int64_t>(data.size()) < content_length) {
-      const ssize_t n = ::recv(conn.fd, buf, sizeof(buf), 0);
+      const ssize_t n = Recv(conn, buf, sizeof(buf));
       if (n <= 0) {
         conn.keep_alive = false;
         return;
@@ -948,14 +1043,14 @@ class SocketServer final : public OpenAiServer {
 
   static bool SendEvent(const Conn& conn, const json& data) {
     return SendAll(
-        conn.fd,
+        conn,
         absl::StrCat("data: ", data.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n"));
   }
 
   // Server-sent events, the body delimited by the connection's close (no Content-Length).
   const char* Stream(Responder& r) {
     r.conn.keep_alive = false;  // the body ends with the connection
-    if (!SendAll(r.conn.fd,
+    if (!SendAll(r.conn,
                  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                  "Cache-Control: no-cache\r\nConnection: close\r\n\r\n")) {
       r.source.Abandon();
@@ -1029,7 +1124,7 @@ class SocketServer final : public OpenAiServer {
       usage["usage"] = Usage(event);
       if (!SendEvent(r.conn, usage)) return "ok";
     }
-    SendAll(r.conn.fd, "data: [DONE]\n\n");
+    SendAll(r.conn, "data: [DONE]\n\n");
     return "ok";
   }
 
@@ -1052,6 +1147,7 @@ class SocketServer final : public OpenAiServer {
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::list<Connection> connections_;  // guarded by mu_
+  const TlsContext tls_;               // null: plaintext
   mutable std::mutex keys_mu_;
   std::shared_ptr<const std::vector<std::string>> api_keys_;  // guarded by keys_mu_; never null
   std::thread thread_;
@@ -1080,10 +1176,20 @@ absl::StatusOr<std::vector<std::string>> LoadApiKeys(const std::filesystem::path
 
 absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(
     const std::string& listen, std::vector<engine::Engine*> engines, OpenAiOptions options) {
+  TlsContext tls;
+  if (!options.tls_cert_chain_pem.empty() || !options.tls_private_key_pem.empty()) {
+    if (options.tls_cert_chain_pem.empty() || options.tls_private_key_pem.empty()) {
+      return absl::InvalidArgumentError("TLS needs both a certificate chain and a private key");
+    }
+    ASSIGN_OR_RETURN(tls, MakeTlsContext(options.tls_cert_chain_pem, options.tls_private_key_pem));
+    // OpenSSL writes with write(2): a client gone mid-response must not kill the process.
+    std::signal(SIGPIPE, SIG_IGN);
+  }
   ASSIGN_OR_RETURN(TcpListener listener, ListenTcp(listen, 64, "http"));
-  GetLogger("http")->info("OpenAI-compatible API on http://{}:{}/v1", listener.host, listener.port);
-  return std::unique_ptr<OpenAiServer>(
-      new SocketServer(std::move(engines), std::move(options), listener.fd, listener.port));
+  GetLogger("http")->info("OpenAI-compatible API on {}://{}:{}/v1", tls ? "https" : "http",
+                          listener.host, listener.port);
+  return std::unique_ptr<OpenAiServer>(new SocketServer(
+      std::move(engines), std::move(options), listener.fd, listener.port, std::move(tls)));
 }
 
 }  // namespace atoma::http

@@ -278,6 +278,12 @@ absl::Status StartHttp(const config::NodeConfig& c, NodeContext& ctx) {
     };
   }
   options.allow_anonymous = c.api.allow_anonymous;
+  if (!c.http.tls_cert_file.empty()) {
+    ASSIGN_OR_RETURN(options.tls_cert_chain_pem,
+                     ReadTextFile(c.http.tls_cert_file, "http.tls_cert_file"));
+    ASSIGN_OR_RETURN(options.tls_private_key_pem,
+                     ReadTextFile(c.http.tls_key_file, "http.tls_key_file"));
+  }
   if (!c.http.api_keys_file.empty()) {
     absl::StatusOr<std::vector<std::string>> keys = http::LoadApiKeys(c.http.api_keys_file);
     if (!keys.ok()) return Annotate(keys.status(), "http.api_keys_file");
@@ -285,8 +291,12 @@ absl::Status StartHttp(const config::NodeConfig& c, NodeContext& ctx) {
     Log()->info("HTTP API: {} API key(s) from {}", options.api_keys.size(),
                 c.http.api_keys_file.string());
   }
+  const bool tls = !options.tls_cert_chain_pem.empty();
   auto server = http::OpenAiServer::Start(c.http.listen, std::move(engines), std::move(options));
-  if (!server.ok()) return Annotate(server.status(), "http.listen");
+  if (!server.ok()) {
+    return Annotate(server.status(),
+                    tls ? "http.tls_cert_file/http.tls_key_file or http.listen" : "http.listen");
+  }
   ctx.http_server = std::move(*server);
   Log()->info("serving the OpenAI-compatible API on {} (port {})", c.http.listen,
               ctx.http_server->bound_port());

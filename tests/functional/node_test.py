@@ -41,7 +41,11 @@ class Node(netlib.NodeProcess):
                                        drain_deadline_ms,
                                        [f"admin_token_file: {self.admin_token_file}"]))
             f.write("metrics:\n  listen: 127.0.0.1:0\n")
-            f.write("http:\n  listen: 127.0.0.1:0\n")
+            # HTTPS with a throwaway CA (the node's certificate names 127.0.0.1).
+            self.http_ca = make_test_certs(os.path.join(workdir, "pki"))
+            f.write("http:\n  listen: 127.0.0.1:0\n"
+                    f"  tls_cert_file: {os.path.join(workdir, 'pki', 'node.pem')}\n"
+                    f"  tls_key_file: {os.path.join(workdir, 'pki', 'node.key')}\n")
         self.start("--listen", "127.0.0.1:0")
         self.wait_started()
         with open(self.ports_file) as f:
@@ -50,6 +54,24 @@ class Node(netlib.NodeProcess):
         self.metrics_port = ports.get("metrics")
         self.http_port = ports.get("http")
         self.addr = f"127.0.0.1:{self.port}"
+
+
+def make_test_certs(folder):
+    """A CA and a certificate for IP 127.0.0.1 signed by it (EC P-256, one day), made with the
+    openssl command-line tool in `folder`; returns the CA certificate's path."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for cmd in (["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+                 "-subj", "/CN=atoma-functional-ca"],
+                ["req", *ec, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=node"],
+                ["x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "node.pem", "-days", "1", "-extfile", "ext.cnf"]):
+        r = run(["openssl", *cmd], cwd=folder)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {' '.join(cmd)} failed:\n{r.stderr}")
+    return os.path.join(folder, "ca.pem")
 
 
 def load_stubs():
@@ -210,12 +232,18 @@ class NodeTest(unittest.TestCase):
         for prompt in ("one", "two"):
             r = self.generate_cli("--max-tokens", "5", "--ignore-eos", prompt)
             self.assertEqual(r.returncode, 0, r.stderr)
-        # The OpenAI-compatible HTTP API is metered the same way.
+        # The OpenAI-compatible HTTP API (HTTPS here) is metered the same way.
+        import ssl
+        import urllib.error
         import urllib.request
         body = json.dumps({"model": "tiny", "prompt": "three", "max_tokens": 5}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.node.http_port}/v1/completions",
-                                         data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as r:
+        url = f"127.0.0.1:{self.node.http_port}/v1/completions"
+        with self.assertRaises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(urllib.request.Request(f"http://{url}", data=body), timeout=10)
+        request = urllib.request.Request(f"https://{url}", data=body,
+                                         headers={"Content-Type": "application/json"})
+        context = ssl.create_default_context(cafile=self.node.http_ca)
+        with urllib.request.urlopen(request, timeout=60, context=context) as r:
             self.assertEqual(r.status, 200)
             http_tokens = json.loads(r.read())["usage"]["completion_tokens"]
         self.assertGreater(http_tokens, 0)

@@ -138,6 +138,8 @@ struct HttpSection {
   // One API key per line (http::LoadApiKeys); empty (default) = no authentication. Relative to
   // the config file's folder.
   std::filesystem::path api_keys_file;
+  std::filesystem::path tls_cert_file;  // HTTPS: PEM certificate chain; with tls_key_file
+  std::filesystem::path tls_key_file;
 };
 
 struct NodeConfig {

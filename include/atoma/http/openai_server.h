@@ -100,6 +100,12 @@ struct OpenAiOptions {
   RevealSalt reveal_salt;
   // Accepted bearer tokens (http.api_keys_file). Empty: no authentication.
   std::vector<std::string> api_keys;
+  // PEM certificate chain (leaf first) and unencrypted PEM private key: serve HTTPS (TLS 1.2+)
+  // instead of plaintext. Both or neither (INVALID_ARGUMENT from Start, which also names a
+  // certificate or key it cannot use). With TLS the process ignores SIGPIPE (OpenSSL writes with
+  // write(2)); a connection past max_connections is closed without the 503.
+  std::string tls_cert_chain_pem{};
+  std::string tls_private_key_pem{};
 };
 
 // Reads http.api_keys_file: one key per line (surrounding blanks trimmed; empty lines and lines

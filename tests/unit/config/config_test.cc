@@ -348,6 +348,8 @@ TEST(Config, ValidationErrors) {
        "api.tls_key_file: required when the other TLS file is set (give both or neither)"},
       {"api:\n  tls_key_file: node.key\n",
        "api.tls_cert_file: required when the other TLS file is set (give both or neither)"},
+      {"http:\n  tls_cert_file: node.pem\n",
+       "http.tls_key_file: required when the other TLS file is set (give both or neither)"},
       {"log:\n  level: verbose\n",
        "log.level: must be one of trace|debug|info|warn|error|off, got \"verbose\""},
       {"log:\n  format: xml\n", "log.format: must be one of text|json, got \"xml\""},

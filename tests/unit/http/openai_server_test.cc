@@ -4,11 +4,16 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -31,6 +36,8 @@
 #include "fake_engine.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "testing/temp_dir.h"
+#include "testing/test_certs.h"
 
 namespace atoma::http {
 namespace {
@@ -50,7 +57,9 @@ struct Response {
 // Content-Length bytes, or up to the server's close when there is none: event streams).
 class Client {
  public:
-  explicit Client(int port) {
+  // With `tls`, a TLS client of that context (verifying the server as 127.0.0.1); connected()
+  // says whether the TCP connection and, with TLS, the handshake succeeded.
+  explicit Client(int port, SSL_CTX* tls = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -59,20 +68,36 @@ class Client {
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
       ::close(fd_);
       fd_ = -1;
+      return;
     }
     timeval tv{30, 0};  // a test that waits this long has failed anyway
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (tls != nullptr) {
+      ssl_ = SSL_new(tls);
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), "127.0.0.1");
+      if (SSL_set_fd(ssl_, fd_) != 1 || SSL_connect(ssl_) != 1) {
+        ERR_clear_error();
+        SSL_free(ssl_);
+        ssl_ = nullptr;
+        ::close(fd_);
+        fd_ = -1;
+      }
+    }
   }
   ~Client() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
     if (fd_ >= 0) ::close(fd_);
   }
+  bool connected() const { return fd_ >= 0; }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   bool Send(const std::string& raw) {
     size_t sent = 0;
     while (fd_ >= 0 && sent < raw.size()) {
-      const ssize_t n = ::send(fd_, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
+      const ssize_t n =
+          ssl_ != nullptr ? SSL_write(ssl_, raw.data() + sent, static_cast<int>(raw.size() - sent))
+                          : ::send(fd_, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
       if (n <= 0) return false;
       sent += static_cast<size_t>(n);
     }
@@ -110,13 +135,19 @@ class Client {
  private:
   bool Fill() {
     char buf[4096];
-    const ssize_t n = fd_ < 0 ? -1 : ::recv(fd_, buf, sizeof(buf), 0);
-    if (n <= 0) return false;
+    const ssize_t n = fd_ < 0           ? -1
+                      : ssl_ != nullptr ? SSL_read(ssl_, buf, sizeof(buf))
+                                        : ::recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      ERR_clear_error();
+      return false;
+    }
     data_.append(buf, static_cast<size_t>(n));
     return true;
   }
 
   int fd_ = -1;
+  SSL* ssl_ = nullptr;
   std::string data_;
 };
 
@@ -263,6 +294,64 @@ TEST_F(OpenAiServerTest, KeepAliveAndWhatClosesTheConnection) {
     EXPECT_EQ(c.Read().status, 400);
     ASSERT_TRUE(c.Send(get));
     EXPECT_EQ(c.Read().status, 200);
+  }
+}
+
+// HTTPS: a client that trusts the node's CA gets answers (keep-alive and streams too); a
+// plaintext client and a client trusting another CA get nothing; Start refuses a certificate
+// without its key, a key of another certificate, and garbage.
+TEST_F(OpenAiServerTest, TlsServesHttpsOnly) {
+  const std::filesystem::path dir = test::FreshTestDir("atoma_http_tls_");
+  const test::TestCerts certs = test::MakeTestCerts(dir / "pki", "atoma-http-ca");
+  const test::TestCerts other = test::MakeTestCerts(dir / "other", "other-ca");
+  OpenAiOptions options;
+  options.tls_cert_chain_pem = certs.cert;
+  options.tls_private_key_pem = certs.key;
+  StartWith(FakeEngineOptions{}, options);
+  auto client_context = [](const std::string& ca_pem) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    BIO* bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+    X509* ca = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca);
+    X509_free(ca);
+    BIO_free(bio);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    return std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)>(ctx, SSL_CTX_free);
+  };
+  auto trusted = client_context(certs.ca);
+  {
+    Client c(port_, trusted.get());
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.Send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+    Response health = c.Read();
+    EXPECT_EQ(health.status, 200);
+    EXPECT_EQ(health.Json(), json({{"status", "ok"}}));
+    const std::string body = R"({"model":"fake","prompt":"hi","max_tokens":3,"stream":true})";
+    ASSERT_TRUE(c.Send(absl::StrCat(
+        "POST /v1/completions HTTP/1.1\r\nContent-Length: ", body.size(), "\r\n\r\n", body)));
+    Response stream = c.Read();
+    EXPECT_EQ(stream.status, 200);
+    EXPECT_EQ(SseData(stream.body).back(), "[DONE]");
+  }
+  {
+    Client plain(port_);
+    ASSERT_TRUE(plain.connected());
+    plain.Send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(plain.Read().status, 0) << "a plaintext request was answered";
+  }
+  {
+    auto untrusting = client_context(other.ca);
+    Client c(port_, untrusting.get());
+    EXPECT_FALSE(c.connected()) << "the handshake succeeded against an untrusted CA";
+  }
+  engine_ = std::make_unique<FakeEngine>(FakeEngineOptions{});
+  for (const auto& [cert, key] : std::vector<std::pair<std::string, std::string>>{
+           {certs.cert, ""}, {certs.cert, other.key}, {"not a certificate", certs.key}}) {
+    OpenAiOptions bad;
+    bad.tls_cert_chain_pem = cert;
+    bad.tls_private_key_pem = key;
+    auto refused = OpenAiServer::Start("127.0.0.1:0", {engine_.get()}, bad);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
   }
 }
 

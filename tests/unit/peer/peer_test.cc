@@ -32,6 +32,7 @@
 #include "fake_engine.h"
 #include "gtest/gtest.h"
 #include "testing/temp_dir.h"
+#include "testing/test_certs.h"
 
 namespace atoma::peer {
 namespace {
@@ -719,31 +720,8 @@ TEST_F(PeerTest, RestartedEntryKeepsTheClaimsOfTheRoundsItResumes) {
       << refused.status();
 }
 
-// Makes a CA and a node certificate for 127.0.0.1 with the openssl command-line tool.
-struct TestCerts {
-  std::string ca, cert, key;
-};
-TestCerts MakeCerts(const fs::path& dir, const std::string& name) {
-  fs::create_directories(dir);
-  const std::string d = dir.string();
-  const std::string script = absl::StrCat(
-      "set -e; cd '", d, "'; printf 'subjectAltName=IP:127.0.0.1\n' > ext.cnf; ",
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ",
-      "-keyout ca.key -out ca.pem -days 1 -subj /CN=", name, " 2>/dev/null; ",
-      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node.key ",
-      "-out node.csr -subj /CN=node 2>/dev/null; ",
-      "openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem ",
-      "-days 1 -extfile ext.cnf 2>/dev/null");
-  EXPECT_EQ(std::system(absl::StrCat("bash -c \"", script, "\"").c_str()), 0);
-  auto read = [&](const char* file) {
-    std::ifstream in(dir / file);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  };
-  return {read("ca.pem"), read("node.pem"), read("node.key")};
-}
-
 TEST_F(PeerTest, PeersTalkOverTlsAndRefuseAnUntrustedCertificate) {
-  const TestCerts certs = MakeCerts(dir_ / "pki", "atoma-test-ca");
+  const test::TestCerts certs = test::MakeTestCerts(dir_ / "pki", "atoma-test-ca");
   ASSERT_FALSE(certs.ca.empty());
   NetworkOptions o = Net(3, 700);
   o.tls_cert = certs.cert;
@@ -762,7 +740,7 @@ TEST_F(PeerTest, PeersTalkOverTlsAndRefuseAnUntrustedCertificate) {
 
   // An entry that trusts another CA cannot reach the members: no certificate.
   TestNode& entry = *nodes_[0];
-  options_.tls_roots = MakeCerts(dir_ / "other-pki", "other-ca").ca;
+  options_.tls_roots = test::MakeTestCerts(dir_ / "other-pki", "other-ca").ca;
   Restart(entry);
   ASSERT_FALSE(HasFatalFailure());
   const ConsensusRequest r2 = Request(3, 42);
