@@ -11,7 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "atoma/common/uint256.h"
 #include "atoma/crypto/keys.h"
@@ -425,6 +427,53 @@ std::optional<BodyError> ParseRevealSaltBody(const json& body, RevealSaltBody* o
   }
   std::copy(id->begin(), id->end(), out->request_id.begin());
   std::copy(salt->begin(), salt->end(), out->salt.begin());
+  return std::nullopt;
+}
+
+std::optional<std::string> ParseRequestHead(std::string_view head, RequestHead* out) {
+  *out = RequestHead{};
+  const size_t line_end = head.find("\r\n");
+  const std::string_view request_line = head.substr(0, line_end);
+  const size_t sp1 = request_line.find(' ');
+  const size_t sp2 = request_line.find(' ', sp1 == std::string_view::npos ? 0 : sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos) {
+    return "malformed request line";
+  }
+  out->method = std::string(request_line.substr(0, sp1));
+  out->path = std::string(request_line.substr(sp1 + 1, sp2 - sp1 - 1));
+  out->http11 = request_line.substr(sp2 + 1) == "HTTP/1.1";
+  if (const size_t q = out->path.find('?'); q != std::string::npos) out->path.resize(q);
+  while (out->path.size() > 1 && out->path.back() == '/') out->path.pop_back();
+
+  bool have_length = false;
+  size_t pos = line_end == std::string_view::npos ? head.size() : line_end + 2;
+  while (pos < head.size()) {
+    size_t end = head.find("\r\n", pos);
+    if (end == std::string_view::npos) end = head.size();
+    const absl::string_view line(head.data() + pos, end - pos);
+    pos = end + 2;
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    const absl::string_view name = absl::StripAsciiWhitespace(line.substr(0, colon));
+    const absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
+    if (absl::EqualsIgnoreCase(name, "content-length")) {
+      int64_t length = 0;
+      if (!absl::SimpleAtoi(value, &length) || length < 0) return "bad Content-Length";
+      if (have_length && length != out->content_length) return "conflicting Content-Length headers";
+      out->content_length = length;
+      have_length = true;
+    } else if (absl::EqualsIgnoreCase(name, "transfer-encoding") &&
+               !absl::EqualsIgnoreCase(value, "identity")) {
+      out->chunked = true;
+    } else if (absl::EqualsIgnoreCase(name, "authorization")) {
+      out->authorization = std::string(value);
+    } else if (absl::EqualsIgnoreCase(name, "connection")) {
+      out->connection = absl::AsciiStrToLower(value);
+    } else if (absl::EqualsIgnoreCase(name, "expect") &&
+               absl::EqualsIgnoreCase(value, "100-continue")) {
+      out->expect_continue = true;
+    }
+  }
   return std::nullopt;
 }
 

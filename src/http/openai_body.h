@@ -72,4 +72,22 @@ struct RevealSaltBody {
 // Reads {request_id, salt} (both "0x" + 64 hex digits; no other keys) into `out`.
 std::optional<BodyError> ParseRevealSaltBody(const nlohmann::json& body, RevealSaltBody* out);
 
+// The request line and headers of one HTTP/1.x request: the bytes before the "\r\n\r\n".
+struct RequestHead {
+  std::string method;
+  std::string path;     // without the query; trailing slashes dropped ("/" stays)
+  bool http11 = false;  // the version is HTTP/1.1 (anything else gets HTTP/1.0 semantics)
+  int64_t content_length = 0;
+  bool chunked = false;  // a Transfer-Encoding other than identity
+  bool expect_continue = false;
+  std::string connection;  // the Connection header, lower case
+  std::string authorization;
+};
+
+// Reads `head` into `out`; header names are case-insensitive, values trimmed, lines without a
+// colon skipped. Returns the message of a 400 for a request line without method, target and
+// version, a Content-Length that is not a non-negative integer, or two Content-Length headers
+// that disagree (a request a proxy in front could frame differently: request smuggling).
+std::optional<std::string> ParseRequestHead(std::string_view head, RequestHead* out);
+
 }  // namespace atoma::http

@@ -563,58 +563,24 @@ class SocketServer final : public OpenAiServer {
       if (n <= 0) return;
       data.append(buf, static_cast<size_t>(n));
     }
-    const std::string head = data.substr(0, head_end);
+    RequestHead parsed;
+    const std::optional<std::string> malformed =
+        ParseRequestHead(std::string_view(data).substr(0, head_end), &parsed);
     data.erase(0, head_end + 4);
-    const size_t line_end = head.find("\r\n");
-    const std::string request_line = head.substr(0, line_end);
-    const size_t sp1 = request_line.find(' ');
-    const size_t sp2 = request_line.find(' ', sp1 == std::string::npos ? 0 : sp1 + 1);
-    if (sp1 == std::string::npos || sp2 == std::string::npos) {
-      return SendError(conn, HttpError{400, "malformed request line", "", "", ""});
-    }
-    const std::string method = request_line.substr(0, sp1);
-    std::string path = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
-    const bool http11 = request_line.substr(sp2 + 1) == "HTTP/1.1";
-    if (const size_t q = path.find('?'); q != std::string::npos) path.resize(q);
-    while (path.size() > 1 && path.back() == '/') path.pop_back();
-
-    int64_t content_length = 0;
-    bool chunked = false;
-    bool expect_continue = false;
-    std::string connection;  // the Connection header, lower case
-    std::string authorization;
-    size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
-    while (pos < head.size()) {
-      size_t end = head.find("\r\n", pos);
-      if (end == std::string::npos) end = head.size();
-      const absl::string_view line = absl::string_view(head).substr(pos, end - pos);
-      pos = end + 2;
-      const size_t colon = line.find(':');
-      if (colon == absl::string_view::npos) continue;
-      const absl::string_view name = absl::StripAsciiWhitespace(line.substr(0, colon));
-      const absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
-      if (absl::EqualsIgnoreCase(name, "content-length")) {
-        if (!absl::SimpleAtoi(value, &content_length) || content_length < 0) {
-          return SendError(conn, HttpError{400, "bad Content-Length", "", "", ""});
-        }
-      } else if (absl::EqualsIgnoreCase(name, "transfer-encoding") &&
-                 !absl::EqualsIgnoreCase(value, "identity")) {
-        chunked = true;
-      } else if (absl::EqualsIgnoreCase(name, "authorization")) {
-        authorization = std::string(value);
-      } else if (absl::EqualsIgnoreCase(name, "connection")) {
-        connection = absl::AsciiStrToLower(value);
-      } else if (absl::EqualsIgnoreCase(name, "expect") &&
-                 absl::EqualsIgnoreCase(value, "100-continue")) {
-        expect_continue = true;
-      }
-    }
+    if (malformed.has_value()) return SendError(conn, HttpError{400, *malformed, "", "", ""});
+    const std::string& method = parsed.method;
+    const std::string& path = parsed.path;
+    const int64_t content_length = parsed.content_length;
+    const bool chunked = parsed.chunked;
+    const bool expect_continue = parsed.expect_continue;
+    const std::string& authorization = parsed.authorization;
 
     // Another request may follow this one if the client wants it; an answer sent before the body
     // is read (the errors below) closes, since the unread body would be taken for a request.
-    const bool client_keeps = !last && !stop_ &&
-                              (http11 ? connection.find("close") == std::string::npos
-                                      : connection.find("keep-alive") != std::string::npos);
+    const bool client_keeps =
+        !last && !stop_ &&
+        (parsed.http11 ? parsed.connection.find("close") == std::string::npos
+                       : parsed.connection.find("keep-alive") != std::string::npos);
     conn.keep_alive = client_keeps && content_length == 0 && !chunked;
 
     // Every path but the health probe needs a key when keys are configured (unknown paths too,

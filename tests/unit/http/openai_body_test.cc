@@ -295,5 +295,40 @@ TEST(OpenAiBody, SameCanonicalRequestAsGrpc) {
             absl::StatusCode::kPermissionDenied);
 }
 
+TEST(RequestHead, LineAndHeaders) {
+  RequestHead h;
+  ASSERT_EQ(ParseRequestHead("POST /v1/completions/?x=1 HTTP/1.1\r\nHost: a\r\n"
+                             "content-LENGTH:  42 \r\nAuthorization: Bearer k\r\n"
+                             "Connection: Keep-Alive\r\nExpect: 100-continue\r\nno colon",
+                             &h),
+            std::nullopt);
+  EXPECT_EQ(h.method, "POST");
+  EXPECT_EQ(h.path, "/v1/completions");
+  EXPECT_TRUE(h.http11);
+  EXPECT_EQ(h.content_length, 42);
+  EXPECT_FALSE(h.chunked);
+  EXPECT_TRUE(h.expect_continue);
+  EXPECT_EQ(h.connection, "keep-alive");
+  EXPECT_EQ(h.authorization, "Bearer k");
+  ASSERT_EQ(ParseRequestHead("GET / HTTP/1.0\r\nTransfer-Encoding: chunked", &h), std::nullopt);
+  EXPECT_EQ(h.path, "/");
+  EXPECT_FALSE(h.http11);
+  EXPECT_TRUE(h.chunked);
+  EXPECT_EQ(h.content_length, 0);
+  // The same length twice is one length; two lengths are refused (request smuggling).
+  EXPECT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5", &h),
+            std::nullopt);
+  EXPECT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6", &h),
+            "conflicting Content-Length headers");
+  for (const char* bad :
+       {"POST / HTTP/1.1\r\nContent-Length: -1", "POST / HTTP/1.1\r\nContent-Length: 1e3",
+        "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999"}) {
+    EXPECT_EQ(ParseRequestHead(bad, &h), "bad Content-Length") << bad;
+  }
+  for (const char* bad : {"", "GET", "GET /", "GET\r\n / HTTP/1.1"}) {
+    EXPECT_EQ(ParseRequestHead(bad, &h), "malformed request line") << bad;
+  }
+}
+
 }  // namespace
 }  // namespace atoma::http

@@ -287,6 +287,16 @@ TEST_F(OpenAiServerTest, KeepAliveAndWhatClosesTheConnection) {
     EXPECT_TRUE(c.ClosedByServer());
   }
   {
+    Client c(port_);  // two Content-Lengths: refused, and the connection closes (no framing)
+    ASSERT_TRUE(c.Send(absl::StrCat(
+        "POST /v1/completions HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: ", get.size() + 4,
+        "\r\n\r\nabcd", get)));
+    Response r = c.Read();
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.body.find("conflicting Content-Length"), std::string::npos) << r.body;
+    EXPECT_TRUE(c.ClosedByServer());
+  }
+  {
     Client c(port_);  // a 400 after the body was read keeps the connection
     const std::string bad = R"({"model":"fake","prompt":"hi","max_tokens":-1})";
     ASSERT_TRUE(c.Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\nContent-Length: ", bad.size(),
