@@ -22,7 +22,8 @@
 //     secret salt}. No other keys (a misspelt key would otherwise leave a field at its default
 //     and the signature would not match for no visible reason).
 //
-// Also the body of POST /v1/atoma/reveal_salt: {request_id: "0x" + 64 hex, salt: "0x" + 64 hex}.
+// Also the body of POST /v1/atoma/reveal_salt: {request_id: "0x" + 64 hex, salt: "0x" + 64 hex},
+// and the request line and headers of every request (ParseRequestHead).
 //
 // Pure function over plain data; thread-safe.
 //
