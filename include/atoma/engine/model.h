@@ -103,7 +103,10 @@ struct RunnerOptions {
   int threads = 0;
   DecodeKernel decode_kernel = DecodeKernel::kAuto;
   int max_batch = 16;      // most sequences in one Decode call
-  int max_seq_len = 2048;  // KV capacity per sequence (clamped to max_position_embeddings)
+  // KV capacity per sequence (clamped to max_position_embeddings). The CPU row path allocates a
+  // sequence's cache when it is added; the tensor path (CUDA, kPadded) allocates one cache of
+  // max_batch + 1 slots of max_seq_len positions at load (RESOURCE_EXHAUSTED if it does not fit).
+  int max_seq_len = 2048;
   // Prefill splits prompts into chunks of this many tokens (a function of the prompt only).
   int prefill_chunk = 512;
 };

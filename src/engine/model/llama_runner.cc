@@ -11,9 +11,12 @@
 //     batch.
 //   - Tensor decode (every CUDA run; on CPU with DecodeKernel::kPadded): libtorch ops with the
 //     batch padded to max_batch rows, so cuBLAS sees the same shapes (and picks the same kernels)
-//     whatever the load; attention per sequence. DecodeKernel::kTorch on CUDA runs it unpadded
-//     (fastest, not batch-invariant; benchmarks only). On CPU it runs the same code in fp32 or
-//     bf16, which is how the CUDA path's logic is tested on machines without a GPU.
+//     whatever the load. The KV cache is one tensor of max_batch + 1 slots (the last a scratch
+//     slot for pad rows) by max_seq_len positions, and attention runs over every slot and every
+//     position at once, masked to each slot's own length: a fixed shape too, a handful of kernels
+//     per layer instead of a handful per sequence and layer. DecodeKernel::kTorch on CUDA runs it
+//     unpadded (fastest at low load, not batch-invariant; benchmarks only). On CPU it runs the
+//     same code in fp32 or bf16, which is how the CUDA path's logic is tested without a GPU.
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -86,7 +89,9 @@ struct Slot {
   bool used = false;
   int64_t max_len = 0;
   int64_t len = 0;
-  at::Tensor k;  // [layers, KVH, max_len, hd]
+  // [layers, KVH, max_len, hd]; on the tensor path a view [layers, KVH, max_seq_len, hd] of the
+  // shared cache (LlamaRunner::kv_k_, kv_v_).
+  at::Tensor k;
   at::Tensor v;
 };
 
@@ -117,6 +122,8 @@ class LlamaRunner final : public ModelRunner {
 
   absl::Status LoadWeights(const WeightStore& store);
   void BuildRope();
+  // The tensor path's shared KV cache; RESOURCE_EXHAUSTED when it does not fit.
+  absl::Status AllocateKvCache();
 
   const ModelConfig& config() const override { return cfg_; }
 
@@ -207,6 +214,9 @@ class LlamaRunner final : public ModelRunner {
   at::Tensor rope_cos_, rope_sin_;          // [max_seq_len, hd/2] fp32 on CPU
   at::Tensor rope_cos_dev_, rope_sin_dev_;  // same on the run device
   std::vector<Slot> slots_;
+  // Tensor path: [layers, max_batch + 1, KVH, max_seq_len, hd]; slot i's sequence lives at
+  // [:, i], the last slot takes the pad rows' writes. Undefined on the CPU row path.
+  at::Tensor kv_k_, kv_v_;
 
   // CPU decode scratch, reused between steps.
   std::vector<float> x_, h_, qkv_, attn_, tmp_, gu_, act_;
@@ -371,8 +381,17 @@ absl::StatusOr<int> LlamaRunner::AddSequence(int max_len) {
     try {
       const auto o = at::TensorOptions().dtype(dtype_).device(device_);
       Slot s;
-      s.k = at::zeros({cfg_.num_layers, cfg_.num_kv_heads, max_len, hd_}, o);
-      s.v = at::zeros({cfg_.num_layers, cfg_.num_kv_heads, max_len, hd_}, o);
+      if (tensor_decode_) {
+        // Cleared: attention reads every position of the slot (masked), and a NaN left by an
+        // earlier sequence would survive a zero weight.
+        s.k = kv_k_.select(1, static_cast<int64_t>(i));
+        s.v = kv_v_.select(1, static_cast<int64_t>(i));
+        s.k.zero_();
+        s.v.zero_();
+      } else {
+        s.k = at::zeros({cfg_.num_layers, cfg_.num_kv_heads, max_len, hd_}, o);
+        s.v = at::zeros({cfg_.num_layers, cfg_.num_kv_heads, max_len, hd_}, o);
+      }
       s.max_len = max_len;
       s.used = true;
       slots_[i] = std::move(s);
@@ -384,6 +403,26 @@ absl::StatusOr<int> LlamaRunner::AddSequence(int max_len) {
   }
   return absl::ResourceExhaustedError(
       absl::StrCat("all ", slots_.size(), " sequence slots are in use"));
+}
+
+absl::Status LlamaRunner::AllocateKvCache() {
+  if (!tensor_decode_) return absl::OkStatus();
+  const std::vector<int64_t> shape = {cfg_.num_layers, opts_.max_batch + 1, cfg_.num_kv_heads,
+                                      max_seq_len_, hd_};
+  try {
+    const auto o = at::TensorOptions().dtype(dtype_).device(device_);
+    kv_k_ = at::zeros(shape, o);
+    kv_v_ = at::zeros(shape, o);
+  } catch (const std::exception& e) {
+    const double gb = 2.0 * c10::elementSize(dtype_) * cfg_.num_layers * (opts_.max_batch + 1) *
+                      cfg_.num_kv_heads * max_seq_len_ * hd_ / 1e9;
+    std::string what = e.what();
+    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the KV cache (", max_seq_len_, " positions x ", opts_.max_batch + 1, " slots, ", gb,
+        " GB) does not fit on ", device_.str(), ": ", what, "; lower max_seq_len or max_batch"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LlamaRunner::CheckTokens(std::span<const int32_t> tokens) const {
@@ -664,23 +703,42 @@ void LlamaRunner::DecodeCpu(std::span<const int> seqs, std::span<const int32_t> 
 
 void LlamaRunner::DecodeTensor(std::span<const int> seqs, std::span<const int32_t> tokens,
                                float* logits) {
-  // Padded, every GEMM sees exactly max_batch rows whatever the load; pad rows use token 0 at
-  // position 0 and their results are dropped. Attention runs per sequence with shapes that depend
-  // only on that sequence.
+  // Padded, every GEMM sees exactly max_batch rows whatever the load; pad rows read token 0 and
+  // write their K/V into the scratch slot, at positions of their own, and their results are
+  // dropped. Attention always covers every slot (queries placed by slot, zero where a slot has
+  // no row this step) and every position, each slot masked to its own length: its shapes never
+  // change, and a slot's result depends only on its own query, cache and length.
   const int64_t B = static_cast<int64_t>(seqs.size()), Bp = pad_batch_ ? opts_.max_batch : B;
+  const int64_t NS = opts_.max_batch + 1, scratch = NS - 1, S = max_seq_len_;
   const int64_t H = cfg_.num_heads, KVH = cfg_.num_kv_heads, I = cfg_.intermediate_size;
-  std::vector<int64_t> ids(Bp, 0), pos(Bp, 0);
-  for (int64_t r = 0; r < B; ++r) {
-    ids[r] = tokens[r];
-    pos[r] = slots_[seqs[r]].len;
+  std::vector<int64_t> ids(Bp, 0), pos(Bp, 0), slot(Bp, scratch), kv_rows(Bp * KVH);
+  std::vector<uint8_t> hidden(NS * S, 1);  // 1 where slot s's query must not see position j
+  for (int64_t s = 0; s < NS; ++s) hidden[s * S] = 0;  // a slot without a row sees position 0
+  for (int64_t r = 0; r < Bp; ++r) {
+    if (r < B) {
+      ids[r] = tokens[r];
+      pos[r] = slots_[seqs[r]].len;
+      slot[r] = seqs[r];
+      std::fill_n(hidden.begin() + slot[r] * S, pos[r] + 1, uint8_t{0});
+    } else {
+      pos[r] = (r - B) % S;  // distinct scratch positions: no two rows write the same place
+    }
+    for (int64_t g = 0; g < KVH; ++g) kv_rows[r * KVH + g] = ((slot[r] * KVH) + g) * S + pos[r];
   }
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
   at::Tensor idx = at::from_blob(ids.data(), {Bp}, long_opts).to(device_);
   at::Tensor pidx = at::from_blob(pos.data(), {Bp}, long_opts).to(device_);
+  at::Tensor sidx = at::from_blob(slot.data(), {Bp}, long_opts).to(device_);
+  at::Tensor kvidx = at::from_blob(kv_rows.data(), {Bp * KVH}, long_opts).to(device_);
+  at::Tensor mask =
+      at::from_blob(hidden.data(), {NS, 1, 1, S}, at::TensorOptions().dtype(at::kByte))
+          .to(device_)
+          .to(at::kBool);
+  at::Tensor active = sidx.narrow(0, 0, B);
   at::Tensor cos = rope_cos_dev_.index_select(0, pidx);  // [Bp, half]
   at::Tensor sin = rope_sin_dev_.index_select(0, pidx);
   at::Tensor x = embed_.index_select(0, idx);
-  at::Tensor zero_row = at::zeros({q_dim_}, at::TensorOptions().dtype(dtype_).device(device_));
+  const auto act_opts = at::TensorOptions().dtype(dtype_).device(device_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const Layer& L = layers_[l];
@@ -689,21 +747,16 @@ void LlamaRunner::DecodeTensor(std::span<const int> seqs, std::span<const int32_
     at::Tensor q = RopeT(qkv.narrow(1, 0, q_dim_).view({Bp, H, hd_}), cos, sin);
     at::Tensor k = RopeT(qkv.narrow(1, q_dim_, kv_dim_).view({Bp, KVH, hd_}), cos, sin);
     at::Tensor v = qkv.narrow(1, q_dim_ + kv_dim_, kv_dim_).view({Bp, KVH, hd_});
-    std::vector<at::Tensor> rows;
-    rows.reserve(Bp);
-    for (int64_t r = 0; r < B; ++r) {
-      Slot& slot = slots_[seqs[r]];
-      const int64_t len = slot.len + 1;
-      at::Tensor kc = slot.k.select(0, l), vc = slot.v.select(0, l);  // [KVH, max_len, hd]
-      kc.select(1, slot.len).copy_(k.select(0, r));
-      vc.select(1, slot.len).copy_(v.select(0, r));
-      at::Tensor qr = q.select(0, r).reshape({KVH, groups_, hd_});
-      at::Tensor sc = at::matmul(qr, kc.narrow(1, 0, len).transpose(1, 2)).mul(scale);
-      at::Tensor p = at::softmax(sc.to(at::kFloat), -1).to(dtype_);
-      rows.push_back(at::matmul(p, vc.narrow(1, 0, len)).reshape({q_dim_}));
-    }
-    for (int64_t r = B; r < Bp; ++r) rows.push_back(zero_row);
-    at::Tensor attn = at::stack(rows, 0);
+    at::Tensor kc = kv_k_.select(0, l), vc = kv_v_.select(0, l);  // [NS, KVH, S, hd]
+    kc.view({NS * KVH * S, hd_}).index_copy_(0, kvidx, k.reshape({Bp * KVH, hd_}));
+    vc.view({NS * KVH * S, hd_}).index_copy_(0, kvidx, v.reshape({Bp * KVH, hd_}));
+    // Query head h uses KV head h / groups: queries viewed as [NS, KVH, groups, hd].
+    at::Tensor qs = at::zeros({NS, H, hd_}, act_opts);
+    qs.index_copy_(0, active, q.narrow(0, 0, B));
+    at::Tensor sc = at::matmul(qs.view({NS, KVH, groups_, hd_}), kc.transpose(2, 3)).mul(scale);
+    sc = sc.masked_fill(mask, -std::numeric_limits<double>::infinity());  // [NS, KVH, g, S]
+    at::Tensor p = at::softmax(sc.to(at::kFloat), -1).to(dtype_);
+    at::Tensor attn = at::matmul(p, vc).reshape({NS, q_dim_}).index_select(0, sidx);  // [Bp, .]
     x = x.add(at::linear(attn, L.w_o));
     h = RmsNormT(x, L.mlp_norm);
     at::Tensor gu = at::linear(h, L.w_gate_up);
@@ -901,6 +954,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::pa
   auto runner = std::make_unique<LlamaRunner>(cfg, options, device, dtype, path, tensor_decode,
                                               pad_batch, threads);
   RETURN_IF_ERROR(runner->LoadWeights(*store));
+  RETURN_IF_ERROR(runner->AllocateKvCache());
   try {
     runner->BuildRope();
   } catch (const std::exception& e) {
