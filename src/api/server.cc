@@ -57,6 +57,9 @@ struct State {
   std::atomic<int> active_streams{0};
   std::atomic<bool> draining{false};  // Drain RPC or Shutdown
   grpc::HealthCheckServiceInterface* health = nullptr;
+  // The admin token in force: options.admin_token at start, then Server::SetAdminToken.
+  absl::Mutex admin_mu;
+  std::string admin_token ABSL_GUARDED_BY(admin_mu);
 
   bool Draining() const { return draining.load() || (control.draining && control.draining()); }
   // Reflects a drain the node started on its own (not through the Admin RPC) in the health
@@ -524,7 +527,11 @@ class AdminService final : public v1::Admin::Service {
 
  private:
   grpc::Status MayDrain(const grpc::ServerContext& context) const {
-    const std::string& token = state_.options.admin_token;
+    std::string token;
+    {
+      absl::MutexLock lock(&state_.admin_mu);
+      token = state_.admin_token;
+    }
     if (token.empty()) {
       if (IsLoopbackPeer(context.peer())) return grpc::Status::OK;
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
@@ -557,7 +564,15 @@ class AdminService final : public v1::Admin::Service {
 class ServerImpl final : public Server {
  public:
   explicit ServerImpl(std::unique_ptr<State> state)
-      : state_(std::move(state)), inference_(*state_), admin_(*state_) {}
+      : state_(std::move(state)), inference_(*state_), admin_(*state_) {
+    absl::MutexLock lock(&state_->admin_mu);
+    state_->admin_token = state_->options.admin_token;
+  }
+
+  void SetAdminToken(std::string token) override {
+    absl::MutexLock lock(&state_->admin_mu);
+    state_->admin_token = std::move(token);
+  }
 
   ~ServerImpl() override {
     Shutdown(std::chrono::milliseconds(0));

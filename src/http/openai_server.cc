@@ -365,7 +365,8 @@ class SocketServer final : public OpenAiServer {
         options_(std::move(options)),
         fd_(fd),
         port_(port),
-        tls_(std::move(tls)) {
+        tls_on_(tls != nullptr),
+        tls_(std::shared_ptr<SSL_CTX>(tls.release(), SslCtxFree())) {
     api_keys_ = std::make_shared<const std::vector<std::string>>(options_.api_keys);
     limits_.max_prompt_bytes = options_.max_prompt_bytes;
     limits_.default_max_tokens = options_.default_max_tokens;
@@ -397,6 +398,19 @@ class SocketServer final : public OpenAiServer {
   }
 
   int bound_port() const override { return port_; }
+
+  absl::Status SetTls(const std::string& cert_chain_pem,
+                      const std::string& private_key_pem) override {
+    if (!tls_on_) {
+      return absl::FailedPreconditionError(
+          "this server started without TLS; restart it to serve HTTPS");
+    }
+    ASSIGN_OR_RETURN(TlsContext fresh, MakeTlsContext(cert_chain_pem, private_key_pem));
+    std::shared_ptr<SSL_CTX> ctx(fresh.release(), SslCtxFree());
+    std::lock_guard lock(keys_mu_);
+    tls_ = std::move(ctx);
+    return absl::OkStatus();
+  }
 
   void SetApiKeys(std::vector<std::string> keys) override {
     auto fresh = std::make_shared<const std::vector<std::string>>(std::move(keys));
@@ -435,7 +449,7 @@ class SocketServer final : public OpenAiServer {
       if (static_cast<int>(connections_.size()) >= options_.max_connections) {
         lock.unlock();
         SetTimeouts(conn, 2);
-        if (tls_ == nullptr) {  // a TLS client could not read a plaintext answer: just close
+        if (!tls_on_) {  // a TLS client could not read a plaintext answer: just close
           Conn refused{conn, false};
           SendError(refused, HttpError{503, "too many open connections; retry later", "",
                                        "service_unavailable", "server_error"});
@@ -533,8 +547,15 @@ class SocketServer final : public OpenAiServer {
     SetTimeouts(fd, 10);
     Conn conn{fd, false};
     std::unique_ptr<SSL, decltype(&SSL_free)> ssl(nullptr, SSL_free);
-    if (tls_ != nullptr) {
-      ssl.reset(SSL_new(tls_.get()));
+    if (tls_on_) {
+      // The context in force now; a session keeps its context alive (SSL_new takes a reference)
+      // when SetTls replaces it.
+      std::shared_ptr<SSL_CTX> ctx;
+      {
+        std::lock_guard lock(keys_mu_);
+        ctx = tls_;
+      }
+      ssl.reset(SSL_new(ctx.get()));
       if (ssl == nullptr || SSL_set_fd(ssl.get(), fd) != 1 || SSL_accept(ssl.get()) != 1) {
         GetLogger("http")->debug("TLS handshake failed: {}", SslError());
         return;
@@ -1113,7 +1134,8 @@ class SocketServer final : public OpenAiServer {
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::list<Connection> connections_;  // guarded by mu_
-  const TlsContext tls_;               // null: plaintext
+  const bool tls_on_;                  // HTTPS (fixed at start)
+  std::shared_ptr<SSL_CTX> tls_;       // guarded by keys_mu_; null without TLS
   mutable std::mutex keys_mu_;
   std::shared_ptr<const std::vector<std::string>> api_keys_;  // guarded by keys_mu_; never null
   std::thread thread_;

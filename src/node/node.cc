@@ -75,6 +75,18 @@ absl::Status Annotate(const absl::Status& status, const std::string& context) {
 }
 
 // A PEM file the config names; errors name the key.
+// api.admin_token_file: owner-only, the token trimmed, at least 16 characters.
+absl::StatusOr<std::string> ReadAdminToken(const fs::path& path) {
+  ASSIGN_OR_RETURN(std::string text, crypto::ReadOwnerOnlyFile(path, "api.admin_token_file", 4096));
+  std::string token(absl::StripAsciiWhitespace(text));
+  if (token.size() < 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("api.admin_token_file ", path.string(),
+                     ": the token must be at least 16 characters (e.g. openssl rand -hex 32)"));
+  }
+  return token;
+}
+
 absl::StatusOr<std::string> ReadTextFile(const fs::path& path, std::string_view key) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -521,20 +533,12 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
     server_options.tls_private_key_pem = *std::move(tls_key);
   }
   if (!c.api.admin_token_file.empty()) {
-    absl::StatusOr<std::string> token =
-        crypto::ReadOwnerOnlyFile(c.api.admin_token_file, "api.admin_token_file", 4096);
-    if (token.ok()) {
-      server_options.admin_token = std::string(absl::StripAsciiWhitespace(*token));
-      if (server_options.admin_token.size() < 16) {
-        token = absl::InvalidArgumentError(
-            absl::StrCat("api.admin_token_file ", c.api.admin_token_file.string(),
-                         ": the token must be at least 16 characters (e.g. openssl rand -hex 32)"));
-      }
-    }
+    absl::StatusOr<std::string> token = ReadAdminToken(c.api.admin_token_file);
     if (!token.ok()) {
       Unwind(*ctx);
       return token.status();
     }
+    server_options.admin_token = *std::move(token);
   }
   server_options.listen_address = c.api.listen;
   server_options.max_receive_message_bytes = c.api.max_receive_message_bytes;
@@ -602,20 +606,54 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
 }
 
 absl::Status ReloadSecrets(NodeContext& ctx) {
-  const std::filesystem::path& file = ctx.config.http.api_keys_file;
-  if (ctx.http_server == nullptr || file.empty()) {
-    Log()->info("SIGHUP: nothing to reload (no http.api_keys_file)");
-    return absl::OkStatus();
+  const config::NodeConfig& c = ctx.config;
+  absl::Status result = absl::OkStatus();
+  int reloaded = 0;
+  // Each secret on its own: one that fails keeps its old value and does not stop the others.
+  auto failed = [&](const char* key, const absl::Status& s) {
+    Log()->error("SIGHUP: {}: {}; the previous one stays in force", key, s.ToString());
+    if (result.ok()) result = Annotate(s, key);
+  };
+  if (ctx.http_server != nullptr && !c.http.api_keys_file.empty()) {
+    absl::StatusOr<std::vector<std::string>> keys = http::LoadApiKeys(c.http.api_keys_file);
+    if (keys.ok()) {
+      Log()->info("SIGHUP: HTTP API: {} API key(s) from {}", keys->size(),
+                  c.http.api_keys_file.string());
+      ctx.http_server->SetApiKeys(*std::move(keys));
+      ++reloaded;
+    } else {
+      failed("http.api_keys_file", keys.status());
+    }
   }
-  absl::StatusOr<std::vector<std::string>> keys = http::LoadApiKeys(file);
-  if (!keys.ok()) {
-    Log()->error("SIGHUP: http.api_keys_file {}: {}; the previous keys stay", file.string(),
-                 keys.status().ToString());
-    return Annotate(keys.status(), "http.api_keys_file");
+  if (ctx.http_server != nullptr && !c.http.tls_cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadTextFile(c.http.tls_cert_file, "http.tls_cert_file");
+    absl::StatusOr<std::string> key = ReadTextFile(c.http.tls_key_file, "http.tls_key_file");
+    absl::Status set = !cert.ok()  ? cert.status()
+                       : !key.ok() ? key.status()
+                                   : ctx.http_server->SetTls(*cert, *key);
+    if (set.ok()) {
+      Log()->info("SIGHUP: HTTPS certificate from {}", c.http.tls_cert_file.string());
+      ++reloaded;
+    } else {
+      failed("http.tls_cert_file", set);
+    }
   }
-  Log()->info("SIGHUP: HTTP API: {} API key(s) from {}", keys->size(), file.string());
-  ctx.http_server->SetApiKeys(*std::move(keys));
-  return absl::OkStatus();
+  if (ctx.server != nullptr && !c.api.admin_token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadAdminToken(c.api.admin_token_file);
+    if (token.ok()) {
+      Log()->info("SIGHUP: admin token from {}", c.api.admin_token_file.string());
+      ctx.server->SetAdminToken(*std::move(token));
+      ++reloaded;
+    } else {
+      failed("api.admin_token_file", token.status());
+    }
+  }
+  if (reloaded == 0 && result.ok()) {
+    Log()->info(
+        "SIGHUP: nothing to reload (no http.api_keys_file, http.tls_cert_file or "
+        "api.admin_token_file)");
+  }
+  return result;
 }
 
 void Shutdown(NodeContext& ctx) {

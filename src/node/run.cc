@@ -28,7 +28,7 @@ int RunNode(int argc, char** argv, bool reexec) {
   CLI::App app{
       "atoma-node: serves verifiable LLM inference over gRPC (atoma.v1.Inference and Admin).\n"
       "Stops cleanly on SIGINT/SIGTERM (a second signal exits at once); SIGHUP re-reads\n"
-      "http.api_keys_file.\n"
+      "http.api_keys_file, the HTTPS certificate and api.admin_token_file.\n"
       "Exit codes: 0 after a clean shutdown, 2 for usage or start-up errors.",
       "atoma-node"};
   std::string config_path;

@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 import tempfile
+import time
 import unittest
 
 import netlib
@@ -294,6 +295,34 @@ class NodeTest(unittest.TestCase):
                 self.assertEqual(t.top_logprobs[0].token_id, t.token_id)
         tokenized = stub.Tokenize(self.pb.TokenizeRequest(model="tiny", text="abc"), timeout=30)
         self.assertEqual(final.usage.prompt_tokens, len(tokenized.ids))
+
+    def test_sighup_rotates_the_https_certificate(self):
+        # A certificate from another CA replaces the node's on SIGHUP: new connections get it.
+        import shutil
+        import ssl
+        import urllib.error
+        import urllib.request
+        workdir = os.path.dirname(self.node.config)
+        new_ca = make_test_certs(os.path.join(workdir, "pki-next"))
+        for name in ("node.pem", "node.key"):
+            shutil.copy(os.path.join(workdir, "pki-next", name), os.path.join(workdir, "pki", name))
+        self.node.proc.send_signal(signal.SIGHUP)
+        url = f"https://127.0.0.1:{self.node.http_port}/health"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                context = ssl.create_default_context(cafile=new_ca)
+                with urllib.request.urlopen(url, timeout=10, context=context) as r:
+                    self.assertEqual(r.status, 200)
+                break
+            except urllib.error.URLError:
+                self.assertLess(time.monotonic(), deadline, self.node.read_log()[-2000:])
+                time.sleep(0.05)
+        with self.assertRaises(urllib.error.URLError):
+            urllib.request.urlopen(url, timeout=10,
+                                   context=ssl.create_default_context(cafile=self.node.http_ca))
+        self.node.http_ca = new_ca
+        self.assertIn("SIGHUP: HTTPS certificate", self.node.read_log())
 
     def test_oversized_and_non_utf8_prompts_are_refused(self):
         import grpc

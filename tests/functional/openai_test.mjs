@@ -459,7 +459,7 @@ try {
     fs.chmodSync(apiKeys, 0o644);
     node.kill("SIGHUP");
     const logged = Date.now() + 30000;
-    while (!/previous keys stay/.test(nodeLog())) {
+    while (!/http.api_keys_file: .*the previous one stays in force/.test(nodeLog())) {
       assert.ok(Date.now() < logged, `no reload error logged:\n${nodeLog()}`);
       await new Promise((r) => setTimeout(r, 50));
     }

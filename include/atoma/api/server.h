@@ -87,6 +87,9 @@ class Server {
   virtual void Shutdown(std::chrono::milliseconds deadline) = 0;
   // Blocks until Shutdown completed.
   virtual void Wait() = 0;
+  // Replaces the admin token (ServerOptions::admin_token) for the calls that follow; empty:
+  // loopback peers only. The node re-reads api.admin_token_file on SIGHUP. Thread-safe.
+  virtual void SetAdminToken(std::string token) = 0;
 };
 
 }  // namespace atoma::api

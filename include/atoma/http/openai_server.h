@@ -128,6 +128,13 @@ class OpenAiServer {
   // Replaces the accepted API keys (the node re-reads http.api_keys_file on SIGHUP); requests
   // already authorized go on. Empty: no authentication from now on. Thread-safe.
   virtual void SetApiKeys(std::vector<std::string> keys) = 0;
+
+  // Replaces the TLS certificate chain and key (the node re-reads http.tls_cert_file and
+  // http.tls_key_file on SIGHUP): connections accepted from now on use them, open ones keep
+  // theirs. INVALID_ARGUMENT for a certificate or key Start would refuse (the old ones stay);
+  // FAILED_PRECONDITION on a server started without TLS. Thread-safe.
+  virtual absl::Status SetTls(const std::string& cert_chain_pem,
+                              const std::string& private_key_pem) = 0;
 };
 
 }  // namespace atoma::http

@@ -109,9 +109,11 @@ absl::Status Init(const config::NodeConfig& config, const Components& components
 // The ordered shutdown described above. Idempotent.
 void Shutdown(NodeContext& ctx);
 
-// SIGHUP: re-reads http.api_keys_file (when set) and hands the keys to the HTTP server, so an
-// operator rotates keys without a restart. A file that cannot be read keeps the old keys and logs
-// why; nothing else is reloaded. Returns what it did, for tests.
+// SIGHUP: re-reads the secrets a running node can swap (when set): http.api_keys_file, the HTTPS
+// certificate and key (http.tls_cert_file / http.tls_key_file: new connections use them) and
+// api.admin_token_file, so an operator rotates them without a restart. One that cannot be read
+// or used keeps its old value, logs why and does not stop the others; the first such error is
+// returned (for tests). The gRPC port's TLS certificate is not reloaded.
 absl::Status ReloadSecrets(NodeContext& ctx);
 
 // Sets the CPU thread counts from engine.threads (0 = hardware concurrency) before any model

@@ -349,12 +349,24 @@ TEST_F(OpenAiServerTest, TlsServesHttpsOnly) {
     plain.Send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_EQ(plain.Read().status, 0) << "a plaintext request was answered";
   }
+  auto untrusting = client_context(other.ca);
   {
-    auto untrusting = client_context(other.ca);
     Client c(port_, untrusting.get());
     EXPECT_FALSE(c.connected()) << "the handshake succeeded against an untrusted CA";
   }
-  engine_ = std::make_unique<FakeEngine>(FakeEngineOptions{});
+  // A new certificate (SIGHUP): connections from now on get it; one Start would refuse is refused
+  // and the one in force stays.
+  Client before_swap(port_, trusted.get());
+  ASSERT_TRUE(before_swap.connected());
+  EXPECT_EQ(server_->SetTls(certs.cert, other.key).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Client(port_, trusted.get()).connected());
+  ASSERT_TRUE(server_->SetTls(other.cert, other.key).ok());
+  EXPECT_TRUE(Client(port_, untrusting.get()).connected());
+  EXPECT_FALSE(Client(port_, trusted.get()).connected());
+  ASSERT_TRUE(before_swap.Send("GET /health HTTP/1.1\r\n\r\n"));  // an open one keeps its own
+  EXPECT_EQ(before_swap.Read().status, 200);
+  StartWith(FakeEngineOptions{});  // plaintext: no TLS to replace
+  EXPECT_EQ(server_->SetTls(certs.cert, certs.key).code(), absl::StatusCode::kFailedPrecondition);
   for (const auto& [cert, key] : std::vector<std::pair<std::string, std::string>>{
            {certs.cert, ""}, {certs.cert, other.key}, {"not a certificate", certs.key}}) {
     OpenAiOptions bad;

@@ -80,7 +80,9 @@ class FakeServer : public api::Server {
   int port() const override { return 43210; }
   void Shutdown(milliseconds) override { journal_->Add("server shutdown"); }
   void Wait() override { journal_->Add("server wait"); }
+  void SetAdminToken(std::string token) override { admin_token_ = std::move(token); }
   api::NodeControl control_;
+  std::string admin_token_ = "(unset)";
 
  private:
   Journal* journal_;
@@ -210,6 +212,34 @@ TEST_F(NodeTest, DestructorShutsDown) {
     ASSERT_TRUE(Init(config_, Fakes(), &ctx).ok());
   }
   EXPECT_EQ(journal_.events.back(), "server wait");
+}
+
+// The admin token is read at start (owner-only, >= 16 characters) and again by ReloadSecrets
+// (SIGHUP); a token file that fails then keeps the token in force.
+TEST_F(NodeTest, AdminTokenAtStartAndOnReload) {
+  const fs::path file = dir_ / "admin.token";
+  auto write = [&](const std::string& text, mode_t mode) {
+    std::ofstream(file, std::ios::trunc) << text;
+    ASSERT_EQ(::chmod(file.c_str(), mode), 0);
+  };
+  config_.api.admin_token_file = file;
+  write("too-short\n", 0600);
+  {
+    NodeContext ctx;
+    absl::Status s = Init(config_, Fakes(), &ctx);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("at least 16 characters"), std::string::npos) << s;
+  }
+  write("  first-token-0123456789\n", 0600);
+  NodeContext ctx;
+  ASSERT_TRUE(Init(config_, Fakes(), &ctx).ok());
+  EXPECT_EQ(server_options_.admin_token, "first-token-0123456789");
+  write("second-token-0123456789", 0600);
+  EXPECT_TRUE(ReloadSecrets(ctx).ok());
+  EXPECT_EQ(server_->admin_token_, "second-token-0123456789");
+  write("third-token-0123456789", 0644);  // others may read it: refused, the second stays
+  EXPECT_EQ(ReloadSecrets(ctx).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(server_->admin_token_, "second-token-0123456789");
 }
 
 TEST_F(NodeTest, RefusesKeyReadableByOthers) {
