@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,37 @@ double DecodeMsPerStep(ModelRunner& runner, int conc, int steps) {
   for (int s : seqs) runner.RemoveSequence(s);
   std::sort(times.begin(), times.end());
   return times[times.size() / 2] * 1e3;
+}
+
+// Aggregate throughput at 16 rows over batch-1, measured in alternating steps (one row, then the
+// same row with 15 others) so both see the same memory bandwidth, which on a shared machine moves
+// from second to second: the median over `rounds` pairs of 16 x t(1 row) / t(16 rows).
+double InterleavedScale16(ModelRunner& runner, int rounds) {
+  const int64_t vocab = runner.config().vocab_size;
+  std::vector<int> seqs;
+  std::vector<int32_t> toks;
+  std::vector<float> logits;
+  for (int i = 0; i < 16; ++i) {
+    auto s = runner.AddSequence(32 + 2 * rounds + 4);
+    if (!s.ok()) Die("AddSequence: " + std::string(s.status().message()));
+    seqs.push_back(*s);
+    Check(runner.Prefill(*s, Prompt(32, i, vocab), &logits), "prefill");
+    toks.push_back(static_cast<int32_t>((i * 17) % vocab));
+  }
+  const std::span<const int> one(seqs.data(), 1);
+  const std::span<const int32_t> one_tok(toks.data(), 1);
+  Check(runner.Decode(seqs, toks, &logits), "decode");  // warm-up
+  std::vector<double> ratios;
+  for (int r = 0; r < rounds; ++r) {
+    const double t0 = Now();
+    Check(runner.Decode(one, one_tok, &logits), "decode");
+    const double t1 = Now();
+    Check(runner.Decode(seqs, toks, &logits), "decode");
+    ratios.push_back(16.0 * (t1 - t0) / (Now() - t1));
+  }
+  for (int s : seqs) runner.RemoveSequence(s);
+  std::sort(ratios.begin(), ratios.end());
+  return ratios[ratios.size() / 2];
 }
 
 // A stream decodes while a `long_prompt`-token prompt arrives: the longest gap between two of
@@ -250,7 +282,8 @@ int main(int argc, char** argv) {
   // One line on stderr (a terminal only) says which phase runs: bandwidth, loads, prefill and
   // eight decode points take a minute or more on a small machine. Cleared before each result.
   atoma::ProgressBar bar("engine bench");
-  const int kPhases = 12;  // bandwidth, load, prefill, 4 invariant decode, load, 4 torch decode
+  // bandwidth, load, prefill, 4 invariant decode, interleaved, load, 4 torch decode
+  const int kPhases = 13;
   const bool cpu = device == "cpu";
   // The batch-invariant path and the fastest non-invariant one on this device.
   const DecodeKernel invariant = DecodeKernel::kAuto;  // fixed-order on CPU, padded on CUDA
@@ -325,6 +358,9 @@ int main(int argc, char** argv) {
                " sequences");
     inv_ms[i] = DecodeMsPerStep(*runner, concs[i], steps);
   }
+  next_phase("decode, 1 and 16 rows interleaved");
+  const int rounds = std::max(8, steps);
+  const double scale_interleaved = InterleavedScale16(*runner, rounds);
   runner.reset();
   next_phase(cpu ? "load (libtorch GEMM)" : "load (unpadded)");
   auto torch = Load(model, device, dtype, DecodeKernel::kTorch, threads);
@@ -363,11 +399,15 @@ int main(int argc, char** argv) {
 
   const double frac = limit_ms / inv_ms[0];
   const double scale = (16e3 / inv_ms[3]) / (1e3 / inv_ms[0]);
+  std::printf(
+      "\nconcurrency-16 aggregate vs batch-1: %.2fx from the table above, %.2fx in "
+      "interleaved steps (median of %d pairs)\n",
+      scale, scale_interleaved, rounds);
   std::printf("\ntargets\n");
   std::printf("  batch-1 decode at %.0f%% of the memory limit (target >= 80%%): %s\n", frac * 100,
               frac >= 0.8 ? "met" : "NOT met");
-  std::printf("  concurrency-16 aggregate %.2fx batch-1 (target >= 5x): %s\n", scale,
-              scale >= 5 ? "met" : "NOT met");
+  std::printf("  concurrency-16 aggregate %.2fx batch-1, interleaved (target >= 5x): %s\n",
+              scale_interleaved, scale_interleaved >= 5 ? "met" : "NOT met");
   std::printf("  prefill %.1f GFLOPS (target >= 100): %s\n", gflops,
               gflops >= 100 ? "met" : "NOT met");
   return 0;
