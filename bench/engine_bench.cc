@@ -1,6 +1,7 @@
 // atoma_engine_bench: what the engine achieves on this machine against what the memory allows.
 //
 //   atoma_engine_bench [--model DIR] [--threads N] [--cache DIR] [--steps N] [--prompt N]
+//                      [--context N]  (prompt tokens of the decode points; default 32)
 //                      [--device cpu|cuda|cuda:N] [--dtype auto|float32|bfloat16|float16]
 //
 // Without --model it synthesizes the bench-135m preset (SmolLM-135M shape) into the cache folder
@@ -105,23 +106,24 @@ std::unique_ptr<ModelRunner> Load(const fs::path& dir, const std::string& device
   o.dtype = dtype;
   o.threads = threads;
   o.decode_kernel = kernel;
-  o.max_seq_len = 1024;
+  o.max_seq_len = 2048;  // --context up to ~2000 (clamped to the model's positions)
   auto r = atoma::engine::LoadModel(dir, o);
   if (!r.ok()) Die("load: " + std::string(r.status().message()));
   return *std::move(r);
 }
 
-// Decode throughput at `conc` sequences with 32-token prompts: ms per step (median of `steps`).
-double DecodeMsPerStep(ModelRunner& runner, int conc, int steps) {
+// Decode throughput at `conc` sequences with `context`-token prompts: ms per step (median of
+// `steps`).
+double DecodeMsPerStep(ModelRunner& runner, int conc, int steps, int context) {
   const int64_t vocab = runner.config().vocab_size;
   std::vector<int> seqs;
   std::vector<int32_t> toks;
   std::vector<float> logits;
   for (int i = 0; i < conc; ++i) {
-    auto s = runner.AddSequence(32 + steps + 4);
+    auto s = runner.AddSequence(context + steps + 4);
     if (!s.ok()) Die("AddSequence: " + std::string(s.status().message()));
     seqs.push_back(*s);
-    Check(runner.Prefill(*s, Prompt(32, i, vocab), &logits), "prefill");
+    Check(runner.Prefill(*s, Prompt(context, i, vocab), &logits), "prefill");
     toks.push_back(static_cast<int32_t>((i * 17) % vocab));
   }
   Check(runner.Decode(seqs, toks, &logits), "decode");  // warm-up
@@ -235,7 +237,7 @@ int main(int argc, char** argv) {
   }
   fs::path model;
   fs::path cache = fs::temp_directory_path() / "atoma-bench-135m";
-  int threads = 2, steps = 6, prompt = 512;
+  int threads = 2, steps = 6, prompt = 512, context = 32;
   std::string device = "cpu", dtype = "auto";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -253,13 +255,16 @@ int main(int argc, char** argv) {
       steps = std::max(1, std::atoi(next().c_str()));
     } else if (a == "--prompt") {
       prompt = std::max(1, std::atoi(next().c_str()));
+    } else if (a == "--context") {
+      context = std::max(1, std::atoi(next().c_str()));
     } else if (a == "--device") {
       device = next();
     } else if (a == "--dtype") {
       dtype = next();
     } else {
       Die("usage: atoma_engine_bench [--model DIR] [--threads N] [--cache DIR] [--steps N] "
-          "[--prompt N] [--device cpu|cuda|cuda:N] [--dtype auto|float32|bfloat16|float16]");
+          "[--prompt N] [--context N] [--device cpu|cuda|cuda:N] "
+          "[--dtype auto|float32|bfloat16|float16]");
     }
   }
   atoma::LogOptions lo;
@@ -356,7 +361,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 4; ++i) {
     next_phase(std::string("decode, ") + invariant_name + ", " + std::to_string(concs[i]) +
                " sequences");
-    inv_ms[i] = DecodeMsPerStep(*runner, concs[i], steps);
+    inv_ms[i] = DecodeMsPerStep(*runner, concs[i], steps, context);
   }
   next_phase("decode, 1 and 16 rows interleaved");
   const int rounds = std::max(8, steps);
@@ -367,12 +372,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 4; ++i) {
     next_phase(std::string("decode, ") + (cpu ? "libtorch GEMM, " : "unpadded, ") +
                std::to_string(concs[i]) + " sequences");
-    torch_ms[i] = DecodeMsPerStep(*torch, concs[i], steps);
+    torch_ms[i] = DecodeMsPerStep(*torch, concs[i], steps, context);
   }
   torch.reset();
   bar.Clear();
 
-  std::printf("\ndecode (median of %d steps, 32-token prompts)\n", steps);
+  std::printf("\ndecode (median of %d steps, %d-token prompts)\n", steps, context);
   std::printf("%-6s %12s %12s %12s %12s %10s\n", "conc",
               (std::string(invariant_name) + " ms").c_str(),
               (std::string(invariant_name) + " tok/s").c_str(), "torch ms", "torch tok/s",

@@ -4,9 +4,10 @@
 //   - Prefill (any device): libtorch ops over one sequence, chunked by prefill_chunk. On CPU with
 //     a fixed decode kernel its projections also run through the fixed-order Gemm on the packed
 //     weights (the HF-layout copies are freed after packing); attention stays libtorch.
-//   - CPU decode: per-row C++ loops over raw float pointers (RMSNorm, RoPE, attention over the
-//     sequence's own KV cache, SiLU*mul, residuals) with the projections through Gemm (gemm.h):
-//     the fixed-order kernel, or at::linear for DecodeKernel::kTorch. Nothing in a row's
+//   - CPU decode: per-row C++ loops over raw float pointers (RMSNorm, RoPE, residuals), the
+//     fixed-order row kernels of rowops.h (attention over the sequence's own KV cache, SiLU*mul;
+//     AVX2 or portable, the same bits) and the projections through Gemm (gemm.h): the
+//     fixed-order kernel, or at::linear for DecodeKernel::kTorch. Nothing in a row's
 //     arithmetic depends on the other rows, so a sequence's logits are the same alone or in a
 //     batch.
 //   - Tensor decode (every CUDA run; on CPU with DecodeKernel::kPadded): libtorch ops with the
@@ -55,6 +56,7 @@
 #include "atoma/common/status.h"
 #include "atoma/engine/gemm.h"
 #include "atoma/engine/model.h"
+#include "atoma/engine/rowops.h"
 #include "atoma/engine/safetensors.h"
 
 namespace atoma::engine {
@@ -177,6 +179,10 @@ class LlamaRunner final : public ModelRunner {
   at::Tensor RopeT(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) const;
   void PrefillChunk(Slot& slot, const int32_t* ids, int64_t count, bool want_logits,
                     std::vector<float>* last_logits);
+  // The row kernels' path (rowops.h): AVX2 with the AVX2 GEMM, else portable (same bits).
+  GemmPath RowPath() const {
+    return gemm_path_ == GemmPath::kAvx2 ? GemmPath::kAvx2 : GemmPath::kPortable;
+  }
   // True on CPU with a fixed-order decode path: every projection runs on the packed weights.
   bool PackedPath() const { return !tensor_decode_ && gemm_path_ != GemmPath::kTorch; }
   // x [rows, in] times a projection: at::linear(x, w, b) on tensor decode/kTorch, else the
@@ -590,19 +596,6 @@ void LlamaRunner::RopeRow(float* v, int64_t heads, int64_t pos) const {
   }
 }
 
-// Dot product with 8 lanes (vectorizable without reassociation) and a fixed final order.
-inline float Dot8(const float* a, const float* b, int64_t n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  const int64_t n8 = n - n % 8;
-  for (int64_t i = 0; i < n8; i += 8) {
-    for (int l = 0; l < 8; ++l) lane[l] += a[i + l] * b[i + l];
-  }
-  float s =
-      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-  for (int64_t i = n8; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 void LlamaRunner::AttentionRows(std::span<const int> seqs, int64_t layer, const float* qkv,
                                 float* out) {
   const int64_t H = cfg_.num_heads, KVH = cfg_.num_kv_heads;
@@ -617,26 +610,8 @@ void LlamaRunner::AttentionRows(std::span<const int> seqs, int64_t layer, const 
       const int64_t len = slot.len + 1;  // the new token's K/V are already written
       const float* q = qkv + r * qkv_dim_ + h * hd_;
       const int64_t base = ((layer * KVH + kvh) * slot.max_len) * hd_;
-      const float* K = slot.k.data_ptr<float>() + base;
-      const float* V = slot.v.data_ptr<float>() + base;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < len; ++j) {
-        sc[j] = Dot8(q, K + j * hd_, hd_) * scale;
-        mx = std::max(mx, sc[j]);
-      }
-      float sum = 0;
-      for (int64_t j = 0; j < len; ++j) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
-      }
-      const float inv = 1.0f / sum;
-      float* o = out + r * q_dim_ + h * hd_;
-      for (int64_t d = 0; d < hd_; ++d) o[d] = 0;
-      for (int64_t j = 0; j < len; ++j) {
-        const float p = sc[j] * inv;
-        const float* vj = V + j * hd_;
-        for (int64_t d = 0; d < hd_; ++d) o[d] += p * vj[d];
-      }
+      AttendHead(RowPath(), q, slot.k.data_ptr<float>() + base, slot.v.data_ptr<float>() + base,
+                 len, hd_, scale, sc, out + r * q_dim_ + h * hd_);
     }
   });
 }
@@ -689,10 +664,7 @@ void LlamaRunner::DecodeCpu(std::span<const int> seqs, std::span<const int32_t> 
     RmsNormRows(x_.data(), B, L.mlp_norm.data_ptr<float>(), h_.data());
     check(GemmOrDie(h_.data(), B, L.w_gate_up, L.p_gate_up, at::Tensor(), gu_.data()));
     for (int64_t r = 0; r < B; ++r) {
-      const float* g = &gu_[r * 2 * I];
-      const float* u = g + I;
-      float* a = &act_[r * I];
-      for (int64_t i = 0; i < I; ++i) a[i] = (g[i] / (1.0f + std::exp(-g[i]))) * u[i];
+      SiluMul(RowPath(), &gu_[r * 2 * I], &gu_[r * 2 * I + I], &act_[r * I], I);
     }
     check(GemmOrDie(act_.data(), B, L.w_down, L.p_down, at::Tensor(), tmp_.data()));
     for (int64_t i = 0; i < B * hidden; ++i) x_[i] += tmp_[i];
