@@ -28,7 +28,6 @@
 #include "atoma/common/logging.h"
 #include "atoma/common/progress.h"
 #include "atoma/engine/engine.h"
-#include "atoma/engine/gemm.h"
 #include "atoma/engine/model.h"
 #include "atoma/engine/synth.h"
 
@@ -46,33 +45,6 @@ double Now() {
 [[noreturn]] void Die(const std::string& what) {
   std::fprintf(stderr, "atoma_engine_bench: %s\n", what.c_str());
   std::exit(1);
-}
-
-// Read bandwidth in bytes/s: every thread sums its share of a buffer far larger than the caches;
-// the best of a few passes.
-double MeasureBandwidth(int threads) {
-  const size_t floats = size_t{512} << 20 >> 2;  // 512 MiB
-  std::vector<float> buf(floats, 1.0f);
-  atoma::engine::WorkerPool pool(threads);
-  std::vector<float> sink(threads);
-  double best = 0;
-  for (int pass = 0; pass < 5; ++pass) {
-    const double t0 = Now();
-    pool.Run([&](int part, int parts) {
-      const size_t b = floats * part / parts, e = floats * (part + 1) / parts;
-      float lane[16] = {};
-      for (size_t i = b; i + 16 <= e; i += 16) {
-        for (int l = 0; l < 16; ++l) lane[l] += buf[i + l];
-      }
-      float s = 0;
-      for (float v : lane) s += v;
-      sink[part] = s;
-    });
-    const double dt = Now() - t0;
-    best = std::max(best, floats * 4.0 / dt);
-  }
-  if (sink[0] < 0) std::printf("%f", sink[0]);  // keep the sums alive
-  return best;
 }
 
 // Weights a decode step reads (every projection and the LM head), in parameters.
@@ -112,50 +84,61 @@ std::unique_ptr<ModelRunner> Load(const fs::path& dir, const std::string& device
   return *std::move(r);
 }
 
-// Decode throughput at `conc` sequences with `context`-token prompts: ms per step (median of
-// `steps`).
-double DecodeMsPerStep(ModelRunner& runner, int conc, int steps, int context) {
-  const int64_t vocab = runner.config().vocab_size;
+// `conc` sequences prefilled with `context`-token prompts and room for `steps` + 1 decode steps,
+// with the token each decodes next; Decode'd once (warm-up). Remove them with Release().
+struct Batch {
   std::vector<int> seqs;
   std::vector<int32_t> toks;
   std::vector<float> logits;
-  for (int i = 0; i < conc; ++i) {
-    auto s = runner.AddSequence(context + steps + 4);
-    if (!s.ok()) Die("AddSequence: " + std::string(s.status().message()));
-    seqs.push_back(*s);
-    Check(runner.Prefill(*s, Prompt(context, i, vocab), &logits), "prefill");
-    toks.push_back(static_cast<int32_t>((i * 17) % vocab));
+
+  Batch(ModelRunner& runner, int conc, int context, int steps) {
+    const int64_t vocab = runner.config().vocab_size;
+    for (int i = 0; i < conc; ++i) {
+      auto s = runner.AddSequence(context + steps + 4);
+      if (!s.ok()) Die("AddSequence: " + std::string(s.status().message()));
+      seqs.push_back(*s);
+      Check(runner.Prefill(*s, Prompt(context, i, vocab), &logits), "prefill");
+      toks.push_back(static_cast<int32_t>((i * 17) % vocab));
+    }
+    Check(runner.Decode(seqs, toks, &logits), "decode");  // warm-up
   }
-  Check(runner.Decode(seqs, toks, &logits), "decode");  // warm-up
+  void Release(ModelRunner& runner) {
+    for (int s : seqs) runner.RemoveSequence(s);
+  }
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Decode throughput at `conc` sequences with `context`-token prompts: ms per step (median of
+// `steps`).
+double DecodeMsPerStep(ModelRunner& runner, int conc, int steps, int context) {
+  Batch batch(runner, conc, context, steps);
+  const std::vector<int>& seqs = batch.seqs;
+  const std::vector<int32_t>& toks = batch.toks;
+  std::vector<float>& logits = batch.logits;
   std::vector<double> times;
   for (int s = 0; s < steps; ++s) {
     const double t0 = Now();
     Check(runner.Decode(seqs, toks, &logits), "decode");
     times.push_back(Now() - t0);
   }
-  for (int s : seqs) runner.RemoveSequence(s);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2] * 1e3;
+  batch.Release(runner);
+  return Median(std::move(times)) * 1e3;
 }
 
 // Aggregate throughput at 16 rows over batch-1, measured in alternating steps (one row, then the
 // same row with 15 others) so both see the same memory bandwidth, which on a shared machine moves
 // from second to second: the median over `rounds` pairs of 16 x t(1 row) / t(16 rows).
-double InterleavedScale16(ModelRunner& runner, int rounds) {
-  const int64_t vocab = runner.config().vocab_size;
-  std::vector<int> seqs;
-  std::vector<int32_t> toks;
-  std::vector<float> logits;
-  for (int i = 0; i < 16; ++i) {
-    auto s = runner.AddSequence(32 + 2 * rounds + 4);
-    if (!s.ok()) Die("AddSequence: " + std::string(s.status().message()));
-    seqs.push_back(*s);
-    Check(runner.Prefill(*s, Prompt(32, i, vocab), &logits), "prefill");
-    toks.push_back(static_cast<int32_t>((i * 17) % vocab));
-  }
+double InterleavedScale16(ModelRunner& runner, int rounds, int context) {
+  Batch batch(runner, 16, context, 2 * rounds);
+  const std::vector<int>& seqs = batch.seqs;
+  const std::vector<int32_t>& toks = batch.toks;
+  std::vector<float>& logits = batch.logits;
   const std::span<const int> one(seqs.data(), 1);
   const std::span<const int32_t> one_tok(toks.data(), 1);
-  Check(runner.Decode(seqs, toks, &logits), "decode");  // warm-up
   std::vector<double> ratios;
   for (int r = 0; r < rounds; ++r) {
     const double t0 = Now();
@@ -164,9 +147,8 @@ double InterleavedScale16(ModelRunner& runner, int rounds) {
     Check(runner.Decode(seqs, toks, &logits), "decode");
     ratios.push_back(16.0 * (t1 - t0) / (Now() - t1));
   }
-  for (int s : seqs) runner.RemoveSequence(s);
-  std::sort(ratios.begin(), ratios.end());
-  return ratios[ratios.size() / 2];
+  batch.Release(runner);
+  return Median(std::move(ratios));
 }
 
 // A stream decodes while a `long_prompt`-token prompt arrives: the longest gap between two of
@@ -298,14 +280,11 @@ int main(int argc, char** argv) {
     bar.Update(static_cast<double>(phase++) / kPhases, what);
   };
   next_phase("read bandwidth");
-  double bw = 0;
-  if (cpu) {
-    bw = MeasureBandwidth(threads);
-  } else {
-    auto measured = atoma::engine::MeasureReadBandwidth(device, int64_t{1} << 30);
-    if (!measured.ok()) Die("bandwidth: " + std::string(measured.status().message()));
-    bw = *measured;
-  }
+  // A buffer far larger than the caches: 512 MiB of host memory, 1 GiB on a GPU.
+  auto measured = atoma::engine::MeasureReadBandwidth(
+      device, cpu ? int64_t{512} << 20 : int64_t{1} << 30, threads);
+  if (!measured.ok()) Die("bandwidth: " + std::string(measured.status().message()));
+  const double bw = *measured;
   next_phase(std::string("load (") + invariant_name + ")");
   auto runner = Load(model, device, dtype, invariant, threads);
   bar.Clear();
@@ -365,7 +344,7 @@ int main(int argc, char** argv) {
   }
   next_phase("decode, 1 and 16 rows interleaved");
   const int rounds = std::max(8, steps);
-  const double scale_interleaved = InterleavedScale16(*runner, rounds);
+  const double scale_interleaved = InterleavedScale16(*runner, rounds, context);
   runner.reset();
   next_phase(cpu ? "load (libtorch GEMM)" : "load (unpadded)");
   auto torch = Load(model, device, dtype, DecodeKernel::kTorch, threads);

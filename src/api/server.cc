@@ -23,6 +23,7 @@
 #include "atoma/common/status.h"
 #include "atoma/consensus/attestation.h"
 #include "atoma/consensus/xv.h"
+#include "atoma/crypto/sha256.h"
 #include "atoma/metrics/metrics.h"
 #include "atoma/metrics/request_meter.h"
 #include "atoma/v1/admin.grpc.pb.h"
@@ -539,19 +540,11 @@ class AdminService final : public v1::Admin::Service {
                           "api.admin_token_file");
     }
     const auto& md = context.client_metadata();
-    auto it = md.find("authorization");
-    const std::string_view want = token;
-    if (it != md.end()) {
-      const std::string_view got(it->second.data(), it->second.size());
-      constexpr std::string_view kBearer = "Bearer ";
-      if (got.size() == kBearer.size() + want.size() && got.substr(0, kBearer.size()) == kBearer) {
-        // Constant time in the token's bytes.
-        unsigned char diff = 0;
-        for (size_t i = 0; i < want.size(); ++i) {
-          diff |= static_cast<unsigned char>(got[kBearer.size() + i] ^ want[i]);
-        }
-        if (diff == 0) return grpc::Status::OK;
-      }
+    if (auto it = md.find("authorization");
+        it != md.end() &&
+        crypto::ConstantTimeEqual(std::string_view(it->second.data(), it->second.size()),
+                                  "Bearer " + token)) {
+      return grpc::Status::OK;
     }
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "Admin.Drain needs metadata \"authorization: Bearer <token>\" with the "

@@ -39,6 +39,14 @@ Hash256 Sha256Of(std::string_view bytes) {
   return h.Final();
 }
 
+bool ConstantTimeEqual(std::string_view a, std::string_view b) {
+  const Hash256 ha = Sha256Of(a);
+  const Hash256 hb = Sha256Of(b);
+  uint8_t diff = 0;
+  for (size_t i = 0; i < ha.size(); ++i) diff |= static_cast<uint8_t>(ha[i] ^ hb[i]);
+  return diff == 0;
+}
+
 std::string ToHex(std::span<const uint8_t> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;

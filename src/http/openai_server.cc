@@ -9,7 +9,6 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,7 +19,6 @@
 #include <cmath>
 #include <condition_variable>
 #include <csignal>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <list>
@@ -196,9 +194,6 @@ HttpError FromStatus(const absl::Status& s, bool chat) {
   }
 }
 
-// The requests_total outcome of a generation that ended with `s` (as the gRPC API counts them).
-const char* OutcomeOf(const absl::Status& s) { return metrics::OutcomeOf(s.code()); }
-
 // ConsensusNode::RevealSalt's errors: NOT_FOUND no running round with the id, PERMISSION_DENIED
 // a salt that does not hash to the request's salt_hash, FAILED_PRECONDITION a round not waiting
 // for a salt.
@@ -218,17 +213,6 @@ HttpError RevealError(const absl::Status& s) {
     default:
       return HttpError{500, message.empty() ? "internal error" : message, "", "", "server_error"};
   }
-}
-
-// Whether two strings are equal, in time that depends on neither's contents: both are hashed
-// and the digests compared without an early exit, so neither a key's length nor its prefix
-// shows in the timing.
-bool ConstantTimeEqual(absl::string_view a, absl::string_view b) {
-  const crypto::Hash256 ha = crypto::Sha256Of(std::string_view(a.data(), a.size()));
-  const crypto::Hash256 hb = crypto::Sha256Of(std::string_view(b.data(), b.size()));
-  uint8_t diff = 0;
-  for (size_t i = 0; i < ha.size(); ++i) diff |= static_cast<uint8_t>(ha[i] ^ hb[i]);
-  return diff == 0;
 }
 
 const char* FinishName(engine::FinishReason r) {
@@ -683,7 +667,9 @@ class SocketServer final : public OpenAiServer {
       token = absl::StripAsciiWhitespace(authorization.substr(7));
     }
     bool ok = false;
-    for (const std::string& key : *keys) ok |= ConstantTimeEqual(token, key);
+    for (const std::string& key : *keys) {
+      ok |= crypto::ConstantTimeEqual(std::string_view(token.data(), token.size()), key);
+    }
     return ok && !token.empty();
   }
 
@@ -794,7 +780,7 @@ class SocketServer final : public OpenAiServer {
                                 request.cross_validation ? "cross_validation" : "sampling",
                                 accepted);
     const auto refuse = [&](const absl::Status& status, int prompt_tokens) {
-      meter.Done(OutcomeOf(status), prompt_tokens);
+      meter.Done(metrics::OutcomeOf(status.code()), prompt_tokens);
       SendError(conn, FromStatus(status, request.chat));
     };
     if (!options_.submit_verified) {
@@ -975,7 +961,7 @@ class SocketServer final : public OpenAiServer {
   }
   static const char* FinalOutcome(const engine::StreamEvent& event) {
     if (event.finish_reason == engine::FinishReason::kCancelled) return "cancelled";
-    return event.status.ok() ? "error" : OutcomeOf(event.status);
+    return event.status.ok() ? "error" : metrics::OutcomeOf(event.status.code());
   }
   static bool FinishedWell(const engine::StreamEvent& event) {
     return event.finish_reason != engine::FinishReason::kError &&

@@ -32,6 +32,10 @@ class Sha256 {
 };
 
 Hash256 Sha256Of(std::string_view bytes);
+// Whether `a` equals `b` (API keys, the admin token), in time that depends on neither's contents:
+// both are hashed and the digests compared without an early exit, so neither a secret's length
+// nor a prefix shows in the timing.
+bool ConstantTimeEqual(std::string_view a, std::string_view b);
 std::string ToHex(std::span<const uint8_t> bytes);
 
 }  // namespace atoma::crypto

@@ -102,7 +102,7 @@ struct RunnerOptions {
   // OpenMP workers do not spin against OpenBLAS's) — prefill bits depend on it.
   int threads = 0;
   DecodeKernel decode_kernel = DecodeKernel::kAuto;
-  int max_batch = 16;      // most sequences in one Decode call
+  int max_batch = 16;  // most sequences in one Decode call
   // KV capacity per sequence (clamped to max_position_embeddings). The CPU row path allocates a
   // sequence's cache when it is added; the tensor path (CUDA, kPadded) allocates one cache of
   // max_batch + 1 slots of max_seq_len positions at load (RESOURCE_EXHAUSTED if it does not fit).
@@ -148,10 +148,11 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> LoadModel(const std::filesystem::pa
                                                        const RunnerOptions& options);
 
 // Read bandwidth of `device` ("cpu", "cuda", "cuda:N") in bytes/s: the best of five timed sums
-// over `bytes` (at least 1 MiB) of float32 on that device after one warm-up, each waited for on
-// the host. For the engine benchmark's decode limit on a GPU. FAILED_PRECONDITION for CUDA without
-// CUDA; INVALID_ARGUMENT for a device libtorch does not know.
-absl::StatusOr<double> MeasureReadBandwidth(const std::string& device, int64_t bytes);
+// over `bytes` (at least 1 MiB) of float32 after one warm-up. On the CPU `threads` workers each
+// sum their share in 16 lanes (WorkerPool); on a GPU a libtorch sum, waited for on the host. For
+// the engine benchmark's decode limit. FAILED_PRECONDITION for CUDA without CUDA;
+// INVALID_ARGUMENT for a device libtorch does not know.
+absl::StatusOr<double> MeasureReadBandwidth(const std::string& device, int64_t bytes, int threads);
 
 // Canary fingerprint (DESIGN §4.2): SHA-256 over the fp32 logits of a fixed prompt (prefill and 8
 // greedy decode steps), with the decode run alone and again inside a full batch of other

@@ -31,7 +31,6 @@
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/silu.h>
 #include <ATen/ops/softmax.h>
-#include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
@@ -420,8 +419,8 @@ absl::Status LlamaRunner::AllocateKvCache() {
     kv_k_ = at::zeros(shape, o);
     kv_v_ = at::zeros(shape, o);
   } catch (const std::exception& e) {
-    const double gb = 2.0 * c10::elementSize(dtype_) * cfg_.num_layers * (opts_.max_batch + 1) *
-                      cfg_.num_kv_heads * max_seq_len_ * hd_ / 1e9;
+    const double gb =
+        static_cast<double>(KvBytesPerToken()) * (opts_.max_batch + 1) * max_seq_len_ / 1e9;
     std::string what = e.what();
     if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
     return absl::ResourceExhaustedError(absl::StrCat(

@@ -71,7 +71,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Make(const EngineOptions& option
       internal::MakeEngine(options, *std::move(runner), *std::move(tokenizer), std::move(info)));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelInfo& loaded = engine->info();
-  const ModelConfig& cfg = engine->info().config;
+  const ModelConfig& cfg = loaded.config;
   log->info(
       "model {} ({} layers, hidden {}, vocab {}) loaded from {} in {:.2f} s: digest {}, path {}, "
       "fingerprint {}",

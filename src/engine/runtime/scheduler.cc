@@ -437,10 +437,10 @@ class EngineImpl final : public Engine {
       Sequence& s = *prefilling_.front();
       const std::vector<int32_t>& prompt = s.request().prompt_ids;
       const int64_t left = static_cast<int64_t>(prompt.size() - s.prefilled);
-      int64_t take = left;
-      if (take > budget)
-        take = first ? std::max(chunk, budget / chunk * chunk) : budget / chunk * chunk;
-      take = std::min(take, left);
+      // The rest of the prompt if it fits the budget, else the whole chunks that fit; the first
+      // slice of an iteration is at least one chunk (or the rest, if shorter).
+      const int64_t fits = left <= budget ? left : budget / chunk * chunk;
+      const int64_t take = first ? std::max(fits, std::min(left, chunk)) : fits;
       if (take <= 0) break;
       first = false;
       budget -= take;

@@ -15,6 +15,15 @@ TEST(Sha256, KnownVectors) {
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
+TEST(Sha256, ConstantTimeEqual) {
+  EXPECT_TRUE(ConstantTimeEqual("sk-first", "sk-first"));
+  EXPECT_TRUE(ConstantTimeEqual("", ""));
+  EXPECT_FALSE(ConstantTimeEqual("sk-first", "sk-firs"));
+  EXPECT_FALSE(ConstantTimeEqual("sk-first", "sk-first2"));
+  EXPECT_FALSE(ConstantTimeEqual("sk-first", "sk-firsT"));
+  EXPECT_FALSE(ConstantTimeEqual("", "x"));
+}
+
 TEST(Sha256, IncrementalEqualsOneShot) {
   Sha256 h;
   h.Update(std::string_view("ab"));

@@ -608,13 +608,14 @@ TEST(ModelLoaderTest, MissingAndMisshapedTensorsNamed) {
 
 // The benchmark's device bandwidth probe: a positive figure on the CPU, clear errors otherwise.
 TEST(ModelBandwidthTest, MeasuresCpuAndRefusesBadDevices) {
-  auto cpu = MeasureReadBandwidth("cpu", int64_t{64} << 20);
+  auto cpu = MeasureReadBandwidth("cpu", int64_t{64} << 20, 2);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   EXPECT_GT(*cpu, 1e8);  // any machine that runs this reads faster than 100 MB/s
-  EXPECT_EQ(MeasureReadBandwidth("cpu", 1000).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(MeasureReadBandwidth("quantum:0", int64_t{1} << 20).status().code(),
+  EXPECT_EQ(MeasureReadBandwidth("cpu", 1000, 1).status().code(),
             absl::StatusCode::kInvalidArgument);
-  auto cuda = MeasureReadBandwidth("cuda", int64_t{64} << 20);
+  EXPECT_EQ(MeasureReadBandwidth("quantum:0", int64_t{1} << 20, 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto cuda = MeasureReadBandwidth("cuda", int64_t{64} << 20, 1);
   if (!cuda.ok()) {
     EXPECT_EQ(cuda.status().code(), absl::StatusCode::kFailedPrecondition) << cuda.status();
   }
