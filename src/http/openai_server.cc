@@ -760,11 +760,7 @@ class SocketServer final : public OpenAiServer {
     absl::StatusOr<std::shared_ptr<engine::RequestHandle>> handle =
         engine->Submit(std::move(*native));
     if (!handle.ok()) {
-      meter.Done(
-          absl::IsResourceExhausted(handle.status()) || absl::IsInvalidArgument(handle.status())
-              ? "refused"
-              : "error",
-          0);
+      meter.Done(metrics::OutcomeOf(handle.status().code()), 0);
       return SendError(conn, FromStatus(handle.status(), chat));
     }
     EngineSource source(**handle);

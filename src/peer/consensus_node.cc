@@ -282,6 +282,10 @@ class ConsensusNodeImpl : public ConsensusNode, public ledger::Cosigner {
   // After a restart: the claim (and worst-case reservation) Submit took for a journaled request
   // whose round resumes or whose certificate is not settled yet. Keeps a claim already held.
   void RestoreNonceClaim(const ConsensusRequest& request, const Hash256& request_id);
+  // fee_per_token x (prompt + max_tokens): the most `request` can cost its client.
+  absl::StatusOr<Uint256> WorstFee(const ConsensusRequest& request) const {
+    return CheckedMul(params_.fee_per_token, request.prompt_token_ids.size() + request.max_tokens);
+  }
   // Releases the escrow reservations of `client`'s claims whose requests are done with its
   // escrow: the journal says the certificate settled or was refused for good, or the round ended
   // without one (a dispute is settled before the round is marked failed). The claims themselves
@@ -644,9 +648,7 @@ void ConsensusNodeImpl::ReleaseNonceClaim(const ConsensusRequest& request,
 void ConsensusNodeImpl::RestoreNonceClaim(const ConsensusRequest& request,
                                           const Hash256& request_id) {
   // An overflowing worst case reserves everything (Submit refused such a request anyway).
-  const Uint256 worst =
-      CheckedMul(params_.fee_per_token, request.prompt_token_ids.size() + request.max_tokens)
-          .value_or(Uint256::Max());
+  const Uint256 worst = WorstFee(request).value_or(Uint256::Max());
   std::lock_guard lock(mu_);
   nonce_claims_.try_emplace({request.client, request.client_nonce},
                             NonceClaim{request_id, request.epoch, worst});
@@ -658,7 +660,10 @@ absl::Status ConsensusNodeImpl::ReleaseSettledClaims(const Address& client) {
     std::lock_guard lock(mu_);
     for (auto it = nonce_claims_.lower_bound({client, 0});
          it != nonce_claims_.end() && it->first.first == client; ++it) {
-      if (it->second.reserved) claims.emplace_back(it->first.second, it->second.request_id);
+      // A round still running has nothing settled yet: no journal reads for it.
+      if (it->second.reserved && !rounds_.contains(it->second.request_id)) {
+        claims.emplace_back(it->first.second, it->second.request_id);
+      }
     }
   }
   std::vector<std::pair<uint64_t, Hash256>> done;
@@ -715,8 +720,7 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
         checked.current_epoch, "; sign the request again for the current epoch"));
   }
   // The worst case is known now (prompt + max_tokens): refuse rather than work and not be paid.
-  ASSIGN_OR_RETURN(Uint256 worst, CheckedMul(params_.fee_per_token,
-                                             request.prompt_token_ids.size() + request.max_tokens));
+  ASSIGN_OR_RETURN(Uint256 worst, WorstFee(request));
   if (request.max_fee < worst) {
     return absl::FailedPreconditionError(
         absl::StrCat("max_fee: ", request.max_fee.ToDecimal(), " is below the worst-case fee ",
@@ -769,9 +773,11 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
   {
     std::lock_guard lock(mu_);
     if (checked.current_epoch != claims_pruned_at_epoch_) {
-      // Once per epoch: requests of epochs before the previous one can no longer run.
+      // Once per epoch: requests of epochs before the previous one can no longer run. A claim
+      // still reserved stays: its certificate may settle late (the ledger takes certificates of
+      // past epochs), and until then its nonce is taken and its fee promised.
       std::erase_if(nonce_claims_, [&](const auto& claim) {
-        return claim.second.epoch + 1 < checked.current_epoch;
+        return !claim.second.reserved && claim.second.epoch + 1 < checked.current_epoch;
       });
       claims_pruned_at_epoch_ = checked.current_epoch;
     }

@@ -105,9 +105,10 @@ absl::StatusOr<evm::Receipt> WaitForReceipt(evm::EthClient& eth, const crypto::H
       last_send = now;
       const absl::StatusOr<crypto::Hash256> sent = eth.SendRawTransaction(raw);
       if (Classify(sent.status()) == SendOutcome::kNonceTaken) {
-        // Mined meanwhile (then the receipt is there now), or replaced by another transaction.
+        // Mined meanwhile (then the receipt is there now: the loop checks its depth), or
+        // replaced by another transaction.
         ASSIGN_OR_RETURN(std::optional<evm::Receipt> again, eth.GetTransactionReceipt(hash));
-        if (again.has_value()) return *again;
+        if (again.has_value()) continue;
         return absl::AbortedError(absl::StrCat("transaction ", Hex(hash), " (", purpose,
                                                ") can never be mined: ", Msg(sent.status())));
       }

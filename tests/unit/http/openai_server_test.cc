@@ -70,7 +70,9 @@ class Client {
       fd_ = -1;
       return;
     }
-    timeval tv{30, 0};  // a test that waits this long has failed anyway
+    // Below the server's 10 s idle close, so a server that wrongly keeps a connection open shows
+    // as a timeout here, not as a close.
+    timeval tv{5, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (tls != nullptr) {
       ssl_ = SSL_new(tls);
@@ -129,8 +131,13 @@ class Client {
     return out;
   }
 
-  // True when the server closed the connection (and sent nothing more).
-  bool ClosedByServer() { return data_.empty() && !Fill() && data_.empty(); }
+  // True when the server closed the connection (an orderly end of stream, not a timeout) and sent
+  // nothing more.
+  bool ClosedByServer() {
+    while (data_.empty() && Fill()) {
+    }
+    return data_.empty() && eof_;
+  }
 
  private:
   bool Fill() {
@@ -139,6 +146,7 @@ class Client {
                       : ssl_ != nullptr ? SSL_read(ssl_, buf, sizeof(buf))
                                         : ::recv(fd_, buf, sizeof(buf), 0);
     if (n <= 0) {
+      eof_ = n == 0;  // a timeout or an error is -1
       ERR_clear_error();
       return false;
     }
@@ -148,6 +156,7 @@ class Client {
 
   int fd_ = -1;
   SSL* ssl_ = nullptr;
+  bool eof_ = false;
   std::string data_;
 };
 
@@ -1285,13 +1294,16 @@ TEST_F(OpenAiServerTest, ApiKeysGuardEveryPathButHealth) {
 
 class ApiKeysFileTest : public ::testing::Test {
  protected:
+  void SetUp() override { dir_ = test::FreshTestDir("atoma_http_keys_"); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::filesystem::path Write(const std::string& name, const std::string& text, mode_t mode) {
-    const std::filesystem::path path = std::filesystem::path(::testing::TempDir()) / name;
+    const std::filesystem::path path = dir_ / name;
     std::filesystem::remove(path);
     std::ofstream(path) << text;
     ::chmod(path.c_str(), mode);
     return path;
   }
+  std::filesystem::path dir_;
 };
 
 TEST_F(ApiKeysFileTest, ReadsOneKeyPerLine) {
@@ -1312,9 +1324,7 @@ TEST_F(ApiKeysFileTest, RefusesFilesOthersMayRead) {
 TEST_F(ApiKeysFileTest, EmptyOrMissing) {
   EXPECT_EQ(LoadApiKeys(Write("keys_empty", "# none yet\n\n", 0600)).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      LoadApiKeys(std::filesystem::path(::testing::TempDir()) / "no_such_keys").status().code(),
-      absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadApiKeys(dir_ / "no_such_keys").status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "atoma/engine/safetensors.h"
 #include "atoma/engine/synth.h"
+#include "testing/cuda.h"
 
 #ifndef ATOMA_SOURCE_DIR_DEFAULT
 #define ATOMA_SOURCE_DIR_DEFAULT "."
@@ -616,8 +617,8 @@ TEST(ModelBandwidthTest, MeasuresCpuAndRefusesBadDevices) {
   EXPECT_EQ(MeasureReadBandwidth("quantum:0", int64_t{1} << 20, 1).status().code(),
             absl::StatusCode::kInvalidArgument);
   auto cuda = MeasureReadBandwidth("cuda", int64_t{64} << 20, 1);
-  if (!cuda.ok()) {
-    EXPECT_EQ(cuda.status().code(), absl::StatusCode::kFailedPrecondition) << cuda.status();
+  if (test::CudaRuns(cuda.status())) {
+    EXPECT_GT(*cuda, 1e9);  // any GPU reads faster than 1 GB/s
   }
 }
 
@@ -629,13 +630,7 @@ TEST(ModelBandwidthTest, MeasuresCpuAndRefusesBadDevices) {
 bool CudaAvailable(const fs::path& dir) {
   RunnerOptions o;
   o.device = "cuda";
-  auto r = LoadModel(dir, o);
-  if (r.ok()) return true;
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
-  if (std::getenv("ATOMA_REQUIRE_CUDA") != nullptr) {
-    ADD_FAILURE() << "ATOMA_REQUIRE_CUDA is set but: " << r.status();
-  }
-  return false;
+  return test::CudaRuns(LoadModel(dir, o).status());
 }
 
 // Every dtype against the NumPy reference: float32 as tight as the CPU (cuBLAS does not use TF32

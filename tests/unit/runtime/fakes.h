@@ -69,6 +69,13 @@ struct FakeControl {
   std::atomic<int> contract_violations{0};
 };
 
+// a = max(a, v), atomically.
+inline void RaiseTo(std::atomic<int>& a, int v) {
+  int seen = a.load();
+  while (v > seen && !a.compare_exchange_weak(seen, v)) {
+  }
+}
+
 class FakeRunner final : public ModelRunner {
  public:
   explicit FakeRunner(std::shared_ptr<FakeControl> control, int max_seq_len = 4096)
@@ -96,9 +103,7 @@ class FakeRunner final : public ModelRunner {
                        std::vector<float>* last_logits) override {
     const int call = control_->prefill_calls.fetch_add(1);
     const int since = control_->prefills_since_decode.fetch_add(1) + 1;
-    if (since > control_->max_prefills_between_decodes.load()) {
-      control_->max_prefills_between_decodes.store(since);
-    }
+    RaiseTo(control_->max_prefills_between_decodes, since);
     control_->prefill_entered.fetch_add(1);
     if (control_->prefill_gate) control_->prefill_gate->WaitForNotification();
     const int sleep = control_->prefill_sleep_ms.load();
@@ -106,11 +111,7 @@ class FakeRunner final : public ModelRunner {
     if (call == control_->fail_prefill_call.load()) {
       return absl::InternalError("fake runner: injected prefill failure");
     }
-    int most = control_->max_prefill_call_tokens.load();
-    while (static_cast<int>(tokens.size()) > most &&
-           !control_->max_prefill_call_tokens.compare_exchange_weak(
-               most, static_cast<int>(tokens.size()))) {
-    }
+    RaiseTo(control_->max_prefill_call_tokens, static_cast<int>(tokens.size()));
     // A prompt may arrive in several calls, never after the sequence started decoding.
     auto it = seqs_.find(seq);
     if (it == seqs_.end() || it->second.decoding) return Violation("prefill of bad seq");
@@ -134,10 +135,7 @@ class FakeRunner final : public ModelRunner {
     control_->prefills_since_decode.store(0);
     const int sleep = control_->decode_sleep_ms.load();
     if (sleep > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep));
-    int seen = control_->max_batch_seen.load();
-    while (static_cast<int>(seqs.size()) > seen &&
-           !control_->max_batch_seen.compare_exchange_weak(seen, static_cast<int>(seqs.size()))) {
-    }
+    RaiseTo(control_->max_batch_seen, static_cast<int>(seqs.size()));
     if (call == control_->fail_decode_call.load()) {
       return absl::InternalError("fake runner: injected decode failure");
     }
