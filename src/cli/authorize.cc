@@ -17,7 +17,6 @@
 // leaves out take the OpenAI defaults the server applies (temperature 1).
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,7 +28,6 @@
 #include <iterator>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -46,6 +44,7 @@
 #include "consensus_fields.h"
 #include "ledger_open.h"
 #include "nlohmann/json.hpp"
+#include "node_rpc.h"
 #include "openai_body.h"
 
 namespace atoma::cli {
@@ -66,17 +65,6 @@ struct AuthorizeArgs {
   std::optional<std::string> salt_hex;  // test seam: a fixed salt
   std::optional<uint64_t> epoch;        // test seam: sign for another epoch
 };
-
-template <typename T>
-T OrFail(absl::StatusOr<T> value) {
-  if (!value.ok()) Fail(value.status());
-  return *std::move(value);
-}
-
-void FailRpc(const char* what, const grpc::Status& status) {
-  Fail(absl::StrCat("authorize: ", what, ": ", status.error_message(), " (gRPC code ",
-                    static_cast<int>(status.error_code()), ")"));
-}
 
 json ReadBodyOrFail(const std::string& path) {
   std::string text;
@@ -103,7 +91,6 @@ http::OpenAiRequest ParseOrFail(json body, const std::string& security, const js
   if (std::optional<http::BodyError> e = http::ParseOpenAiBody(body, chat, &request)) {
     Fail(absl::StrCat("body: ", e->message));
   }
-  if (!request.verified) Fail("--security must be sampling:N or cross_validation:P:K");
   return request;
 }
 
@@ -119,19 +106,15 @@ void WriteSaltOrFail(const std::string& path, const consensus::XvSalt& salt) {
 }
 
 void RunAuthorize(const AuthorizeArgs& args) {
+  // A body parses with security none too, but there is nothing to sign then.
+  if (args.security == "none") Fail("--security must be sampling:N or cross_validation:P:K");
   if (absl::Status s = RequireLedger(args.ledger, "authorize").status(); !s.ok()) Fail(s);
   const json body = ReadBodyOrFail(args.body_file);
   const crypto::PrivateKey key = OrFail(crypto::ReadKeyFile(args.client_key));
   auto ledger = OrFail(OpenLedger(args.ledger));
   const ledger::Params params = OrFail(ledger->GetParams());
   const uint64_t epoch = args.epoch ? *args.epoch : OrFail(ledger->CurrentEpoch()).number;
-  uint64_t nonce = 0;
-  if (args.nonce) {
-    nonce = *args.nonce;
-  } else {
-    std::random_device rd;  // getrandom(): unpredictable, so two clients do not collide
-    nonce = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  }
+  const uint64_t nonce = args.nonce ? *args.nonce : RandomNonce();
   json client = {{"address", crypto::AddressToString(key.address())},
                  {"signature", "0x" + std::string(130, '0')},  // not part of the request id
                  {"nonce", std::to_string(nonce)},
@@ -149,11 +132,8 @@ void RunAuthorize(const AuthorizeArgs& args) {
   consensus::XvSalt salt{};
   if (xv) {
     if (args.salt_hex) {
-      auto bytes = crypto::ParseHex(*args.salt_hex);
-      if (!bytes.ok() || bytes->size() != salt.size()) {
-        Fail("--salt-for-test: expected 64 hex digits");
-      }
-      std::copy(bytes->begin(), bytes->end(), salt.begin());
+      const crypto::Hash256 fixed = ParseHash32OrFail(*args.salt_hex, "--salt-for-test");
+      std::copy(fixed.begin(), fixed.end(), salt.begin());
     } else {
       salt = RandomSaltOrFail();
     }
@@ -165,25 +145,10 @@ void RunAuthorize(const AuthorizeArgs& args) {
   }
 
   // The model's digest and the prompt's ids, from the node the request goes to.
-  auto stub =
-      v1::Inference::NewStub(grpc::CreateChannel(args.addr, grpc::InsecureChannelCredentials()));
-  const auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(60); };
-  v1::ListModelsResponse models;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(deadline());
-    const grpc::Status s = stub->ListModels(&context, v1::ListModelsRequest(), &models);
-    if (!s.ok()) FailRpc("ListModels", s);
-  }
-  std::optional<crypto::Hash256> digest;
-  for (const v1::ModelInfo& m : models.models()) {
-    if (m.id() != request.proto.model()) continue;
-    auto bytes = crypto::ParseHex(m.digest_hex());
-    if (!bytes.ok() || bytes->size() != 32) Fail("the node reports a malformed model digest");
-    digest.emplace();
-    std::copy(bytes->begin(), bytes->end(), digest->begin());
-  }
-  if (!digest) Fail(absl::StrCat("the node does not serve model '", request.proto.model(), "'"));
+  auto stub = v1::Inference::NewStub(Connect(args.addr));
+  const crypto::Hash256 digest =
+      ParseHash32OrFail(FindModelOrFail(*stub, request.proto.model(), "authorize").digest_hex(),
+                        "the node's model digest");
   std::vector<int32_t> ids(request.proto.token_ids().ids().begin(),
                            request.proto.token_ids().ids().end());
   if (request.proto.prompt_case() != v1::GenerateRequest::kTokenIds) {
@@ -196,9 +161,9 @@ void RunAuthorize(const AuthorizeArgs& args) {
     }
     v1::TokenizeResponse tokens;
     grpc::ClientContext context;
-    context.set_deadline(deadline());
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     const grpc::Status s = stub->Tokenize(&context, tokenize, &tokens);
-    if (!s.ok()) FailRpc("Tokenize", s);
+    if (!s.ok()) FailCall("authorize", s);
     ids.assign(tokens.ids().begin(), tokens.ids().end());
   }
 
@@ -211,7 +176,7 @@ void RunAuthorize(const AuthorizeArgs& args) {
   }
   request.proto.mutable_token_ids()->mutable_ids()->Assign(ids.begin(), ids.end());
   const api::ParsedConsensusRequest parsed =
-      OrFail(api::ConsensusRequestFromProto(request.proto, *digest));
+      OrFail(api::ConsensusRequestFromProto(request.proto, digest));
   const crypto::Signature signature =
       key.Sign(consensus::ClientRequestDigest(params.domain, parsed.request_id));
   client["signature"] = "0x" + crypto::ToHex(signature);

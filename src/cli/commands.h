@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "atoma/consensus/xv.h"
 
 namespace atoma::cli {
@@ -49,5 +50,15 @@ consensus::XvSalt RandomSaltOrFail();
 // Prints "atoma-cli: <message>" to stderr and throws CLI::RuntimeError(exit_code).
 [[noreturn]] void Fail(std::string_view message, int exit_code = 1);
 [[noreturn]] void Fail(const absl::Status& status, int exit_code = 1);
+
+// The value, or Fail with the status.
+template <typename T>
+T OrFail(absl::StatusOr<T> value) {
+  if (!value.ok()) Fail(value.status());
+  return *std::move(value);
+}
+inline void OrFail(const absl::Status& status) {
+  if (!status.ok()) Fail(status);
+}
 
 }  // namespace atoma::cli

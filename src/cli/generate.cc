@@ -50,6 +50,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "ledger_open.h"
 #include "nlohmann/json.hpp"
+#include "node_rpc.h"
 #include "verify.h"
 
 namespace atoma::cli {
@@ -106,17 +107,6 @@ const char* CodeName(grpc::StatusCode code) {
     default:
       return "ERROR";
   }
-}
-
-// Prints a failed call and makes atoma-cli exit with status 1 (main catches CLI::RuntimeError).
-[[noreturn]] void FailCall(const char* command, const grpc::Status& status) {
-  std::fprintf(stderr, "atoma-cli %s: %s: %s\n", command, CodeName(status.error_code()),
-               status.error_message().c_str());
-  throw CLI::RuntimeError(1);
-}
-
-std::shared_ptr<grpc::Channel> Connect(const std::string& addr) {
-  return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -250,12 +240,6 @@ void RunGenerate(const GenerateArgs& args) {
 
 using nlohmann::json;
 
-template <typename T>
-T OrFail(absl::StatusOr<T> value) {
-  if (!value.ok()) Fail(value.status());
-  return *std::move(value);
-}
-
 std::string Hex0x(std::span<const uint8_t> bytes) { return "0x" + crypto::ToHex(bytes); }
 
 // A whole string as an unsigned decimal.
@@ -305,30 +289,6 @@ consensus::Security ParseSecurityOrFail(const std::string& text) {
   }
   Fail(absl::StrCat("--security must be none, sampling:N with N in 1..",
                     consensus::kMaxCommitteeSize, " or cross_validation:P:K, got '", text, "'"));
-}
-
-crypto::Hash256 ParseHash32OrFail(const std::string& hex, const std::string& what) {
-  auto bytes = crypto::ParseHex(hex);
-  if (!bytes.ok() || bytes->size() != 32) {
-    Fail(absl::StrCat(what, ": expected 64 hex digits, got '", hex, "'"));
-  }
-  crypto::Hash256 h;
-  std::copy(bytes->begin(), bytes->end(), h.begin());
-  return h;
-}
-
-// The model as the node describes it (digest and fingerprint name its echelon).
-v1::ModelInfo FindModelOrFail(v1::Inference::Stub& stub, const std::string& model) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  v1::ListModelsResponse response;
-  const grpc::Status status = stub.ListModels(&context, v1::ListModelsRequest(), &response);
-  if (!status.ok()) FailCall("generate", status);
-  for (const v1::ModelInfo& m : response.models()) {
-    if (m.id() == model) return m;
-  }
-  FailCall("generate", grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                    absl::StrCat("the node does not serve model '", model, "'")));
 }
 
 std::vector<uint32_t> TokenizeOrFail(v1::Inference::Stub& stub, const GenerateArgs& args) {
@@ -400,11 +360,6 @@ absl::StatusOr<consensus::CertificateContext> LedgerContext(ledger::LedgerClient
                    ledger.EchelonSnapshot(epoch, echelon));
   for (const ledger::Candidate& c : snapshot) ctx.registry.push_back({c.address, c.stake});
   return ctx;
-}
-
-uint64_t RandomNonce() {
-  std::random_device rd;  // getrandom(): unpredictable, so two clients do not collide
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
 }
 
 json MembersJson(ledger::LedgerClient& ledger, const std::vector<crypto::Address>& members) {
@@ -590,7 +545,7 @@ void RunVerifiedGenerate(const GenerateArgs& args, consensus::Security security)
   const ledger::Epoch epoch = OrFail(ledger->CurrentEpoch());
 
   auto stub = v1::Inference::NewStub(Connect(args.addr));
-  const v1::ModelInfo model = FindModelOrFail(*stub, args.model);
+  const v1::ModelInfo model = FindModelOrFail(*stub, args.model, "generate");
   const crypto::Hash256 digest = ParseHash32OrFail(model.digest_hex(), "the node's model digest");
 
   // Cross-validation: the salt stays with the client until the executor has committed; only its
@@ -904,6 +859,47 @@ void RunModels(const std::string& addr, bool json) {
 }
 
 }  // namespace
+
+// ---- shared with the other commands (commands.h) ----
+
+[[noreturn]] void FailCall(const char* command, const grpc::Status& status) {
+  std::fprintf(stderr, "atoma-cli %s: %s: %s\n", command, CodeName(status.error_code()),
+               status.error_message().c_str());
+  throw CLI::RuntimeError(1);
+}
+
+std::shared_ptr<grpc::Channel> Connect(const std::string& addr) {
+  return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+}
+
+crypto::Hash256 ParseHash32OrFail(const std::string& hex, const std::string& what) {
+  auto bytes = crypto::ParseHex(hex);
+  if (!bytes.ok() || bytes->size() != 32) {
+    Fail(absl::StrCat(what, ": expected 64 hex digits, got '", hex, "'"));
+  }
+  crypto::Hash256 h;
+  std::copy(bytes->begin(), bytes->end(), h.begin());
+  return h;
+}
+
+v1::ModelInfo FindModelOrFail(v1::Inference::Stub& stub, const std::string& model,
+                              const char* command) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::ListModelsResponse response;
+  const grpc::Status status = stub.ListModels(&context, v1::ListModelsRequest(), &response);
+  if (!status.ok()) FailCall(command, status);
+  for (const v1::ModelInfo& m : response.models()) {
+    if (m.id() == model) return m;
+  }
+  FailCall(command, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 absl::StrCat("the node does not serve model '", model, "'")));
+}
+
+uint64_t RandomNonce() {
+  std::random_device rd;  // getrandom(): unpredictable, so two clients do not collide
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
 
 // A fresh secret salt from the kernel's CSPRNG (getrandom, the source of /dev/urandom). It must be
 // unpredictable: whoever knows it before the executor commits knows the coin.

@@ -65,15 +65,6 @@ ledger::Hash256 ParseHashOrFail(std::string_view text) {
   return h;
 }
 
-template <typename T>
-T OrFail(absl::StatusOr<T> value) {
-  if (!value.ok()) Fail(value.status());
-  return *std::move(value);
-}
-void OrFail(const absl::Status& status) {
-  if (!status.ok()) Fail(status);
-}
-
 void Print(const LedgerCmdFlags& flags, const json& j, const std::string& human) {
   if (flags.json) {
     std::printf("%s\n", j.dump(2).c_str());

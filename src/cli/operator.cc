@@ -33,6 +33,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "ledger_open.h"
 #include "nlohmann/json.hpp"
+#include "node_rpc.h"
 
 namespace atoma::cli {
 
@@ -45,15 +46,6 @@ constexpr auto kHealthDeadline = std::chrono::seconds(1);
 
 std::string HashHex(const ledger::Hash256& h) { return "0x" + crypto::ToHex(h); }
 std::string Addr(const ledger::Address& a) { return crypto::AddressToString(a); }
-
-template <typename T>
-T OrFail(absl::StatusOr<T> value) {
-  if (!value.ok()) Fail(value.status());
-  return *std::move(value);
-}
-void OrFail(const absl::Status& status) {
-  if (!status.ok()) Fail(status);
-}
 
 void Print(bool as_json, const json& j, const std::string& human) {
   if (as_json) {
@@ -71,10 +63,6 @@ std::optional<ledger::Hash256> ParseHash(std::string_view text) {
   ledger::Hash256 h;
   std::copy(bytes->begin(), bytes->end(), h.begin());
   return h;
-}
-
-std::shared_ptr<grpc::Channel> Connect(const std::string& addr) {
-  return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
 }
 
 [[noreturn]] void FailRpc(const std::string& what, const std::string& addr,
