@@ -14,6 +14,7 @@
 #include <iterator>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -74,7 +75,6 @@ absl::Status Annotate(const absl::Status& status, const std::string& context) {
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
 }
 
-// A PEM file the config names; errors name the key.
 // api.admin_token_file: owner-only, the token trimmed, at least 16 characters.
 absl::StatusOr<std::string> ReadAdminToken(const fs::path& path) {
   ASSIGN_OR_RETURN(std::string text, crypto::ReadOwnerOnlyFile(path, "api.admin_token_file", 4096));
@@ -87,6 +87,7 @@ absl::StatusOr<std::string> ReadAdminToken(const fs::path& path) {
   return token;
 }
 
+// A PEM file the config names; errors name the key.
 absl::StatusOr<std::string> ReadTextFile(const fs::path& path, std::string_view key) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -98,6 +99,13 @@ absl::StatusOr<std::string> ReadTextFile(const fs::path& path, std::string_view 
         absl::StrCat(std::string(key), ": ", path.string(), " is not PEM"));
   }
   return text;
+}
+
+// http.tls_cert_file and http.tls_key_file: (chain, key), at start and on SIGHUP.
+absl::StatusOr<std::pair<std::string, std::string>> ReadHttpTls(const config::NodeConfig& c) {
+  ASSIGN_OR_RETURN(std::string chain, ReadTextFile(c.http.tls_cert_file, "http.tls_cert_file"));
+  ASSIGN_OR_RETURN(std::string key, ReadTextFile(c.http.tls_key_file, "http.tls_key_file"));
+  return std::make_pair(std::move(chain), std::move(key));
 }
 
 void StopEpochTimer(NodeContext& ctx) {
@@ -291,10 +299,8 @@ absl::Status StartHttp(const config::NodeConfig& c, NodeContext& ctx) {
   }
   options.allow_anonymous = c.api.allow_anonymous;
   if (!c.http.tls_cert_file.empty()) {
-    ASSIGN_OR_RETURN(options.tls_cert_chain_pem,
-                     ReadTextFile(c.http.tls_cert_file, "http.tls_cert_file"));
-    ASSIGN_OR_RETURN(options.tls_private_key_pem,
-                     ReadTextFile(c.http.tls_key_file, "http.tls_key_file"));
+    ASSIGN_OR_RETURN(std::tie(options.tls_cert_chain_pem, options.tls_private_key_pem),
+                     ReadHttpTls(c));
   }
   if (!c.http.api_keys_file.empty()) {
     absl::StatusOr<std::vector<std::string>> keys = http::LoadApiKeys(c.http.api_keys_file);
@@ -626,11 +632,9 @@ absl::Status ReloadSecrets(NodeContext& ctx) {
     }
   }
   if (ctx.http_server != nullptr && !c.http.tls_cert_file.empty()) {
-    absl::StatusOr<std::string> cert = ReadTextFile(c.http.tls_cert_file, "http.tls_cert_file");
-    absl::StatusOr<std::string> key = ReadTextFile(c.http.tls_key_file, "http.tls_key_file");
-    absl::Status set = !cert.ok()  ? cert.status()
-                       : !key.ok() ? key.status()
-                                   : ctx.http_server->SetTls(*cert, *key);
+    absl::StatusOr<std::pair<std::string, std::string>> tls = ReadHttpTls(c);
+    const absl::Status set =
+        tls.ok() ? ctx.http_server->SetTls(tls->first, tls->second) : tls.status();
     if (set.ok()) {
       Log()->info("SIGHUP: HTTPS certificate from {}", c.http.tls_cert_file.string());
       ++reloaded;
