@@ -303,22 +303,22 @@ absl::StatusOr<std::vector<int32_t>> TokenizeForRequest(const v1::TokenizeReques
 
 absl::Status PromptToTokenIds(v1::GenerateRequest* request, const engine::Engine& engine,
                               const ConvertLimits& limits) {
-  std::vector<int32_t> ids;
+  // Through TokenizeForRequest, so the ids are by construction the ones Tokenize gave the client
+  // that signed them (special tokens added, as Tokenize's default).
+  v1::TokenizeRequest tokenize;
   switch (request->prompt_case()) {
     case v1::GenerateRequest::kTokenIds:
       return absl::OkStatus();
-    case v1::GenerateRequest::kText: {
-      ASSIGN_OR_RETURN(
-          ids, EncodeText("text", request->text(), /*add_special_tokens=*/true, engine, limits));
+    case v1::GenerateRequest::kText:
+      tokenize.set_text(request->text());
       break;
-    }
-    case v1::GenerateRequest::kChat: {
-      ASSIGN_OR_RETURN(ids, EncodeChat("chat", request->chat(), engine, limits));
+    case v1::GenerateRequest::kChat:
+      *tokenize.mutable_chat() = request->chat();
       break;
-    }
     case v1::GenerateRequest::PROMPT_NOT_SET:
       return absl::InvalidArgumentError("prompt: one of text, chat or token_ids is required");
   }
+  ASSIGN_OR_RETURN(const std::vector<int32_t> ids, TokenizeForRequest(tokenize, engine, limits));
   // Setting the oneof's token_ids clears text or chat.
   request->mutable_token_ids()->mutable_ids()->Assign(ids.begin(), ids.end());
   return absl::OkStatus();
