@@ -31,7 +31,7 @@ APT_PACKAGES=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev openssl libsecp256k1-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libpcre2-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-grpcio python3-protobuf python3-numpy python3-jinja2
+  python3 python3-grpcio python3-protobuf python3-numpy python3-jinja2 python3-yaml
 
 )
 if [ "$with_torch" = 1 ]; then APT_PACKAGES+=(libtorch-dev python3-torch); fi

@@ -145,11 +145,7 @@ v1::GenerateRequest ToGenerateRequest(const consensus::ConsensusRequest& request
   auth->set_client_address(std::string(request.client.begin(), request.client.end()));
   auth->set_signature(std::string(client_signature.begin(), client_signature.end()));
   auth->set_nonce(request.client_nonce);
-  const std::array<uint8_t, 32> fee = request.max_fee.ToBigEndian();
-  // Minimal big-endian; zero keeps one byte because the server reads empty as "missing".
-  const size_t first = std::min<size_t>(
-      std::find_if(fee.begin(), fee.end(), [](uint8_t b) { return b != 0; }) - fee.begin(), 31);
-  auth->set_max_fee(std::string(fee.begin() + first, fee.end()));
+  auth->set_max_fee(request.max_fee.ToMinimalBigEndian());
   auth->set_epoch(request.epoch);
   return out;
 }

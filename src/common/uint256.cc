@@ -53,6 +53,13 @@ absl::StatusOr<Uint256> Uint256::FromBigEndianBytes(std::span<const uint8_t> byt
   return FromBigEndian(padded);
 }
 
+std::string Uint256::ToMinimalBigEndian() const {
+  const std::array<uint8_t, 32> be = ToBigEndian();
+  size_t first = 0;
+  while (first < 31 && be[first] == 0) ++first;
+  return std::string(be.begin() + first, be.end());
+}
+
 std::array<uint8_t, 32> Uint256::ToBigEndian() const {
   std::array<uint8_t, 32> out{};
   for (int limb = 0; limb < 4; ++limb) {

@@ -205,11 +205,8 @@ std::optional<BodyError> ParseClient(const json& client, v1::ClientAuthorization
                "atoma_client.max_fee: the most the client pays, in base units, is required (a "
                "decimal string, a \"0x\" hex string or an integer, at most 2^256 - 1)");
   }
-  // Minimal big-endian, as api::ToGenerateRequest writes it (the value, not the bytes, is signed).
-  const std::array<uint8_t, 32> be = fee->ToBigEndian();
-  const size_t first = std::min<size_t>(
-      std::find_if(be.begin(), be.end(), [](uint8_t b) { return b != 0; }) - be.begin(), 31);
-  auth->set_max_fee(std::string(be.begin() + first, be.end()));
+  // As api::ToGenerateRequest writes it (the value, not the bytes, is signed).
+  auth->set_max_fee(fee->ToMinimalBigEndian());
   return std::nullopt;
 }
 

@@ -51,6 +51,9 @@ class Uint256 {
   // OUT_OF_RANGE for more than 32 bytes unless the extra leading bytes are zero.
   static absl::StatusOr<Uint256> FromBigEndianBytes(std::span<const uint8_t> bytes);
   std::array<uint8_t, 32> ToBigEndian() const;
+  // Big-endian without leading zero bytes, but at least one byte (zero is "\0"): the form of
+  // amounts in protos, where empty reads as missing.
+  std::string ToMinimalBigEndian() const;
 
   // Decimal digits only (no sign, no whitespace, no separators, at least one digit; leading zeros
   // are allowed). INVALID_ARGUMENT for anything else, OUT_OF_RANGE above 2^256 - 1.

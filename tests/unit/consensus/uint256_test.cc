@@ -83,6 +83,18 @@ TEST(Uint256Test, HexRoundTripAndErrors) {
   EXPECT_EQ(Uint256::FromHex(v.ToHex()).value(), v);
 }
 
+TEST(Uint256Test, MinimalBigEndian) {
+  EXPECT_EQ(Uint256().ToMinimalBigEndian(), std::string(1, '\0'));
+  EXPECT_EQ(Uint256(1).ToMinimalBigEndian(), std::string(1, '\x01'));
+  EXPECT_EQ(Uint256(256).ToMinimalBigEndian(), std::string("\x01\x00", 2));
+  const Uint256 max = Uint256::Max();
+  EXPECT_EQ(max.ToMinimalBigEndian(), std::string(32, '\xff'));
+  for (const Uint256& v : {Uint256(0), Uint256(77), Uint256(1) << 200, max}) {
+    const std::string m = v.ToMinimalBigEndian();
+    EXPECT_EQ(Uint256::FromBigEndianBytes(std::vector<uint8_t>(m.begin(), m.end())).value(), v);
+  }
+}
+
 TEST(Uint256Test, BigEndianRoundTrip) {
   std::array<uint8_t, 32> bytes{};
   for (int i = 0; i < 32; ++i) bytes[i] = static_cast<uint8_t>(i + 1);
