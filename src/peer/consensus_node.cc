@@ -965,13 +965,16 @@ std::vector<absl::StatusOr<crypto::Signature>> ConsensusNodeImpl::Cosign(
   constexpr size_t kParallel = 16;
   std::vector<absl::StatusOr<crypto::Signature>> out(requests.size(),
                                                      absl::UnavailableError("not asked"));
-  for (size_t begin = 0; begin < requests.size(); begin += kParallel) {
-    std::vector<std::thread> calls;
-    for (size_t k = begin; k < std::min(begin + kParallel, requests.size()); ++k) {
-      calls.emplace_back([this, &requests, &out, k] { out[k] = CosignOne(requests[k]); });
-    }
-    for (std::thread& t : calls) t.join();
+  // At most kParallel calls at once, each thread taking the next member as it finishes one, so a
+  // slow member holds up no other.
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> workers;
+  for (size_t w = 0; w < std::min(kParallel, requests.size()); ++w) {
+    workers.emplace_back([this, &requests, &out, &next] {
+      for (size_t k = next++; k < requests.size(); k = next++) out[k] = CosignOne(requests[k]);
+    });
   }
+  for (std::thread& t : workers) t.join();
   return out;
 }
 
