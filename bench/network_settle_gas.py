@@ -85,9 +85,6 @@ def main():
                         evmnet.DEPOSIT)
         evmnet.cli_json("ledger", *ledger, "--key", deployer_key, "advance-epoch")
         entry = nodes[0]
-        with open(os.path.join(HERE, "..", "contracts", "build", "AtomaLedger.json")) as f:
-            ids = json.load(f)["methodIdentifiers"]
-        methods = {"0x" + ids[m]: m for m in ("settle(bytes)", "settleCosigned(bytes)")}
 
         def one(i):
             cmd = netlib.generate_args(entry, client_key, ledger, "--json", "--max-tokens", 20,
@@ -111,29 +108,21 @@ def main():
                   f"{usage['completion_tokens']} completion tokens each); {len(members)} "
                   f"distinct members")
             deadline = time.monotonic() + 120
-            while True:
-                settled = sum(1 for out in outs
-                              if evmnet.cli_json("ledger", *ledger, "settled",
-                                                 out["request_id"])["settled"])
-                if settled == len(outs):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {settled} of {len(outs)} settled:\n"
+            pending = {out["request_id"] for out in outs}  # asks only about what is not settled
+            while pending:
+                pending = {rid for rid in pending
+                           if not evmnet.cli_json("ledger", *ledger, "settled", rid)["settled"]}
+                if pending and time.monotonic() > deadline:
+                    raise RuntimeError(f"{len(pending)} of {len(outs)} not settled:\n"
                                        f"{entry.read_log()[-4000:]}")
-                time.sleep(1)
+                if pending:
+                    time.sleep(1)
             total_gas = 0
-            head = int(anvil.rpc("eth_blockNumber"), 16)
-            for number in range(start_block + 1, head + 1):
-                block = anvil.rpc("eth_getBlockByNumber", hex(number), True)
-                for tx in block["transactions"]:
-                    method = methods.get(tx["input"][:10])
-                    if method is None or tx["from"].lower() != entry.address.lower():
-                        continue
-                    receipt = anvil.rpc("eth_getTransactionReceipt", tx["hash"])
-                    gas = int(receipt["gasUsed"], 16)
-                    total_gas += gas
-                    calldata = (len(tx["input"]) - 2) // 2
-                    print(f"  {method}: {gas} gas, {calldata} calldata bytes")
+            for method, tx, receipt in evmnet.settlement_txs(anvil, entry.address, start_block):
+                gas = int(receipt["gasUsed"], 16)
+                total_gas += gas
+                calldata = (len(tx["input"]) - 2) // 2
+                print(f"  {method}: {gas} gas, {calldata} calldata bytes")
             print(f"  gas per certificate: {total_gas / len(outs):.0f} (target <= 30000 at "
                   f"n = 3 in batches of 100)")
     finally:

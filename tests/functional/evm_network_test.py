@@ -499,24 +499,6 @@ class EvmNetwork(unittest.TestCase):
         self.assertIn("--contract", r.stderr)
 
     # --- (e) ---
-    def settlement_txs(self, sender, after_block):
-        """The settle / settleCosigned transactions `sender` got mined after `after_block`, as
-        (method, receipt) pairs in order."""
-        artifact = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "contracts", "build", "AtomaLedger.json")
-        with open(artifact) as f:
-            ids = json.load(f)["methodIdentifiers"]
-        methods = {"0x" + ids[m]: m for m in ("settle(bytes)", "settleCosigned(bytes)")}
-        out = []
-        head = int(self.anvil.rpc("eth_blockNumber"), 16)
-        for number in range(after_block + 1, head + 1):
-            block = self.anvil.rpc("eth_getBlockByNumber", hex(number), True)
-            for tx in block["transactions"]:
-                method = methods.get(tx["input"][:10])
-                if method and tx["from"].lower() == sender.lower():
-                    out.append((method, self.anvil.rpc("eth_getTransactionReceipt", tx["hash"])))
-        return out
-
     def test_e_a_burst_settles_in_one_co_signed_batch(self):
         entry = self.nodes[-1]
         start_block = int(self.anvil.rpc("eth_blockNumber"), 16)
@@ -535,14 +517,33 @@ class EvmNetwork(unittest.TestCase):
             self.assertTrue(self.wait_settled(out["request_id"]), self.explain())
             fees += self.assert_paid_once(out["request_id"], out, None)
         self.assertEqual(self.escrow(), escrow_before - fees)
-        txs = self.settlement_txs(entry.address, start_block)
-        self.assertEqual([m for m, _ in txs], ["settleCosigned(bytes)"],
+        txs = settlement_txs(self.anvil, entry.address, start_block)
+        self.assertEqual([m for m, _, _ in txs], ["settleCosigned(bytes)"],
                          f"{txs}\n{entry.read_log()[-4000:]}")
-        receipt = txs[0][1]
+        receipt = txs[0][2]
         self.assertEqual(receipt["status"], "0x1")
         gas = int(receipt["gasUsed"], 16)
         print(f"\nco-signed batch of {BURST} certificates (sampling:3, 5-node echelon): "
               f"{gas} gas, {gas // BURST} per certificate", file=sys.stderr)
+
+
+def settlement_txs(anvil, sender, after_block):
+    """The settle / settleCosigned transactions `sender` got mined after `after_block`, as
+    (method, transaction, receipt) in order (also bench/network_settle_gas.py's gas count)."""
+    artifact = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contracts",
+                            "build", "AtomaLedger.json")
+    with open(artifact) as f:
+        ids = json.load(f)["methodIdentifiers"]
+    methods = {"0x" + ids[m]: m for m in ("settle(bytes)", "settleCosigned(bytes)")}
+    out = []
+    head = int(anvil.rpc("eth_blockNumber"), 16)
+    for number in range(after_block + 1, head + 1):
+        block = anvil.rpc("eth_getBlockByNumber", hex(number), True)
+        for tx in block["transactions"]:
+            method = methods.get(tx["input"][:10])
+            if method and tx["from"].lower() == sender.lower():
+                out.append((method, tx, anvil.rpc("eth_getTransactionReceipt", tx["hash"])))
+    return out
 
 
 def add_anvil_argument(parser):
