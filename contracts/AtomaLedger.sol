@@ -428,12 +428,10 @@ contract AtomaLedger is AtomaLedgerBase {
         uint64 unlock = uint64(w);
         uint64 current = _currentEpoch;
         uint256 balance = _escrow[msg.sender];
-        string memory head = string.concat("cannot withdraw ", _dec(amount), " of escrow: ");
         if (pending == 0) {
-            _fail(
-                FAILED_PRECONDITION,
+            _withdrawEscrowFail(
+                amount,
                 string.concat(
-                    head,
                     _addr(msg.sender),
                     " has no withdrawal requested (request one first; it unlocks ",
                     _dec(UNBONDING_EPOCHS),
@@ -442,10 +440,9 @@ contract AtomaLedger is AtomaLedgerBase {
             );
         }
         if (current < unlock) {
-            _fail(
-                FAILED_PRECONDITION,
+            _withdrawEscrowFail(
+                amount,
                 string.concat(
-                    head,
                     "the withdrawal of ",
                     _dec(pending),
                     " requested by ",
@@ -460,10 +457,9 @@ contract AtomaLedger is AtomaLedgerBase {
         }
         uint256 unlocked = pending < balance ? pending : balance;
         if (unlocked < amount) {
-            _fail(
-                FAILED_PRECONDITION,
+            _withdrawEscrowFail(
+                amount,
                 string.concat(
-                    head,
                     _addr(msg.sender),
                     " has ",
                     _dec(unlocked),
@@ -483,6 +479,14 @@ contract AtomaLedger is AtomaLedgerBase {
         _escrowWithdrawal[msg.sender] = left == 0 ? 0 : (left << 64) | unlock;
         emit EscrowWithdrawn(msg.sender, amount);
         _pay(msg.sender, amount);
+    }
+
+    // The refusals of withdrawEscrow, built only when one happens (a successful call pays for no
+    // string).
+    function _withdrawEscrowFail(uint256 amount, string memory why) private pure {
+        _fail(
+            FAILED_PRECONDITION, string.concat("cannot withdraw ", _dec(amount), " of escrow: ", why)
+        );
     }
 
     function rewardBalance(address node) external view returns (uint256) {
