@@ -21,10 +21,10 @@
 // Needs `npm ci`; compiles the contract (scripts/compile_contracts.mjs) when the artifact is
 // missing or older than the source. A program, not a test: it asserts only that what it
 // measures settled.
-import fs from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
+import { SOLC_SETTINGS, contractSources } from "../scripts/solc_input.mjs";
 import * as P from "../tests/functional/evm/protocol.mjs";
 import { ROOT, ensureArtifact, startAnvil } from "../tests/functional/evm/anvil.mjs";
 import { DEFAULT_PARAMS, ECHELON_1, World } from "../tests/functional/evm/world.mjs";
@@ -290,12 +290,9 @@ function print(chain, perCert100, cosigned100, small10, perSecond, seconds, gasT
 // The deployed ledger's source map: pc → the innermost Solidity function around its instruction.
 function sourceFunctions() {
   const solc = createRequire(path.join(ROOT, "package.json"))("solc");
-  const sources = {};
-  for (const f of fs.readdirSync(path.join(ROOT, "contracts")).filter((f) => f.endsWith(".sol")).sort()) {
-    sources[`contracts/${f}`] = { content: fs.readFileSync(path.join(ROOT, "contracts", f), "utf8") };
-  }
-  // scripts/compile_contracts.mjs's settings
-  const settings = { evmVersion: "cancun", optimizer: { enabled: true, runs: 200 }, viaIR: true,
+  const sources = contractSources(ROOT);
+  // The artifact's sources and settings, with the outputs a source map needs.
+  const settings = { ...SOLC_SETTINGS,
                      outputSelection: { "*": { "*": ["evm.deployedBytecode.object",
                                                      "evm.deployedBytecode.sourceMap"],
                                                "": ["ast"] } } };

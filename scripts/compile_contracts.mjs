@@ -16,6 +16,8 @@ import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
+import { SOLC_SETTINGS, contractSources } from "./solc_input.mjs";
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CONTRACTS = path.join(ROOT, "contracts");
 const ARTIFACT = path.join(CONTRACTS, "build", "AtomaLedger.json");
@@ -25,14 +27,9 @@ const NAME = "AtomaLedger";
 const MODULE = "contracts/AtomaDisputes.sol";
 const MODULE_NAME = "AtomaDisputes";
 
-// Settlement gas decides the optimizer runs (docs/ledger_evm.md, "Gas"): the contract is run far
-// more often than it is deployed. viaIR: the settlement path is mostly inline assembly, which only
-// the IR pipeline optimizes; it makes a co-signed certificate ~500 gas cheaper and the deployment
-// ~6 KB smaller (room under the initcode limit) for a compile of about a minute instead of seconds.
+// The shared settings (scripts/solc_input.mjs) and the outputs the artifact needs.
 const SETTINGS = {
-  evmVersion: "cancun",
-  optimizer: { enabled: true, runs: 200 },
-  viaIR: true,
+  ...SOLC_SETTINGS,
   outputSelection: {
     [MAIN]: { [NAME]: ["abi", "evm.bytecode.object", "evm.deployedBytecode.object",
                        "evm.methodIdentifiers"] },
@@ -45,14 +42,6 @@ function usage() {
   process.exit(2);
 }
 
-function sources() {
-  const out = {};
-  for (const f of fs.readdirSync(CONTRACTS).filter((f) => f.endsWith(".sol")).sort()) {
-    out[`contracts/${f}`] = { content: fs.readFileSync(path.join(CONTRACTS, f), "utf8") };
-  }
-  return out;
-}
-
 function sortKeys(obj) {
   return Object.fromEntries(Object.keys(obj).sort().map((k) => [k, obj[k]]));
 }
@@ -60,7 +49,7 @@ function sortKeys(obj) {
 function compile() {
   const require = createRequire(path.join(ROOT, "package.json"));
   const solc = require("solc");
-  const input = { language: "Solidity", sources: sources(), settings: SETTINGS };
+  const input = { language: "Solidity", sources: contractSources(ROOT), settings: SETTINGS };
   const started = Date.now();
   const output = JSON.parse(solc.compile(JSON.stringify(input)));
   const seconds = ((Date.now() - started) / 1000).toFixed(1);

@@ -168,16 +168,24 @@ Response Exchange(int port, const std::string& raw) {
   return c.Read();
 }
 
-Response Post(int port, const std::string& path, const std::string& body) {
-  return Exchange(port, absl::StrCat("POST ", path,
-                                     " HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                                     "application/json\r\nContent-Length: ",
-                                     body.size(), "\r\n\r\n", body));
+// One request with an Authorization header (empty: none) and, for POST, a JSON body.
+Response WithAuth(int port, const std::string& method, const std::string& path,
+                  const std::string& authorization, const std::string& body = "") {
+  std::string raw = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: x\r\n");
+  if (!authorization.empty()) absl::StrAppend(&raw, "Authorization: ", authorization, "\r\n");
+  if (method == "POST") {
+    absl::StrAppend(&raw, "Content-Type: application/json\r\nContent-Length: ", body.size(),
+                    "\r\n");
+  }
+  absl::StrAppend(&raw, "\r\n", body);
+  return Exchange(port, raw);
 }
 
-Response Get(int port, const std::string& path) {
-  return Exchange(port, absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\n\r\n"));
+Response Post(int port, const std::string& path, const std::string& body) {
+  return WithAuth(port, "POST", path, "", body);
 }
+
+Response Get(int port, const std::string& path) { return WithAuth(port, "GET", path, ""); }
 
 // The data: payloads of a server-sent event stream.
 std::vector<std::string> SseData(const std::string& body) {
@@ -1122,12 +1130,9 @@ class XvHttpTest : public OpenAiServerTest {
   }
 
   json Body(bool chat, bool stream) const {
-    json body = VerifiedBodyFor("cross_validation:1:1", chat, stream);
+    json body = VerifiedBody("cross_validation:1:1", chat, stream);
     body["atoma_client"]["salt_hash"] = Hex0x(consensus::XvSaltHash(salt_));
     return body;
-  }
-  static json VerifiedBodyFor(const std::string& security, bool chat, bool stream) {
-    return VerifiedBody(security, chat, stream);
   }
   Response Reveal(const crypto::Hash256& id, const consensus::XvSalt& salt) {
     return Post(port_, "/v1/atoma/reveal_salt",
@@ -1244,18 +1249,6 @@ TEST_F(VerifiedHttpTest, RevealSaltWithoutLedgerIs501) {
 
 // ---------------------------------------------------------------------------------------------
 // API keys (http.api_keys_file).
-
-Response WithAuth(int port, const std::string& method, const std::string& path,
-                  const std::string& authorization, const std::string& body = "") {
-  std::string raw = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: x\r\n");
-  if (!authorization.empty()) absl::StrAppend(&raw, "Authorization: ", authorization, "\r\n");
-  if (method == "POST") {
-    absl::StrAppend(&raw, "Content-Type: application/json\r\nContent-Length: ", body.size(),
-                    "\r\n");
-  }
-  absl::StrAppend(&raw, "\r\n", body);
-  return Exchange(port, raw);
-}
 
 TEST_F(OpenAiServerTest, ApiKeysGuardEveryPathButHealth) {
   OpenAiOptions options;

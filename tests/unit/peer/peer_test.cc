@@ -63,6 +63,16 @@ struct TestNode {
   }
 };
 
+// Polls `done` every 20 ms for up to 6 s; whether it became true.
+template <typename Pred>
+bool Eventually(Pred done) {
+  for (int i = 0; i < 300; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return false;
+}
+
 struct NetworkOptions {
   size_t nodes = 3;
   int64_t member_timeout_ms = 5'000;
@@ -255,11 +265,7 @@ class PeerTest : public ::testing::Test {
   // Polls the shared ledger until the request is settled (the entry's outbox works in the
   // background).
   bool WaitSettled(const crypto::Hash256& request_id) {
-    for (int i = 0; i < 300; ++i) {
-      if (admin_->IsSettled(request_id).value_or(false)) return true;
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    return false;
+    return Eventually([&] { return admin_->IsSettled(request_id).value_or(false); });
   }
 
   fs::path dir_;
@@ -602,12 +608,10 @@ TEST_F(PeerTest, ANonceInUseIsRefusedUntilItsRoundFailsWithoutSettling) {
 // Polls `node`'s journal until its outbox has recorded the settlement of `request_id` (the ledger
 // may show it settled a moment before the outbox marks it).
 bool WaitJournaledSettled(TestNode& node, const crypto::Hash256& request_id) {
-  for (int i = 0; i < 300; ++i) {
+  return Eventually([&] {
     auto record = node.journal->GetSettlement(request_id);
-    if (record.ok() && record->state == journal::SettlementState::kSettled) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return false;
+    return record.ok() && record->state == journal::SettlementState::kSettled;
+  });
 }
 
 TEST_F(PeerTest, EscrowPendingWithdrawalAndUnsettledRequestsAreNotCountedTwice) {
