@@ -511,7 +511,33 @@ bool IsLogRangeError(const absl::Status& status) {
 }
 
 absl::StatusOr<std::vector<Log>> EthClient::GetLogs(const LogFilter& filter) {
+  const uint64_t span = log_span_.load();
+  if (span == 0) return GetLogsSplitting(filter, false);
+  LogFilter range = filter;
+  if (!range.to_block.has_value()) {
+    ASSIGN_OR_RETURN(range.to_block, BlockNumber());
+  }
+  std::vector<Log> out;
+  for (uint64_t from = range.from_block; from <= *range.to_block; from += span) {
+    LogFilter part = range;
+    part.from_block = from;
+    part.to_block = std::min(*range.to_block, from + span - 1);
+    ASSIGN_OR_RETURN(std::vector<Log> logs, GetLogsSplitting(part, false));
+    out.insert(out.end(), std::make_move_iterator(logs.begin()),
+               std::make_move_iterator(logs.end()));
+    if (*part.to_block == *range.to_block) break;  // no overflow past the last block
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Log>> EthClient::GetLogsSplitting(const LogFilter& filter, bool split) {
   absl::StatusOr<std::vector<Log>> logs = GetLogsOnce(filter);
+  if (logs.ok() && split) {
+    const uint64_t blocks = *filter.to_block - filter.from_block + 1;
+    uint64_t known = log_span_.load();
+    while (blocks > known && !log_span_.compare_exchange_weak(known, blocks)) {
+    }
+  }
   if (logs.ok() || !IsLogRangeError(logs.status())) return logs;
   LogFilter range = filter;
   if (!range.to_block.has_value()) {
@@ -522,8 +548,8 @@ absl::StatusOr<std::vector<Log>> EthClient::GetLogs(const LogFilter& filter) {
   LogFilter low = range, high = range;
   low.to_block = mid;
   high.from_block = mid + 1;
-  ASSIGN_OR_RETURN(std::vector<Log> out, GetLogs(low));
-  ASSIGN_OR_RETURN(std::vector<Log> rest, GetLogs(high));
+  ASSIGN_OR_RETURN(std::vector<Log> out, GetLogsSplitting(low, true));
+  ASSIGN_OR_RETURN(std::vector<Log> rest, GetLogsSplitting(high, true));
   out.insert(out.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
   return out;
 }

@@ -809,10 +809,7 @@ absl::StatusOr<std::shared_ptr<RoundHandle>> ConsensusNodeImpl::Submit(
   absl::StatusOr<std::shared_ptr<EntryRound>> round =
       StartRound(request, client_signature, request_id, *model, true);
   if (!round.ok()) {
-    if (claimed) {
-      std::lock_guard lock(mu_);
-      nonce_claims_.erase(nonce_key);
-    }
+    if (claimed) ReleaseNonceClaim(request, request_id);
     return round.status();
   }
   return *std::move(round);
@@ -869,8 +866,7 @@ absl::StatusOr<std::shared_ptr<EntryRound>> ConsensusNodeImpl::StartRound(
                            [](std::string* out, const Address& m) { out->append(Short(m)); }),
              request.epoch);
   if (!TrackThread([round] { round->Drive(); })) {
-    RoundEnded(request_id);
-    ReleaseNonceClaim(request, request_id);
+    RoundEnded(request_id);  // the callers release the nonce claim of a round that did not start
     return absl::UnavailableError("the node is shutting down (the request stays journaled)");
   }
   return round;

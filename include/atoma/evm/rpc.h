@@ -31,6 +31,7 @@
 // uses its own curl handle; nothing mutable is shared). Calls block the calling thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -210,11 +211,16 @@ class EthClient {
   // results", -32602/-32600 "block range too large", geth's "exceed maximum block range", ...):
   // on such an error (IsLogRangeError) the range is split in halves and each half queried,
   // recursively down to one block, so the result is the same as one unlimited query. Other errors
-  // are returned as they are.
+  // are returned as they are. The widest range that answered after such a split is remembered:
+  // later queries are cut into ranges of that many blocks up front instead of being refused again.
   absl::StatusOr<std::vector<Log>> GetLogs(const LogFilter& filter);
 
  private:
   absl::StatusOr<std::vector<Log>> GetLogsOnce(const LogFilter& filter);
+  // GetLogs's halving; `split`: `filter` is a part of a range the node refused.
+  absl::StatusOr<std::vector<Log>> GetLogsSplitting(const LogFilter& filter, bool split);
+
+  std::atomic<uint64_t> log_span_{0};  // blocks per eth_getLogs the node answers; 0: no limit seen
 
   std::shared_ptr<RpcClient> rpc_;
 };
